@@ -1,0 +1,73 @@
+// Audio input: files and streams to 16 kHz mono float samples. Detects the container
+// (WAV, or raw s16le on streams), recognises common compressed formats to give a helpful
+// error instead of decoding them as noise, mixes channels to mono and resamples with
+// libsoxr at HQ quality (as the Python references do).
+#pragma once
+
+#include <cstddef>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace voxtral {
+
+enum class AudioFormat {
+  Auto,      // WAV when the stream starts with a RIFF/RF64 header, else raw s16le
+  Wav,       // must be WAV
+  RawS16le,  // headerless 16-bit little-endian mono at the target rate
+};
+
+// Streaming resampler (libsoxr, HQ). Pass-through when the rates are equal.
+class Resampler {
+ public:
+  Resampler(double input_rate, double output_rate);
+  ~Resampler();
+  Resampler(const Resampler&) = delete;
+  Resampler& operator=(const Resampler&) = delete;
+  void push(std::span<const float> input, std::vector<float>& out);
+  void finish(std::vector<float>& out);  // drains the filter's delay line
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class AudioDecoder {
+ public:
+  AudioDecoder(std::string source, int target_rate, AudioFormat format = AudioFormat::Auto);
+  ~AudioDecoder();
+  AudioDecoder(const AudioDecoder&) = delete;
+  AudioDecoder& operator=(const AudioDecoder&) = delete;
+
+  // Appends target-rate mono samples decoded from the new bytes to `out`.
+  void push(std::span<const std::byte> bytes, std::vector<float>& out);
+  // End of input: flushes the resampler; throws if the input held no audio samples or
+  // ended inside a header or a declared data chunk.
+  void finish(std::vector<float>& out);
+
+  // Known once enough bytes arrived to tell (otherwise Auto / 0).
+  AudioFormat detected_format() const;
+  int input_rate() const;
+  int input_channels() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads a whole audio file (WAV unless `format` says raw). Errors name the path.
+std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate,
+                                   AudioFormat format = AudioFormat::Wav);
+
+// Reads a stream to its end (e.g. stdin), auto-detecting WAV or raw s16le by default.
+std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
+                                     AudioFormat format = AudioFormat::Auto);
+
+// Names a known non-WAV container from its first bytes ("MP3", "Ogg", "FLAC", ...), or ""
+// when the bytes match none of them.
+std::string sniff_compressed_format(std::span<const std::byte> head);
+
+}  // namespace voxtral

@@ -1,0 +1,64 @@
+// WAV (RIFF/WAVE and RF64) parsing, incremental: bytes can arrive in pieces of any size,
+// as from a pipe. Supports PCM 8/16/24/32-bit, IEEE float 32/64 and
+// WAVE_FORMAT_EXTENSIBLE of those; any number of channels, averaged to mono; extra
+// chunks before and after the data; odd chunk sizes (padded to even); and the unknown
+// data sizes (0 or 0xFFFFFFFF) that ffmpeg and others write to a pipe, meaning "to the end".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace voxtral {
+
+enum class SampleEncoding { PcmU8, PcmS16, PcmS24, PcmS32, Float32, Float64 };
+std::string_view encoding_name(SampleEncoding encoding);  // "16-bit PCM", "32-bit float", ...
+
+struct WavFormat {
+  int channels = 0;
+  int sample_rate = 0;
+  SampleEncoding encoding = SampleEncoding::PcmS16;
+  int block_align = 0;  // bytes per frame (all channels)
+};
+
+class WavReader {
+ public:
+  explicit WavReader(std::string source);
+
+  // Decodes what it can of the new bytes and appends mono samples in [-1, 1] to `mono`.
+  // Throws Error naming the source on a malformed or unsupported header.
+  void push(std::span<const std::byte> bytes, std::vector<float>& mono);
+  // End of input: throws if the header is incomplete or the data chunk is shorter than
+  // its stated size. A trailing partial frame is dropped.
+  void finish();
+
+  bool has_format() const { return state_ >= State::Data; }
+  const WavFormat& format() const { return format_; }
+  std::uint64_t frames_decoded() const { return frames_decoded_; }
+
+ private:
+  enum class State { RiffHeader, ChunkHeader, FmtBody, Ds64Body, SkipChunk, Data, AfterData };
+  void parse_fmt(std::span<const std::byte> body);
+  void parse_ds64(std::span<const std::byte> body);
+  void start_chunk(std::string_view id, std::uint32_t size);
+  void decode_frames(std::span<const std::byte> bytes, std::vector<float>& mono);
+
+  std::string source_;
+  State state_ = State::RiffHeader;
+  std::vector<std::byte> buffer_;  // partial header, chunk body or frame
+  WavFormat format_;
+  bool have_fmt_ = false;
+  bool rf64_ = false;
+  std::uint32_t riff_size_ = 0;
+  std::uint64_t ds64_data_size_ = 0;
+  std::uint64_t chunk_remaining_ = 0;  // bytes left in the current chunk body
+  std::uint32_t chunk_size_ = 0;
+  bool chunk_padded_ = false;          // odd chunk: one pad byte follows
+  bool data_unbounded_ = false;        // data runs to the end of input
+  std::uint64_t frames_decoded_ = 0;
+};
+
+}  // namespace voxtral

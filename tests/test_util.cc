@@ -1,0 +1,85 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+#include "core/bf16.h"
+
+namespace voxtral::testing {
+
+std::filesystem::path fixture(const std::string& relative) {
+  return std::filesystem::path(VOXTRAL_FIXTURES_DIR) / relative;
+}
+
+TempDir::TempDir() {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = std::filesystem::temp_directory_path() /
+                     ("voxtral-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::filesystem::path TempDir::write(const std::string& name, const std::string& bytes) const {
+  auto p = path_ / name;
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + p.string());
+  return p;
+}
+
+std::vector<float> to_floats(const TensorView& t) {
+  std::vector<float> out(static_cast<std::size_t>(t.numel()));
+  switch (t.dtype) {
+    case DType::F32: std::memcpy(out.data(), t.data, t.nbytes); break;
+    case DType::BF16: {
+      auto v = t.as<std::uint16_t>(DType::BF16);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(v[i]);
+      break;
+    }
+    case DType::F16: {
+      auto v = t.as<std::uint16_t>(DType::F16);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = f16_to_float(v[i]);
+      break;
+    }
+    default: throw std::runtime_error("to_floats: unsupported dtype for " + t.name);
+  }
+  return out;
+}
+
+std::vector<std::int64_t> to_ints(const TensorView& t) {
+  std::vector<std::int64_t> out(static_cast<std::size_t>(t.numel()));
+  if (t.dtype == DType::I32) {
+    auto v = t.as<std::int32_t>(DType::I32);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = v[i];
+  } else if (t.dtype == DType::I64) {
+    auto v = t.as<std::int64_t>(DType::I64);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = v[i];
+  } else {
+    throw std::runtime_error("to_ints: unsupported dtype for " + t.name);
+  }
+  return out;
+}
+
+std::string safetensors_bytes(const std::string& header_json, const std::string& data) {
+  std::string out(8, '\0');
+  std::uint64_t n = header_json.size();
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header_json + data;
+}
+
+}  // namespace voxtral::testing

@@ -1,0 +1,37 @@
+// Shared helpers for the tests: fixture paths, temporary files, reference tensors.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+
+namespace voxtral::testing {
+
+// tests/fixtures/<relative>
+std::filesystem::path fixture(const std::string& relative);
+
+// A fresh empty directory under the system temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path write(const std::string& name, const std::string& bytes) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Copies a tensor's values as floats (F32, F16 or BF16) or ints (I32, I64).
+std::vector<float> to_floats(const TensorView& tensor);
+std::vector<std::int64_t> to_ints(const TensorView& tensor);
+
+// Writes a safetensors file from raw parts (for malformed-input tests).
+std::string safetensors_bytes(const std::string& header_json, const std::string& data);
+
+}  // namespace voxtral::testing

@@ -11,7 +11,8 @@ Json parse_json(std::string_view text, std::string_view source) {
   if (text.empty()) fail(source, "empty file, expected JSON");
   try {
     return Json::parse(text.begin(), text.end());
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // Not only parse_error: a number like 1e999 throws out_of_range.406.
     // nlohmann's message starts with "[json.exception.parse_error.101] "; keep the rest.
     std::string what = e.what();
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);

@@ -2,7 +2,8 @@
 // as from a pipe. Supports PCM 8/16/24/32-bit, IEEE float 32/64 and
 // WAVE_FORMAT_EXTENSIBLE of those; any number of channels, averaged to mono; extra
 // chunks before and after the data; odd chunk sizes (padded to even); and the unknown
-// data sizes (0 or 0xFFFFFFFF) that ffmpeg and others write to a pipe, meaning "to the end".
+// data sizes (0 or 0xFFFFFFFF, and sox's 0x7FFFF000) that ffmpeg, sox and others write to
+// a pipe, meaning "to the end". Float samples are passed on as they are (not clipped).
 #pragma once
 
 #include <cstddef>
@@ -41,10 +42,14 @@ class WavReader {
 
  private:
   enum class State { RiffHeader, ChunkHeader, FmtBody, Ds64Body, SkipChunk, Data, AfterData };
+  void parse_riff_header(std::span<const std::byte> header);
   void parse_fmt(std::span<const std::byte> body);
   void parse_ds64(std::span<const std::byte> body);
   void start_chunk(std::string_view id, std::uint32_t size);
+  void start_data_chunk(std::uint32_t size);
+  void skip_then_next_chunk(std::uint64_t bytes);
   void decode_frames(std::span<const std::byte> bytes, std::vector<float>& mono);
+  void decode_whole_frames(const std::byte* frames, std::size_t count, std::vector<float>& mono);
 
   std::string source_;
   State state_ = State::RiffHeader;
@@ -59,6 +64,9 @@ class WavReader {
   bool chunk_padded_ = false;          // odd chunk: one pad byte follows
   bool data_unbounded_ = false;        // data runs to the end of input
   std::uint64_t frames_decoded_ = 0;
+  std::uint64_t input_bytes_ = 0;     // everything pushed so far, for error messages
+  std::uint64_t data_declared_ = 0;   // data chunk size from the header (when bounded)
+  std::uint64_t data_received_ = 0;   // data chunk bytes seen so far
 };
 
 }  // namespace voxtral

@@ -1,0 +1,66 @@
+#include "backend/backend.h"
+
+#include <cassert>
+#include <utility>
+
+#include "core/error.h"
+
+namespace voxtral {
+
+std::size_t elem_size(ElemType type) {
+  switch (type) {
+    case ElemType::F32: return 4;
+    case ElemType::BF16: return 2;
+    case ElemType::I32: return 4;
+  }
+  return 0;
+}
+
+Tensor Tensor::row_range(std::int64_t first, std::int64_t count) const {
+  assert(first >= 0 && count >= 0 && first + count <= rows);
+  Tensor t = *this;
+  t.data = static_cast<char*>(data) + static_cast<std::size_t>(first * stride) * elem_size(type);
+  t.rows = count;
+  return t;
+}
+
+Tensor Tensor::col_range(std::int64_t first, std::int64_t count) const {
+  assert(first >= 0 && count >= 0 && first + count <= cols);
+  Tensor t = *this;
+  t.data = static_cast<char*>(data) + static_cast<std::size_t>(first) * elem_size(type);
+  t.cols = count;
+  return t;
+}
+
+Tensor Tensor::reshaped(std::int64_t new_rows, std::int64_t new_cols) const {
+  assert(contiguous() && new_rows * new_cols == rows * cols);
+  Tensor t = *this;
+  t.rows = new_rows;
+  t.cols = new_cols;
+  t.stride = new_cols;
+  return t;
+}
+
+DeviceBuffer::DeviceBuffer(Backend& backend, ElemType type, std::int64_t rows, std::int64_t cols)
+    : backend_(&backend) {
+  const auto bytes = static_cast<std::size_t>(rows * cols) * elem_size(type);
+  view_ = Tensor{backend.allocate(bytes == 0 ? 1 : bytes), type, rows, cols, cols};
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (backend_ != nullptr && view_.data != nullptr) backend_->deallocate(view_.data);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : backend_(std::exchange(other.backend_, nullptr)), view_(std::exchange(other.view_, Tensor{})) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (backend_ != nullptr && view_.data != nullptr) backend_->deallocate(view_.data);
+    backend_ = std::exchange(other.backend_, nullptr);
+    view_ = std::exchange(other.view_, Tensor{});
+  }
+  return *this;
+}
+
+}  // namespace voxtral

@@ -1,0 +1,164 @@
+// The backend interface: device memory and the ops the model is written in. The encoder,
+// adapter, decoder and schedule (src/model/) are written once against this interface; the
+// CPU backend (src/backend/cpu/) and the CUDA backend implement it.
+//
+// Rules every op follows, so that a GPU backend never needs the host inside a forward pass:
+//  * activations are F32 tensors in backend memory; weights are backend-owned Weight handles;
+//  * anything that changes from call to call inside a decode step (token ids, positions)
+//    is read from backend memory, never passed as a host scalar;
+//  * ops are issued in order and may run asynchronously; copy_to_host waits for them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+
+namespace voxtral {
+
+enum class ElemType { F32, BF16, I32 };
+std::size_t elem_size(ElemType type);
+
+// A row-major 2-D view of backend memory: `rows` x `cols` with `stride` elements between
+// the starts of consecutive rows (stride >= cols). Views never own memory.
+struct Tensor {
+  void* data = nullptr;
+  ElemType type = ElemType::F32;
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::int64_t stride = 0;
+
+  bool contiguous() const { return stride == cols; }
+  std::int64_t numel() const { return rows * cols; }
+  // Rows [first, first + count).
+  Tensor row_range(std::int64_t first, std::int64_t count) const;
+  // Columns [first, first + count) of every row (a strided view).
+  Tensor col_range(std::int64_t first, std::int64_t count) const;
+  // The same contiguous memory seen as rows x cols (numel must match).
+  Tensor reshaped(std::int64_t new_rows, std::int64_t new_cols) const;
+  template <typename T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+
+// A weight matrix [rows = outputs, cols = inputs] (or a vector: rows = 1) in whatever
+// storage the backend chose for it. `handle` means something only to the backend that
+// made it (a device pointer, a list of row segments in a memory map, ...).
+struct Weight {
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  const void* handle = nullptr;
+  bool empty() const { return handle == nullptr; }
+  bool operator==(const Weight&) const = default;
+};
+
+// How a weight is used, so the backend can pick its storage: Dense weights multiply many
+// rows at once (encoder, adapter: the CPU keeps F32 copies for sgemm); Streamed weights are
+// read once per decoded token (the decoder: kept in BF16, read in place).
+enum class WeightUse { Dense, Streamed };
+
+enum class Epilogue {
+  Store,     // y = x W^T (+ b)
+  Gelu,      // y = gelu(x W^T (+ b)), exact erf GELU
+  Add,       // y += x W^T (+ b)   (residual connection)
+};
+
+// Geometry of a ring-buffer K/V cache for one layer: keys of absolute position p live in
+// row p % capacity. capacity >= window + (most rows appended in one call) - 1, so that a
+// batch of queries still finds every key of its window.
+struct KvCacheLayout {
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int capacity = 0;
+  int window = 0;
+};
+
+struct RopeParams {
+  int n_heads = 0;
+  int head_dim = 0;
+  double theta = 0;
+};
+
+// A recorded sequence of ops that can be replayed (a CUDA graph on the GPU).
+class Recording {
+ public:
+  virtual ~Recording() = default;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* data) = 0;
+  virtual void copy_to_device(const Tensor& dst, const void* host) = 0;  // contiguous dst
+  virtual void copy_to_host(const Tensor& src, void* host) = 0;          // waits for queued ops
+  virtual void fill_zero(const Tensor& dst) = 0;
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;            // same shape and type
+
+  // ---- weights (owned by the backend, alive until it is destroyed)
+  // Several tensors with the same number of columns are stacked row-wise into one weight
+  // (e.g. wq|wk|wv, or w1|w3), so one pass computes all of them.
+  virtual Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) = 0;
+  // A vector (bias or norm weight) from host floats, e.g. computed at session start.
+  virtual Weight load_vector(std::span<const float> values) = 0;
+  // Bytes of backend memory held by weights.
+  virtual std::size_t weight_bytes() const = 0;
+
+  // ---- ops (all activations F32)
+  // y[n, m] = epilogue(x[n, k] W[m, k]^T + bias[m]); bias may be empty.
+  virtual void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) = 0;
+  // y = x / rms(x) * weight, per row, computed in F32.
+  virtual void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) = 0;
+  // y[:, j] = silu(gate_up[:, j]) * gate_up[:, half + j], half = gate_up.cols / 2.
+  virtual void silu_mul(const Tensor& gate_up, const Tensor& y) = 0;
+  // out[i] = table[ids[i]] (+ add[i] when add is non-empty); ids is an I32 column.
+  virtual void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) = 0;
+  // Causal im2col: out[t, c*K + k] = in[t*stride + k, c]; `in` already holds the left
+  // context rows. out.cols = in.cols * K.
+  virtual void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) = 0;
+  // Interleaved RoPE on q and k (pairs (2i, 2i+1) of each head) at the absolute positions
+  // in `positions` (I32, one per row), then k and v are written into the ring caches.
+  virtual void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                              const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                              const Tensor& k_cache, const Tensor& v_cache) = 0;
+  // Causal sliding-window attention of each query row (position positions[i]) over the
+  // cached keys of positions max(0, p - window + 1) .. p; GQA maps query head h to kv head
+  // h / (n_heads / n_kv_heads). out has the layout of q.
+  virtual void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                         const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) = 0;
+  // ids[i] = argmax of logits row i (lowest index on ties); ids is an I32 column.
+  virtual void argmax(const Tensor& logits, const Tensor& ids) = 0;
+
+  // ---- recording: run `ops` once now and return a handle that replays the same ops
+  // (with whatever values their input buffers hold at replay time).
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& ops) = 0;
+  virtual void replay(Recording& recording) = 0;
+};
+
+// Owning handle of backend memory, with a Tensor view over all of it.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend& backend, ElemType type, std::int64_t rows, std::int64_t cols);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  const Tensor& view() const { return view_; }
+  operator const Tensor&() const { return view_; }  // NOLINT: a buffer is used where its view is
+
+ private:
+  Backend* backend_ = nullptr;
+  Tensor view_;
+};
+
+}  // namespace voxtral

@@ -1,0 +1,106 @@
+// RoPE, the K/V ring cache and sliding-window attention on the CPU.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/simd.h"
+#include "core/error.h"
+
+namespace voxtral {
+
+namespace {
+
+// RoPE angles computed in float32 exactly as the reference does (inverse frequency
+// rounded to float, times the position as a float), so that long positions round alike.
+void rope_angles(int position, int head_dim, double theta, std::vector<float>& cos_out, std::vector<float>& sin_out) {
+  const int half = head_dim / 2;
+  cos_out.resize(static_cast<std::size_t>(half));
+  sin_out.resize(static_cast<std::size_t>(half));
+  for (int j = 0; j < half; ++j) {
+    const auto inv_freq = static_cast<float>(1.0 / std::pow(theta, (2.0 * j) / head_dim));
+    const float angle = static_cast<float>(position) * inv_freq;
+    cos_out[static_cast<std::size_t>(j)] = std::cos(angle);
+    sin_out[static_cast<std::size_t>(j)] = std::sin(angle);
+  }
+}
+
+void rotate(float* x, int n_heads, int head_dim, const std::vector<float>& c, const std::vector<float>& s) {
+  for (int h = 0; h < n_heads; ++h) {
+    float* head = x + static_cast<std::ptrdiff_t>(h) * head_dim;
+    for (int j = 0; j < head_dim / 2; ++j) {
+      const float x0 = head[2 * j], x1 = head[2 * j + 1];
+      const auto jj = static_cast<std::size_t>(j);
+      head[2 * j] = x0 * c[jj] - x1 * s[jj];
+      head[2 * j + 1] = x1 * c[jj] + x0 * s[jj];
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                                const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                                const Tensor& k_cache, const Tensor& v_cache) {
+  const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
+  if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
+      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim) {
+    fail("cpu backend", "rope_kv_append: shape mismatch");
+  }
+  pool_.parallel_for(q.rows, 1, [&](std::int64_t i0, std::int64_t i1) {
+    std::vector<float> c, s;
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int32_t pos = positions.ptr<std::int32_t>()[i * positions.stride];
+      rope_angles(pos, q_rope.head_dim, q_rope.theta, c, s);
+      rotate(q.ptr<float>() + i * q.stride, q_rope.n_heads, q_rope.head_dim, c, s);
+      const std::int64_t slot = pos % cache.capacity;
+      float* k_dst = k_cache.ptr<float>() + slot * k_cache.stride;
+      float* v_dst = v_cache.ptr<float>() + slot * v_cache.stride;
+      std::copy_n(k.ptr<float>() + i * k.stride, kv_width, k_dst);
+      std::copy_n(v.ptr<float>() + i * v.stride, kv_width, v_dst);
+      rotate(k_dst, k_rope.n_heads, k_rope.head_dim, c, s);
+    }
+  });
+}
+
+void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                           const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  const int hd = cache.head_dim;
+  const int group = n_heads / cache.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto& kern = simd::kernels();
+  const std::int64_t items = q.rows * n_heads;
+  pool_.parallel_for(items, 1, [&](std::int64_t a, std::int64_t b) {
+    std::vector<float> weights;
+    for (std::int64_t item = a; item < b; ++item) {
+      const std::int64_t i = item / n_heads;
+      const int h = static_cast<int>(item % n_heads);
+      const std::int64_t pos = positions.ptr<std::int32_t>()[i * positions.stride];
+      const std::int64_t first = std::max<std::int64_t>(0, pos - cache.window + 1);
+      const std::int64_t count = pos - first + 1;
+      const float* qh = q.ptr<float>() + i * q.stride + static_cast<std::int64_t>(h) * hd;
+      const std::int64_t kv_offset = static_cast<std::int64_t>(h / group) * hd;
+      weights.resize(static_cast<std::size_t>(count));
+      float max_score = -INFINITY;
+      for (std::int64_t t = 0; t < count; ++t) {
+        const float* key = k_cache.ptr<float>() + ((first + t) % cache.capacity) * k_cache.stride + kv_offset;
+        const float score = kern.dot(qh, key, hd) * scale;
+        weights[static_cast<std::size_t>(t)] = score;
+        max_score = std::max(max_score, score);
+      }
+      float sum = 0;
+      for (auto& w : weights) {
+        w = std::exp(w - max_score);
+        sum += w;
+      }
+      float* o = out.ptr<float>() + i * out.stride + static_cast<std::int64_t>(h) * hd;
+      std::fill_n(o, hd, 0.0f);
+      for (std::int64_t t = 0; t < count; ++t) {
+        const float* value = v_cache.ptr<float>() + ((first + t) % cache.capacity) * v_cache.stride + kv_offset;
+        kern.axpy(weights[static_cast<std::size_t>(t)] / sum, value, o, hd);
+      }
+    }
+  });
+}
+
+}  // namespace voxtral

@@ -1,0 +1,85 @@
+// The CPU backend: plain host memory, a thread pool, OpenBLAS sgemm (when built with it) for
+// many-row products with F32 weights, and hand-written BF16 kernels that read the decoder's
+// weights in place from the memory map.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace voxtral {
+
+// What a Weight handle points to on the CPU: one or more row segments (stacked weights
+// stay in place in the memory map rather than being copied together).
+struct CpuWeight {
+  struct Segment {
+    const void* data;
+    std::int64_t rows;
+  };
+  ElemType type = ElemType::F32;  // F32 or BF16
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::vector<Segment> segments;
+  std::vector<float> f32_storage;
+  std::vector<std::uint16_t> bf16_storage;
+};
+
+inline const CpuWeight& cpu_weight(const Weight& w) { return *static_cast<const CpuWeight*>(w.handle); }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+  ~CpuBackend() override;
+
+  std::string name() const override;
+  int threads() const { return pool_.size(); }
+  ThreadPool& pool() { return pool_; }
+
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* data) override;
+  void copy_to_device(const Tensor& dst, const void* host) override;
+  void copy_to_host(const Tensor& src, void* host) override;
+  void fill_zero(const Tensor& dst) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+
+  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override;
+  Weight load_vector(std::span<const float> values) override;
+  std::size_t weight_bytes() const override { return weight_bytes_; }
+
+  void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) override;
+  void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) override;
+  void silu_mul(const Tensor& gate_up, const Tensor& y) override;
+  void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
+  void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) override;
+  void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                      const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                      const Tensor& k_cache, const Tensor& v_cache) override;
+  void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) override;
+  void argmax(const Tensor& logits, const Tensor& ids) override;
+
+  std::unique_ptr<Recording> record(const std::function<void()>& ops) override;
+  void replay(Recording& recording) override;
+
+ private:
+  Weight keep(std::unique_ptr<CpuWeight> weight);
+
+  ThreadPool pool_;
+  std::mutex weights_mutex_;
+  std::vector<std::unique_ptr<CpuWeight>> weights_;
+  std::size_t weight_bytes_ = 0;
+  std::vector<float> conversion_scratch_;  // BF16 weight rows widened for sgemm
+  friend void cpu_linear(CpuBackend&, const Tensor&, const Weight&, const Weight&, const Tensor&, Epilogue);
+};
+
+// Implemented in cpu_linear.cc.
+void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y,
+                Epilogue epilogue);
+bool cpu_has_blas();
+void cpu_blas_threads(int threads);
+
+}  // namespace voxtral

@@ -1,0 +1,103 @@
+// Element-wise and row-wise ops of the CPU backend.
+#include <cmath>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/simd.h"
+#include "core/bf16.h"
+#include "core/error.h"
+
+namespace voxtral {
+
+namespace {
+
+const float* vector_values(const Weight& w, std::int64_t expected, const char* what) {
+  const CpuWeight& v = cpu_weight(w);
+  if (v.rows * v.cols != expected || v.type != ElemType::F32) fail("cpu backend", cat(what, ": weight width mismatch"));
+  return static_cast<const float*>(v.segments[0].data);
+}
+
+}  // namespace
+
+void CpuBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
+  const float* w = vector_values(weight, x.cols, "rms_norm");
+  pool_.parallel_for(x.rows, 4, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const float* in = x.ptr<float>() + i * x.stride;
+      float* out = y.ptr<float>() + i * y.stride;
+      double sum = 0;
+      for (std::int64_t j = 0; j < x.cols; ++j) sum += static_cast<double>(in[j]) * in[j];
+      const float mean = static_cast<float>(sum / static_cast<double>(x.cols));
+      const float inv = 1.0f / std::sqrt(mean + eps);
+      for (std::int64_t j = 0; j < x.cols; ++j) out[j] = w[j] * (in[j] * inv);
+    }
+  });
+}
+
+void CpuBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
+  const std::int64_t half = gate_up.cols / 2;
+  if (y.cols != half || y.rows != gate_up.rows) fail("cpu backend", "silu_mul: shape mismatch");
+  pool_.parallel_for(y.rows, 1, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const float* g = gate_up.ptr<float>() + i * gate_up.stride;
+      const float* u = g + half;
+      float* out = y.ptr<float>() + i * y.stride;
+      for (std::int64_t j = 0; j < half; ++j) out[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
+    }
+  });
+}
+
+void CpuBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
+  const CpuWeight& t = cpu_weight(table);
+  if (out.cols != t.cols || ids.rows != out.rows || (add.data != nullptr && (add.rows != out.rows || add.cols != out.cols))) {
+    fail("cpu backend", "embed: shape mismatch");
+  }
+  const auto& k = simd::kernels();
+  for (std::int64_t i = 0; i < out.rows; ++i) {
+    const std::int32_t id = ids.ptr<std::int32_t>()[i * ids.stride];
+    if (id < 0 || id >= t.rows) fail("cpu backend", cat("embed: token id ", id, " outside the vocabulary of ", t.rows));
+    float* row = out.ptr<float>() + i * out.stride;
+    std::int64_t r = id;
+    for (const auto& seg : t.segments) {
+      if (r < seg.rows) {
+        if (t.type == ElemType::BF16) {
+          k.widen_bf16(static_cast<const std::uint16_t*>(seg.data) + r * t.cols, row, t.cols);
+        } else {
+          std::copy_n(static_cast<const float*>(seg.data) + r * t.cols, t.cols, row);
+        }
+        break;
+      }
+      r -= seg.rows;
+    }
+    if (add.data != nullptr) {
+      const float* a = add.ptr<float>() + i * add.stride;
+      for (std::int64_t j = 0; j < out.cols; ++j) row[j] = a[j] + row[j];
+    }
+  }
+}
+
+void CpuBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
+  const std::int64_t channels = in.cols;
+  if (out.cols != channels * kernel || (out.rows - 1) * stride + kernel > in.rows) fail("cpu backend", "im2col: shape mismatch");
+  pool_.parallel_for(out.rows, 4, [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      float* dst = out.ptr<float>() + t * out.stride;
+      for (int k = 0; k < kernel; ++k) {
+        const float* src = in.ptr<float>() + (t * stride + k) * in.stride;
+        for (std::int64_t c = 0; c < channels; ++c) dst[c * kernel + k] = src[c];
+      }
+    }
+  });
+}
+
+void CpuBackend::argmax(const Tensor& logits, const Tensor& ids) {
+  for (std::int64_t i = 0; i < logits.rows; ++i) {
+    const float* row = logits.ptr<float>() + i * logits.stride;
+    std::int64_t best = 0;
+    for (std::int64_t j = 1; j < logits.cols; ++j) {
+      if (row[j] > row[best]) best = j;
+    }
+    ids.ptr<std::int32_t>()[i * ids.stride] = static_cast<std::int32_t>(best);
+  }
+}
+
+}  // namespace voxtral

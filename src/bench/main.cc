@@ -1,0 +1,168 @@
+// voxtral-bench: writes full-size random models and measures the engine on them.
+//   voxtral-bench make-model --params params.json --out DIR [--seed N]
+//   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--json]
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "bench/memory_bandwidth.h"
+#include "bench/random_model.h"
+#include "core/audio.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "model/transcriber.h"
+
+namespace {
+
+using namespace voxtral;
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double rank = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(rank);
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+}
+
+// Bytes of weights one decode step must read: every decoder projection plus the LM head.
+double decoder_bytes_per_step(const ModelConfig& c, double bytes_per_value) {
+  const auto& d = c.decoder;
+  const double per_layer = static_cast<double>(d.q_width() + 2 * d.kv_width()) * d.dim +
+                           static_cast<double>(d.dim) * d.q_width() + 3.0 * d.hidden_dim * d.dim;
+  return (per_layer * d.n_layers + static_cast<double>(d.vocab_size) * d.dim) * bytes_per_value;
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+struct RunOptions {
+  std::string model_dir, input;
+  double seconds = 0;
+  int threads = 0;
+  int delay_ms = 0;
+  bool json = false;
+  bool skip_bandwidth = false;
+};
+
+int run(const RunOptions& o) {
+  ModelOptions mo;
+  mo.threads = o.threads;
+  auto model = Model::load(o.model_dir, mo);
+  auto samples = load_audio_file(o.input, model->config().audio.sampling_rate);
+  if (o.seconds > 0) {  // repeat (or cut) the recording to the asked length
+    const auto want = static_cast<std::size_t>(o.seconds * model->config().audio.sampling_rate);
+    std::vector<float> looped(want);
+    for (std::size_t i = 0; i < want; ++i) looped[i] = samples[i % samples.size()];
+    samples.swap(looped);
+  }
+  TranscribeOptions to;
+  to.ignore_eos = true;
+  to.delay_ms = o.delay_ms;
+  const auto start = std::chrono::steady_clock::now();
+  const auto t = transcribe(*model, samples, to);
+  const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const auto& s = t.stats;
+
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const double bandwidth = o.skip_bandwidth ? 0.0 : measure_read_bandwidth(threads);
+  const double bytes = decoder_bytes_per_step(model->config(), 2.0);
+  const double floor_ms = bandwidth > 0 ? bytes / bandwidth * 1000.0 : 0.0;
+  const double median = percentile(s.step_ms, 0.5);
+
+  nlohmann::json r = {
+      {"model", o.model_dir},
+      {"backend", model->backend().name()},
+      {"threads", threads},
+      {"audio_seconds", s.audio_seconds},
+      {"positions", s.positions},
+      {"load_ms", model->load_seconds() * 1000.0},
+      {"weight_bytes", model->backend().weight_bytes()},
+      {"mel_ms", s.mel_ms},
+      {"encoder_ms", s.encoder_ms},
+      {"encoder_ms_per_audio_second", s.encoder_ms / s.audio_seconds},
+      {"encoder_times_real_time", s.audio_seconds * 1000.0 / s.encoder_ms},
+      {"prefill_ms", s.prefill_ms},
+      {"decode_steps", s.step_ms.size()},
+      {"step_ms_median", median},
+      {"step_ms_p90", percentile(s.step_ms, 0.9)},
+      {"step_ms_mean", s.step_ms.empty() ? 0.0 : s.decode_ms / static_cast<double>(s.step_ms.size())},
+      {"decoder_bytes_per_step", bytes},
+      {"memory_bandwidth_gb_s", bandwidth / 1e9},
+      {"floor_ms_per_step", floor_ms},
+      {"floor_fraction", median > 0 && floor_ms > 0 ? floor_ms / median : 0.0},
+      {"total_ms", total_ms},
+      {"real_time_factor", total_ms / 1000.0 / s.audio_seconds},
+      {"peak_rss_mb", peak_rss_mb()},
+  };
+  if (o.json) {
+    std::printf("%s\n", r.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model       %s on %s, %.2f GB of weights, loaded in %.1f s\n", o.model_dir.c_str(),
+              model->backend().name().c_str(), static_cast<double>(model->backend().weight_bytes()) / 1e9,
+              model->load_seconds());
+  std::printf("audio       %.1f s, %lld decoder positions\n", s.audio_seconds, static_cast<long long>(s.positions));
+  std::printf("mel         %.0f ms\n", s.mel_ms);
+  std::printf("encoder     %.0f ms: %.1f ms per audio second (%.1fx real time), adapter included\n", s.encoder_ms,
+              s.encoder_ms / s.audio_seconds, s.audio_seconds * 1000.0 / s.encoder_ms);
+  std::printf("prefill     %.0f ms\n", s.prefill_ms);
+  std::printf("decoder     %zu steps (EOS ignored): median %.2f ms/step, p90 %.2f ms/step\n", s.step_ms.size(), median,
+              percentile(s.step_ms, 0.9));
+  if (bandwidth > 0) {
+    std::printf("floor       %.2f GB of weights per step / %.1f GB/s measured read bandwidth = %.2f ms/step; "
+                "median is %.2fx the floor (%.0f%% of it achieved)\n",
+                bytes / 1e9, bandwidth / 1e9, floor_ms, median / floor_ms, 100.0 * floor_ms / median);
+  }
+  std::printf("end to end  %.0f ms, real-time factor %.3f (%.2fx real time)\n", total_ms, total_ms / 1000.0 / s.audio_seconds,
+              s.audio_seconds * 1000.0 / total_ms);
+  std::printf("peak RSS    %.0f MB\n", peak_rss_mb());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"voxtral-bench: full-size random models and engine measurements"};
+  app.require_subcommand(1);
+
+  RandomModelOptions mm;
+  auto* make = app.add_subcommand("make-model", "Write a random-weight model with the shapes of a params.json");
+  make->add_option("--params", mm.params_json, "params.json giving the shapes (e.g. the real model's)")->required();
+  make->add_option("--out", mm.out_dir, "Output model directory")->required();
+  make->add_option("--seed", mm.seed, "Random seed (default 1)");
+  make->add_option("--threads", mm.threads, "Threads (default: one per core)");
+
+  RunOptions ro;
+  auto* bench = app.add_subcommand("run", "Transcribe a file with EOS ignored and report timings");
+  bench->add_option("-d,--model", ro.model_dir, "Model directory")->required();
+  bench->add_option("-i,--input", ro.input, "WAV file")->required();
+  bench->add_option("--seconds", ro.seconds, "Repeat or cut the audio to this many seconds");
+  bench->add_option("-t,--threads", ro.threads, "CPU threads (default: one per core)");
+  bench->add_option("--delay", ro.delay_ms, "Transcription delay in ms (default: the model's)");
+  bench->add_flag("--json", ro.json, "Print the results as JSON");
+  bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*make) {
+      const auto start = std::chrono::steady_clock::now();
+      const auto bytes = write_random_model(mm);
+      std::printf("wrote %s: %.2f GB of BF16 weights in %.1f s\n", mm.out_dir.c_str(), static_cast<double>(bytes) / 1e9,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      return 0;
+    }
+    return run(ro);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "voxtral-bench: %s\n", e.what());
+    return 1;
+  }
+}

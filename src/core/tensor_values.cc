@@ -1,0 +1,34 @@
+#include "core/tensor_values.h"
+
+#include <cstring>
+
+#include "core/bf16.h"
+#include "core/error.h"
+
+namespace voxtral {
+
+std::vector<float> read_floats(const TensorView& t) {
+  std::vector<float> out(static_cast<std::size_t>(t.numel()));
+  switch (t.dtype) {
+    case DType::F32: std::memcpy(out.data(), t.data, out.size() * sizeof(float)); break;
+    case DType::BF16: {
+      auto v = t.as<std::uint16_t>(DType::BF16);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(v[i]);
+      break;
+    }
+    case DType::F16: {
+      auto v = t.as<std::uint16_t>(DType::F16);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = f16_to_float(v[i]);
+      break;
+    }
+    case DType::F64: {
+      auto v = t.as<double>(DType::F64);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(v[i]);
+      break;
+    }
+    default: fail(t.name, cat("expected a floating-point tensor, found ", dtype_name(t.dtype)));
+  }
+  return out;
+}
+
+}  // namespace voxtral

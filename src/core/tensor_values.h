@@ -1,0 +1,13 @@
+// Host-side access to the values of a tensor of any floating dtype.
+#pragma once
+
+#include <vector>
+
+#include "core/safetensors.h"
+
+namespace voxtral {
+
+// The tensor's values widened to float (F32, F16, BF16 or F64); throws for other dtypes.
+std::vector<float> read_floats(const TensorView& tensor);
+
+}  // namespace voxtral

@@ -1,0 +1,58 @@
+// A loaded model: the files of a model directory, checked against each other, and the
+// weights on a backend. Shared by every transcription that runs on it.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "core/tokenizer.h"
+#include "model/weights.h"
+
+namespace voxtral {
+
+struct ModelOptions {
+  std::string backend = "cpu";
+  int threads = 0;  // CPU threads; 0 = one per core
+};
+
+class Model {
+ public:
+  // Loads params.json, tekken.json and consolidated.safetensors from `dir`; every problem
+  // is an Error naming the file.
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  Backend& backend() { return *backend_; }
+  const ModelWeights& weights() const { return weights_; }
+  double load_seconds() const { return load_seconds_; }
+  const std::filesystem::path& directory() const { return directory_; }
+
+  // The decoder's FFN norms conditioned on a delay (computed once per delay value).
+  const std::vector<Weight>& ffn_norms(int n_delay_tokens);
+
+ private:
+  Model() = default;
+
+  std::filesystem::path directory_;
+  ModelConfig config_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<SafeTensors> file_;      // declared before the backend: weights may view it
+  std::unique_ptr<Backend> backend_;
+  ModelWeights weights_;
+  std::mutex norms_mutex_;
+  std::map<int, std::vector<Weight>> ffn_norms_;
+  double load_seconds_ = 0;
+};
+
+// The backend named by options.backend ("cpu").
+std::unique_ptr<Backend> make_backend(const ModelOptions& options);
+
+}  // namespace voxtral

@@ -1,0 +1,95 @@
+#include "model/weights.h"
+
+#include <initializer_list>
+
+#include "core/model_tensors.h"
+#include "core/tensor_values.h"
+
+namespace voxtral {
+
+namespace {
+
+struct Loader {
+  Backend& backend;
+  const SafeTensors& file;
+
+  Weight matrix(std::initializer_list<std::string> names, WeightUse use) {
+    std::vector<const TensorView*> parts;
+    for (const auto& n : names) parts.push_back(&file.get(n));
+    return backend.load_weight(parts, use);
+  }
+  Weight vector(const std::string& name) { return backend.load_vector(read_floats(file.get(name))); }
+  // Biases of stacked projections; a projection without a bias contributes zeros.
+  Weight stacked_bias(std::initializer_list<std::pair<std::string, std::int64_t>> parts) {
+    std::vector<float> values;
+    for (const auto& [name, width] : parts) {
+      if (name.empty()) {
+        values.insert(values.end(), static_cast<std::size_t>(width), 0.0f);
+      } else {
+        const auto v = read_floats(file.get(name));
+        values.insert(values.end(), v.begin(), v.end());
+      }
+    }
+    return backend.load_vector(values);
+  }
+};
+
+}  // namespace
+
+ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config) {
+  namespace names = tensor_names;
+  Loader load{backend, file};
+  ModelWeights w;
+  const auto dense = WeightUse::Dense;
+  const auto streamed = WeightUse::Streamed;
+
+  w.conv0 = load.matrix({names::encoder("conv_layers.0.conv.weight")}, dense);
+  w.conv0_bias = load.vector(names::encoder("conv_layers.0.conv.bias"));
+  w.conv1 = load.matrix({names::encoder("conv_layers.1.conv.weight")}, dense);
+  w.conv1_bias = load.vector(names::encoder("conv_layers.1.conv.bias"));
+
+  const auto& enc = config.encoder;
+  for (int i = 0; i < enc.n_layers; ++i) {
+    auto n = [i](const char* suffix) { return names::encoder_layer(i, suffix); };
+    EncoderLayerWeights l;
+    l.attention_norm = load.vector(n("attention_norm.weight"));
+    l.qkv = load.matrix({n("attention.wq.weight"), n("attention.wk.weight"), n("attention.wv.weight")}, dense);
+    l.wo = load.matrix({n("attention.wo.weight")}, dense);
+    l.ffn_norm = load.vector(n("ffn_norm.weight"));
+    l.gate_up = load.matrix({n("feed_forward.w1.weight"), n("feed_forward.w3.weight")}, dense);
+    l.w2 = load.matrix({n("feed_forward.w2.weight")}, dense);
+    if (enc.use_biases) {
+      l.qkv_bias = load.stacked_bias({{n("attention.wq.bias"), enc.q_width()},
+                                      {"", enc.kv_width()},
+                                      {n("attention.wv.bias"), enc.kv_width()}});
+      l.wo_bias = load.vector(n("attention.wo.bias"));
+      l.w2_bias = load.vector(n("feed_forward.w2.bias"));
+    }
+    w.encoder.push_back(std::move(l));
+  }
+  w.encoder_norm = load.vector(names::encoder("transformer.norm.weight"));
+  w.adapter_in = load.matrix({names::adapter("0.weight")}, dense);
+  w.adapter_out = load.matrix({names::adapter("2.weight")}, dense);
+
+  w.tok_embeddings = load.matrix({names::kTokEmbeddings}, streamed);
+  const auto& dec = config.decoder;
+  for (int i = 0; i < dec.n_layers; ++i) {
+    auto n = [i](const char* suffix) { return names::decoder_layer(i, suffix); };
+    DecoderLayerWeights l;
+    l.attention_norm = load.vector(n("attention_norm.weight"));
+    l.qkv = load.matrix({n("attention.wq.weight"), n("attention.wk.weight"), n("attention.wv.weight")}, streamed);
+    l.wo = load.matrix({n("attention.wo.weight")}, streamed);
+    l.gate_up = load.matrix({n("feed_forward.w1.weight"), n("feed_forward.w3.weight")}, streamed);
+    l.w2 = load.matrix({n("feed_forward.w2.weight")}, streamed);
+    l.ffn_norm = read_floats(file.get(n("ffn_norm.weight")));
+    if (dec.ada_norm_dim > 0) {
+      l.ada_down = read_floats(file.get(n("ada_rms_norm_t_cond.0.weight")));
+      l.ada_up = read_floats(file.get(n("ada_rms_norm_t_cond.2.weight")));
+    }
+    w.decoder.push_back(std::move(l));
+  }
+  w.final_norm = load.vector("norm.weight");
+  return w;
+}
+
+}  // namespace voxtral

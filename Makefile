@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. `make help` lists the targets.
 SHELL := /bin/bash
+comma := ,
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
 CMAKE_FLAGS ?=
@@ -19,11 +20,11 @@ define link_binaries
 endef
 
 cpu:  ## CPU engine with the built-in matrix kernels only
-	$(call build,build,Release,-DVOXTRAL_BLAS=OFF -DVOXTRAL_CUDA=OFF)
+	$(call build,build,Release,-DVOXTRAL_BLAS=OFF -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 
 blas:  ## CPU engine with OpenBLAS (faster encoder and prefill)
-	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF)
+	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 
 cuda:  ## CUDA backend (with the OpenBLAS CPU backend beside it)
@@ -31,16 +32,16 @@ cuda:  ## CUDA backend (with the OpenBLAS CPU backend beside it)
 	@exit 1
 
 test:  ## build with OpenBLAS and run the CPU test suite
-	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_WERROR=ON)
+	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON -DVOXTRAL_WERROR=ON)
 	$(call link_binaries,build)
 	cd build && ctest -L cpu --output-on-failure -j $(JOBS)
 
 test-asan:  ## the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer
-	$(call build,build-asan,Debug,-DVOXTRAL_BLAS=ON -DVOXTRAL_SANITIZE=address,undefined -DVOXTRAL_WERROR=ON)
+	$(call build,build-asan,Debug,-DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON -DVOXTRAL_SANITIZE=address$(comma)undefined -DVOXTRAL_WERROR=ON)
 	cd build-asan && ctest -L cpu --output-on-failure -j $(JOBS)
 
 fuzz:  ## build the libFuzzer targets with clang and run each for FUZZ_SECONDS
-	CC=clang CXX=clang++ $(call build,build-fuzz,RelWithDebInfo,-DVOXTRAL_FUZZ=ON -DVOXTRAL_TESTS=OFF -DVOXTRAL_SANITIZE=address,undefined)
+	CC=clang CXX=clang++ $(call build,build-fuzz,RelWithDebInfo,-DVOXTRAL_FUZZ=ON -DVOXTRAL_TESTS=OFF -DVOXTRAL_SANITIZE=address$(comma)undefined)
 	@set -eo pipefail; for f in build-fuzz/fuzz/fuzz_*; do \
 	  name=$$(basename $$f); mkdir -p build-fuzz/corpus/$$name; \
 	  echo "== $$name for $(FUZZ_SECONDS) s"; \

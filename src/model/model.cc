@@ -2,9 +2,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/profiling_backend.h"
 #include "core/error.h"
 #include "core/model_tensors.h"
 #include "model/decoder.h"
@@ -35,11 +38,18 @@ void check_consistent(const ModelConfig& c, const Tokenizer& t) {
 }  // namespace
 
 std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
+  std::unique_ptr<Backend> backend;
   if (options.backend == "cpu") {
     int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-    return std::make_unique<CpuBackend>(std::max(threads, 1));
+    backend = std::make_unique<CpuBackend>(std::max(threads, 1));
+  } else {
+    fail("backend", cat("unknown backend \"", options.backend, "\" (available: cpu)"));
   }
-  fail("backend", cat("unknown backend \"", options.backend, "\" (available: cpu)"));
+  const char* profile = std::getenv("VOXTRAL_PROFILE");
+  if (profile != nullptr && std::string_view(profile) == "1") {
+    backend = std::make_unique<ProfilingBackend>(std::move(backend));
+  }
+  return backend;
 }
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {

@@ -1,0 +1,58 @@
+// A Backend that forwards to another and times every op (waiting for each to finish), then
+// prints a table of where the time went. Enabled with VOXTRAL_PROFILE=1; for finding what
+// to optimise, never for reporting speed (the waits change the timing).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace voxtral {
+
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(std::unique_ptr<Backend> inner);
+  ~ProfilingBackend() override;  // prints the table to stderr
+
+  std::string name() const override { return inner_->name() + " [profiling]"; }
+  void* allocate(std::size_t bytes) override { return inner_->allocate(bytes); }
+  void deallocate(void* data) override { inner_->deallocate(data); }
+  void copy_to_device(const Tensor& dst, const void* host) override;
+  void copy_to_host(const Tensor& src, void* host) override;
+  void fill_zero(const Tensor& dst) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override {
+    return inner_->load_weight(parts, use);
+  }
+  Weight load_vector(std::span<const float> values) override { return inner_->load_vector(values); }
+  std::size_t weight_bytes() const override { return inner_->weight_bytes(); }
+
+  void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) override;
+  void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) override;
+  void silu_mul(const Tensor& gate_up, const Tensor& y) override;
+  void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
+  void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) override;
+  void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                      const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                      const Tensor& k_cache, const Tensor& v_cache) override;
+  void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) override;
+  void argmax(const Tensor& logits, const Tensor& ids) override;
+  std::unique_ptr<Recording> record(const std::function<void()>& ops) override;
+  void replay(Recording& recording) override;
+
+ private:
+  template <typename Fn>
+  void timed(const std::string& key, Fn&& fn);
+
+  struct Entry {
+    double ms = 0;
+    long calls = 0;
+  };
+  std::unique_ptr<Backend> inner_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace voxtral

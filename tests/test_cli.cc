@@ -33,8 +33,11 @@ std::string slurp(const std::filesystem::path& p) {
 Result run_cli(const std::string& args, const std::string& stdin_prefix = "") {
   TempDir dir;
   const auto out = dir.path() / "out", err = dir.path() / "err";
-  const std::string cmd = stdin_prefix + "'" + std::string(VOXTRAL_CLI) + "' " + args + " >'" + out.string() + "' 2>'" +
-                          err.string() + "'";
+  // The GPU suite runs these tests again with backend options added.
+  const char* extra = std::getenv("VOXTRAL_TEST_CLI_ARGS");
+  const char* moved_cli = std::getenv("VOXTRAL_CLI");
+  const std::string cmd = stdin_prefix + "'" + std::string(moved_cli != nullptr ? moved_cli : VOXTRAL_CLI) + "' " + args + " " + (extra ? extra : "") +
+                          " >'" + out.string() + "' 2>'" + err.string() + "'";
   const int status = std::system(cmd.c_str());
   Result r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

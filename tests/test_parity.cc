@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,17 @@ using voxtral::testing::to_floats;
 constexpr double kEncoderTolerance = 2e-5;
 constexpr double kAdapterTolerance = 2e-5;
 constexpr double kLogitTolerance = 5e-5;
+
+// The backend under test: the CPU unless VOXTRAL_TEST_BACKEND names another (the GPU suite
+// runs these same tests on CUDA in its exact mode).
+ModelOptions test_model_options() {
+  ModelOptions o;
+  const char* backend = std::getenv("VOXTRAL_TEST_BACKEND");
+  o.backend = backend != nullptr ? backend : "cpu";
+  o.precision = "exact";
+  o.kv_cache = "f32";
+  return o;
+}
 
 struct Clip {
   std::string model;
@@ -76,7 +88,7 @@ struct Errors {
 // Runs the encoder, adapter and teacher-forced decoder of the model in `model_dir` on a
 // fixture clip and returns the relative max errors against the recorded reference.
 Errors measure(const std::filesystem::path& model_dir, const Clip& clip) {
-  auto model = Model::load(model_dir);
+  auto model = Model::load(model_dir, test_model_options());
   const auto& config = model->config();
   Backend& backend = model->backend();
   const auto reference = SafeTensors::open(fixture(clip.info["tag"].get<std::string>() + ".safetensors"));
@@ -89,7 +101,7 @@ Errors measure(const std::filesystem::path& model_dir, const Clip& clip) {
   EXPECT_EQ(static_cast<std::int64_t>(padded.size()) / config.samples_per_position(), n);
 
   // Encode in uneven pieces (1..7 positions) to exercise the conv context and the ring cache.
-  AudioEncoder encoder(backend, config, model->weights(), 7);
+  AudioEncoder encoder(backend, config, model->weights(), 7, model->kv_cache_type());
   DeviceBuffer audio(backend, ElemType::F32, n, config.decoder.dim);
   DeviceBuffer frames(backend, ElemType::F32, n * config.downsample_factor, config.encoder.dim);
   const std::size_t per_position = static_cast<std::size_t>(config.mel_frames_per_position()) * config.audio.num_mel_bins;
@@ -107,7 +119,7 @@ Errors measure(const std::filesystem::path& model_dir, const Clip& clip) {
   std::vector<int> ids;
   for (auto id : voxtral::testing::to_ints(reference.get("input_ids"))) ids.push_back(static_cast<int>(id));
   const auto prompt_len = static_cast<std::int64_t>(prompt_ids(model->tokenizer(), n_delay).size());
-  TextDecoder decoder(backend, config, model->weights(), static_cast<int>(prompt_len - 1), n);
+  TextDecoder decoder(backend, config, model->weights(), static_cast<int>(prompt_len - 1), n, model->kv_cache_type());
   decoder.start(model->ffn_norms(n_delay));
   DeviceBuffer prefill_logits(backend, ElemType::F32, prompt_len - 1, config.decoder.vocab_size);
   decoder.prefill(std::span(ids).first(static_cast<std::size_t>(prompt_len - 1)),
@@ -137,7 +149,7 @@ TEST_P(Parity, EncoderAdapterAndTeacherForcedLogits) {
 
 TEST_P(Parity, GreedyIdsAndText) {
   const Clip& clip = GetParam();
-  auto model = Model::load(fixture(clip.model));
+  auto model = Model::load(fixture(clip.model), test_model_options());
   TranscribeOptions options;
   options.delay_ms = clip.info["delay_ms"];
   const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);

@@ -11,6 +11,7 @@ std::size_t elem_size(ElemType type) {
   switch (type) {
     case ElemType::F32: return 4;
     case ElemType::BF16: return 2;
+    case ElemType::F16: return 2;
     case ElemType::I32: return 4;
   }
   return 0;

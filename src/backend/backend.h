@@ -21,7 +21,7 @@
 
 namespace voxtral {
 
-enum class ElemType { F32, BF16, I32 };
+enum class ElemType { F32, BF16, F16, I32 };
 std::size_t elem_size(ElemType type);
 
 // A row-major 2-D view of backend memory: `rows` x `cols` with `stride` elements between
@@ -75,6 +75,7 @@ struct KvCacheLayout {
   int head_dim = 0;
   int capacity = 0;
   int window = 0;
+  ElemType type = ElemType::F32;  // F32, or BF16 to halve the cache's memory and traffic
 };
 
 struct RopeParams {
@@ -93,6 +94,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // The K/V cache element type this backend uses unless told otherwise.
+  virtual ElemType default_kv_cache_type() const { return ElemType::F32; }
 
   // ---- memory
   virtual void* allocate(std::size_t bytes) = 0;

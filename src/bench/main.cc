@@ -16,6 +16,9 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/transcriber.h"
+#ifdef VOXTRAL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 namespace {
 
@@ -51,11 +54,19 @@ struct RunOptions {
   int delay_ms = 0;
   bool json = false;
   bool skip_bandwidth = false;
+  std::string backend = "cpu";
+  std::string precision = "auto";
+  std::string kv_cache = "auto";
+  std::string weights = "bf16";
 };
 
 int run(const RunOptions& o) {
   ModelOptions mo;
   mo.threads = o.threads;
+  mo.backend = o.backend;
+  mo.precision = o.precision;
+  mo.kv_cache = o.kv_cache;
+  mo.weights = o.weights;
   auto model = Model::load(o.model_dir, mo);
   auto samples = load_audio_file(o.input, model->config().audio.sampling_rate);
   if (o.seconds > 0) {  // repeat (or cut) the recording to the asked length
@@ -64,16 +75,29 @@ int run(const RunOptions& o) {
     for (std::size_t i = 0; i < want; ++i) looped[i] = samples[i % samples.size()];
     samples.swap(looped);
   }
+  const bool gpu = model->backend().name().starts_with("cuda");
   TranscribeOptions to;
   to.ignore_eos = true;
   to.delay_ms = o.delay_ms;
+  std::size_t peak_device = 0;
+  auto sample_device_memory = [&](const TokenEvent&) {
+#ifdef VOXTRAL_HAVE_CUDA
+    if (gpu) peak_device = std::max(peak_device, device_memory_in_use());
+#endif
+  };
   const auto start = std::chrono::steady_clock::now();
-  const auto t = transcribe(*model, samples, to);
+  const auto t = transcribe(*model, samples, to, sample_device_memory);
   const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const auto& s = t.stats;
 
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  const double bandwidth = o.skip_bandwidth ? 0.0 : measure_read_bandwidth(threads);
+  double bandwidth = 0.0;
+  if (!o.skip_bandwidth) {
+#ifdef VOXTRAL_HAVE_CUDA
+    if (gpu) bandwidth = measure_device_read_bandwidth(std::size_t{4} << 30);
+#endif
+    if (!gpu) bandwidth = measure_read_bandwidth(threads);
+  }
   const double bytes = decoder_bytes_per_step(model->config(), 2.0);
   const double floor_ms = bandwidth > 0 ? bytes / bandwidth * 1000.0 : 0.0;
   const double median = percentile(s.step_ms, 0.5);
@@ -102,6 +126,7 @@ int run(const RunOptions& o) {
       {"total_ms", total_ms},
       {"real_time_factor", total_ms / 1000.0 / s.audio_seconds},
       {"peak_rss_mb", peak_rss_mb()},
+      {"peak_device_memory_mb", static_cast<double>(peak_device) / 1048576.0},
   };
   if (o.json) {
     std::printf("%s\n", r.dump(2).c_str());
@@ -125,6 +150,8 @@ int run(const RunOptions& o) {
   std::printf("end to end  %.0f ms, real-time factor %.3f (%.2fx real time)\n", total_ms, total_ms / 1000.0 / s.audio_seconds,
               s.audio_seconds * 1000.0 / total_ms);
   std::printf("peak RSS    %.0f MB\n", peak_rss_mb());
+  if (gpu) std::printf("GPU memory  %.0f MiB at peak (all of the device in use, sampled at every token)\n",
+                       static_cast<double>(peak_device) / 1048576.0);
   return 0;
 }
 
@@ -150,6 +177,10 @@ int main(int argc, char** argv) {
   bench->add_option("--delay", ro.delay_ms, "Transcription delay in ms (default: the model's)");
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
+  bench->add_option("--backend", ro.backend, "cpu (default), cuda or auto");
+  bench->add_option("--precision", ro.precision, "GPU matrix products: exact or fast");
+  bench->add_option("--kv-cache", ro.kv_cache, "K/V cache type: f32 or bf16");
+  bench->add_option("--weights", ro.weights, "GPU weight storage: bf16 or fp16");
 
   CLI11_PARSE(app, argc, argv);
   try {

@@ -37,6 +37,10 @@ struct Options {
   bool from_stdin = false;
   int delay_ms = 0;
   int threads = 0;
+  std::string backend = "auto";
+  std::string precision = "auto";
+  std::string kv_cache = "auto";
+  std::string weights = "bf16";
   bool silent = false;
   bool debug = false;
 };
@@ -59,7 +63,7 @@ void report(const Options& o, const voxtral::Model& model, const voxtral::Transc
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"voxtral: speech to text with Voxtral Realtime 4B, on the CPU.\n"
+  CLI::App app{"voxtral: speech to text with Voxtral Realtime 4B, on an NVIDIA GPU or the CPU.\n"
                "Prints the transcript to stdout as it is produced; progress and timings go to stderr."};
   app.footer(kExitCodes);
   app.add_option("-d,--model", o.model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
@@ -71,6 +75,17 @@ int main(int argc, char** argv) {
                                         "(default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
   app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, 1024));
+  app.add_option("--backend", o.backend,
+                 "cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
+                 "with a warning (default auto)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", o.precision,
+                 "GPU matrix products: exact (near-F32, two BF16 passes) or fast (BF16 activations); default exact")
+      ->check(CLI::IsMember({"auto", "exact", "fast"}));
+  app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
+      ->check(CLI::IsMember({"bf16", "fp16"}));
   app.add_flag("--silent", o.silent, "Print nothing but the transcript (and errors)");
   app.add_flag("--debug", o.debug, "Print every token (id, position, text) to stderr");
   try {
@@ -85,6 +100,11 @@ int main(int argc, char** argv) {
   try {
     voxtral::ModelOptions mo;
     mo.threads = o.threads;
+    mo.backend = o.backend;
+    mo.precision = o.precision;
+    mo.kv_cache = o.kv_cache;
+    mo.weights = o.weights;
+    mo.quiet = o.silent;
     model = voxtral::Model::load(o.model_dir, mo);
     if (o.delay_ms > 0) voxtral::delay_positions(o.delay_ms, model->config());
   } catch (const voxtral::Error& e) {

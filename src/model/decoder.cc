@@ -49,7 +49,7 @@ std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& co
 }
 
 TextDecoder::TextDecoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_rows,
-                         std::int64_t max_positions)
+                         std::int64_t max_positions, ElemType kv_cache_type)
     : backend_(backend), config_(config), weights_(weights), max_rows_(max_rows) {
   const auto& dec = config.decoder;
   const auto f32 = ElemType::F32;
@@ -74,10 +74,10 @@ TextDecoder::TextDecoder(Backend& backend, const ModelConfig& config, const Mode
   logits_ = DeviceBuffer(backend, f32, 1, dec.vocab_size);
 
   const std::int64_t capacity = std::min<std::int64_t>(dec.sliding_window + max_rows - 1, std::max<std::int64_t>(max_positions, 1));
-  cache_layout_ = {dec.n_kv_heads, dec.head_dim, static_cast<int>(capacity), dec.sliding_window};
+  cache_layout_ = {dec.n_kv_heads, dec.head_dim, static_cast<int>(capacity), dec.sliding_window, kv_cache_type};
   for (int l = 0; l < dec.n_layers; ++l) {
-    k_cache_.emplace_back(backend, f32, capacity, dec.kv_width());
-    v_cache_.emplace_back(backend, f32, capacity, dec.kv_width());
+    k_cache_.emplace_back(backend, kv_cache_type, capacity, dec.kv_width());
+    v_cache_.emplace_back(backend, kv_cache_type, capacity, dec.kv_width());
   }
 }
 

@@ -26,7 +26,7 @@ class TextDecoder {
   // max_rows: most positions in one prefill call; max_positions: total positions this
   // decoder will see (bounds the cache below the window when the audio is short).
   TextDecoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_rows,
-              std::int64_t max_positions);
+              std::int64_t max_positions, ElemType kv_cache_type = ElemType::F32);
 
   // Starts a sequence with the given per-layer FFN norms (see time_conditioned_ffn_norms).
   void start(const std::vector<Weight>& ffn_norms);

@@ -13,7 +13,7 @@ constexpr int kConv1Context = 1;  // left padding of the stride-2 conv
 }  // namespace
 
 AudioEncoder::AudioEncoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights,
-                           int max_positions_per_call)
+                           int max_positions_per_call, ElemType kv_cache_type)
     : backend_(backend), config_(config), weights_(weights), max_positions_(max_positions_per_call) {
   const auto& enc = config.encoder;
   const std::int64_t mel_bins = config.audio.num_mel_bins;
@@ -35,10 +35,10 @@ AudioEncoder::AudioEncoder(Backend& backend, const ModelConfig& config, const Mo
   host_positions_.resize(static_cast<std::size_t>(max_frames));
 
   cache_layout_ = {enc.n_kv_heads, enc.head_dim, enc.sliding_window + static_cast<int>(max_frames) - 1,
-                   enc.sliding_window};
+                   enc.sliding_window, kv_cache_type};
   for (int l = 0; l < enc.n_layers; ++l) {
-    k_cache_.emplace_back(backend, f32, cache_layout_.capacity, enc.kv_width());
-    v_cache_.emplace_back(backend, f32, cache_layout_.capacity, enc.kv_width());
+    k_cache_.emplace_back(backend, kv_cache_type, cache_layout_.capacity, enc.kv_width());
+    v_cache_.emplace_back(backend, kv_cache_type, cache_layout_.capacity, enc.kv_width());
   }
   reset();
 }

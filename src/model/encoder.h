@@ -16,7 +16,8 @@ namespace voxtral {
 class AudioEncoder {
  public:
   // max_positions_per_call bounds the work of one encode() call (and the buffers).
-  AudioEncoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_positions_per_call);
+  AudioEncoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_positions_per_call,
+               ElemType kv_cache_type = ElemType::F32);
 
   // Starts a new audio stream (zero conv context, position 0).
   void reset();

@@ -18,8 +18,12 @@
 namespace voxtral {
 
 struct ModelOptions {
-  std::string backend = "cpu";
-  int threads = 0;  // CPU threads; 0 = one per core
+  std::string backend = "cpu";  // "cpu", "cuda", or "auto" (CUDA when a GPU is usable, else CPU)
+  int threads = 0;              // CPU threads; 0 = one per core
+  std::string kv_cache = "auto";  // "f32", "bf16", or "auto" (the backend's default)
+  std::string precision = "auto"; // CUDA matrix products: "exact" (near-F32), "fast" (BF16), "auto"
+  std::string weights = "bf16";   // CUDA weight storage: "bf16" (exact) or "fp16"
+  bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
 };
 
 class Model {
@@ -33,6 +37,7 @@ class Model {
   Backend& backend() { return *backend_; }
   const ModelWeights& weights() const { return weights_; }
   double load_seconds() const { return load_seconds_; }
+  ElemType kv_cache_type() const { return kv_cache_type_; }
   const std::filesystem::path& directory() const { return directory_; }
 
   // The decoder's FFN norms conditioned on a delay (computed once per delay value).
@@ -50,6 +55,7 @@ class Model {
   std::mutex norms_mutex_;
   std::map<int, std::vector<Weight>> ffn_norms_;
   double load_seconds_ = 0;
+  ElemType kv_cache_type_ = ElemType::F32;
 };
 
 // The backend named by options.backend ("cpu").

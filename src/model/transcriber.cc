@@ -47,7 +47,7 @@ Transcript transcribe(Model& model, std::span<const float> samples, const Transc
   }
 
   t = Clock::now();
-  AudioEncoder encoder(backend, config, model.weights(), kEncoderPositionsPerCall);
+  AudioEncoder encoder(backend, config, model.weights(), kEncoderPositionsPerCall, model.kv_cache_type());
   DeviceBuffer audio(backend, ElemType::F32, n_positions, config.decoder.dim);
   const std::size_t values_per_position = static_cast<std::size_t>(config.mel_frames_per_position()) * config.audio.num_mel_bins;
   for (std::int64_t p = 0; p < n_positions; p += kEncoderPositionsPerCall) {
@@ -62,7 +62,8 @@ Transcript transcribe(Model& model, std::span<const float> samples, const Transc
   const auto prompt = prompt_ids(tokenizer, n_delay);
   const auto prompt_len = static_cast<std::int64_t>(prompt.size());
   t = Clock::now();
-  TextDecoder decoder(backend, config, model.weights(), static_cast<int>(prompt_len - 1), n_positions);
+  TextDecoder decoder(backend, config, model.weights(), static_cast<int>(prompt_len - 1), n_positions,
+                      model.kv_cache_type());
   decoder.start(model.ffn_norms(n_delay));
   decoder.prefill(std::span(prompt).first(prompt.size() - 1), audio.view().row_range(0, prompt_len - 1), 0);
   stats.prefill_ms = ms_since(t);

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/simd.h"
+#include "core/bf16.h"
 #include "core/error.h"
 
 namespace voxtral {
@@ -44,21 +45,31 @@ void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& 
                                 const Tensor& k_cache, const Tensor& v_cache) {
   const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
   if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
-      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim) {
+      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim ||
+      k_cache.type != cache.type || v_cache.type != cache.type) {
     fail("cpu backend", "rope_kv_append: shape mismatch");
   }
   pool_.parallel_for(q.rows, 1, [&](std::int64_t i0, std::int64_t i1) {
-    std::vector<float> c, s;
+    std::vector<float> c, s, rotated_k(static_cast<std::size_t>(kv_width));
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::int32_t pos = positions.ptr<std::int32_t>()[i * positions.stride];
       rope_angles(pos, q_rope.head_dim, q_rope.theta, c, s);
       rotate(q.ptr<float>() + i * q.stride, q_rope.n_heads, q_rope.head_dim, c, s);
+      std::copy_n(k.ptr<float>() + i * k.stride, kv_width, rotated_k.data());
+      rotate(rotated_k.data(), k_rope.n_heads, k_rope.head_dim, c, s);
       const std::int64_t slot = pos % cache.capacity;
-      float* k_dst = k_cache.ptr<float>() + slot * k_cache.stride;
-      float* v_dst = v_cache.ptr<float>() + slot * v_cache.stride;
-      std::copy_n(k.ptr<float>() + i * k.stride, kv_width, k_dst);
-      std::copy_n(v.ptr<float>() + i * v.stride, kv_width, v_dst);
-      rotate(k_dst, k_rope.n_heads, k_rope.head_dim, c, s);
+      const float* v_row = v.ptr<float>() + i * v.stride;
+      if (cache.type == ElemType::BF16) {
+        auto* k_dst = k_cache.ptr<std::uint16_t>() + slot * k_cache.stride;
+        auto* v_dst = v_cache.ptr<std::uint16_t>() + slot * v_cache.stride;
+        for (std::int64_t j = 0; j < kv_width; ++j) {
+          k_dst[j] = float_to_bf16(rotated_k[static_cast<std::size_t>(j)]);
+          v_dst[j] = float_to_bf16(v_row[j]);
+        }
+      } else {
+        std::copy_n(rotated_k.data(), kv_width, k_cache.ptr<float>() + slot * k_cache.stride);
+        std::copy_n(v_row, kv_width, v_cache.ptr<float>() + slot * v_cache.stride);
+      }
     }
   });
 }
@@ -70,8 +81,9 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto& kern = simd::kernels();
   const std::int64_t items = q.rows * n_heads;
+  const bool bf16_cache = cache.type == ElemType::BF16;
   pool_.parallel_for(items, 1, [&](std::int64_t a, std::int64_t b) {
-    std::vector<float> weights;
+    std::vector<float> weights, widened(static_cast<std::size_t>(hd));
     for (std::int64_t item = a; item < b; ++item) {
       const std::int64_t i = item / n_heads;
       const int h = static_cast<int>(item % n_heads);
@@ -83,8 +95,14 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
       weights.resize(static_cast<std::size_t>(count));
       float max_score = -INFINITY;
       for (std::int64_t t = 0; t < count; ++t) {
-        const float* key = k_cache.ptr<float>() + ((first + t) % cache.capacity) * k_cache.stride + kv_offset;
-        const float score = kern.dot(qh, key, hd) * scale;
+        const std::int64_t row = ((first + t) % cache.capacity) * k_cache.stride + kv_offset;
+        float dot = 0;
+        if (bf16_cache) {
+          kern.dot_rows_bf16(k_cache.ptr<std::uint16_t>() + row, &qh, 1, hd, &dot);
+        } else {
+          dot = kern.dot(qh, k_cache.ptr<float>() + row, hd);
+        }
+        const float score = dot * scale;
         weights[static_cast<std::size_t>(t)] = score;
         max_score = std::max(max_score, score);
       }
@@ -96,7 +114,12 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
       float* o = out.ptr<float>() + i * out.stride + static_cast<std::int64_t>(h) * hd;
       std::fill_n(o, hd, 0.0f);
       for (std::int64_t t = 0; t < count; ++t) {
-        const float* value = v_cache.ptr<float>() + ((first + t) % cache.capacity) * v_cache.stride + kv_offset;
+        const std::int64_t row = ((first + t) % cache.capacity) * v_cache.stride + kv_offset;
+        const float* value = v_cache.ptr<float>() + row;
+        if (bf16_cache) {
+          kern.widen_bf16(v_cache.ptr<std::uint16_t>() + row, widened.data(), hd);
+          value = widened.data();
+        }
         kern.axpy(weights[static_cast<std::size_t>(t)] / sum, value, o, hd);
       }
     }

@@ -1,0 +1,311 @@
+// RoPE with the K/V ring-cache append, and sliding-window attention over the cache.
+//
+// Attention is split along the keys (flash-decoding): a block takes a tile of query vectors
+// (consecutive rows x the query heads that share one K/V head) and one slice of up to
+// kKeysPerSplit keys of their windows, stages keys and values in shared memory, and writes
+// an unnormalised partial result with its running max and sum; a second kernel merges the
+// slices. The grid is sized for the largest window, and each block reads the positions
+// from device memory, so one launch serves every step of a recorded decode graph.
+// All math is F32; BF16 caches are widened when staged.
+#include <cfloat>
+
+#include "backend/cuda/cuda_common.cuh"
+
+namespace voxtral {
+
+namespace {
+
+constexpr int kKeysPerSplit = 128;
+constexpr int kKeyTile = 32;
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ float load(const float* p) { return *p; }
+__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <typename C>
+__global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float* __restrict__ k, long long ldk,
+                               const float* __restrict__ v, long long ldv, const int* __restrict__ positions,
+                               long long pos_stride, int q_heads, int kv_heads, int head_dim, double theta,
+                               C* __restrict__ k_cache, long long ldkc, C* __restrict__ v_cache, long long ldvc,
+                               int capacity) {
+  extern __shared__ float rope[];  // cos then sin, head_dim / 2 each
+  const int half = head_dim / 2;
+  const long long row = blockIdx.x;
+  const int pos = positions[row * pos_stride];
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    // As the reference: the inverse frequency rounded to float, times the position as a float.
+    const float inv_freq = static_cast<float>(1.0 / pow(theta, (2.0 * j) / head_dim));
+    float s, c;
+    sincosf(static_cast<float>(pos) * inv_freq, &s, &c);
+    rope[j] = c;
+    rope[half + j] = s;
+  }
+  __syncthreads();
+  float* qr = q + row * ldq;
+  for (int i = threadIdx.x; i < q_heads * half; i += blockDim.x) {
+    const int h = i / half, j = i % half;
+    float* pair = qr + h * head_dim + 2 * j;
+    const float x0 = pair[0], x1 = pair[1];
+    pair[0] = x0 * rope[j] - x1 * rope[half + j];
+    pair[1] = x1 * rope[j] + x0 * rope[half + j];
+  }
+  const long long slot = pos % capacity;
+  const float* kr = k + row * ldk;
+  C* kc = k_cache + slot * ldkc;
+  for (int i = threadIdx.x; i < kv_heads * half; i += blockDim.x) {
+    const int h = i / half, j = i % half;
+    const float x0 = kr[h * head_dim + 2 * j], x1 = kr[h * head_dim + 2 * j + 1];
+    store(kc + h * head_dim + 2 * j, x0 * rope[j] - x1 * rope[half + j]);
+    store(kc + h * head_dim + 2 * j + 1, x1 * rope[j] + x0 * rope[half + j]);
+  }
+  const float* vr = v + row * ldv;
+  C* vc = v_cache + slot * ldvc;
+  for (int i = threadIdx.x; i < kv_heads * head_dim; i += blockDim.x) store(vc + i, vr[i]);
+}
+
+struct AttentionArgs {
+  const float* q;
+  long long ldq;
+  const int* positions;
+  long long pos_stride;
+  int rows;
+  int n_heads;
+  int group;      // query heads per K/V head
+  int head_dim;
+  int window;
+  int capacity;
+  long long ldc;  // cache row stride
+  int rows_per_block;
+  int max_splits;
+  float scale;
+  float* partial_out;  // [rows][n_heads][max_splits][head_dim]
+  float* partial_max;  // [rows][n_heads][max_splits]
+  float* partial_sum;
+};
+
+template <typename C>
+__global__ void attention_split_kernel(AttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
+  extern __shared__ float smem[];
+  const int kv_head = blockIdx.x;
+  const int split = blockIdx.y;
+  const int row0 = blockIdx.z * a.rows_per_block;
+  const int rows = min(a.rows_per_block, a.rows - row0);
+  const int qvs = rows * a.group;  // query vectors of this block
+  const int hd = a.head_dim;
+  float* q_s = smem;                                      // [qvs][hd]
+  float* tile = q_s + a.rows_per_block * a.group * hd;    // [kKeyTile][hd + 1]
+  float* scores = tile + kKeyTile * (hd + 1);             // [qvs][kKeysPerSplit]
+  __shared__ float row_max[32], row_sum[32];
+
+  // The rows' windows; rows of one call have consecutive positions, so their union is a
+  // contiguous range of keys.
+  const int last_pos = a.positions[(row0 + rows - 1) * a.pos_stride];
+  const int first_pos = a.positions[row0 * a.pos_stride];
+  const int lo = max(0, first_pos - a.window + 1);
+  const int start = lo + split * kKeysPerSplit;
+  const int count = min(kKeysPerSplit, last_pos + 1 - start);
+  const long long out_base = (static_cast<long long>(row0) * a.n_heads + kv_head * a.group) * a.max_splits + split;
+  if (count <= 0) {
+    for (int i = threadIdx.x; i < qvs; i += blockDim.x) {
+      const int r = i / a.group, h = i % a.group;
+      const long long at = out_base + (static_cast<long long>(r) * a.n_heads + h) * a.max_splits;
+      a.partial_max[at] = -FLT_MAX;
+      a.partial_sum[at] = 0.0f;
+    }
+    return;
+  }
+
+  for (int i = threadIdx.x; i < qvs * hd; i += blockDim.x) {
+    const int qv = i / hd, d = i % hd;
+    const int r = qv / a.group, h = qv % a.group;
+    q_s[i] = a.q[(row0 + r) * a.ldq + (kv_head * a.group + h) * hd + d] * a.scale;
+  }
+  const long long col = static_cast<long long>(kv_head) * hd;
+  for (int t0 = 0; t0 < count; t0 += kKeyTile) {
+    const int n = min(kKeyTile, count - t0);
+    __syncthreads();
+    for (int i = threadIdx.x; i < n * hd; i += blockDim.x) {
+      const int t = i / hd, d = i % hd;
+      tile[t * (hd + 1) + d] = load(k_cache + ((start + t0 + t) % a.capacity) * a.ldc + col + d);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < qvs * kKeyTile; i += blockDim.x) {
+      const int qv = i / kKeyTile, t = i % kKeyTile;
+      if (t >= n) continue;
+      const int key = start + t0 + t;
+      const int pos = a.positions[(row0 + qv / a.group) * a.pos_stride];
+      float s = -FLT_MAX;
+      if (key <= pos && key > pos - a.window) {
+        s = 0.0f;
+        const float* qp = q_s + qv * hd;
+        const float* kp = tile + t * (hd + 1);
+        for (int d = 0; d < hd; ++d) s += qp[d] * kp[d];
+      }
+      scores[qv * kKeysPerSplit + t0 + t] = s;
+    }
+  }
+  __syncthreads();
+
+  // Softmax pieces per query vector: one warp each.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int qv = warp; qv < qvs; qv += blockDim.x / 32) {
+    float* s = scores + qv * kKeysPerSplit;
+    float m = -FLT_MAX;
+    for (int t = lane; t < count; t += 32) m = fmaxf(m, s[t]);
+    for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    float sum = 0.0f;
+    for (int t = lane; t < count; t += 32) {
+      const float p = s[t] == -FLT_MAX ? 0.0f : expf(s[t] - m);
+      s[t] = p;
+      sum += p;
+    }
+    for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0) {
+      row_max[qv] = m;
+      row_sum[qv] = sum;
+    }
+  }
+
+  // Weighted values, staged through the same tile buffer.
+  constexpr int kMaxPerThread = 16;
+  float acc[kMaxPerThread];
+#pragma unroll
+  for (int j = 0; j < kMaxPerThread; ++j) acc[j] = 0.0f;
+  for (int t0 = 0; t0 < count; t0 += kKeyTile) {
+    const int n = min(kKeyTile, count - t0);
+    __syncthreads();
+    for (int i = threadIdx.x; i < n * hd; i += blockDim.x) {
+      const int t = i / hd, d = i % hd;
+      tile[t * (hd + 1) + d] = load(v_cache + ((start + t0 + t) % a.capacity) * a.ldc + col + d);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kMaxPerThread; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i >= qvs * hd) break;
+      const int qv = i / hd, d = i % hd;
+      const float* p = scores + qv * kKeysPerSplit + t0;
+      float sum = 0.0f;
+      for (int t = 0; t < n; ++t) sum += p[t] * tile[t * (hd + 1) + d];
+      acc[j] += sum;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxPerThread; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i >= qvs * hd) break;
+    const int qv = i / hd, d = i % hd;
+    const int r = qv / a.group, h = qv % a.group;
+    const long long at = out_base + (static_cast<long long>(r) * a.n_heads + h) * a.max_splits;
+    a.partial_out[at * hd + d] = acc[j];
+    if (d == 0) {
+      a.partial_max[at] = row_max[qv];
+      a.partial_sum[at] = row_sum[qv];
+    }
+  }
+}
+
+__global__ void attention_merge_kernel(const float* __restrict__ partial_out, const float* __restrict__ partial_max,
+                                       const float* __restrict__ partial_sum, int n_heads, int max_splits, int head_dim,
+                                       float* __restrict__ out, long long ldo) {
+  const long long row = blockIdx.x;
+  const int head = blockIdx.y;
+  const long long base = (row * n_heads + head) * max_splits;
+  float m = -FLT_MAX;
+  for (int s = 0; s < max_splits; ++s) m = fmaxf(m, partial_max[base + s]);
+  float total = 0.0f;
+  for (int s = 0; s < max_splits; ++s) {
+    if (partial_sum[base + s] > 0.0f) total += partial_sum[base + s] * expf(partial_max[base + s] - m);
+  }
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float v = 0.0f;
+    for (int s = 0; s < max_splits; ++s) {
+      if (partial_sum[base + s] > 0.0f) v += partial_out[(base + s) * head_dim + d] * expf(partial_max[base + s] - m);
+    }
+    out[row * ldo + static_cast<long long>(head) * head_dim + d] = v / total;
+  }
+}
+
+}  // namespace
+
+void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                           const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                           const Tensor& k_cache, const Tensor& v_cache) {
+  const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
+  if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
+      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim ||
+      k_cache.type != cache.type || v_cache.type != cache.type) {
+    fail("cuda", "rope_kv_append: shape mismatch");
+  }
+  if (q.rows == 0) return;
+  const std::size_t smem = static_cast<std::size_t>(cache.head_dim) * sizeof(float);
+  auto go = [&](auto* kc, auto* vc) {
+    rope_kv_kernel<<<static_cast<unsigned>(q.rows), kThreads, smem, stream>>>(
+        q.ptr<float>(), q.stride, k.ptr<float>(), k.stride, v.ptr<float>(), v.stride, positions.ptr<int>(),
+        positions.stride, q_rope.n_heads, cache.n_kv_heads, cache.head_dim, q_rope.theta, kc, k_cache.stride, vc,
+        v_cache.stride, cache.capacity);
+  };
+  if (cache.type == ElemType::BF16) {
+    go(k_cache.ptr<__nv_bfloat16>(), v_cache.ptr<__nv_bfloat16>());
+  } else {
+    go(k_cache.ptr<float>(), v_cache.ptr<float>());
+  }
+  VOXTRAL_CUDA_LAUNCHED("rope_kv_append");
+}
+
+void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
+                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  const int hd = cache.head_dim;
+  const int group = n_heads / cache.n_kv_heads;
+  if (q.cols != static_cast<std::int64_t>(n_heads) * hd || out.cols != q.cols || out.rows != q.rows || group > 32 ||
+      hd > 256 || k_cache.type != cache.type) {
+    fail("cuda", "attention: unsupported shape");
+  }
+  if (q.rows == 0) return;
+  // Query vectors per block: enough to share each staged key tile, few enough for shared
+  // memory and for 16 outputs per thread.
+  const int max_qvs = std::max(group, std::min(32, kThreads * 16 / hd));
+  AttentionArgs a{};
+  a.q = q.ptr<float>();
+  a.ldq = q.stride;
+  a.positions = positions.ptr<int>();
+  a.pos_stride = positions.stride;
+  a.rows = static_cast<int>(q.rows);
+  a.n_heads = n_heads;
+  a.group = group;
+  a.head_dim = hd;
+  a.window = cache.window;
+  a.capacity = cache.capacity;
+  a.ldc = k_cache.stride;
+  a.rows_per_block = std::max(1, std::min<int>(max_qvs / group, a.rows));
+  if (a.rows_per_block * group * hd > kThreads * 16) fail("cuda", "attention: too many query heads per K/V head");
+  const int span = std::min(cache.window, cache.capacity) + a.rows_per_block - 1;
+  a.max_splits = (span + kKeysPerSplit - 1) / kKeysPerSplit;
+  a.scale = 1.0f / sqrtf(static_cast<float>(hd));
+  const std::size_t partials = static_cast<std::size_t>(a.rows) * n_heads * a.max_splits;
+  auto* scratch = static_cast<float*>(impl.scratch(impl.attention_partials, partials * (hd + 2) * sizeof(float)));
+  a.partial_out = scratch;
+  a.partial_max = scratch + partials * hd;
+  a.partial_sum = a.partial_max + partials;
+
+  const std::size_t smem = (static_cast<std::size_t>(a.rows_per_block) * group * hd + kKeyTile * (hd + 1) +
+                            static_cast<std::size_t>(a.rows_per_block) * group * kKeysPerSplit) * sizeof(float);
+  const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), static_cast<unsigned>(a.max_splits),
+                  static_cast<unsigned>((a.rows + a.rows_per_block - 1) / a.rows_per_block));
+  if (smem > 48 * 1024) fail("cuda", "attention: shared memory tile too large");
+  if (cache.type == ElemType::BF16) {
+    attention_split_kernel<<<grid, kThreads, smem, impl.stream>>>(a, k_cache.ptr<__nv_bfloat16>(),
+                                                                   v_cache.ptr<__nv_bfloat16>());
+  } else {
+    attention_split_kernel<<<grid, kThreads, smem, impl.stream>>>(a, k_cache.ptr<float>(), v_cache.ptr<float>());
+  }
+  VOXTRAL_CUDA_LAUNCHED("attention_split");
+  attention_merge_kernel<<<dim3(static_cast<unsigned>(a.rows), static_cast<unsigned>(n_heads)), std::min(hd, 256), 0,
+                           impl.stream>>>(a.partial_out, a.partial_max, a.partial_sum, n_heads, a.max_splits, hd,
+                                          out.ptr<float>(), out.stride);
+  VOXTRAL_CUDA_LAUNCHED("attention_merge");
+}
+
+}  // namespace voxtral

@@ -1,0 +1,330 @@
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cuda/cuda_common.cuh"
+
+namespace voxtral {
+
+void throw_cuda_error(const char* what, cudaError_t error) {
+  if (error == cudaErrorMemoryAllocation) {
+    size_t free_bytes = 0, total = 0;
+    cudaGetLastError();
+    cudaMemGetInfo(&free_bytes, &total);
+    fail("cuda", cat("out of GPU memory in ", what, " (", free_bytes >> 20, " MiB free of ", total >> 20, " MiB)"));
+  }
+  fail("cuda", cat(what, " failed: ", cudaGetErrorName(error), ": ", cudaGetErrorString(error)));
+}
+
+void throw_cublas_error(const char* what, cublasStatus_t status) {
+  fail("cuda", cat(what, " failed: ", cublasGetStatusName(status), ": ", cublasGetStatusString(status)));
+}
+
+bool cuda_usable(std::string* reason) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    if (reason != nullptr) {
+      *reason = err != cudaSuccess ? cat("no usable CUDA GPU (", cudaGetErrorString(err), ")") : "no CUDA GPU found";
+    }
+    cudaGetLastError();
+    return false;
+  }
+  cudaDeviceProp props{};
+  if (cudaGetDeviceProperties(&props, 0) != cudaSuccess || props.major < 8) {
+    if (reason != nullptr) {
+      *reason = cat("GPU 0 (", props.name, ") has compute capability ", props.major, ".", props.minor,
+                    "; voxtral needs 8.0 or newer (Ampere, Ada, Hopper)");
+    }
+    return false;
+  }
+  return true;
+}
+
+void* CudaBackend::Impl::device_alloc(std::size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, std::max<std::size_t>(bytes, 256));
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    fail("cuda", cat("out of GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20, " MiB (", free_bytes >> 20,
+                     " MiB free of ", total >> 20, " MiB on ", props.name, ")"));
+  }
+  std::lock_guard lock(alloc_mutex);
+  live.emplace_back(p, bytes);
+  allocated_bytes += bytes;
+  peak_bytes = std::max(peak_bytes, allocated_bytes);
+  return p;
+}
+
+void CudaBackend::Impl::device_free(void* p) {
+  if (p == nullptr) return;
+  {
+    std::lock_guard lock(alloc_mutex);
+    auto it = std::find_if(live.begin(), live.end(), [p](const auto& e) { return e.first == p; });
+    if (it != live.end()) {
+      allocated_bytes -= it->second;
+      live.erase(it);
+    }
+  }
+  cudaFree(p);
+}
+
+void* CudaBackend::Impl::scratch(Scratch& s, std::size_t bytes) {
+  if (bytes > s.bytes) {
+    if (capturing) fail("cuda", "scratch memory must grow outside graph capture");
+    if (s.data != nullptr) retired_scratch.push_back(s.data);
+    s.bytes = std::max(bytes, s.bytes * 2);
+    s.data = device_alloc(s.bytes);
+  }
+  return s.data;
+}
+
+CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Impl>()) {
+  std::string reason;
+  if (!cuda_usable(&reason)) fail("cuda", reason);
+  impl_->options = options;
+  impl_->device = options.device;
+  VOXTRAL_CUDA_CHECK(cudaSetDevice(options.device));
+  VOXTRAL_CUDA_CHECK(cudaGetDeviceProperties(&impl_->props, options.device));
+  VOXTRAL_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  VOXTRAL_CUBLAS_CHECK(cublasCreate(&impl_->cublas));
+  VOXTRAL_CUBLAS_CHECK(cublasSetStream(impl_->cublas, impl_->stream));
+  if (options.weight_type != ElemType::BF16 && options.weight_type != ElemType::F16) {
+    fail("cuda", "weights must be stored as BF16 or FP16");
+  }
+}
+
+CudaBackend::~CudaBackend() {
+  if (!impl_) return;
+  cudaStreamSynchronize(impl_->stream);
+  for (auto& w : impl_->weights) cudaFree(w->data);
+  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials}) cudaFree(s->data);
+  for (void* p : impl_->retired_scratch) cudaFree(p);
+  cublasDestroy(impl_->cublas);
+  cudaStreamDestroy(impl_->stream);
+}
+
+std::string CudaBackend::name() const {
+  return cat("cuda (", impl_->props.name, ", sm_", impl_->props.major, impl_->props.minor, ", ",
+             impl_->options.weight_type == ElemType::BF16 ? "BF16" : "FP16", " weights, ",
+             impl_->options.exact_matmul ? "exact" : "fast", " matmul, ",
+             impl_->options.kv_cache_type == ElemType::BF16 ? "BF16" : "F32", " KV cache)");
+}
+
+ElemType CudaBackend::default_kv_cache_type() const { return impl_->options.kv_cache_type; }
+
+std::size_t CudaBackend::peak_allocated_bytes() const { return impl_->peak_bytes; }
+
+void* CudaBackend::allocate(std::size_t bytes) { return impl_->device_alloc(bytes); }
+void CudaBackend::deallocate(void* data) {
+  cudaStreamSynchronize(impl_->stream);
+  impl_->device_free(data);
+}
+
+void CudaBackend::copy_to_device(const Tensor& dst, const void* host) {
+  const std::size_t row = static_cast<std::size_t>(dst.cols) * elem_size(dst.type);
+  VOXTRAL_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, static_cast<std::size_t>(dst.stride) * elem_size(dst.type), host, row, row,
+                                       static_cast<std::size_t>(dst.rows), cudaMemcpyHostToDevice, impl_->stream));
+}
+
+void CudaBackend::copy_to_host(const Tensor& src, void* host) {
+  const std::size_t row = static_cast<std::size_t>(src.cols) * elem_size(src.type);
+  VOXTRAL_CUDA_CHECK(cudaMemcpy2DAsync(host, row, src.data, static_cast<std::size_t>(src.stride) * elem_size(src.type), row,
+                                       static_cast<std::size_t>(src.rows), cudaMemcpyDeviceToHost, impl_->stream));
+  VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+}
+
+void CudaBackend::fill_zero(const Tensor& dst) {
+  VOXTRAL_CUDA_CHECK(cudaMemset2DAsync(dst.data, static_cast<std::size_t>(dst.stride) * elem_size(dst.type), 0,
+                                       static_cast<std::size_t>(dst.cols) * elem_size(dst.type),
+                                       static_cast<std::size_t>(dst.rows), impl_->stream));
+}
+
+void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  if (src.rows != dst.rows || src.cols != dst.cols || src.type != dst.type) fail("cuda", "copy: shape mismatch");
+  const std::size_t es = elem_size(src.type);
+  VOXTRAL_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, static_cast<std::size_t>(dst.stride) * es, src.data,
+                                       static_cast<std::size_t>(src.stride) * es, static_cast<std::size_t>(src.cols) * es,
+                                       static_cast<std::size_t>(src.rows), cudaMemcpyDeviceToDevice, impl_->stream));
+}
+
+Weight CudaBackend::load_weight(std::span<const TensorView* const> parts, WeightUse) {
+  if (parts.empty()) fail("cuda", "load_weight: no tensors");
+  auto w = std::make_unique<CudaWeight>();
+  w->type = impl_->options.weight_type;
+  auto trailing = [](const TensorView& t) {
+    std::int64_t c = 1;
+    for (std::size_t d = 1; d < t.shape.size(); ++d) c *= t.shape[d];
+    return c;
+  };
+  w->cols = trailing(*parts[0]);
+  for (const TensorView* p : parts) {
+    if (trailing(*p) != w->cols) fail(p->name, "cannot be stacked with tensors of a different width");
+    w->rows += p->shape.empty() ? 1 : p->shape[0];
+  }
+  const std::size_t es = elem_size(w->type);
+  w->data = impl_->device_alloc(static_cast<std::size_t>(w->rows * w->cols) * es);
+  std::int64_t row = 0;
+  for (const TensorView* p : parts) {
+    const std::int64_t rows = p->shape.empty() ? 1 : p->shape[0];
+    char* dst = static_cast<char*>(w->data) + static_cast<std::size_t>(row * w->cols) * es;
+    const bool same = (p->dtype == DType::BF16 && w->type == ElemType::BF16) || (p->dtype == DType::F16 && w->type == ElemType::F16);
+    if (same) {
+      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(dst, p->data, p->nbytes, cudaMemcpyHostToDevice, impl_->stream));
+    } else {
+      void* staging = impl_->device_alloc(p->nbytes);
+      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p->data, p->nbytes, cudaMemcpyHostToDevice, impl_->stream));
+      launch_convert_weights(impl_->stream, staging, p->dtype, dst, w->type, p->numel());
+      VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+      impl_->device_free(staging);
+    }
+    row += rows;
+  }
+  VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  std::lock_guard lock(impl_->weights_mutex);
+  impl_->weight_bytes += static_cast<std::size_t>(w->rows * w->cols) * es;
+  Weight handle{w->rows, w->cols, w.get()};
+  impl_->weights.push_back(std::move(w));
+  return handle;
+}
+
+Weight CudaBackend::load_vector(std::span<const float> values) {
+  auto w = std::make_unique<CudaWeight>();
+  w->type = ElemType::F32;
+  w->rows = 1;
+  w->cols = static_cast<std::int64_t>(values.size());
+  w->data = impl_->device_alloc(values.size_bytes());
+  VOXTRAL_CUDA_CHECK(cudaMemcpy(w->data, values.data(), values.size_bytes(), cudaMemcpyHostToDevice));
+  std::lock_guard lock(impl_->weights_mutex);
+  impl_->weight_bytes += values.size_bytes();
+  Weight handle{w->rows, w->cols, w.get()};
+  impl_->weights.push_back(std::move(w));
+  return handle;
+}
+
+std::size_t CudaBackend::weight_bytes() const { return impl_->weight_bytes; }
+
+namespace {
+
+const float* vector_data(const Weight& w, std::int64_t expected, const char* op) {
+  if (w.empty()) return nullptr;
+  const CudaWeight& v = cuda_weight(w);
+  if (v.type != ElemType::F32 || v.rows * v.cols != expected) fail("cuda", cat(op, ": vector width mismatch"));
+  return static_cast<const float*>(v.data);
+}
+
+// Rows up to which a product runs as a weight-streaming matrix-vector kernel (exact F32
+// activations, reads the weights once); above it, cuBLAS on tensor cores.
+constexpr std::int64_t kGemvMaxRows = 8;
+
+}  // namespace
+
+void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
+  const CudaWeight& w = cuda_weight(weight);
+  if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || x.type != ElemType::F32 || y.type != ElemType::F32) {
+    fail("cuda", cat("linear: shapes do not fit: x [", x.rows, ", ", x.cols, "], W [", w.rows, ", ", w.cols, "], y [",
+                     y.rows, ", ", y.cols, "]"));
+  }
+  const float* b = vector_data(bias, w.rows, "linear bias");
+  if (x.rows <= kGemvMaxRows) {
+    launch_gemv(impl_->stream, w, x.ptr<float>(), x.stride, static_cast<int>(x.rows), b, y.ptr<float>(), y.stride, epilogue);
+    return;
+  }
+  // y[n, m] = x[n, k] W[m, k]^T, in cuBLAS's column-major terms y^T = W^T(stored) x^T.
+  const std::size_t es = elem_size(w.type);
+  const std::size_t elems = static_cast<std::size_t>(x.rows * x.cols);
+  void* hi = impl_->scratch(impl_->split_hi, elems * es);
+  void* lo = impl_->options.exact_matmul ? impl_->scratch(impl_->split_lo, elems * es) : nullptr;
+  launch_split_activations(impl_->stream, x.ptr<float>(), x.stride, x.rows, x.cols, w.type, hi, lo);
+  const cudaDataType_t t = w.type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float one = 1.0f, zero = 0.0f;
+  const float* beta = epilogue == Epilogue::Add ? &one : &zero;
+  auto gemm = [&](const void* activations, const float* b_scale) {
+    VOXTRAL_CUBLAS_CHECK(cublasGemmEx(impl_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
+                                      static_cast<int>(x.rows), static_cast<int>(w.cols), &one, w.data, t,
+                                      static_cast<int>(w.cols), activations, t, static_cast<int>(x.cols), b_scale, y.data,
+                                      CUDA_R_32F, static_cast<int>(y.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  gemm(hi, beta);
+  if (lo != nullptr) gemm(lo, &one);
+  if (b != nullptr || epilogue == Epilogue::Gelu) {
+    launch_bias_activation(impl_->stream, y.ptr<float>(), y.stride, y.rows, y.cols, b, epilogue == Epilogue::Gelu);
+  }
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
+  launch_rms_norm(impl_->stream, x.ptr<float>(), x.stride, vector_data(weight, x.cols, "rms_norm"), eps, y.ptr<float>(),
+                  y.stride, x.rows, x.cols);
+}
+
+void CudaBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
+  if (y.cols * 2 != gate_up.cols || y.rows != gate_up.rows) fail("cuda", "silu_mul: shape mismatch");
+  launch_silu_mul(impl_->stream, gate_up.ptr<float>(), gate_up.stride, y.ptr<float>(), y.stride, y.rows, y.cols);
+}
+
+void CudaBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
+  const CudaWeight& t = cuda_weight(table);
+  if (out.cols != t.cols || ids.rows != out.rows) fail("cuda", "embed: shape mismatch");
+  launch_embed(impl_->stream, t, ids.ptr<std::int32_t>(), ids.stride, add.ptr<float>(), add.stride, out.ptr<float>(),
+               out.stride, out.rows);
+}
+
+void CudaBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
+  if (out.cols != in.cols * kernel || (out.rows - 1) * stride + kernel > in.rows) fail("cuda", "im2col: shape mismatch");
+  launch_im2col(impl_->stream, in.ptr<float>(), in.stride, in.cols, kernel, stride, out.ptr<float>(), out.stride, out.rows);
+}
+
+void CudaBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                                 const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                                 const Tensor& k_cache, const Tensor& v_cache) {
+  launch_rope_kv_append(impl_->stream, q, k, v, positions, q_rope, k_rope, cache, k_cache, v_cache);
+}
+
+void CudaBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                            const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  launch_attention(*impl_, q, positions, n_heads, cache, k_cache, v_cache, out);
+}
+
+void CudaBackend::argmax(const Tensor& logits, const Tensor& ids) {
+  launch_argmax(impl_->stream, logits.ptr<float>(), logits.stride, logits.rows, logits.cols, ids.ptr<std::int32_t>(),
+                ids.stride);
+}
+
+namespace {
+struct CudaRecording final : Recording {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ~CudaRecording() override {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+  }
+};
+}  // namespace
+
+std::unique_ptr<Recording> CudaBackend::record(const std::function<void()>& ops) {
+  // Run once eagerly (this also grows any scratch memory), then capture the same launches.
+  ops();
+  auto r = std::make_unique<CudaRecording>();
+  VOXTRAL_CUDA_CHECK(cudaStreamBeginCapture(impl_->stream, cudaStreamCaptureModeThreadLocal));
+  impl_->capturing = true;
+  try {
+    ops();
+  } catch (...) {
+    impl_->capturing = false;
+    cudaGraph_t broken = nullptr;
+    cudaStreamEndCapture(impl_->stream, &broken);
+    if (broken != nullptr) cudaGraphDestroy(broken);
+    throw;
+  }
+  impl_->capturing = false;
+  VOXTRAL_CUDA_CHECK(cudaStreamEndCapture(impl_->stream, &r->graph));
+  VOXTRAL_CUDA_CHECK(cudaGraphInstantiate(&r->exec, r->graph, 0));
+  return r;
+}
+
+void CudaBackend::replay(Recording& recording) {
+  VOXTRAL_CUDA_CHECK(cudaGraphLaunch(static_cast<CudaRecording&>(recording).exec, impl_->stream));
+}
+
+}  // namespace voxtral

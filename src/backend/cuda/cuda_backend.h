@@ -1,0 +1,77 @@
+// The CUDA backend: weights uploaded once (BF16 by default, FP16 optional), activations and
+// K/V caches in GPU memory, cuBLAS tensor-core products for many rows, hand-written
+// kernels for everything else (src/backend/cuda/*.cu), and the decode step replayed as one
+// CUDA graph. Nothing CUDA-specific leaks into this header, so host code compiled without
+// nvcc can create the backend.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace voxtral {
+
+struct CudaOptions {
+  int device = 0;
+  // Matrix products over many rows (encoder, adapter, prefill) run on BF16 tensor cores.
+  // exact: activations split into two BF16 halves (hi + lo), two products, near-F32
+  //        results (the reference tolerances hold);
+  // fast:  activations rounded to BF16, one product.
+  bool exact_matmul = true;
+  ElemType weight_type = ElemType::BF16;  // or F16
+  ElemType kv_cache_type = ElemType::BF16;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const CudaOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override;
+  ElemType default_kv_cache_type() const override;
+
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* data) override;
+  void copy_to_device(const Tensor& dst, const void* host) override;
+  void copy_to_host(const Tensor& src, void* host) override;
+  void fill_zero(const Tensor& dst) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+
+  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override;
+  Weight load_vector(std::span<const float> values) override;
+  std::size_t weight_bytes() const override;
+
+  void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) override;
+  void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) override;
+  void silu_mul(const Tensor& gate_up, const Tensor& y) override;
+  void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
+  void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) override;
+  void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                      const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                      const Tensor& k_cache, const Tensor& v_cache) override;
+  void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) override;
+  void argmax(const Tensor& logits, const Tensor& ids) override;
+
+  std::unique_ptr<Recording> record(const std::function<void()>& ops) override;
+  void replay(Recording& recording) override;
+
+  // Bytes of GPU memory this process holds at its peak (cudaMalloc'd by this backend).
+  std::size_t peak_allocated_bytes() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether this build has CUDA and a usable GPU; when not, *reason says why.
+bool cuda_usable(std::string* reason);
+
+// Benchmark helpers: the GPU's read bandwidth in bytes/s over a buffer of `bytes`, and the
+// device memory in use now (all processes, as the driver reports it).
+double measure_device_read_bandwidth(std::size_t bytes);
+std::size_t device_memory_in_use();
+
+}  // namespace voxtral

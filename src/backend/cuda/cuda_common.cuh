@@ -1,0 +1,107 @@
+// Shared by the CUDA backend's translation units: error checking, the backend's state,
+// and the host-side launchers of the kernels in the other .cu files.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "core/error.h"
+
+namespace voxtral {
+
+[[noreturn]] void throw_cuda_error(const char* what, cudaError_t error);
+[[noreturn]] void throw_cublas_error(const char* what, cublasStatus_t status);
+
+#define VOXTRAL_CUDA_CHECK(call)                                  \
+  do {                                                            \
+    cudaError_t voxtral_err_ = (call);                            \
+    if (voxtral_err_ != cudaSuccess) throw_cuda_error(#call, voxtral_err_); \
+  } while (0)
+
+#define VOXTRAL_CUBLAS_CHECK(call)                                \
+  do {                                                            \
+    cublasStatus_t voxtral_st_ = (call);                          \
+    if (voxtral_st_ != CUBLAS_STATUS_SUCCESS) throw_cublas_error(#call, voxtral_st_); \
+  } while (0)
+
+// Checks the launch of the kernel just issued.
+#define VOXTRAL_CUDA_LAUNCHED(name) VOXTRAL_CUDA_CHECK(cudaPeekAtLastError())
+
+struct CudaWeight {
+  void* data = nullptr;
+  ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+};
+
+inline const CudaWeight& cuda_weight(const Weight& w) { return *static_cast<const CudaWeight*>(w.handle); }
+
+// Device memory that only grows, for kernel scratch. Grown outside graph capture (recording
+// runs the ops once eagerly before capturing them).
+struct Scratch {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+struct CudaBackend::Impl {
+  CudaOptions options;
+  int device = 0;
+  cudaDeviceProp props{};
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  std::mutex weights_mutex;
+  std::vector<std::unique_ptr<CudaWeight>> weights;
+  std::size_t weight_bytes = 0;
+  std::size_t allocated_bytes = 0;
+  std::size_t peak_bytes = 0;
+  std::mutex alloc_mutex;
+  std::vector<std::pair<void*, std::size_t>> live;  // allocation sizes, for the peak figure
+  Scratch split_hi, split_lo, attention_partials;
+  // Outgrown scratch stays allocated: a recorded graph may still point into it.
+  std::vector<void*> retired_scratch;
+  bool capturing = false;
+
+  void* device_alloc(std::size_t bytes);
+  void device_free(void* p);
+  void* scratch(Scratch& s, std::size_t bytes);
+};
+
+// ---- launchers (cuda_linear.cu)
+void launch_gemv(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, int rows,
+                 const float* bias, float* y, std::int64_t ldy, Epilogue epilogue);
+void launch_split_activations(cudaStream_t stream, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t cols,
+                              ElemType type, void* hi, void* lo);
+void launch_bias_activation(cudaStream_t stream, float* y, std::int64_t ldy, std::int64_t rows, std::int64_t cols,
+                            const float* bias, bool gelu);
+
+// ---- launchers (cuda_ops.cu)
+void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps, float* y,
+                     std::int64_t ldy, std::int64_t rows, std::int64_t cols);
+void launch_silu_mul(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, float* y, std::int64_t ldy,
+                     std::int64_t rows, std::int64_t half);
+void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids, std::int64_t ids_stride,
+                  const float* add, std::int64_t ld_add, float* out, std::int64_t ld_out, std::int64_t rows);
+void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel,
+                   int stride, float* out, std::int64_t ld_out, std::int64_t out_rows);
+void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
+                   std::int32_t* ids, std::int64_t ids_stride);
+void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
+                            std::int64_t count);
+
+// ---- launchers (cuda_attention.cu)
+void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& positions, const RopeParams& q_rope, const RopeParams& k_rope,
+                           const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache);
+void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
+                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
+
+}  // namespace voxtral

@@ -1,0 +1,180 @@
+// Row-wise and element-wise kernels: RMSNorm, SiLU-gate, embedding gather, im2col, argmax
+// and weight conversion.
+#include <cfloat>
+
+#include "backend/cuda/cuda_common.cuh"
+
+namespace voxtral {
+
+namespace {
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024).
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  v = warp_sum(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x / 32;
+  v = lane < warps ? partial[lane] : 0.0f;
+  v = warp_sum(v);
+  __syncthreads();
+  return v;
+}
+
+__global__ void rms_norm_kernel(const float* __restrict__ x, long long ldx, const float* __restrict__ w, float eps,
+                                float* __restrict__ y, long long ldy, int cols) {
+  const float* in = x + blockIdx.x * ldx;
+  float* out = y + blockIdx.x * ldy;
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += in[j] * in[j];
+  const float total = block_sum(sum);
+  const float inv = 1.0f / sqrtf(total / static_cast<float>(cols) + eps);
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) out[j] = w[j] * (in[j] * inv);
+}
+
+__global__ void silu_mul_kernel(const float* __restrict__ gu, long long ld_in, float* __restrict__ y, long long ldy,
+                                long long rows, long long half) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= rows * half) return;
+  const long long r = i / half, c = i % half;
+  const float g = gu[r * ld_in + c];
+  const float u = gu[r * ld_in + half + c];
+  y[r * ldy + c] = (g / (1.0f + expf(-g))) * u;
+}
+
+template <typename W>
+__global__ void embed_kernel(const W* __restrict__ table, long long vocab, long long dim, const int* __restrict__ ids,
+                             long long ids_stride, const float* __restrict__ add, long long ld_add, float* __restrict__ out,
+                             long long ld_out) {
+  const long long row = blockIdx.x;
+  const int id = ids[row * ids_stride];
+  const bool valid = id >= 0 && id < vocab;  // an invalid id embeds as zeros (ids are checked on the host)
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+    float v = valid ? static_cast<float>(table[id * dim + j]) : 0.0f;
+    if (add != nullptr) v = add[row * ld_add + j] + v;
+    out[row * ld_out + j] = v;
+  }
+}
+
+__global__ void im2col_kernel(const float* __restrict__ in, long long ld_in, long long channels, int kernel, int stride,
+                              float* __restrict__ out, long long ld_out, long long out_rows) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= out_rows * channels * kernel) return;
+  const long long t = i / (channels * kernel);
+  const long long rest = i % (channels * kernel);
+  const long long c = rest / kernel;
+  const int k = static_cast<int>(rest % kernel);
+  out[t * ld_out + rest] = in[(t * stride + k) * ld_in + c];
+}
+
+__global__ void argmax_kernel(const float* __restrict__ logits, long long ld, long long cols, int* __restrict__ ids,
+                              long long ids_stride) {
+  const float* row = logits + blockIdx.x * ld;
+  float best = -FLT_MAX;
+  long long best_index = 0x7fffffffffffLL;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = row[j];
+    if (v > best) {  // strided scan: the first hit per thread has the lowest index
+      best = v;
+      best_index = j;
+    }
+  }
+  __shared__ float values[1024];
+  __shared__ long long indices[1024];
+  values[threadIdx.x] = best;
+  indices[threadIdx.x] = best_index;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) {
+      const float ov = values[threadIdx.x + s];
+      const long long oi = indices[threadIdx.x + s];
+      if (ov > values[threadIdx.x] || (ov == values[threadIdx.x] && oi < indices[threadIdx.x])) {
+        values[threadIdx.x] = ov;
+        indices[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) ids[blockIdx.x * ids_stride] = static_cast<int>(indices[0] == 0x7fffffffffffLL ? 0 : indices[0]);
+}
+
+template <typename In, typename Out>
+__global__ void convert_kernel(const In* __restrict__ in, Out* __restrict__ out, long long n) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = static_cast<Out>(static_cast<float>(in[i]));
+}
+
+unsigned blocks_for(long long n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+}  // namespace
+
+void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps, float* y,
+                     std::int64_t ldy, std::int64_t rows, std::int64_t cols) {
+  if (rows == 0) return;
+  const int threads = cols >= 2048 ? 1024 : 256;
+  rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(x, ldx, weight, eps, y, ldy, static_cast<int>(cols));
+  VOXTRAL_CUDA_LAUNCHED("rms_norm");
+}
+
+void launch_silu_mul(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, float* y, std::int64_t ldy,
+                     std::int64_t rows, std::int64_t half) {
+  if (rows * half == 0) return;
+  silu_mul_kernel<<<blocks_for(rows * half, 256), 256, 0, stream>>>(gate_up, ld_in, y, ldy, rows, half);
+  VOXTRAL_CUDA_LAUNCHED("silu_mul");
+}
+
+void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids, std::int64_t ids_stride,
+                  const float* add, std::int64_t ld_add, float* out, std::int64_t ld_out, std::int64_t rows) {
+  if (rows == 0) return;
+  if (table.type == ElemType::BF16) {
+    embed_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(table.data), table.rows,
+                                                                 table.cols, ids, ids_stride, add, ld_add, out, ld_out);
+  } else {
+    embed_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const __half*>(table.data), table.rows,
+                                                                 table.cols, ids, ids_stride, add, ld_add, out, ld_out);
+  }
+  VOXTRAL_CUDA_LAUNCHED("embed");
+}
+
+void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel, int stride,
+                   float* out, std::int64_t ld_out, std::int64_t out_rows) {
+  const long long n = out_rows * channels * kernel;
+  if (n == 0) return;
+  im2col_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(in, ld_in, channels, kernel, stride, out, ld_out, out_rows);
+  VOXTRAL_CUDA_LAUNCHED("im2col");
+}
+
+void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
+                   std::int32_t* ids, std::int64_t ids_stride) {
+  if (rows == 0) return;
+  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, ld, cols, ids, ids_stride);
+  VOXTRAL_CUDA_LAUNCHED("argmax");
+}
+
+void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
+                            std::int64_t count) {
+  const unsigned blocks = blocks_for(count, 256);
+  auto to = [&](auto* typed_src) {
+    if (dst_type == ElemType::BF16) {
+      convert_kernel<<<blocks, 256, 0, stream>>>(typed_src, static_cast<__nv_bfloat16*>(dst), count);
+    } else {
+      convert_kernel<<<blocks, 256, 0, stream>>>(typed_src, static_cast<__half*>(dst), count);
+    }
+  };
+  switch (src_type) {
+    case DType::F32: to(static_cast<const float*>(src)); break;
+    case DType::BF16: to(static_cast<const __nv_bfloat16*>(src)); break;
+    case DType::F16: to(static_cast<const __half*>(src)); break;
+    default: fail("cuda", cat("cannot convert weights of dtype ", dtype_name(src_type)));
+  }
+  VOXTRAL_CUDA_LAUNCHED("convert");
+}
+
+}  // namespace voxtral

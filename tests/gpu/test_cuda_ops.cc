@@ -1,0 +1,308 @@
+// Every CUDA op against the CPU backend on random inputs: a failing op is named directly,
+// before the end-to-end parity tests run.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/bf16.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "test_util.h"
+
+namespace voxtral {
+namespace {
+
+std::mt19937 rng(1234);
+
+std::vector<float> random_values(std::size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Random BF16 matrices held in a safetensors buffer, as model weights are.
+class WeightFile {
+ public:
+  void add(const std::string& name, std::int64_t rows, std::int64_t cols) { specs_.push_back({name, rows, cols}); }
+  void build() {
+    std::string header = "{";
+    std::string data;
+    for (const auto& s : specs_) {
+      const auto n = static_cast<std::size_t>(s.rows * s.cols);
+      const auto values = random_values(n, 1.0f / std::sqrt(static_cast<float>(s.cols)));
+      const std::size_t begin = data.size();
+      for (float v : values) {
+        const std::uint16_t b = float_to_bf16(v);
+        data.append(reinterpret_cast<const char*>(&b), 2);
+      }
+      if (header.size() > 1) header += ",";
+      header += "\"" + s.name + "\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(s.rows) + "," +
+                std::to_string(s.cols) + "],\"data_offsets\":[" + std::to_string(begin) + "," +
+                std::to_string(data.size()) + "]}";
+    }
+    header += "}";
+    header.append((8 - header.size() % 8) % 8, ' ');
+    bytes_ = testing::safetensors_bytes(header, data);
+    file_ = std::make_unique<SafeTensors>(SafeTensors::from_buffer(std::as_bytes(std::span(bytes_)), "weights"));
+  }
+  const TensorView& get(const std::string& name) const { return file_->get(name); }
+
+ private:
+  struct Spec {
+    std::string name;
+    std::int64_t rows, cols;
+  };
+  std::vector<Spec> specs_;
+  std::string bytes_;
+  std::unique_ptr<SafeTensors> file_;
+};
+
+struct Pair {
+  CpuBackend cpu{2};
+  CudaBackend gpu{options()};
+  static CudaOptions options() {
+    CudaOptions o;
+    o.exact_matmul = true;
+    o.kv_cache_type = ElemType::F32;
+    return o;
+  }
+};
+
+struct Buffers {
+  DeviceBuffer cpu, gpu;
+  Buffers(Pair& p, ElemType type, std::int64_t rows, std::int64_t cols, const void* host = nullptr)
+      : cpu(p.cpu, type, rows, cols), gpu(p.gpu, type, rows, cols) {
+    if (host != nullptr) {
+      p.cpu.copy_to_device(cpu, host);
+      p.gpu.copy_to_device(gpu, host);
+    } else {
+      p.cpu.fill_zero(cpu);
+      p.gpu.fill_zero(gpu);
+    }
+  }
+};
+
+template <typename T = float>
+std::vector<T> download(Backend& b, const Tensor& t) {
+  std::vector<T> host(static_cast<std::size_t>(t.numel()));
+  b.copy_to_host(t, host.data());
+  return host;
+}
+
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double worst = 0, scale = 1e-30;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
+  }
+  return worst / scale;
+}
+
+void expect_close(Pair& p, const Tensor& cpu, const Tensor& gpu, double tolerance, const std::string& what) {
+  const auto a = download(p.cpu, cpu);
+  const auto b = download(p.gpu, gpu);
+  for (float v : b) ASSERT_TRUE(std::isfinite(v)) << what;
+  EXPECT_LE(relative_error(b, a), tolerance) << what;
+}
+
+TEST(CudaOps, LinearEveryPathAndEpilogue) {
+  Pair p;
+  for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{37, 64}, {64, 36}, {300, 256}}) {
+    WeightFile f;
+    f.add("w", m, k);
+    f.build();
+    const TensorView* parts[] = {&f.get("w")};
+    const Weight wc = p.cpu.load_weight(parts, WeightUse::Streamed);
+    const Weight wg = p.gpu.load_weight(parts, WeightUse::Streamed);
+    const auto bias_values = random_values(static_cast<std::size_t>(m));
+    const Weight bc = p.cpu.load_vector(bias_values), bg = p.gpu.load_vector(bias_values);
+    for (std::int64_t n : {1, 3, 5, 8, 20, 64}) {
+      for (Epilogue e : {Epilogue::Store, Epilogue::Gelu, Epilogue::Add}) {
+        const auto xs = random_values(static_cast<std::size_t>(n * (k + 3)));
+        Buffers x(p, ElemType::F32, n, k + 3, xs.data());
+        const auto ys = random_values(static_cast<std::size_t>(n * m));
+        Buffers y(p, ElemType::F32, n, m, ys.data());
+        // A strided, offset input view: exercises the unaligned path too.
+        const Tensor xc = x.cpu.view().col_range(1, k), xg = x.gpu.view().col_range(1, k);
+        p.cpu.linear(xc, wc, bc, y.cpu, e);
+        p.gpu.linear(xg, wg, bg, y.gpu, e);
+        expect_close(p, y.cpu, y.gpu, 2e-5, "linear m=" + std::to_string(m) + " k=" + std::to_string(k) +
+                                               " n=" + std::to_string(n) + " epilogue " + std::to_string(int(e)));
+      }
+    }
+  }
+}
+
+TEST(CudaOps, FastMatmulIsWithinBf16Rounding) {
+  Pair p;
+  CudaOptions fast = Pair::options();
+  fast.exact_matmul = false;
+  CudaBackend gpu_fast(fast);
+  WeightFile f;
+  f.add("w", 96, 128);
+  f.build();
+  const TensorView* parts[] = {&f.get("w")};
+  const Weight wc = p.cpu.load_weight(parts, WeightUse::Dense);
+  const Weight wg = gpu_fast.load_weight(parts, WeightUse::Dense);
+  const auto xs = random_values(40 * 128);
+  DeviceBuffer xc(p.cpu, ElemType::F32, 40, 128), yc(p.cpu, ElemType::F32, 40, 96);
+  DeviceBuffer xg(gpu_fast, ElemType::F32, 40, 128), yg(gpu_fast, ElemType::F32, 40, 96);
+  p.cpu.copy_to_device(xc, xs.data());
+  gpu_fast.copy_to_device(xg, xs.data());
+  p.cpu.linear(xc, wc, Weight{}, yc, Epilogue::Store);
+  gpu_fast.linear(xg, wg, Weight{}, yg, Epilogue::Store);
+  const double err = relative_error(download(gpu_fast, yg), download(p.cpu, yc));
+  EXPECT_LE(err, 2e-2);
+  EXPECT_GT(err, 1e-6);  // it really is the BF16 path
+}
+
+TEST(CudaOps, NormActivationEmbedIm2colArgmax) {
+  Pair p;
+  const std::int64_t rows = 5, cols = 3072;
+  const auto xs = random_values(static_cast<std::size_t>(rows * cols), 3.0f);
+  Buffers x(p, ElemType::F32, rows, cols, xs.data());
+  const auto ws = random_values(static_cast<std::size_t>(cols));
+  const Weight wc = p.cpu.load_vector(ws), wg = p.gpu.load_vector(ws);
+  Buffers y(p, ElemType::F32, rows, cols);
+  p.cpu.rms_norm(x.cpu, wc, 1e-5f, y.cpu);
+  p.gpu.rms_norm(x.gpu, wg, 1e-5f, y.gpu);
+  expect_close(p, y.cpu, y.gpu, 1e-6, "rms_norm");
+
+  Buffers half(p, ElemType::F32, rows, cols / 2);
+  p.cpu.silu_mul(x.cpu, half.cpu);
+  p.gpu.silu_mul(x.gpu, half.gpu);
+  expect_close(p, half.cpu, half.gpu, 1e-6, "silu_mul");
+
+  WeightFile f;
+  f.add("table", 50, 48);
+  f.build();
+  const TensorView* parts[] = {&f.get("table")};
+  const Weight tc = p.cpu.load_weight(parts, WeightUse::Streamed), tg = p.gpu.load_weight(parts, WeightUse::Streamed);
+  const std::vector<std::int32_t> ids{3, 49, 0, 7};
+  Buffers id(p, ElemType::I32, 4, 1, ids.data());
+  const auto adds = random_values(4 * 48);
+  Buffers add(p, ElemType::F32, 4, 48, adds.data());
+  Buffers e(p, ElemType::F32, 4, 48);
+  p.cpu.embed(tc, id.cpu, add.cpu, e.cpu);
+  p.gpu.embed(tg, id.gpu, add.gpu, e.gpu);
+  expect_close(p, e.cpu, e.gpu, 0, "embed");
+
+  const auto ins = random_values(11 * 6);
+  Buffers in(p, ElemType::F32, 11, 6, ins.data());
+  for (int stride : {1, 2}) {
+    const std::int64_t out_rows = (11 - 3) / stride + 1;
+    Buffers out(p, ElemType::F32, out_rows, 18);
+    p.cpu.im2col(in.cpu, 3, stride, out.cpu);
+    p.gpu.im2col(in.gpu, 3, stride, out.gpu);
+    expect_close(p, out.cpu, out.gpu, 0, "im2col stride " + std::to_string(stride));
+  }
+
+  auto logits = random_values(3 * 131072);
+  logits[100] = logits[200] = 50.0f;             // tie: the lower index wins
+  logits[131072 + 131071] = 60.0f;               // the last column
+  Buffers l(p, ElemType::F32, 3, 131072, logits.data());
+  Buffers am(p, ElemType::I32, 3, 1);
+  p.cpu.argmax(l.cpu, am.cpu);
+  p.gpu.argmax(l.gpu, am.gpu);
+  EXPECT_EQ(download<std::int32_t>(p.gpu, am.gpu), download<std::int32_t>(p.cpu, am.cpu));
+  EXPECT_EQ(download<std::int32_t>(p.gpu, am.gpu)[0], 100);
+  EXPECT_EQ(download<std::int32_t>(p.gpu, am.gpu)[1], 131071);
+}
+
+struct AttentionCase {
+  int n_heads, n_kv_heads, head_dim, window, rows, first_position;
+  ElemType cache;
+};
+
+class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(CudaAttention, MatchesTheCpu) {
+  const AttentionCase c = GetParam();
+  Pair p;
+  const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
+  const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
+  const KvCacheLayout layout{c.n_kv_heads, c.head_dim, c.window + c.rows - 1, c.window, c.cache};
+  Buffers kc(p, c.cache, layout.capacity, kvw), vc(p, c.cache, layout.capacity, kvw);
+  const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
+  // Fill the cache with the positions before the first row, a batch at a time.
+  int position = 0;
+  const int total = c.first_position + c.rows;
+  Buffers out(p, ElemType::F32, c.rows, qw);
+  while (position < total) {
+    const int n = std::min(c.rows, total - position);
+    const auto qkv = random_values(static_cast<std::size_t>(n * (qw + 2 * kvw)));
+    Buffers buf(p, ElemType::F32, n, qw + 2 * kvw, qkv.data());
+    std::vector<std::int32_t> pos(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) pos[static_cast<std::size_t>(i)] = position + i;
+    Buffers positions(p, ElemType::I32, n, 1, pos.data());
+    for (Backend* b : {static_cast<Backend*>(&p.cpu), static_cast<Backend*>(&p.gpu)}) {
+      const bool cpu = b == &p.cpu;
+      const Tensor all = cpu ? buf.cpu.view() : buf.gpu.view();
+      b->rope_kv_append(all.col_range(0, qw), all.col_range(qw, kvw), all.col_range(qw + kvw, kvw),
+                        cpu ? positions.cpu.view() : positions.gpu.view(), qr, kr, layout, cpu ? kc.cpu : kc.gpu,
+                        cpu ? vc.cpu : vc.gpu);
+      b->attention(all.col_range(0, qw), cpu ? positions.cpu.view() : positions.gpu.view(), c.n_heads, layout,
+                   cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu, (cpu ? out.cpu.view() : out.gpu.view()).row_range(0, n));
+    }
+    expect_close(p, buf.cpu.view().col_range(0, qw), buf.gpu.view().col_range(0, qw), 1e-6, "rotated q");
+    expect_close(p, out.cpu.view().row_range(0, n), out.gpu.view().row_range(0, n), 2e-5,
+                 "attention at position " + std::to_string(position));
+    position += n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaAttention,
+    ::testing::Values(AttentionCase{6, 2, 32, 48, 1, 100, ElemType::F32},     // decode, GQA 3:1, ring wrapped
+                      AttentionCase{6, 2, 32, 48, 38, 0, ElemType::F32},      // prefill
+                      AttentionCase{4, 4, 64, 24, 40, 90, ElemType::F32},     // encoder-like MHA
+                      AttentionCase{32, 8, 128, 300, 1, 700, ElemType::F32},  // real decoder heads, several splits
+                      AttentionCase{32, 8, 128, 300, 7, 500, ElemType::BF16},
+                      AttentionCase{3, 3, 16, 40, 33, 0, ElemType::BF16}));
+
+TEST(CudaRecording, ReplayUsesTheCurrentInputs) {
+  Pair p;
+  WeightFile f;
+  f.add("w", 1000, 64);
+  f.build();
+  const TensorView* parts[] = {&f.get("w")};
+  const Weight w = p.gpu.load_weight(parts, WeightUse::Streamed);
+  const Weight wc = p.cpu.load_weight(parts, WeightUse::Streamed);
+  DeviceBuffer x(p.gpu, ElemType::F32, 1, 64), logits(p.gpu, ElemType::F32, 1, 1000), id(p.gpu, ElemType::I32, 1, 1);
+  DeviceBuffer xc(p.cpu, ElemType::F32, 1, 64), lc(p.cpu, ElemType::F32, 1, 1000), idc(p.cpu, ElemType::I32, 1, 1);
+  auto run = [&] {
+    p.gpu.linear(x, w, Weight{}, logits, Epilogue::Store);
+    p.gpu.argmax(logits, id);
+  };
+  std::unique_ptr<Recording> graph;
+  for (int trial = 0; trial < 5; ++trial) {
+    const auto xs = random_values(64);
+    p.gpu.copy_to_device(x, xs.data());
+    p.cpu.copy_to_device(xc, xs.data());
+    if (!graph) {
+      graph = p.gpu.record(run);
+    } else {
+      p.gpu.replay(*graph);
+    }
+    p.cpu.linear(xc, wc, Weight{}, lc, Epilogue::Store);
+    p.cpu.argmax(lc, idc);
+    EXPECT_EQ(download<std::int32_t>(p.gpu, id), download<std::int32_t>(p.cpu, idc)) << "trial " << trial;
+  }
+}
+
+TEST(CudaErrors, OutOfMemoryIsAClearError) {
+  CudaBackend gpu(Pair::options());
+  try {
+    gpu.allocate(std::size_t{1} << 50);
+    FAIL() << "a petabyte allocation succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of GPU memory"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace voxtral

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
+# .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
+# project's Debian packages. Stages: info unit parity sanitize model bench profile.
+#   tools/gpu/device_check.sh info unit parity
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+carry="$root/.device-carry"
+export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export VOXTRAL_FIXTURES_DIR="$root/tests/fixtures" VOXTRAL_CLI="$carry/bin/voxtral"
+out="${OUT:-/tmp/voxtral-out}"
+mkdir -p "$out"
+model=/tmp/vox4b
+status=0
+step() { echo; echo "=== $*"; }
+
+for stage in "$@"; do
+  case "$stage" in
+    info)
+      step info
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --format=csv
+      nvcc --version | tail -1; g++ --version | head -1; cmake --version | head -1
+      python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+      ldd "$carry/bin/voxtral" | grep -E "not found" || echo "all libraries found"
+      ;;
+    unit)
+      step unit: CUDA ops against the CPU backend
+      "$carry/bin/voxtral_gpu_tests" 2>&1 | tee "$out/unit.log" | grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is|actual|error" | head -60
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    parity)
+      step parity: transformers fixtures on CUDA, exact mode
+      VOXTRAL_TEST_BACKEND=cuda VOXTRAL_TEST_CLI_ARGS="--backend cuda --precision exact --kv-cache f32" \
+        "$carry/bin/voxtral_tests" --gtest_filter='Fixtures/Parity.*:ParitySensitivity.*:Cli.PrintsTheRecordedTranscript:Cli.HonoursTheDelayOption' \
+        2>&1 | tee "$out/parity.log" | grep -E "^\[ tiny|^\[  (FAILED|PASSED) |Failure|Expected|actual" | head -60
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        step "compute-sanitizer $tool"
+        compute-sanitizer --tool "$tool" --error-exitcode 1 "$carry/bin/voxtral" -d "$root/tests/fixtures/tiny-a" \
+          -i "$root/tests/fixtures/audio/noise.wav" --backend cuda --silent > "$out/sanitize_$tool.log" 2>&1
+        rc=$?
+        tail -3 "$out/sanitize_$tool.log"
+        [ $rc -eq 0 ] || status=1
+      done
+      ;;
+    model)
+      step full-size random model
+      [ -f "$model/consolidated.safetensors" ] || "$carry/bin/voxtral-bench" make-model \
+        --params "$root/tests/fixtures/real/params.json" --out "$model"
+      ;;
+    bench)
+      for args in "" "--precision fast"; do
+        step "bench jfk.wav $args"
+        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda $args
+      done
+      ;;
+    profile)
+      step profile
+      VOXTRAL_PROFILE=1 "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda \
+        --skip-bandwidth 2>&1 | head -40
+      ;;
+    *) echo "unknown stage $stage"; status=2 ;;
+  esac
+done
+exit $status

@@ -121,6 +121,21 @@ class Backend {
   virtual void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) = 0;
   // y[:, j] = silu(gate_up[:, j]) * gate_up[:, half + j], half = gate_up.cols / 2.
   virtual void silu_mul(const Tensor& gate_up, const Tensor& y) = 0;
+
+  // Fused forms of "rms_norm then linear" and "silu_mul then linear", the patterns of every
+  // transformer layer. A GPU backend folds the first step into the product's input so the
+  // decode step needs fewer kernels; the defaults simply run both ops (`scratch` holds the
+  // intermediate, shaped like the first op's output).
+  virtual void norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias,
+                           const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
+    rms_norm(x, norm, eps, scratch);
+    linear(scratch, w, bias, y, epilogue);
+  }
+  virtual void swiglu_linear(const Tensor& gate_up, const Weight& w, const Weight& bias, const Tensor& y,
+                             Epilogue epilogue, const Tensor& scratch) {
+    silu_mul(gate_up, scratch);
+    linear(scratch, w, bias, y, epilogue);
+  }
   // out[i] = table[ids[i]] (+ add[i] when add is non-empty); ids is an I32 column.
   virtual void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) = 0;
   // Causal im2col: out[t, c*K + k] = in[t*stride + k, c]; `in` already holds the left

@@ -73,6 +73,20 @@ void ProfilingBackend::rms_norm(const Tensor& x, const Weight& weight, float eps
 void ProfilingBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
   timed("silu_mul", [&] { inner_->silu_mul(gate_up, y); wait(*inner_, y); });
 }
+void ProfilingBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias,
+                                   const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
+  timed(cat("norm_linear ", w.rows, "x", w.cols, " ", rows_bucket(x.rows)), [&] {
+    inner_->norm_linear(x, norm, eps, w, bias, y, epilogue, scratch);
+    wait(*inner_, y);
+  });
+}
+void ProfilingBackend::swiglu_linear(const Tensor& gate_up, const Weight& w, const Weight& bias, const Tensor& y,
+                                     Epilogue epilogue, const Tensor& scratch) {
+  timed(cat("swiglu_linear ", w.rows, "x", w.cols, " ", rows_bucket(gate_up.rows)), [&] {
+    inner_->swiglu_linear(gate_up, w, bias, y, epilogue, scratch);
+    wait(*inner_, y);
+  });
+}
 void ProfilingBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
   timed("embed", [&] { inner_->embed(table, ids, add, out); wait(*inner_, out); });
 }

@@ -108,18 +108,15 @@ void TextDecoder::run_layers(const Tensor& x, const Tensor& positions, const Scr
   for (int l = 0; l < dec.n_layers; ++l) {
     const auto li = static_cast<std::size_t>(l);
     const auto& w = weights_.decoder[li];
-    backend_.rms_norm(x, w.attention_norm, dec.norm_eps, normed);
-    backend_.linear(normed, w.qkv, Weight{}, qkv, Epilogue::Store);
+    backend_.norm_linear(x, w.attention_norm, dec.norm_eps, w.qkv, Weight{}, qkv, Epilogue::Store, normed);
     const Tensor q = qkv.col_range(0, dec.q_width());
     const Tensor k = qkv.col_range(dec.q_width(), dec.kv_width());
     const Tensor v = qkv.col_range(dec.q_width() + dec.kv_width(), dec.kv_width());
     backend_.rope_kv_append(q, k, v, positions, q_rope, k_rope, cache_layout_, k_cache_[li], v_cache_[li]);
     backend_.attention(q, positions, dec.n_heads, cache_layout_, k_cache_[li], v_cache_[li], attn);
     backend_.linear(attn, w.wo, Weight{}, x, Epilogue::Add);
-    backend_.rms_norm(x, ffn_norms_[li], dec.norm_eps, normed);
-    backend_.linear(normed, w.gate_up, Weight{}, gate_up, Epilogue::Store);
-    backend_.silu_mul(gate_up, act);
-    backend_.linear(act, w.w2, Weight{}, x, Epilogue::Add);
+    backend_.norm_linear(x, ffn_norms_[li], dec.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
+    backend_.swiglu_linear(gate_up, w.w2, Weight{}, x, Epilogue::Add, act);
   }
 }
 
@@ -138,9 +135,8 @@ void TextDecoder::prefill(std::span<const int> ids, const Tensor& audio_rows, st
   backend_.embed(weights_.tok_embeddings, ids_view, audio_rows, x);
   run_layers(x, positions, batch_scratch(n));
   if (logits != nullptr) {
-    const Tensor normed = normed_.view().row_range(0, n);
-    backend_.rms_norm(x, weights_.final_norm, config_.decoder.norm_eps, normed);
-    backend_.linear(normed, weights_.tok_embeddings, Weight{}, *logits, Epilogue::Store);
+    backend_.norm_linear(x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, *logits,
+                         Epilogue::Store, normed_.view().row_range(0, n));
   }
 }
 
@@ -148,8 +144,8 @@ void TextDecoder::step_ops() {
   const Tensor& x = step_x_.view();
   backend_.embed(weights_.tok_embeddings, step_id_.view(), step_audio_.view(), x);
   run_layers(x, step_position_.view(), step_scratch());
-  backend_.rms_norm(x, weights_.final_norm, config_.decoder.norm_eps, step_normed_.view());
-  backend_.linear(step_normed_.view(), weights_.tok_embeddings, Weight{}, logits_.view(), Epilogue::Store);
+  backend_.norm_linear(x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, logits_.view(),
+                       Epilogue::Store, step_normed_.view());
   backend_.argmax(logits_.view(), step_id_.view());
 }
 

@@ -102,8 +102,7 @@ void AudioEncoder::run_layers(int n_frames) {
   const RopeParams k_rope{enc.n_kv_heads, enc.head_dim, enc.rope_theta};
   for (int l = 0; l < enc.n_layers; ++l) {
     const auto& w = weights_.encoder[static_cast<std::size_t>(l)];
-    backend_.rms_norm(x, w.attention_norm, enc.norm_eps, normed);
-    backend_.linear(normed, w.qkv, w.qkv_bias, qkv, Epilogue::Store);
+    backend_.norm_linear(x, w.attention_norm, enc.norm_eps, w.qkv, w.qkv_bias, qkv, Epilogue::Store, normed);
     const Tensor q = qkv.col_range(0, enc.q_width());
     const Tensor k = qkv.col_range(enc.q_width(), enc.kv_width());
     const Tensor v = qkv.col_range(enc.q_width() + enc.kv_width(), enc.kv_width());
@@ -112,10 +111,8 @@ void AudioEncoder::run_layers(int n_frames) {
     backend_.attention(q, positions, enc.n_heads, cache_layout_, k_cache_[static_cast<std::size_t>(l)],
                        v_cache_[static_cast<std::size_t>(l)], attn);
     backend_.linear(attn, w.wo, w.wo_bias, x, Epilogue::Add);
-    backend_.rms_norm(x, w.ffn_norm, enc.norm_eps, normed);
-    backend_.linear(normed, w.gate_up, Weight{}, gate_up, Epilogue::Store);
-    backend_.silu_mul(gate_up, act);
-    backend_.linear(act, w.w2, w.w2_bias, x, Epilogue::Add);
+    backend_.norm_linear(x, w.ffn_norm, enc.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
+    backend_.swiglu_linear(gate_up, w.w2, w.w2_bias, x, Epilogue::Add, act);
   }
 }
 

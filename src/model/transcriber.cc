@@ -16,7 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-constexpr int kEncoderPositionsPerCall = 64;
+constexpr int kEncoderPositionsPerCall = 128;
 
 }  // namespace
 

@@ -249,8 +249,10 @@ TEST_P(CudaAttention, MatchesTheCpu) {
                    cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu, (cpu ? out.cpu.view() : out.gpu.view()).row_range(0, n));
     }
     expect_close(p, buf.cpu.view().col_range(0, qw), buf.gpu.view().col_range(0, qw), 1e-6, "rotated q");
-    expect_close(p, out.cpu.view().row_range(0, n), out.gpu.view().row_range(0, n), 2e-5,
-                 "attention at position " + std::to_string(position));
+    // A BF16 cache turns a last-bit difference in the rotated keys (sincosf vs cosf) into
+    // a whole BF16 step now and then; F32 caches must agree to rounding.
+    expect_close(p, out.cpu.view().row_range(0, n), out.gpu.view().row_range(0, n),
+                 c.cache == ElemType::BF16 ? 2e-3 : 2e-5, "attention at position " + std::to_string(position));
     position += n;
   }
 }

@@ -57,9 +57,17 @@ for stage in "$@"; do
       done
       ;;
     profile)
-      step profile
-      VOXTRAL_PROFILE=1 "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda \
-        --skip-bandwidth 2>&1 | head -40
+      step "profile: per-op times (each op waited for) on 60 s of audio"
+      VOXTRAL_PROFILE=1 "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 60 \
+        --backend cuda --skip-bandwidth 2>&1 | grep -A28 "voxtral profile"
+      ;;
+    ncu)
+      step "ncu: the kernels of one decode step"
+      ncu --graph-profiling node --launch-skip "${NCU_SKIP:-3000}" --launch-count "${NCU_COUNT:-300}" \
+        --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum \
+        --csv "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \
+        > "$out/ncu.csv" 2> "$out/ncu.err"
+      python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu.csv" || tail -5 "$out/ncu.err"
       ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac

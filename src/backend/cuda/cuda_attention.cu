@@ -8,6 +8,7 @@
 // from device memory, so one launch serves every step of a recorded decode graph.
 // All math is F32; BF16 caches are widened when staged.
 #include <cfloat>
+#include <cmath>
 
 #include "backend/cuda/cuda_common.cuh"
 
@@ -15,19 +16,64 @@ namespace voxtral {
 
 namespace {
 
-constexpr int kKeysPerSplit = 128;
-constexpr int kKeyTile = 32;
+constexpr int kKeysPerSplit = 64;  // keys of one block, staged at once
 constexpr int kThreads = 128;
 
-__device__ __forceinline__ float load(const float* p) { return *p; }
-__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+
+// Eight consecutive cache values widened to F32 (16- or 32-byte aligned loads).
+__device__ __forceinline__ void load8(const float* p, float* out) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x, out[2 * i + 1] = f.y;
+  }
+}
+
+// Stages `count` cache rows (ring positions start..start+count-1, columns col..col+hd) into
+// tile[t * (hd + 1) + d]. All loads of a thread are issued before any is used.
+template <typename C>
+__device__ __forceinline__ void stage_rows(const C* __restrict__ cache, long long ldc, int capacity, int start, int count,
+                                           long long col, int hd, float* tile) {
+  const int chunks_per_row = hd / 8;
+  const int chunks = count * chunks_per_row;
+  constexpr int kPerThread = 8;  // up to kKeysPerSplit * 128 / 8 / kThreads chunks
+#pragma unroll
+  for (int base = 0; base < kPerThread; ++base) {
+    const int i = threadIdx.x + base * kThreads;
+    if (i >= chunks) break;
+    const int t = i / chunks_per_row, d = (i % chunks_per_row) * 8;
+    float v[8];
+    load8(cache + static_cast<long long>((start + t) % capacity) * ldc + col + d, v);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) tile[t * (hd + 1) + d + j] = v[j];
+  }
+  for (int i = threadIdx.x + kPerThread * kThreads; i < chunks; i += kThreads) {  // head_dim above 128
+    const int t = i / chunks_per_row, d = (i % chunks_per_row) * 8;
+    float v[8];
+    load8(cache + static_cast<long long>((start + t) % capacity) * ldc + col + d, v);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) tile[t * (hd + 1) + d + j] = v[j];
+  }
+}
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// The inverse frequencies travel as a kernel argument (computed on the host, as the CPU
+// backend does), so a recorded graph needs no extra buffer.
+struct InverseFrequencies {
+  float values[128];
+};
 
 template <typename C>
 __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float* __restrict__ k, long long ldk,
                                const float* __restrict__ v, long long ldv, const int* __restrict__ positions,
-                               long long pos_stride, int q_heads, int kv_heads, int head_dim, double theta,
+                               long long pos_stride, int q_heads, int kv_heads, int head_dim, InverseFrequencies inv,
                                C* __restrict__ k_cache, long long ldkc, C* __restrict__ v_cache, long long ldvc,
                                int capacity) {
   extern __shared__ float rope[];  // cos then sin, head_dim / 2 each
@@ -36,9 +82,8 @@ __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float
   const int pos = positions[row * pos_stride];
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
     // As the reference: the inverse frequency rounded to float, times the position as a float.
-    const float inv_freq = static_cast<float>(1.0 / pow(theta, (2.0 * j) / head_dim));
     float s, c;
-    sincosf(static_cast<float>(pos) * inv_freq, &s, &c);
+    sincosf(static_cast<float>(pos) * inv.values[j], &s, &c);
     rope[j] = c;
     rope[half + j] = s;
   }
@@ -86,7 +131,8 @@ struct AttentionArgs {
 };
 
 template <typename C>
-__global__ void attention_split_kernel(AttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
+__global__ void __launch_bounds__(kThreads)
+    attention_split_kernel(AttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
   extern __shared__ float smem[];
   const int kv_head = blockIdx.x;
   const int split = blockIdx.y;
@@ -94,9 +140,9 @@ __global__ void attention_split_kernel(AttentionArgs a, const C* __restrict__ k_
   const int rows = min(a.rows_per_block, a.rows - row0);
   const int qvs = rows * a.group;  // query vectors of this block
   const int hd = a.head_dim;
-  float* q_s = smem;                                      // [qvs][hd]
-  float* tile = q_s + a.rows_per_block * a.group * hd;    // [kKeyTile][hd + 1]
-  float* scores = tile + kKeyTile * (hd + 1);             // [qvs][kKeysPerSplit]
+  float* q_s = smem;                                    // [qvs][hd]
+  float* tile = q_s + a.rows_per_block * a.group * hd;  // [kKeysPerSplit][hd + 1]: keys, then values
+  float* scores = tile + kKeysPerSplit * (hd + 1);      // [qvs][kKeysPerSplit]
   __shared__ float row_max[32], row_sum[32];
 
   // The rows' windows; rows of one call have consecutive positions, so their union is a
@@ -117,36 +163,30 @@ __global__ void attention_split_kernel(AttentionArgs a, const C* __restrict__ k_
     return;
   }
 
+  const long long col = static_cast<long long>(kv_head) * hd;
+  stage_rows(k_cache, a.ldc, a.capacity, start, count, col, hd, tile);
   for (int i = threadIdx.x; i < qvs * hd; i += blockDim.x) {
     const int qv = i / hd, d = i % hd;
     const int r = qv / a.group, h = qv % a.group;
     q_s[i] = a.q[(row0 + r) * a.ldq + (kv_head * a.group + h) * hd + d] * a.scale;
   }
-  const long long col = static_cast<long long>(kv_head) * hd;
-  for (int t0 = 0; t0 < count; t0 += kKeyTile) {
-    const int n = min(kKeyTile, count - t0);
-    __syncthreads();
-    for (int i = threadIdx.x; i < n * hd; i += blockDim.x) {
-      const int t = i / hd, d = i % hd;
-      tile[t * (hd + 1) + d] = load(k_cache + ((start + t0 + t) % a.capacity) * a.ldc + col + d);
+  __syncthreads();
+  for (int i = threadIdx.x; i < qvs * kKeysPerSplit; i += blockDim.x) {
+    const int qv = i / kKeysPerSplit, t = i % kKeysPerSplit;
+    if (t >= count) continue;
+    const int key = start + t;
+    const int pos = a.positions[(row0 + qv / a.group) * a.pos_stride];
+    float s = -FLT_MAX;
+    if (key <= pos && key > pos - a.window) {
+      s = 0.0f;
+      const float* qp = q_s + qv * hd;
+      const float* kp = tile + t * (hd + 1);
+      for (int d = 0; d < hd; ++d) s += qp[d] * kp[d];
     }
-    __syncthreads();
-    for (int i = threadIdx.x; i < qvs * kKeyTile; i += blockDim.x) {
-      const int qv = i / kKeyTile, t = i % kKeyTile;
-      if (t >= n) continue;
-      const int key = start + t0 + t;
-      const int pos = a.positions[(row0 + qv / a.group) * a.pos_stride];
-      float s = -FLT_MAX;
-      if (key <= pos && key > pos - a.window) {
-        s = 0.0f;
-        const float* qp = q_s + qv * hd;
-        const float* kp = tile + t * (hd + 1);
-        for (int d = 0; d < hd; ++d) s += qp[d] * kp[d];
-      }
-      scores[qv * kKeysPerSplit + t0 + t] = s;
-    }
+    scores[qv * kKeysPerSplit + t] = s;
   }
   __syncthreads();
+  stage_rows(v_cache, a.ldc, a.capacity, start, count, col, hd, tile);  // values replace the keys
 
   // Softmax pieces per query vector: one warp each.
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -167,39 +207,16 @@ __global__ void attention_split_kernel(AttentionArgs a, const C* __restrict__ k_
       row_sum[qv] = sum;
     }
   }
+  __syncthreads();
 
-  // Weighted values, staged through the same tile buffer.
-  constexpr int kMaxPerThread = 16;
-  float acc[kMaxPerThread];
-#pragma unroll
-  for (int j = 0; j < kMaxPerThread; ++j) acc[j] = 0.0f;
-  for (int t0 = 0; t0 < count; t0 += kKeyTile) {
-    const int n = min(kKeyTile, count - t0);
-    __syncthreads();
-    for (int i = threadIdx.x; i < n * hd; i += blockDim.x) {
-      const int t = i / hd, d = i % hd;
-      tile[t * (hd + 1) + d] = load(v_cache + ((start + t0 + t) % a.capacity) * a.ldc + col + d);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < kMaxPerThread; ++j) {
-      const int i = threadIdx.x + j * blockDim.x;
-      if (i >= qvs * hd) break;
-      const int qv = i / hd, d = i % hd;
-      const float* p = scores + qv * kKeysPerSplit + t0;
-      float sum = 0.0f;
-      for (int t = 0; t < n; ++t) sum += p[t] * tile[t * (hd + 1) + d];
-      acc[j] += sum;
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kMaxPerThread; ++j) {
-    const int i = threadIdx.x + j * blockDim.x;
-    if (i >= qvs * hd) break;
+  for (int i = threadIdx.x; i < qvs * hd; i += blockDim.x) {
     const int qv = i / hd, d = i % hd;
+    const float* p = scores + qv * kKeysPerSplit;
+    float acc = 0.0f;
+    for (int t = 0; t < count; ++t) acc += p[t] * tile[t * (hd + 1) + d];
     const int r = qv / a.group, h = qv % a.group;
     const long long at = out_base + (static_cast<long long>(r) * a.n_heads + h) * a.max_splits;
-    a.partial_out[at * hd + d] = acc[j];
+    a.partial_out[at * hd + d] = acc;
     if (d == 0) {
       a.partial_max[at] = row_max[qv];
       a.partial_sum[at] = row_sum[qv];
@@ -240,11 +257,16 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
     fail("cuda", "rope_kv_append: shape mismatch");
   }
   if (q.rows == 0) return;
+  if (cache.head_dim > 256) fail("cuda", "rope: head_dim above 256");
+  InverseFrequencies inv{};
+  for (int j = 0; j < cache.head_dim / 2; ++j) {
+    inv.values[j] = static_cast<float>(1.0 / std::pow(q_rope.theta, (2.0 * j) / cache.head_dim));
+  }
   const std::size_t smem = static_cast<std::size_t>(cache.head_dim) * sizeof(float);
   auto go = [&](auto* kc, auto* vc) {
     rope_kv_kernel<<<static_cast<unsigned>(q.rows), kThreads, smem, stream>>>(
         q.ptr<float>(), q.stride, k.ptr<float>(), k.stride, v.ptr<float>(), v.stride, positions.ptr<int>(),
-        positions.stride, q_rope.n_heads, cache.n_kv_heads, cache.head_dim, q_rope.theta, kc, k_cache.stride, vc,
+        positions.stride, q_rope.n_heads, cache.n_kv_heads, cache.head_dim, inv, kc, k_cache.stride, vc,
         v_cache.stride, cache.capacity);
   };
   if (cache.type == ElemType::BF16) {
@@ -260,13 +282,13 @@ void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& po
   const int hd = cache.head_dim;
   const int group = n_heads / cache.n_kv_heads;
   if (q.cols != static_cast<std::int64_t>(n_heads) * hd || out.cols != q.cols || out.rows != q.rows || group > 32 ||
-      hd > 256 || k_cache.type != cache.type) {
+      hd > 256 || hd % 8 != 0 || k_cache.type != cache.type || k_cache.stride % 8 != 0) {
     fail("cuda", "attention: unsupported shape");
   }
   if (q.rows == 0) return;
   // Query vectors per block: enough to share each staged key tile, few enough for shared
-  // memory and for 16 outputs per thread.
-  const int max_qvs = std::max(group, std::min(32, kThreads * 16 / hd));
+  // memory.
+  const int max_qvs = std::max(group, std::min(32, 2048 / hd));
   AttentionArgs a{};
   a.q = q.ptr<float>();
   a.ldq = q.stride;
@@ -280,7 +302,7 @@ void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& po
   a.capacity = cache.capacity;
   a.ldc = k_cache.stride;
   a.rows_per_block = std::max(1, std::min<int>(max_qvs / group, a.rows));
-  if (a.rows_per_block * group * hd > kThreads * 16) fail("cuda", "attention: too many query heads per K/V head");
+  if (a.rows_per_block * group * hd > 4096) fail("cuda", "attention: too many query heads per K/V head");
   const int span = std::min(cache.window, cache.capacity) + a.rows_per_block - 1;
   a.max_splits = (span + kKeysPerSplit - 1) / kKeysPerSplit;
   a.scale = 1.0f / sqrtf(static_cast<float>(hd));
@@ -290,7 +312,7 @@ void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& po
   a.partial_max = scratch + partials * hd;
   a.partial_sum = a.partial_max + partials;
 
-  const std::size_t smem = (static_cast<std::size_t>(a.rows_per_block) * group * hd + kKeyTile * (hd + 1) +
+  const std::size_t smem = (static_cast<std::size_t>(a.rows_per_block) * group * hd + kKeysPerSplit * (hd + 1) +
                             static_cast<std::size_t>(a.rows_per_block) * group * kKeysPerSplit) * sizeof(float);
   const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), static_cast<unsigned>(a.max_splits),
                   static_cast<unsigned>((a.rows + a.rows_per_block - 1) / a.rows_per_block));

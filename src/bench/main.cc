@@ -58,6 +58,8 @@ struct RunOptions {
   std::string precision = "auto";
   std::string kv_cache = "auto";
   std::string weights = "bf16";
+  std::string dump_logits;  // prefix of files receiving every step's input id and logits
+  int late_steps = 100;     // the "late" median covers this many final steps (long context)
 };
 
 int run(const RunOptions& o) {
@@ -85,8 +87,35 @@ int run(const RunOptions& o) {
     if (gpu) peak_device = std::max(peak_device, device_memory_in_use());
 #endif
   };
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> logits_file(nullptr, std::fclose);
+  std::vector<std::int32_t> dumped_ids;
+  std::vector<float> row;
+  std::int64_t first_dumped = -1;
+  if (!o.dump_logits.empty()) {
+    logits_file.reset(std::fopen((o.dump_logits + ".f32").c_str(), "wb"));
+    if (!logits_file) fail(o.dump_logits + ".f32", "cannot create");
+    to.on_step_logits = [&](int input_id, std::int64_t position, const Tensor& logits) {
+      row.resize(static_cast<std::size_t>(logits.numel()));
+      model->backend().copy_to_host(logits, row.data());
+      std::fwrite(row.data(), sizeof(float), row.size(), logits_file.get());
+      dumped_ids.push_back(input_id);
+      if (first_dumped < 0) first_dumped = position;
+    };
+  }
   const auto start = std::chrono::steady_clock::now();
   const auto t = transcribe(*model, samples, to, sample_device_memory);
+  if (logits_file) {
+    logits_file.reset();
+    std::FILE* ids = std::fopen((o.dump_logits + ".ids").c_str(), "wb");
+    if (ids == nullptr) fail(o.dump_logits + ".ids", "cannot create");
+    std::fwrite(dumped_ids.data(), sizeof(std::int32_t), dumped_ids.size(), ids);
+    std::fclose(ids);
+    std::FILE* meta = std::fopen((o.dump_logits + ".json").c_str(), "w");
+    if (meta == nullptr) fail(o.dump_logits + ".json", "cannot create");
+    std::fprintf(meta, "{\"first_position\": %lld, \"steps\": %zu, \"vocab\": %zu}\n",
+                 static_cast<long long>(first_dumped), dumped_ids.size(), row.size());
+    std::fclose(meta);
+  }
   const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const auto& s = t.stats;
 
@@ -101,6 +130,10 @@ int run(const RunOptions& o) {
   const double bytes = decoder_bytes_per_step(model->config(), 2.0);
   const double floor_ms = bandwidth > 0 ? bytes / bandwidth * 1000.0 : 0.0;
   const double median = percentile(s.step_ms, 0.5);
+  const std::size_t late_count = std::min<std::size_t>(static_cast<std::size_t>(o.late_steps), s.step_ms.size());
+  const std::vector<double> late(s.step_ms.end() - static_cast<std::ptrdiff_t>(late_count), s.step_ms.end());
+  const double late_median = percentile(late, 0.5);
+  const auto late_context = s.positions - static_cast<std::int64_t>(late_count) / 2;
 
   nlohmann::json r = {
       {"model", o.model_dir},
@@ -118,6 +151,10 @@ int run(const RunOptions& o) {
       {"decode_steps", s.step_ms.size()},
       {"step_ms_median", median},
       {"step_ms_p90", percentile(s.step_ms, 0.9)},
+      {"late_steps", late_count},
+      {"late_step_ms_median", late_median},
+      {"late_context_positions", late_context},
+      {"first_token_ms", s.first_token_ms},
       {"step_ms_mean", s.step_ms.empty() ? 0.0 : s.decode_ms / static_cast<double>(s.step_ms.size())},
       {"decoder_bytes_per_step", bytes},
       {"memory_bandwidth_gb_s", bandwidth / 1e9},
@@ -140,8 +177,11 @@ int run(const RunOptions& o) {
   std::printf("encoder     %.0f ms: %.1f ms per audio second (%.1fx real time), adapter included\n", s.encoder_ms,
               s.encoder_ms / s.audio_seconds, s.audio_seconds * 1000.0 / s.encoder_ms);
   std::printf("prefill     %.0f ms\n", s.prefill_ms);
-  std::printf("decoder     %zu steps (EOS ignored): median %.2f ms/step, p90 %.2f ms/step\n", s.step_ms.size(), median,
-              percentile(s.step_ms, 0.9));
+  std::printf("decoder     %zu steps (EOS ignored): median %.2f ms/step, p90 %.2f ms/step; last %zu steps (context "
+              "~%lld positions): median %.2f ms/step\n",
+              s.step_ms.size(), median, percentile(s.step_ms, 0.9), late_count, static_cast<long long>(late_context),
+              late_median);
+  std::printf("first token %.0f ms after the audio was handed over (mel, encoder, prefill, one step)\n", s.first_token_ms);
   if (bandwidth > 0) {
     std::printf("floor       %.2f GB of weights per step / %.1f GB/s measured read bandwidth = %.2f ms/step; "
                 "median is %.2fx the floor (%.0f%% of it achieved)\n",
@@ -181,6 +221,9 @@ int main(int argc, char** argv) {
   bench->add_option("--precision", ro.precision, "GPU matrix products: exact or fast");
   bench->add_option("--kv-cache", ro.kv_cache, "K/V cache type: f32 or bf16");
   bench->add_option("--weights", ro.weights, "GPU weight storage: bf16 or fp16");
+  bench->add_option("--dump-logits", ro.dump_logits,
+                    "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
+  bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
 
   CLI11_PARSE(app, argc, argv);
   try {

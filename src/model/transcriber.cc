@@ -29,6 +29,7 @@ Transcript transcribe(Model& model, std::span<const float> samples, const Transc
   const int n_delay = delay_positions(delay_ms, config);
   const int left_pad = tokenizer.audio().n_left_pad_tokens;
 
+  const auto call_start = Clock::now();
   Transcript result;
   auto& stats = result.stats;
   stats.audio_seconds = static_cast<double>(samples.size()) / config.audio.sampling_rate;
@@ -74,6 +75,8 @@ Transcript transcribe(Model& model, std::span<const float> samples, const Transc
     const auto step_start = Clock::now();
     const int token = decoder.step(input, audio.view().row_range(p, 1), p);
     stats.step_ms.push_back(ms_since(step_start));
+    if (p == prompt_len - 1) stats.first_token_ms = ms_since(call_start);
+    if (options.on_step_logits) options.on_step_logits(input, p, decoder.step_logits());
     if (token == tokenizer.eos_id() && !options.ignore_eos) break;
     result.ids.push_back(token);
     TokenEvent event{token, p, text.push(token)};

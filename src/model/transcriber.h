@@ -15,6 +15,9 @@ namespace voxtral {
 struct TranscribeOptions {
   int delay_ms = 0;          // 0: the tokenizer's transcription_delay_ms
   bool ignore_eos = false;   // benchmarks: decode the whole audio span
+  // Called after every decode step with the step's input id, position and logits
+  // ([1, vocab] in backend memory): for parity checks, not for normal use.
+  std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
 };
 
 struct TokenEvent {
@@ -29,6 +32,7 @@ struct TranscribeStats {
   double encoder_ms = 0;   // encoder + adapter
   double prefill_ms = 0;
   double decode_ms = 0;    // all single-token steps
+  double first_token_ms = 0;  // from the call until the first token was produced
   std::vector<double> step_ms;
   std::int64_t positions = 0;
 };

@@ -51,10 +51,23 @@ for stage in "$@"; do
         --params "$root/tests/fixtures/real/params.json" --out "$model"
       ;;
     bench)
-      for args in "" "--precision fast"; do
-        step "bench jfk.wav $args"
-        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda $args
+      # 10 s (first token, short context), 60 s (encoder, real-time factor), 330 s (a decode
+      # step at ~4096 positions of context), 10 min (real-time factor, peak GPU memory).
+      for run in "jfk.wav --seconds 10" "speech60.wav" "speech60.wav --seconds 330" "speech60.wav --seconds 600" \
+                 "speech60.wav --precision fast"; do
+        step "bench $run"
+        set -- $run
+        clip="$1"; shift
+        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda "$@" --json > "$out/bench.json"
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k not in ("model",)})' "$out/bench.json"
       done
+      ;;
+    fullparity)
+      step "full-size parity and speed against transformers (45 s of speech)"
+      "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech45.wav" --backend cuda --skip-bandwidth \
+        --dump-logits /tmp/ours45 | grep -E "decoder|encoder"
+      timeout 420 python3 "$root/tools/reference/full_size_parity.py" --model "$model" \
+        --audio "$carry/audio/speech45.wav" --dump /tmp/ours45 --speed 2>&1 | grep -v -i warn | tee "$out/fullparity.log"
       ;;
     profile)
       step "profile: per-op times (each op waited for) on 60 s of audio"

@@ -70,44 +70,44 @@ struct InverseFrequencies {
   float values[128];
 };
 
+// One thread per rotated pair of q or k, or per copied value of v, so a single decode row
+// still spreads over many blocks; each thread computes its own sine and cosine.
 template <typename C>
 __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float* __restrict__ k, long long ldk,
                                const float* __restrict__ v, long long ldv, const int* __restrict__ positions,
                                long long pos_stride, int q_heads, int kv_heads, int head_dim, InverseFrequencies inv,
                                C* __restrict__ k_cache, long long ldkc, C* __restrict__ v_cache, long long ldvc,
                                int capacity) {
-  extern __shared__ float rope[];  // cos then sin, head_dim / 2 each
   const int half = head_dim / 2;
-  const long long row = blockIdx.x;
+  const int q_pairs = q_heads * half, k_pairs = kv_heads * half, v_values = kv_heads * head_dim;
+  const long long row = blockIdx.y;
+  const int item = blockIdx.x * blockDim.x + threadIdx.x;
+  if (item >= q_pairs + k_pairs + v_values) return;
   const int pos = positions[row * pos_stride];
-  for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    // As the reference: the inverse frequency rounded to float, times the position as a float.
-    float s, c;
-    sincosf(static_cast<float>(pos) * inv.values[j], &s, &c);
-    rope[j] = c;
-    rope[half + j] = s;
-  }
-  __syncthreads();
-  float* qr = q + row * ldq;
-  for (int i = threadIdx.x; i < q_heads * half; i += blockDim.x) {
-    const int h = i / half, j = i % half;
-    float* pair = qr + h * head_dim + 2 * j;
-    const float x0 = pair[0], x1 = pair[1];
-    pair[0] = x0 * rope[j] - x1 * rope[half + j];
-    pair[1] = x1 * rope[j] + x0 * rope[half + j];
-  }
   const long long slot = pos % capacity;
-  const float* kr = k + row * ldk;
-  C* kc = k_cache + slot * ldkc;
-  for (int i = threadIdx.x; i < kv_heads * half; i += blockDim.x) {
-    const int h = i / half, j = i % half;
-    const float x0 = kr[h * head_dim + 2 * j], x1 = kr[h * head_dim + 2 * j + 1];
-    store(kc + h * head_dim + 2 * j, x0 * rope[j] - x1 * rope[half + j]);
-    store(kc + h * head_dim + 2 * j + 1, x1 * rope[j] + x0 * rope[half + j]);
+  if (item >= q_pairs + k_pairs) {
+    const int i = item - q_pairs - k_pairs;
+    store(v_cache + slot * ldvc + i, v[row * ldv + i]);
+    return;
   }
-  const float* vr = v + row * ldv;
-  C* vc = v_cache + slot * ldvc;
-  for (int i = threadIdx.x; i < kv_heads * head_dim; i += blockDim.x) store(vc + i, vr[i]);
+  const bool is_q = item < q_pairs;
+  const int pair = is_q ? item : item - q_pairs;
+  const int h = pair / half, j = pair % half;
+  // As the reference: the inverse frequency rounded to float, times the position as a float.
+  float s, c;
+  sincosf(static_cast<float>(pos) * inv.values[j], &s, &c);
+  if (is_q) {
+    float* p = q + row * ldq + h * head_dim + 2 * j;
+    const float x0 = p[0], x1 = p[1];
+    p[0] = x0 * c - x1 * s;
+    p[1] = x1 * c + x0 * s;
+  } else {
+    const float* p = k + row * ldk + h * head_dim + 2 * j;
+    const float x0 = p[0], x1 = p[1];
+    C* out = k_cache + slot * ldkc + h * head_dim + 2 * j;
+    store(out, x0 * c - x1 * s);
+    store(out + 1, x1 * c + x0 * s);
+  }
 }
 
 struct AttentionArgs {
@@ -181,7 +181,12 @@ __global__ void __launch_bounds__(kThreads)
       s = 0.0f;
       const float* qp = q_s + qv * hd;
       const float* kp = tile + t * (hd + 1);
-      for (int d = 0; d < hd; ++d) s += qp[d] * kp[d];
+      float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // independent chains (hd is a multiple of 8)
+      for (int d = 0; d < hd; d += 4) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) part[u] += qp[d + u] * kp[d + u];
+      }
+      s = (part[0] + part[1]) + (part[2] + part[3]);
     }
     scores[qv * kKeysPerSplit + t] = s;
   }
@@ -212,8 +217,14 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = threadIdx.x; i < qvs * hd; i += blockDim.x) {
     const int qv = i / hd, d = i % hd;
     const float* p = scores + qv * kKeysPerSplit;
-    float acc = 0.0f;
-    for (int t = 0; t < count; ++t) acc += p[t] * tile[t * (hd + 1) + d];
+    float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int t = 0;
+    for (; t + 4 <= count; t += 4) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) part[u] += p[t + u] * tile[(t + u) * (hd + 1) + d];
+    }
+    for (; t < count; ++t) part[0] += p[t] * tile[t * (hd + 1) + d];
+    const float acc = (part[0] + part[1]) + (part[2] + part[3]);
     const int r = qv / a.group, h = qv % a.group;
     const long long at = out_base + (static_cast<long long>(r) * a.n_heads + h) * a.max_splits;
     a.partial_out[at * hd + d] = acc;
@@ -262,9 +273,10 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
   for (int j = 0; j < cache.head_dim / 2; ++j) {
     inv.values[j] = static_cast<float>(1.0 / std::pow(q_rope.theta, (2.0 * j) / cache.head_dim));
   }
-  const std::size_t smem = static_cast<std::size_t>(cache.head_dim) * sizeof(float);
+  const int items = (q_rope.n_heads + cache.n_kv_heads) * (cache.head_dim / 2) + cache.n_kv_heads * cache.head_dim;
+  const dim3 grid(static_cast<unsigned>((items + kThreads - 1) / kThreads), static_cast<unsigned>(q.rows));
   auto go = [&](auto* kc, auto* vc) {
-    rope_kv_kernel<<<static_cast<unsigned>(q.rows), kThreads, smem, stream>>>(
+    rope_kv_kernel<<<grid, kThreads, 0, stream>>>(
         q.ptr<float>(), q.stride, k.ptr<float>(), k.stride, v.ptr<float>(), v.stride, positions.ptr<int>(),
         positions.stride, q_rope.n_heads, cache.n_kv_heads, cache.head_dim, inv, kc, k_cache.stride, vc,
         v_cache.stride, cache.capacity);

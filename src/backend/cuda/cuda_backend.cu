@@ -93,13 +93,29 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   if (options.weight_type != ElemType::BF16 && options.weight_type != ElemType::F16) {
     fail("cuda", "weights must be stored as BF16 or FP16");
   }
+  warm_up();
+}
+
+// cuBLAS chooses and loads its kernels on first use (tens of milliseconds): do it while
+// loading, not in the first transcription.
+void CudaBackend::warm_up() {
+  const cudaDataType_t t = impl_->options.weight_type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  void* a = impl_->device_alloc(64 * 64 * 2);
+  void* c = impl_->device_alloc(64 * 64 * 4);
+  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(a, 0, 64 * 64 * 2, impl_->stream));
+  const float one = 1.0f, zero = 0.0f;
+  VOXTRAL_CUBLAS_CHECK(cublasGemmEx(impl_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, 64, 64, 64, &one, a, t, 64, a, t, 64, &zero, c,
+                                    CUDA_R_32F, 64, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+  impl_->device_free(a);
+  impl_->device_free(c);
 }
 
 CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
   for (auto& w : impl_->weights) cudaFree(w->data);
-  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials}) cudaFree(s->data);
+  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
   cublasDestroy(impl_->cublas);
   cudaStreamDestroy(impl_->stream);
@@ -311,8 +327,13 @@ void CudaBackend::attention(const Tensor& q, const Tensor& positions, int n_head
 }
 
 void CudaBackend::argmax(const Tensor& logits, const Tensor& ids) {
+  const std::size_t bytes = static_cast<std::size_t>(logits.rows) * sizeof(unsigned long long);
+  if (bytes > impl_->argmax_keys.bytes) {
+    impl_->scratch(impl_->argmax_keys, bytes);
+    VOXTRAL_CUDA_CHECK(cudaMemsetAsync(impl_->argmax_keys.data, 0, impl_->argmax_keys.bytes, impl_->stream));
+  }
   launch_argmax(impl_->stream, logits.ptr<float>(), logits.stride, logits.rows, logits.cols, ids.ptr<std::int32_t>(),
-                ids.stride);
+                ids.stride, static_cast<unsigned long long*>(impl_->argmax_keys.data));
 }
 
 namespace {

@@ -67,6 +67,7 @@ class CudaBackend final : public Backend {
   struct Impl;
 
  private:
+  void warm_up();
   std::unique_ptr<Impl> impl_;
 };
 

@@ -65,7 +65,7 @@ struct CudaBackend::Impl {
   std::size_t peak_bytes = 0;
   std::mutex alloc_mutex;
   std::vector<std::pair<void*, std::size_t>> live;  // allocation sizes, for the peak figure
-  Scratch split_hi, split_lo, attention_partials;
+  Scratch split_hi, split_lo, attention_partials, argmax_keys;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -77,7 +77,7 @@ struct CudaBackend::Impl {
 
 // ---- launchers (cuda_linear.cu)
 enum class GemvInput { Plain, Norm, Swiglu };
-// The staged matrix-vector kernel with its input prepared in the prologue (copied,
+// The row-block matrix-vector kernel with its input prepared on the fly (as is,
 // RMS-normalised with `norm`, or silu(gate) * up from a [rows, 2k] gate|up input). Returns
 // false, launching nothing, when the shape does not suit it (callers then compose ops).
 bool launch_fused_gemv(cudaStream_t stream, GemvInput input, const CudaWeight& w, const float* x, std::int64_t ldx,
@@ -99,8 +99,9 @@ void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32
                   const float* add, std::int64_t ld_add, float* out, std::int64_t ld_out, std::int64_t rows);
 void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel,
                    int stride, float* out, std::int64_t ld_out, std::int64_t out_rows);
+// keys: one zeroed 64-bit word per row (left zeroed again afterwards).
 void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
-                   std::int32_t* ids, std::int64_t ids_stride);
+                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys);
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
                             std::int64_t count);
 

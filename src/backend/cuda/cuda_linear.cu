@@ -90,113 +90,158 @@ __global__ void gemv_kernel(const W* __restrict__ weights, int m, int k, const f
   }
 }
 
-// The staged form: the block first writes its input rows into shared memory, prepared as
-// the fused op needs (a plain copy, the RMS-normalised rows, or silu(gate) * up), while the
-// first weight loads of every lane are already in flight; then each warp streams one
-// weight row against the staged inputs, keeping two groups of loads in flight.
+// The row-block form, used for up to 4 activation rows: a block of 256 threads owns R
+// weight rows and spreads each row's 16-byte chunks over all its threads, so every thread
+// has its whole share of loads in flight from the start (R x 4 chunks per group, the first
+// group issued before anything else). The input is read per chunk and prepared on the fly
+// as the fused op needs: as is, RMS-normalised (the block first reduces the rows' sums of
+// squares, while its first weight loads are in flight), or silu(gate) * up. Each input chunk
+// serves all R weight rows; partial sums meet in a block reduction.
 enum class Input { Plain, Norm, Swiglu };
 
-constexpr int kGroup = 4;  // 16-byte weight loads per lane per group
+constexpr int kBlockThreads = 256;
+constexpr int kChunkGroup = 4;  // chunks per thread per row per group
 
-template <int N, typename W, Input M>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_staged_kernel(const W* __restrict__ weights, int m, int k, const float* __restrict__ x, long long ldx,
-                       const float* __restrict__ norm, float eps, const float* __restrict__ bias, float* __restrict__ y,
-                       long long ldy, int epilogue) {
-  extern __shared__ float xs[];  // [N][k]
-  __shared__ float reduce[kWarpsPerBlock][N];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int row = blockIdx.x * kWarpsPerBlock + warp;
-  const bool active = row < m;
-  const W* w = weights + static_cast<long long>(active ? row : 0) * k;
-  const int stripes = k / 256;  // whole stripes of 32 lanes x 8 values
-
-  uint4 current[kGroup];
+template <int N, Input M>
+__device__ __forceinline__ void load_input(const float* __restrict__ x, long long ldx, int k, int c,
+                                           const float* __restrict__ norm, const float (&inv)[N], float (&in)[N][8]) {
 #pragma unroll
-  for (int u = 0; u < kGroup; ++u) {
-    if (u < stripes) current[u] = __ldg(reinterpret_cast<const uint4*>(w + lane * 8 + u * 256));
+  for (int n = 0; n < N; ++n) {
+    const float* row = x + n * ldx;
+    const float4 a = __ldg(reinterpret_cast<const float4*>(row + c));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(row + c + 4));
+    float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    if constexpr (M == Input::Norm) {
+      const float4 wa = __ldg(reinterpret_cast<const float4*>(norm + c));
+      const float4 wb = __ldg(reinterpret_cast<const float4*>(norm + c + 4));
+      const float w[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = w[j] * (v[j] * inv[n]);
+    } else if constexpr (M == Input::Swiglu) {
+      const float4 ua = __ldg(reinterpret_cast<const float4*>(row + k + c));
+      const float4 ub = __ldg(reinterpret_cast<const float4*>(row + k + c + 4));
+      const float u[8] = {ua.x, ua.y, ua.z, ua.w, ub.x, ub.y, ub.z, ub.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = (v[j] / (1.0f + expf(-v[j]))) * u[j];
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) in[n][j] = v[j];
+  }
+}
+
+template <int N, int R, typename W, Input M>
+__global__ void __launch_bounds__(kBlockThreads)
+    gemv_block_kernel(const W* __restrict__ weights, int m, int k, const float* __restrict__ x, long long ldx,
+                      const float* __restrict__ norm, float eps, const float* __restrict__ bias, float* __restrict__ y,
+                      long long ldy, int epilogue) {
+  __shared__ float partial[kBlockThreads / 32][N * R];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int row0 = blockIdx.x * R;
+  const int chunks = k / 8;
+  const int per_thread = (chunks + kBlockThreads - 1) / kBlockThreads;
+  auto chunk_of = [&](int g) { return threadIdx.x + g * kBlockThreads; };
+  auto weight_chunk = [&](int r, int ch) {
+    const int row = min(row0 + r, m - 1);
+    return __ldg(reinterpret_cast<const uint4*>(weights + static_cast<long long>(row) * k + ch * 8));
+  };
+
+  uint4 current[R][kChunkGroup];
+#pragma unroll
+  for (int g = 0; g < kChunkGroup; ++g) {
+    if (g < per_thread && chunk_of(g) < chunks) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) current[r][g] = weight_chunk(r, chunk_of(g));
+    }
   }
 
-  if constexpr (M == Input::Norm) {
-    float partial[N];
+  float inv[N];
 #pragma unroll
-    for (int r = 0; r < N; ++r) {
-      partial[r] = 0.0f;
-      for (int c = threadIdx.x; c < k; c += blockDim.x) {
-        const float v = x[r * ldx + c];
-        partial[r] += v * v;
+  for (int n = 0; n < N; ++n) inv[n] = 1.0f;
+  if constexpr (M == Input::Norm) {
+    float sums[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      sums[n] = 0.0f;
+      for (int c = threadIdx.x; c < k; c += kBlockThreads) {
+        const float v = x[n * ldx + c];
+        sums[n] += v * v;
       }
 #pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) partial[r] += __shfl_xor_sync(0xffffffffu, partial[r], offset);
-      if (lane == 0) reduce[warp][r] = partial[r];
+      for (int off = 16; off > 0; off /= 2) sums[n] += __shfl_xor_sync(0xffffffffu, sums[n], off);
+      if (lane == 0) partial[warp][n] = sums[n];
     }
     __syncthreads();
 #pragma unroll
-    for (int r = 0; r < N; ++r) {
+    for (int n = 0; n < N; ++n) {
       float total = 0.0f;
 #pragma unroll
-      for (int i = 0; i < kWarpsPerBlock; ++i) total += reduce[i][r];
-      const float inv = 1.0f / sqrtf(total / static_cast<float>(k) + eps);
-      for (int c = threadIdx.x; c < k; c += blockDim.x) xs[r * k + c] = norm[c] * (x[r * ldx + c] * inv);
+      for (int w = 0; w < kBlockThreads / 32; ++w) total += partial[w][n];
+      inv[n] = 1.0f / sqrtf(total / static_cast<float>(k) + eps);
     }
-  } else if constexpr (M == Input::Swiglu) {
+    __syncthreads();  // partial is reused below
+  }
+
+  float acc[N][R];
 #pragma unroll
-    for (int r = 0; r < N; ++r) {
-      for (int c = threadIdx.x; c < k; c += blockDim.x) {
-        const float g = x[r * ldx + c], up = x[r * ldx + k + c];
-        xs[r * k + c] = (g / (1.0f + expf(-g))) * up;
+  for (int n = 0; n < N; ++n) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[n][r] = 0.0f;
+  }
+  for (int g0 = 0; g0 < per_thread; g0 += kChunkGroup) {
+    uint4 next[R][kChunkGroup];
+#pragma unroll
+    for (int g = 0; g < kChunkGroup; ++g) {
+      const int ch = chunk_of(g0 + kChunkGroup + g);
+      if (g0 + kChunkGroup + g < per_thread && ch < chunks) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) next[r][g] = weight_chunk(r, ch);
       }
     }
-  } else {
 #pragma unroll
-    for (int r = 0; r < N; ++r) {
-      for (int c = threadIdx.x; c < k; c += blockDim.x) xs[r * k + c] = x[r * ldx + c];
+    for (int g = 0; g < kChunkGroup; ++g) {
+      const int ch = chunk_of(g0 + g);
+      if (g0 + g < per_thread && ch < chunks) {
+        float in[N][8];
+        load_input<N, M>(x, ldx, k, ch * 8, norm, inv, in);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float wf[8];
+          unpack8(current[r][g], wf, W{});
+#pragma unroll
+          for (int n = 0; n < N; ++n) {
+            acc[n][r] += wf[0] * in[n][0] + wf[1] * in[n][1] + wf[2] * in[n][2] + wf[3] * in[n][3] +
+                         wf[4] * in[n][4] + wf[5] * in[n][5] + wf[6] * in[n][6] + wf[7] * in[n][7];
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kChunkGroup; ++g) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) current[r][g] = next[r][g];
+    }
+  }
+
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float v = acc[n][r];
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+      if (lane == 0) partial[warp][n * R + r] = v;
     }
   }
   __syncthreads();
-  if (!active) return;
-
-  float acc[N];
+  if (threadIdx.x < N * R) {
+    const int n = threadIdx.x / R, r = threadIdx.x % R;
+    const int row = row0 + r;
+    if (row < m) {
+      float v = 0.0f;
 #pragma unroll
-  for (int r = 0; r < N; ++r) acc[r] = 0.0f;
-  auto consume = [&](const uint4& raw, int c) {
-    float wf[8];
-    unpack8(raw, wf, W{});
-#pragma unroll
-    for (int r = 0; r < N; ++r) {
-      const float4 x0 = *reinterpret_cast<const float4*>(xs + r * k + c);
-      const float4 x1 = *reinterpret_cast<const float4*>(xs + r * k + c + 4);
-      acc[r] += wf[0] * x0.x + wf[1] * x0.y + wf[2] * x0.z + wf[3] * x0.w + wf[4] * x1.x + wf[5] * x1.y +
-                wf[6] * x1.z + wf[7] * x1.w;
-    }
-  };
-  for (int s0 = 0; s0 < stripes; s0 += kGroup) {
-    uint4 next[kGroup];
-#pragma unroll
-    for (int u = 0; u < kGroup; ++u) {
-      if (s0 + kGroup + u < stripes) next[u] = __ldg(reinterpret_cast<const uint4*>(w + lane * 8 + (s0 + kGroup + u) * 256));
-    }
-#pragma unroll
-    for (int u = 0; u < kGroup; ++u) {
-      if (s0 + u < stripes) consume(current[u], lane * 8 + (s0 + u) * 256);
-    }
-#pragma unroll
-    for (int u = 0; u < kGroup; ++u) current[u] = next[u];
-  }
-  // A last partial stripe (k is a multiple of 8 here).
-  const int c = stripes * 256 + lane * 8;
-  if (c < k) consume(__ldg(reinterpret_cast<const uint4*>(w + c)), c);
-
-#pragma unroll
-  for (int r = 0; r < N; ++r) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], offset);
-  }
-  if (lane == 0) {
-#pragma unroll
-    for (int r = 0; r < N; ++r) {
-      float v = acc[r] + (bias != nullptr ? bias[row] : 0.0f);
-      float* out = y + r * ldy + row;
+      for (int w = 0; w < kBlockThreads / 32; ++w) v += partial[w][threadIdx.x];
+      v += bias != nullptr ? bias[row] : 0.0f;
+      float* out = y + n * ldy + row;
       if (epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
       if (epilogue == static_cast<int>(Epilogue::Add)) v += *out;
       *out = v;
@@ -204,32 +249,42 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-constexpr std::int64_t kMaxStagedFloats = 12288;  // 48 KiB of shared memory
-
-bool staged_fits(const CudaWeight& w, int rows) {
-  return w.cols % 8 == 0 && rows * w.cols <= kMaxStagedFloats && reinterpret_cast<std::uintptr_t>(w.data) % 16 == 0;
+bool block_kernel_fits(const CudaWeight& w, const float* x, std::int64_t ldx, int rows, const float* norm) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  return rows >= 1 && rows <= 4 && w.cols % 8 == 0 && ldx % 4 == 0 && aligned(x) && aligned(w.data) &&
+         (norm == nullptr || aligned(norm)) && (w.type == ElemType::BF16 || w.type == ElemType::F16);
 }
 
-template <int N, typename W, Input M>
-void gemv_staged(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, const float* norm, float eps,
-                 const float* bias, float* y, std::int64_t ldy, Epilogue epilogue) {
-  const int blocks = static_cast<int>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  const std::size_t smem = static_cast<std::size_t>(N) * w.cols * sizeof(float);
-  gemv_staged_kernel<N, W, M><<<blocks, kWarpsPerBlock * 32, smem, stream>>>(
+template <int N, int R, typename W, Input M>
+void gemv_block(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, const float* norm, float eps,
+                const float* bias, float* y, std::int64_t ldy, Epilogue epilogue) {
+  const int blocks = static_cast<int>((w.rows + R - 1) / R);
+  gemv_block_kernel<N, R, W, M><<<blocks, kBlockThreads, 0, stream>>>(
       static_cast<const W*>(w.data), static_cast<int>(w.rows), static_cast<int>(w.cols), x, ldx, norm, eps, bias, y, ldy,
       static_cast<int>(epilogue));
-  VOXTRAL_CUDA_LAUNCHED("gemv_staged");
+  VOXTRAL_CUDA_LAUNCHED("gemv_block");
 }
 
 template <typename W, Input M>
-void staged_dispatch(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, int rows, const float* norm,
-                     float eps, const float* bias, float* y, std::int64_t ldy, Epilogue epilogue) {
+void block_dispatch(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, int rows, const float* norm,
+                    float eps, const float* bias, float* y, std::int64_t ldy, Epilogue epilogue) {
+  // Short rows: more weight rows per block, so each input chunk serves more of them.
+  const bool short_rows = w.cols <= 4096;
   switch (rows) {
-    case 1: gemv_staged<1, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue); break;
-    case 2: gemv_staged<2, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue); break;
-    case 3: gemv_staged<3, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue); break;
-    case 4: gemv_staged<4, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue); break;
-    default: fail("cuda", "staged gemv: at most 4 rows");
+#define VOXTRAL_GEMV_CASE(N)                                                                       \
+  case N:                                                                                          \
+    if (short_rows) {                                                                              \
+      gemv_block<N, 4, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue);                \
+    } else {                                                                                       \
+      gemv_block<N, 2, W, M>(stream, w, x, ldx, norm, eps, bias, y, ldy, epilogue);                \
+    }                                                                                              \
+    break;
+    VOXTRAL_GEMV_CASE(1)
+    VOXTRAL_GEMV_CASE(2)
+    VOXTRAL_GEMV_CASE(3)
+    VOXTRAL_GEMV_CASE(4)
+#undef VOXTRAL_GEMV_CASE
+    default: fail("cuda", "block gemv: at most 4 rows");
   }
 }
 
@@ -303,13 +358,13 @@ __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, 
 bool launch_fused_gemv(cudaStream_t stream, GemvInput input, const CudaWeight& w, const float* x, std::int64_t ldx,
                        int rows, const float* norm, float eps, const float* bias, float* y, std::int64_t ldy,
                        Epilogue epilogue) {
-  if (rows < 1 || rows > 4 || !staged_fits(w, rows) || (w.type != ElemType::BF16 && w.type != ElemType::F16)) return false;
+  if (!block_kernel_fits(w, x, ldx, rows, norm)) return false;
   auto go = [&](auto weight_tag) {
     using W = decltype(weight_tag);
     switch (input) {
-      case GemvInput::Plain: staged_dispatch<W, Input::Plain>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
-      case GemvInput::Norm: staged_dispatch<W, Input::Norm>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
-      case GemvInput::Swiglu: staged_dispatch<W, Input::Swiglu>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
+      case GemvInput::Plain: block_dispatch<W, Input::Plain>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
+      case GemvInput::Norm: block_dispatch<W, Input::Norm>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
+      case GemvInput::Swiglu: block_dispatch<W, Input::Swiglu>(stream, w, x, ldx, rows, norm, eps, bias, y, ldy, epilogue); break;
     }
   };
   if (w.type == ElemType::BF16) {

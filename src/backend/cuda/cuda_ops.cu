@@ -74,35 +74,52 @@ __global__ void im2col_kernel(const float* __restrict__ in, long long ld_in, lon
   out[t * ld_out + rest] = in[(t * stride + k) * ld_in + c];
 }
 
-__global__ void argmax_kernel(const float* __restrict__ logits, long long ld, long long cols, int* __restrict__ ids,
-                              long long ids_stride) {
-  const float* row = logits + blockIdx.x * ld;
-  float best = -FLT_MAX;
-  long long best_index = 0x7fffffffffffLL;
-  for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float v = row[j];
-    if (v > best) {  // strided scan: the first hit per thread has the lowest index
-      best = v;
-      best_index = j;
-    }
+// Argmax in two kernels: many blocks per row fold their best (value, index) into one 64-bit
+// key per row with atomicMax (value bits made order-preserving, index inverted so the
+// lowest index wins ties); a second kernel turns the key into the id and clears it.
+__device__ __forceinline__ unsigned long long argmax_key(float v, long long index) {
+  unsigned bits = __float_as_uint(v);
+  bits = (bits & 0x80000000u) != 0 ? ~bits : (bits | 0x80000000u);
+  return (static_cast<unsigned long long>(bits) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(index));
+}
+
+constexpr int kArgmaxThreads = 256;
+constexpr int kArgmaxItems = 16;  // values per thread, loaded together
+
+__global__ void argmax_partial_kernel(const float* __restrict__ logits, long long ld, long long cols,
+                                      unsigned long long* __restrict__ keys) {
+  const long long row = blockIdx.y;
+  const float* values = logits + row * ld;
+  const long long base = static_cast<long long>(blockIdx.x) * kArgmaxThreads * kArgmaxItems + threadIdx.x;
+  float v[kArgmaxItems];
+#pragma unroll
+  for (int i = 0; i < kArgmaxItems; ++i) {
+    const long long c = base + static_cast<long long>(i) * kArgmaxThreads;
+    v[i] = c < cols ? values[c] : -FLT_MAX;
   }
-  __shared__ float values[1024];
-  __shared__ long long indices[1024];
-  values[threadIdx.x] = best;
-  indices[threadIdx.x] = best_index;
+  unsigned long long best = 0;
+#pragma unroll
+  for (int i = 0; i < kArgmaxItems; ++i) {
+    const long long c = base + static_cast<long long>(i) * kArgmaxThreads;
+    if (c < cols) best = max(best, argmax_key(v[i], c));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) best = max(best, __shfl_xor_sync(0xffffffffu, best, off));
+  __shared__ unsigned long long warp_best[kArgmaxThreads / 32];
+  if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      const float ov = values[threadIdx.x + s];
-      const long long oi = indices[threadIdx.x + s];
-      if (ov > values[threadIdx.x] || (ov == values[threadIdx.x] && oi < indices[threadIdx.x])) {
-        values[threadIdx.x] = ov;
-        indices[threadIdx.x] = oi;
-      }
-    }
-    __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kArgmaxThreads / 32; ++w) best = max(best, warp_best[w]);
+    atomicMax(keys + row, best);
   }
-  if (threadIdx.x == 0) ids[blockIdx.x * ids_stride] = static_cast<int>(indices[0] == 0x7fffffffffffLL ? 0 : indices[0]);
+}
+
+__global__ void argmax_finish_kernel(unsigned long long* __restrict__ keys, int* __restrict__ ids, long long ids_stride,
+                                     long long rows) {
+  const long long row = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (row >= rows) return;
+  ids[row * ids_stride] = static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(keys[row] & 0xFFFFFFFFull));
+  keys[row] = 0;  // ready for the next call
 }
 
 template <typename In, typename Out>
@@ -152,10 +169,14 @@ void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std
 }
 
 void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
-                   std::int32_t* ids, std::int64_t ids_stride) {
+                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys) {
   if (rows == 0) return;
-  argmax_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream>>>(logits, ld, cols, ids, ids_stride);
-  VOXTRAL_CUDA_LAUNCHED("argmax");
+  const auto per_block = static_cast<long long>(kArgmaxThreads) * kArgmaxItems;
+  const dim3 grid(static_cast<unsigned>((cols + per_block - 1) / per_block), static_cast<unsigned>(rows));
+  argmax_partial_kernel<<<grid, kArgmaxThreads, 0, stream>>>(logits, ld, cols, keys);
+  VOXTRAL_CUDA_LAUNCHED("argmax_partial");
+  argmax_finish_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(keys, ids, ids_stride, rows);
+  VOXTRAL_CUDA_LAUNCHED("argmax_finish");
 }
 
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,

@@ -123,9 +123,10 @@ class Backend {
   virtual void silu_mul(const Tensor& gate_up, const Tensor& y) = 0;
 
   // Fused forms of "rms_norm then linear" and "silu_mul then linear", the patterns of every
-  // transformer layer. A GPU backend folds the first step into the product's input so the
-  // decode step needs fewer kernels; the defaults simply run both ops (`scratch` holds the
-  // intermediate, shaped like the first op's output).
+  // transformer layer, so a backend can fold the first step into the product's input. The
+  // defaults run both ops (`scratch` holds the intermediate, shaped like the first op's
+  // output); no backend overrides them yet: the CUDA fusions tried so far measured slower
+  // than two kernels on the H100 (BENCHMARKS.md).
   virtual void norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias,
                            const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
     rms_norm(x, norm, eps, scratch);

@@ -269,30 +269,6 @@ void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bi
   }
 }
 
-void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& weight, const Weight& bias,
-                              const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
-  const CudaWeight& w = cuda_weight(weight);
-  if (x.rows <= kGemvMaxRows && x.cols == w.cols && y.rows == x.rows && y.cols == w.rows &&
-      launch_fused_gemv(impl_->stream, GemvInput::Norm, w, x.ptr<float>(), x.stride, static_cast<int>(x.rows),
-                        vector_data(norm, x.cols, "norm_linear"), eps, vector_data(bias, w.rows, "linear bias"),
-                        y.ptr<float>(), y.stride, epilogue)) {
-    return;
-  }
-  Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
-}
-
-void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, const Weight& bias, const Tensor& y,
-                                Epilogue epilogue, const Tensor& scratch) {
-  const CudaWeight& w = cuda_weight(weight);
-  if (gate_up.rows <= kGemvMaxRows && gate_up.cols == 2 * w.cols && y.rows == gate_up.rows && y.cols == w.rows &&
-      launch_fused_gemv(impl_->stream, GemvInput::Swiglu, w, gate_up.ptr<float>(), gate_up.stride,
-                        static_cast<int>(gate_up.rows), nullptr, 0.0f, vector_data(bias, w.rows, "linear bias"),
-                        y.ptr<float>(), y.stride, epilogue)) {
-    return;
-  }
-  Backend::swiglu_linear(gate_up, weight, bias, y, epilogue, scratch);
-}
-
 void CudaBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
   launch_rms_norm(impl_->stream, x.ptr<float>(), x.stride, vector_data(weight, x.cols, "rms_norm"), eps, y.ptr<float>(),
                   y.stride, x.rows, x.cols);

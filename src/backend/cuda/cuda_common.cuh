@@ -76,13 +76,6 @@ struct CudaBackend::Impl {
 };
 
 // ---- launchers (cuda_linear.cu)
-enum class GemvInput { Plain, Norm, Swiglu };
-// The row-block matrix-vector kernel with its input prepared on the fly (as is,
-// RMS-normalised with `norm`, or silu(gate) * up from a [rows, 2k] gate|up input). Returns
-// false, launching nothing, when the shape does not suit it (callers then compose ops).
-bool launch_fused_gemv(cudaStream_t stream, GemvInput input, const CudaWeight& w, const float* x, std::int64_t ldx,
-                       int rows, const float* norm, float eps, const float* bias, float* y, std::int64_t ldy,
-                       Epilogue epilogue);
 void launch_gemv(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, int rows,
                  const float* bias, float* y, std::int64_t ldy, Epilogue epilogue);
 void launch_split_activations(cudaStream_t stream, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t cols,

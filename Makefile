@@ -3,9 +3,11 @@ SHELL := /bin/bash
 comma := ,
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
+# Ampere, Ada, Hopper machine code plus PTX for newer GPUs; e.g. CUDA_ARCHS=90-real for a quick H100-only build.
+CUDA_ARCHS ?= 80-real;86-real;89-real;90-real;90-virtual
 CMAKE_FLAGS ?=
 
-.PHONY: all cpu blas cuda test test-asan fuzz clean help
+.PHONY: all cpu blas cuda test test-gpu test-asan fuzz clean help
 
 all: cpu
 
@@ -27,9 +29,12 @@ blas:  ## CPU engine with OpenBLAS (faster encoder and prefill)
 	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 
-cuda:  ## CUDA backend (with the OpenBLAS CPU backend beside it)
-	@echo "make cuda: the CUDA backend is not yet available (it comes with the CUDA backend issue)." >&2
-	@exit 1
+cuda:  ## CUDA backend for sm_80/86/89/90 (+PTX), with the OpenBLAS CPU backend beside it
+	$(call build,build-cuda,Release,-DVOXTRAL_CUDA=ON -DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS)")
+	$(call link_binaries,build-cuda)
+
+test-gpu: cuda  ## on a machine with an NVIDIA GPU: CUDA op tests, parity on CUDA, compute-sanitizer
+	cd build-cuda && ctest -L gpu --output-on-failure
 
 test:  ## build with OpenBLAS and run the CPU test suite
 	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON -DVOXTRAL_WERROR=ON)
@@ -50,7 +55,7 @@ fuzz:  ## build the libFuzzer targets with clang and run each for FUZZ_SECONDS
 	done
 
 clean:  ## remove every build directory and the binary links
-	rm -rf build build-asan build-fuzz voxtral voxtral-bench
+	rm -rf build build-cuda build-asan build-fuzz build-device voxtral voxtral-bench
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

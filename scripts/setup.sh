@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libopenblas-dev libsoxr-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libasound2-dev
   espeak-ng sox curl ca-certificates
 )
 

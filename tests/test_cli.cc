@@ -3,12 +3,16 @@
 // the documented exit code.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "test_util.h"
 
@@ -152,9 +156,173 @@ TEST(Cli, TooLongAudioExitsWith5) {
   const std::uint32_t riff = data + 36;
   std::memcpy(wav.data() + 4, &riff, 4);
   const auto path = dir.write("long.wav", wav + std::string(data, '\0'));
-  const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path));
+  const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path) + " --no-continuous");
   EXPECT_EQ(r.exit_code, 5);
   EXPECT_THAT(r.err, HasSubstr("this model handles in one pass"));
+}
+
+TEST(Cli, ContinuousModeTranscribesPastTheLengthLimit) {
+  // The same 60 s: in continuous mode (the default) the decoder restarts and goes on.
+  TempDir dir;
+  std::string wav = slurp(fixture("audio/noise.wav")).substr(0, 44);
+  const std::uint32_t data = 60 * 16000 * 2;
+  std::memcpy(wav.data() + 40, &data, 4);
+  const std::uint32_t riff = data + 36;
+  std::memcpy(wav.data() + 4, &riff, 4);
+  const auto path = dir.write("long.wav", wav + std::string(data, '\0'));
+  const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("2 segments"));
+}
+
+}  // namespace
+}  // namespace voxtral
+
+namespace voxtral {
+namespace {
+
+// Runs voxtral with a pipe on stdin that the test writes slowly, and a pipe on stdout read
+// as it comes; records how much output had arrived before the input was complete.
+struct SlowRun {
+  std::string out;
+  std::size_t out_before_input_end = 0;
+  int exit_code = -1;
+};
+
+SlowRun run_with_slow_stdin(const std::vector<std::string>& args, const std::string& input, std::size_t piece,
+                            int pause_ms) {
+  int in_pipe[2], out_pipe[2];
+  if (::pipe(in_pipe) != 0 || ::pipe(out_pipe) != 0) throw std::runtime_error("pipe");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in_pipe[0], 0);
+    ::dup2(out_pipe[1], 1);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 2);
+    ::close(in_pipe[1]);
+    ::close(out_pipe[0]);
+    const char* moved = std::getenv("VOXTRAL_CLI");
+    std::vector<char*> argv{const_cast<char*>(moved != nullptr ? moved : VOXTRAL_CLI)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  SlowRun r;
+  std::mutex m;
+  std::thread reader([&] {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(out_pipe[0], buf, sizeof buf);
+      if (n <= 0) break;
+      std::lock_guard lock(m);
+      r.out.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  for (std::size_t at = 0; at < input.size(); at += piece) {
+    const std::size_t n = std::min(piece, input.size() - at);
+    if (::write(in_pipe[1], input.data() + at, n) != static_cast<ssize_t>(n)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+  }
+  {
+    std::lock_guard lock(m);
+    r.out_before_input_end = r.out.size();
+  }
+  ::close(in_pipe[1]);
+  reader.join();
+  ::close(out_pipe[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(CliStreaming, TranscribesAPipeFedSlowlyAsTheAudioArrives) {
+  const auto c = clip("tiny-a", 1);  // 6.2 s of speech
+  const std::string wav = slurp(fixture(c["audio"]));
+  // About 40 pieces, 60 ms apart: the text must start before the input ends, and equal
+  // the recorded transcript at the end.
+  const auto r = run_with_slow_stdin({"-d", fixture("tiny-a").string(), "--stdin", "--silent"}, wav, wav.size() / 40 + 1, 60);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_GT(r.out_before_input_end, 0u) << "no text before the input ended";
+}
+
+TEST(CliStreaming, APauseInTheInputBringsOutThePendingText) {
+  // The first clip, then a pause longer than --flush-after: everything said so far comes
+  // out before the input ends; the second segment continues after it.
+  const auto c = clip("tiny-a", 0);
+  const std::string wav = slurp(fixture(c["audio"]));
+  const auto r = run_with_slow_stdin({"-d", fixture("tiny-a").string(), "--stdin", "--silent", "--flush-after", "0.3"},
+                                     wav, wav.size(), 900);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out_before_input_end, c["text"].get<std::string>().size());
+  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+}
+
+TEST(CliStreaming, IntervalAndRawInputGiveTheSameText) {
+  const auto c = clip("tiny-a", 2);
+  const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --stdin --silent -I 0.5",
+                         "tail -c +45 " + quoted(fixture(c["audio"])) + " | ");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+}
+
+TEST(CliFormats, JsonHasSegmentsAndWordsWithTimes) {
+  const auto c = clip("tiny-a", 1);
+  const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " -i " + quoted(fixture(c["audio"])) + " --format json --silent");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  std::string text = c["text"];
+  text.erase(0, text.find_first_not_of(' '));
+  EXPECT_EQ(doc["text"], text);
+  EXPECT_NEAR(doc["duration"].get<double>(), 99785 / 16000.0, 1e-3);
+  ASSERT_FALSE(doc["segments"].empty());
+  ASSERT_FALSE(doc["words"].empty());
+  double last = 0;
+  for (const auto& w : doc["words"]) {
+    EXPECT_GE(w["start"].get<double>(), last - 1e-9);
+    EXPECT_GT(w["end"].get<double>(), w["start"].get<double>());
+    last = w["start"];
+  }
+  EXPECT_EQ(doc["words"][0]["word"], "houseas");  // the transcript starts " houseas house"
+}
+
+TEST(CliFormats, SrtVttAndTimestampedText) {
+  const auto c = clip("tiny-a", 0);
+  const std::string base = "-d " + quoted(fixture("tiny-a")) + " -i " + quoted(fixture(c["audio"])) + " --silent ";
+  const auto srt = run_cli(base + "--format srt");
+  EXPECT_EQ(srt.exit_code, 0);
+  EXPECT_TRUE(srt.out.starts_with("1\n00:00:00,240 --> 00:00:")) << srt.out;
+  EXPECT_NE(srt.out.find("\n\n2\n00:00:"), std::string::npos);
+  const auto vtt = run_cli(base + "--format vtt");
+  EXPECT_TRUE(vtt.out.starts_with("WEBVTT\n\n00:00:00.240 --> 00:00:")) << vtt.out;
+  const auto ts = run_cli(base + "--timestamps");
+  EXPECT_TRUE(ts.out.starts_with("[00:00:00.240 --> 00:00:")) << ts.out;
+  EXPECT_NE(ts.out.find("] house house want"), std::string::npos);
+}
+
+TEST(CliFormats, AlternativesInline) {
+  const auto c = clip("tiny-a", 0);
+  const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " -i " + quoted(fixture(c["audio"])) + " --silent --alt 0");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(r.out.starts_with("{[STREAMING_PAD]|")) << r.out.substr(0, 80);
+  EXPECT_NE(r.out.find("{ house|"), std::string::npos);
+}
+
+TEST(CliMicrophone, NoCaptureDeviceIsAClearError) {
+  const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --from-mic --mic-device voxtral_no_such_device");
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_THAT(r.err, HasSubstr("no audio capture device: ALSA cannot open \"voxtral_no_such_device\""));
+}
+
+TEST(CliMicrophone, CapturesFromAnAlsaDevice) {
+  // ALSA's "null" device captures silence: the whole microphone path without a sound card.
+  const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --from-mic --mic-device null --mic-seconds 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("audio 2.00 s"));
 }
 
 }  // namespace

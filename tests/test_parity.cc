@@ -150,7 +150,7 @@ TEST_P(Parity, EncoderAdapterAndTeacherForcedLogits) {
 TEST_P(Parity, GreedyIdsAndText) {
   const Clip& clip = GetParam();
   auto model = Model::load(fixture(clip.model), test_model_options());
-  TranscribeOptions options;
+  StreamOptions options;
   options.delay_ms = clip.info["delay_ms"];
   const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);
   const auto transcript = transcribe(*model, samples, options);

@@ -78,11 +78,11 @@ int run(const RunOptions& o) {
     samples.swap(looped);
   }
   const bool gpu = model->backend().name().starts_with("cuda");
-  TranscribeOptions to;
+  StreamOptions to;
   to.ignore_eos = true;
   to.delay_ms = o.delay_ms;
   std::size_t peak_device = 0;
-  auto sample_device_memory = [&](const TokenEvent&) {
+  auto sample_device_memory = [&](const TextPiece&) {
 #ifdef VOXTRAL_HAVE_CUDA
     if (gpu) peak_device = std::max(peak_device, device_memory_in_use());
 #endif

@@ -1,11 +1,18 @@
-// voxtral: transcribe a recording (or a stream on stdin) with a Voxtral Realtime model.
+// voxtral: transcribe a recording, a stream on stdin, or a microphone, with Voxtral Realtime.
+#include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <cstdio>
-#include <iostream>
 #include <string>
 
+#include "cli/microphone.h"
+#include "cli/output.h"
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -13,6 +20,8 @@
 #include "model/transcriber.h"
 
 namespace {
+
+using namespace voxtral;
 
 // Exit codes, documented in --help.
 enum ExitCode : int {
@@ -27,16 +36,25 @@ const char* kExitCodes =
     "Exit codes:\n"
     "  0  transcribed\n"
     "  2  bad command line\n"
-    "  3  the model could not be loaded (missing or invalid files)\n"
-    "  4  the audio could not be read (missing file, not WAV, malformed, empty)\n"
-    "  5  transcription failed (e.g. the audio is longer than the model handles)\n";
+    "  3  the model could not be loaded (missing or invalid files, no usable GPU for --backend cuda)\n"
+    "  4  the audio could not be read (missing file, not WAV, malformed, empty, no capture device)\n"
+    "  5  transcription failed (e.g. audio longer than the model handles, with --no-continuous)\n";
 
 struct Options {
   std::string model_dir;
   std::string input;
   bool from_stdin = false;
+  bool from_mic = false;
+  std::string mic_device = "default";
+  double mic_seconds = 0;
   int delay_ms = 0;
   int threads = 0;
+  double interval = 0;
+  double flush_after = 1.0;
+  bool continuous = true;
+  double alt_cutoff = -1;
+  bool timestamps = false;
+  std::string format = "text";
   std::string backend = "auto";
   std::string precision = "auto";
   std::string kv_cache = "auto";
@@ -45,18 +63,100 @@ struct Options {
   bool debug = false;
 };
 
-void report(const Options& o, const voxtral::Model& model, const voxtral::Transcript& t, double wall_ms) {
+std::atomic<bool> interrupted{false};
+
+void on_interrupt(int) { interrupted = true; }
+
+// Ctrl-C ends the input (the stream is finished and the transcript completed); blocking
+// reads return instead of being restarted.
+void catch_interrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+class AudioError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Reads stdin as it arrives; a pause of `flush_after` seconds in the input flushes the
+// stream so that what was said before it comes out.
+void stream_stdin(Stream& stream, const Options& o, int rate, const std::function<void()>& drain) {
+  AudioDecoder decoder("stdin", rate);
+  std::vector<std::byte> bytes(1 << 16);
+  std::vector<float> samples;
+  const int timeout_ms = o.flush_after > 0 ? static_cast<int>(o.flush_after * 1000) : -1;
+  while (!interrupted) {
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = ::poll(&p, 1, timeout_ms);
+    if (ready == 0) {
+      stream.flush();
+      drain();
+      continue;
+    }
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      throw AudioError(cat("stdin: poll failed: ", std::strerror(errno)));
+    }
+    const ssize_t n = ::read(STDIN_FILENO, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw AudioError(cat("stdin: read failed: ", std::strerror(errno)));
+    }
+    if (n == 0) break;
+    samples.clear();
+    try {
+      decoder.push(std::span(bytes).first(static_cast<std::size_t>(n)), samples);
+    } catch (const Error& e) {
+      throw AudioError(e.what());
+    }
+    stream.feed(samples);
+    drain();
+  }
+  samples.clear();
+  try {
+    decoder.finish(samples);
+  } catch (const Error& e) {
+    throw AudioError(e.what());
+  }
+  stream.feed(samples);
+}
+
+void stream_microphone(Stream& stream, const Options& o, int rate, const std::function<void()>& drain) {
+  std::unique_ptr<Microphone> mic;
+  try {
+    mic = std::make_unique<Microphone>(o.mic_device, rate);
+  } catch (const Error& e) {
+    throw AudioError(e.what());
+  }
+  if (!o.silent) std::fprintf(stderr, "voxtral: listening on \"%s\"; Ctrl-C to stop\n", o.mic_device.c_str());
+  std::vector<float> samples;
+  std::int64_t total = 0;
+  const auto limit = static_cast<std::int64_t>(o.mic_seconds * rate);
+  while (!interrupted && (limit == 0 || total < limit)) {
+    samples.clear();
+    const std::size_t want = static_cast<std::size_t>(rate / 25);  // 40 ms
+    mic->read(samples, limit > 0 ? std::min<std::size_t>(want, static_cast<std::size_t>(limit - total)) : want);
+    total += static_cast<std::int64_t>(samples.size());
+    stream.feed(samples);
+    drain();
+  }
+}
+
+void report(const Options& o, const StreamStats& s, double wall_ms) {
   if (o.silent) return;
-  const auto& s = t.stats;
   const double per_step = s.step_ms.empty() ? 0.0 : s.decode_ms / static_cast<double>(s.step_ms.size());
   const double rtf = s.audio_seconds > 0 ? wall_ms / 1000.0 / s.audio_seconds : 0.0;
   std::fprintf(stderr,
-               "voxtral: audio %.2f s (%lld positions); mel %.0f ms, encoder %.0f ms, prefill %.0f ms, "
+               "voxtral: audio %.2f s (%lld positions, %d segment%s); mel %.0f ms, encoder %.0f ms, prefill %.0f ms, "
                "decoder %zu steps at %.1f ms/step\n"
                "voxtral: total %.0f ms after loading, real-time factor %.3f (%.1fx real time)\n",
-               s.audio_seconds, static_cast<long long>(s.positions), s.mel_ms, s.encoder_ms, s.prefill_ms,
-               s.step_ms.size(), per_step, wall_ms, rtf, rtf > 0 ? 1.0 / rtf : 0.0);
-  (void)model;
+               s.audio_seconds, static_cast<long long>(s.positions), s.segments, s.segments == 1 ? "" : "s", s.mel_ms,
+               s.encoder_ms, s.prefill_ms, s.step_ms.size(), per_step, wall_ms, rtf, rtf > 0 ? 1.0 / rtf : 0.0);
 }
 
 }  // namespace
@@ -69,11 +169,35 @@ int main(int argc, char** argv) {
   app.add_option("-d,--model", o.model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
   auto* input = app.add_option("-i,--input", o.input, "Audio file to transcribe (WAV, any rate and channel count)");
-  auto* stdin_flag = app.add_flag("--stdin", o.from_stdin, "Read audio from standard input (WAV or raw s16le 16 kHz mono)");
-  input->excludes(stdin_flag);
+  auto* stdin_flag = app.add_flag("--stdin", o.from_stdin,
+                                  "Transcribe standard input as it arrives (WAV or raw s16le 16 kHz mono), e.g.\n"
+                                  "ffmpeg -i talk.mp3 -ar 16000 -ac 1 -f s16le - | voxtral -d MODEL --stdin");
+  auto* mic_flag = app.add_flag("--from-mic", o.from_mic, "Transcribe the microphone (ALSA) until Ctrl-C");
+  input->excludes(stdin_flag)->excludes(mic_flag);
+  stdin_flag->excludes(mic_flag);
+  app.add_option("--mic-device", o.mic_device, "ALSA capture device for --from-mic (default \"default\")");
+  app.add_option("--mic-seconds", o.mic_seconds, "Stop --from-mic after this many seconds (default: Ctrl-C)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--delay", o.delay_ms, "Transcription delay in ms: a multiple of 80 from 80 to 1200, or 2400 "
                                         "(default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
+  app.add_option("-I,--interval", o.interval,
+                 "Processing interval in seconds: how much new audio to gather before running the encoder "
+                 "(default 0: every 80 ms; larger is more efficient, later)")
+      ->check(CLI::Range(0.0, 60.0));
+  app.add_option("--flush-after", o.flush_after,
+                 "With --stdin: a pause of this many seconds in the input brings out what was said before it "
+                 "(default 1; 0 never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--continuous,!--no-continuous", o.continuous,
+               "Restart the decoder by itself before the model's maximum length (default on); without it, "
+               "longer audio is an error");
+  app.add_option("--alt", o.alt_cutoff,
+                 "Show alternatives inline as {chosen|other|...}: candidates with at least this probability")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--timestamps", o.timestamps, "Text with one timestamped line per segment");
+  app.add_option("--format", o.format, "Output: text, json (segments and words with times), srt or vtt")
+      ->check(CLI::IsMember({"text", "json", "srt", "vtt"}));
   app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, 1024));
   app.add_option("--backend", o.backend,
                  "cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
@@ -87,29 +211,36 @@ int main(int argc, char** argv) {
   app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
       ->check(CLI::IsMember({"bf16", "fp16"}));
   app.add_flag("--silent", o.silent, "Print nothing but the transcript (and errors)");
-  app.add_flag("--debug", o.debug, "Print every token (id, position, text) to stderr");
+  app.add_flag("--debug", o.debug, "Print every token (id, position, time, text) to stderr");
   try {
     app.parse(argc, argv);
-    if (o.input.empty() && !o.from_stdin) throw CLI::RequiredError("one of --input or --stdin");
+    if (o.input.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kOk : kUsage;
   }
 
-  std::unique_ptr<voxtral::Model> model;
+  std::unique_ptr<Model> model;
   try {
-    voxtral::ModelOptions mo;
+    ModelOptions mo;
     mo.threads = o.threads;
     mo.backend = o.backend;
     mo.precision = o.precision;
     mo.kv_cache = o.kv_cache;
     mo.weights = o.weights;
     mo.quiet = o.silent;
-    model = voxtral::Model::load(o.model_dir, mo);
-    if (o.delay_ms > 0) voxtral::delay_positions(o.delay_ms, model->config());
-  } catch (const voxtral::Error& e) {
+    model = Model::load(o.model_dir, mo);
+  } catch (const Error& e) {
     std::fprintf(stderr, "voxtral: %s\n", e.what());
-    return o.delay_ms > 0 && std::string(e.what()).starts_with("delay") ? kUsage : kModelError;
+    return kModelError;
+  }
+  if (o.delay_ms > 0) {
+    try {
+      delay_positions(o.delay_ms, model->config());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "voxtral: %s\n", e.what());
+      return kUsage;
+    }
   }
   if (!o.silent) {
     std::fprintf(stderr, "voxtral: loaded %s in %.0f ms on %s (%.1f MB of weights)\n", o.model_dir.c_str(),
@@ -117,39 +248,60 @@ int main(int argc, char** argv) {
                  static_cast<double>(model->backend().weight_bytes()) / 1e6);
   }
 
-  std::vector<float> samples;
-  try {
-    const int rate = model->config().audio.sampling_rate;
-    samples = o.from_stdin ? voxtral::read_audio_stream(stdin, "stdin", rate)
-                           : voxtral::load_audio_file(o.input, rate);
-  } catch (const voxtral::Error& e) {
-    std::fprintf(stderr, "voxtral: %s\n", e.what());
-    return kAudioError;
+  StreamOptions so;
+  so.delay_ms = o.delay_ms;
+  so.processing_interval_s = o.interval;
+  so.continuous = o.continuous;
+  if (o.alt_cutoff >= 0) {
+    so.alternatives = 4;
+    so.alternative_cutoff = o.alt_cutoff;
   }
+  const OutputFormat format = o.format == "json" ? OutputFormat::Json
+                              : o.format == "srt" ? OutputFormat::Srt
+                              : o.format == "vtt" ? OutputFormat::Vtt
+                                                  : OutputFormat::Text;
+  const int rate = model->config().audio.sampling_rate;
 
+  std::vector<float> samples;
+  if (!o.input.empty()) {
+    try {
+      samples = load_audio_file(o.input, rate);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "voxtral: %s\n", e.what());
+      return kAudioError;
+    }
+  }
+  catch_interrupt();
+  TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer(),
+                            1.0 / model->config().audio.frame_rate);
+  const auto start = std::chrono::steady_clock::now();
+  StreamStats stats;
   try {
-    const auto start = std::chrono::steady_clock::now();
-    voxtral::TranscribeOptions to;
-    to.delay_ms = o.delay_ms;
-    const auto transcript = voxtral::transcribe(*model, samples, to, [&](const voxtral::TokenEvent& ev) {
-      if (o.debug) {
-        std::fprintf(stderr, "voxtral: position %lld token %d %s\n", static_cast<long long>(ev.position), ev.id,
-                     ev.id >= 0 && model->tokenizer().is_special(ev.id)
-                         ? std::string(model->tokenizer().special_name(ev.id)).c_str()
-                         : ("\"" + ev.text + "\"").c_str());
+    if (!o.input.empty()) {
+      const auto t = transcribe(*model, samples, so, [&](const TextPiece& p) { printer.add(p); });
+      stats = t.stats;
+    } else {
+      Stream stream(*model, so);
+      auto drain = [&] {
+        for (const auto& p : stream.take_pieces()) printer.add(p);
+      };
+      if (o.from_stdin) {
+        stream_stdin(stream, o, rate, drain);
+      } else {
+        stream_microphone(stream, o, rate, drain);
       }
-      if (!ev.text.empty()) {
-        std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
-        std::fflush(stdout);
-      }
-    });
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-    const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    report(o, *model, transcript, wall_ms);
-  } catch (const voxtral::Error& e) {
+      stream.finish();
+      drain();
+      stats = stream.stats();
+    }
+    printer.finish(stats.audio_seconds);
+  } catch (const AudioError& e) {
+    std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
+    return kAudioError;
+  } catch (const Error& e) {
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kTranscriptionError;
   }
+  report(o, stats, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   return kOk;
 }

@@ -1,0 +1,82 @@
+#include "cli/output.h"
+
+#include "model/formats.h"
+
+namespace voxtral {
+
+TranscriptPrinter::TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug,
+                                     const Tokenizer& tokenizer, double position_seconds)
+    : format_(format),
+      timestamps_(timestamps),
+      alternatives_(alternatives),
+      debug_(debug),
+      tokenizer_(tokenizer),
+      segmenter_(position_seconds) {
+  if (format_ == OutputFormat::Vtt) out(vtt_header());
+}
+
+void TranscriptPrinter::out(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+void TranscriptPrinter::print_segments(const std::vector<Segment>& segments) {
+  for (const auto& s : segments) {
+    segments_.push_back(s);
+    switch (format_) {
+      case OutputFormat::Srt: out(srt_cue(++cue_, s)); break;
+      case OutputFormat::Vtt: out(vtt_cue(s)); break;
+      case OutputFormat::Text:
+        if (timestamps_) {
+          std::string line = "[";  // (built by appending: GCC 12 warns wrongly about "[" + ...)
+          line.append(timestamp(s.start, '.')).append(" --> ").append(timestamp(s.end, '.')).append("] ");
+          line.append(s.text).append("\n");
+          out(line);
+        }
+        break;
+      case OutputFormat::Json: break;
+    }
+  }
+}
+
+void TranscriptPrinter::add(const TextPiece& piece) {
+  if (debug_ && piece.id >= 0) {
+    std::string what(1, '"');
+    if (tokenizer_.is_special(piece.id)) {
+      what = tokenizer_.special_name(piece.id);
+    } else {
+      what.append(piece.text).push_back('"');
+    }
+    std::fprintf(stderr, "voxtral: position %lld token %d %s at %.2f s\n", static_cast<long long>(piece.position),
+                 piece.id, what.c_str(), piece.time);
+  }
+  text_ += piece.text;
+  if (format_ == OutputFormat::Text && !timestamps_) {
+    // Alternatives inline, as {chosen|other|other}, where any candidate passed the cutoff.
+    if (alternatives_ && piece.alternatives.size() > 1) {
+      std::string shown = "{";
+      for (std::size_t i = 0; i < piece.alternatives.size(); ++i) {
+        if (i > 0) shown.push_back('|');
+        shown.append(piece.alternatives[i].text);
+      }
+      shown.push_back('}');
+      out(shown);
+    } else {
+      out(piece.text);
+    }
+  }
+  print_segments(segmenter_.add(piece));
+}
+
+void TranscriptPrinter::finish(double duration) {
+  print_segments(segmenter_.finish());
+  if (format_ == OutputFormat::Text && !timestamps_) out("\n");
+  if (format_ == OutputFormat::Json) {
+    std::size_t first = text_.find_first_not_of(' ');
+    const std::string text = first == std::string::npos ? std::string() : text_.substr(first);
+    out(segments_json(segments_, segmenter_.all_words(), text, duration).dump(2));
+    out("\n");
+  }
+}
+
+}  // namespace voxtral

@@ -1,0 +1,36 @@
+// How the voxtral command prints a transcript: live text, text with timestamps, SRT or
+// WebVTT cues as segments complete, or JSON at the end.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "core/tokenizer.h"
+#include "model/segments.h"
+#include "model/stream.h"
+
+namespace voxtral {
+
+enum class OutputFormat { Text, Json, Srt, Vtt };
+
+class TranscriptPrinter {
+ public:
+  TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer,
+                    double position_seconds);
+  void add(const TextPiece& piece);
+  void finish(double duration);
+
+ private:
+  void print_segments(const std::vector<Segment>& segments);
+  void out(const std::string& s);
+
+  OutputFormat format_;
+  bool timestamps_, alternatives_, debug_;
+  const Tokenizer& tokenizer_;
+  Segmenter segmenter_;
+  std::vector<Segment> segments_;
+  std::string text_;
+  int cue_ = 0;
+};
+
+}  // namespace voxtral

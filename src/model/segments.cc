@@ -1,0 +1,79 @@
+#include "model/segments.h"
+
+#include <cctype>
+
+namespace voxtral {
+
+namespace {
+
+bool ends_sentence(const std::string& word) {
+  return !word.empty() && (word.back() == '.' || word.back() == '?' || word.back() == '!');
+}
+
+std::string trimmed(const std::string& s) {
+  std::size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return s.substr(a, b - a);
+}
+
+}  // namespace
+
+void Segmenter::close_word() {
+  if (!in_word_) return;
+  in_word_ = false;
+  word_.text = trimmed(word_.text);
+  if (word_.text.empty()) return;
+  if (segment_.words.empty()) segment_.start = word_.start;
+  segment_.end = word_.end;
+  if (!segment_.text.empty()) segment_.text += ' ';
+  segment_.text += word_.text;
+  segment_.words.push_back(word_);
+  all_words_.push_back(word_);
+}
+
+std::vector<Segment> Segmenter::close_segment() {
+  std::vector<Segment> out;
+  if (!segment_.words.empty()) out.push_back(std::move(segment_));
+  segment_ = Segment{};
+  return out;
+}
+
+std::vector<Segment> Segmenter::add(const TextPiece& piece) {
+  std::vector<Segment> done;
+  auto take = [&](std::vector<Segment> s) {
+    for (auto& seg : s) done.push_back(std::move(seg));
+  };
+  if (piece.id == -1 && piece.text.empty()) {  // a stream segment ended
+    close_word();
+    take(close_segment());
+    return done;
+  }
+  if (piece.text.empty()) return done;
+  const bool starts_word = std::isspace(static_cast<unsigned char>(piece.text.front())) || !in_word_;
+  if (starts_word) {
+    close_word();
+    if (!segment_.words.empty()) {
+      const Word& last = segment_.words.back();
+      if (ends_sentence(last.text) || piece.time - last.end > max_gap_ || segment_.text.size() >= max_chars_) {
+        take(close_segment());
+      }
+    }
+    word_ = Word{"", piece.time, piece.time + position_seconds_};
+    in_word_ = true;
+  }
+  word_.text += piece.text;
+  word_.end = std::max(word_.end, piece.time + position_seconds_);
+  if (piece.id == -1) {
+    close_word();
+    take(close_segment());
+  }
+  return done;
+}
+
+std::vector<Segment> Segmenter::finish() {
+  close_word();
+  return close_segment();
+}
+
+}  // namespace voxtral

@@ -1,0 +1,280 @@
+#include "model/stream.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "model/schedule.h"
+
+namespace voxtral {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+constexpr int kEncoderPositionsPerCall = 64;
+
+// Waits for queued backend work (so that timings land where the work happened).
+void wait_for(Backend& backend, const Tensor& any) {
+  float sink[1];
+  backend.copy_to_host(any.row_range(0, 1).col_range(0, 1), sink);
+}
+
+}  // namespace
+
+Stream::Stream(Model& model, const StreamOptions& options)
+    : model_(model), options_(options), config_(model.config()), mel_(model.config().audio), text_(model.tokenizer()) {
+  const Tokenizer& tokenizer = model.tokenizer();
+  const int delay_ms = options.delay_ms > 0 ? options.delay_ms : tokenizer.audio().transcription_delay_ms;
+  n_delay_ = voxtral::delay_positions(delay_ms, config_);
+  left_pad_ = tokenizer.audio().n_left_pad_tokens;
+  prompt_ = prompt_ids(tokenizer, n_delay_);
+  samples_per_position_ = config_.samples_per_position();
+  const std::int64_t segment_positions =
+      config_.decoder.model_max_length - left_pad_ - n_delay_ - 1 - kRightPadExtraPositions;
+  if (segment_positions <= 0) {
+    fail("model", cat("model_max_length ", config_.decoder.model_max_length, " leaves no room for audio after the ",
+                      left_pad_, " + ", n_delay_ + 1 + kRightPadExtraPositions, " padding positions"));
+  }
+  max_segment_input_ = segment_positions * samples_per_position_;
+
+  // The decoder's cache never needs more rows than one segment has positions.
+  std::int64_t max_positions = config_.decoder.model_max_length;
+  if (options.expected_samples > 0 && !options.continuous) {
+    const std::int64_t input_positions = (options.expected_samples + samples_per_position_ - 1) / samples_per_position_;
+    max_positions = std::min(max_positions, left_pad_ + input_positions + n_delay_ + 1 + kRightPadExtraPositions);
+  }
+  Backend& backend = model.backend();
+  const int prompt_rows = static_cast<int>(prompt_.size()) - 1;
+  encoder_ = std::make_unique<AudioEncoder>(backend, config_, model.weights(), kEncoderPositionsPerCall,
+                                            model.kv_cache_type());
+  decoder_ = std::make_unique<TextDecoder>(backend, config_, model.weights(), prompt_rows, max_positions,
+                                           model.kv_cache_type());
+  decoder_->start(model.ffn_norms(n_delay_));
+  ring_positions_ = static_cast<std::int64_t>(prompt_.size()) + kEncoderPositionsPerCall;
+  audio_ring_ = DeviceBuffer(backend, ElemType::F32, ring_positions_, config_.decoder.dim);
+  start_segment();
+}
+
+Stream::~Stream() = default;
+
+void Stream::start_segment() {
+  encoder_->reset();
+  padded_.assign(static_cast<std::size_t>(left_pad_ * samples_per_position_), 0.0f);
+  padded_base_ = 0;
+  padded_total_ = static_cast<std::int64_t>(padded_.size());
+  segment_input_ = 0;
+  segment_start_time_ = static_cast<double>(total_input_) / config_.audio.sampling_rate;
+  segment_final_ = false;
+  mel_frames_ = 0;
+  encoded_ = 0;
+  decoded_ = 0;
+  prefilled_ = false;
+  segment_done_ = false;
+  next_input_ = prompt_.back();
+}
+
+double Stream::input_seconds(std::int64_t padded_samples) const {
+  const std::int64_t input = std::clamp<std::int64_t>(padded_samples - left_pad_ * samples_per_position_, 0, segment_input_);
+  return segment_start_time_ + static_cast<double>(input) / config_.audio.sampling_rate;
+}
+
+void Stream::append_padded(std::span<const float> samples) {
+  padded_.insert(padded_.end(), samples.begin(), samples.end());
+  padded_total_ += static_cast<std::int64_t>(samples.size());
+}
+
+void Stream::feed(std::span<const float> samples) {
+  if (finished_) fail("stream", "audio fed after finish()");
+  if (!started_clock_) {
+    started_clock_ = true;
+    first_feed_ = Clock::now();
+  }
+  while (!samples.empty()) {
+    if (segment_input_ == max_segment_input_) {
+      if (!options_.continuous) {
+        const double limit = static_cast<double>(max_segment_input_) / config_.audio.sampling_rate;
+        fail("audio", cat("is longer than the ", limit, " s (", config_.decoder.model_max_length,
+                          " positions) this model handles in one pass; continuous mode restarts by itself"));
+      }
+      flush();
+    }
+    const auto take = static_cast<std::size_t>(
+        std::min<std::int64_t>(static_cast<std::int64_t>(samples.size()), max_segment_input_ - segment_input_));
+    append_padded(samples.first(take));
+    segment_input_ += static_cast<std::int64_t>(take);
+    total_input_ += static_cast<std::int64_t>(take);
+    pending_input_ += static_cast<std::int64_t>(take);
+    samples = samples.subspan(take);
+  }
+  stats_.audio_seconds = static_cast<double>(total_input_) / config_.audio.sampling_rate;
+  const auto interval = static_cast<std::int64_t>(options_.processing_interval_s * config_.audio.sampling_rate);
+  if (pending_input_ >= interval) {
+    pending_input_ = 0;
+    process(false);
+  }
+}
+
+void Stream::process(bool final) {
+  while (encode_next(final)) decode_available();
+  decode_available();
+  // Keep only the samples that the next frame's window still needs.
+  const std::int64_t keep_from = mel_frames_ * config_.audio.hop_length - config_.audio.window_size / 2;
+  const std::int64_t drop = keep_from - padded_base_;
+  if (drop > (1 << 16)) {
+    padded_.erase(padded_.begin(), padded_.begin() + drop);
+    padded_base_ += drop;
+  }
+}
+
+bool Stream::encode_next(bool final) {
+  const auto& a = config_.audio;
+  const std::int64_t half = a.window_size / 2;
+  // Frame t covers padded samples [t*hop - half, t*hop + half). Before the end it is ready
+  // once its window is complete; at the end the signal continues with zeros, which is what
+  // the offline front end's reflect padding yields, since both ends of a segment are zeros.
+  std::int64_t frames = 0;
+  if (final) {
+    frames = padded_total_ / a.hop_length;
+  } else if (padded_total_ >= half) {
+    frames = (padded_total_ - half) / a.hop_length + 1;
+  }
+  const std::int64_t per_position = config_.mel_frames_per_position();
+  std::int64_t count = frames / per_position - encoded_;
+  count = std::min<std::int64_t>(count, kEncoderPositionsPerCall);
+  count = std::min(count, ring_positions_ - (encoded_ - decoded_));      // room in the ring
+  count = std::min(count, ring_positions_ - encoded_ % ring_positions_);  // without wrapping
+  if (count <= 0 || segment_done_) return false;
+
+  auto t = Clock::now();
+  const std::int64_t first_frame = encoded_ * per_position;
+  const std::int64_t n_frames = count * per_position;
+  mel_scratch_.resize(static_cast<std::size_t>(n_frames * a.num_mel_bins));
+  std::vector<float> window(static_cast<std::size_t>(a.window_size));
+  for (std::int64_t f = 0; f < n_frames; ++f) {
+    const std::int64_t start = (first_frame + f) * a.hop_length - half;
+    for (int i = 0; i < a.window_size; ++i) {
+      const std::int64_t at = start + i;
+      window[static_cast<std::size_t>(i)] =
+          at >= padded_base_ && at < padded_total_ ? padded_[static_cast<std::size_t>(at - padded_base_)] : 0.0f;
+    }
+    mel_.compute_frame(window.data(), mel_scratch_.data() + f * a.num_mel_bins);
+  }
+  mel_frames_ = first_frame + n_frames;
+  stats_.mel_ms += ms_since(t);
+
+  t = Clock::now();
+  const Tensor rows = audio_ring_.view().row_range(encoded_ % ring_positions_, count);
+  encoder_->encode(mel_scratch_, static_cast<int>(count), rows);
+  wait_for(model_.backend(), rows);
+  stats_.encoder_ms += ms_since(t);
+  encoded_ += count;
+  return true;
+}
+
+void Stream::decode_available() {
+  if (segment_done_) return;
+  const auto prompt_rows = static_cast<std::int64_t>(prompt_.size()) - 1;
+  if (!prefilled_) {
+    if (encoded_ < prompt_rows) return;
+    const auto t = Clock::now();
+    decoder_->prefill(std::span(prompt_).first(static_cast<std::size_t>(prompt_rows)),
+                      audio_ring_.view().row_range(0, prompt_rows), 0);
+    stats_.prefill_ms += ms_since(t);
+    prefilled_ = true;
+    decoded_ = prompt_rows;
+  }
+  const int eos = model_.tokenizer().eos_id();
+  while (decoded_ < encoded_) {
+    const std::int64_t p = decoded_;
+    const auto t = Clock::now();
+    const int token = decoder_->step(next_input_, audio_ring_.view().row_range(p % ring_positions_, 1), p);
+    stats_.step_ms.push_back(ms_since(t));
+    stats_.decode_ms += stats_.step_ms.back();
+    if (options_.on_step_logits) options_.on_step_logits(next_input_, p, decoder_->step_logits());
+    ++decoded_;
+    if (token == eos && !options_.ignore_eos) {
+      segment_done_ = true;  // as offline: the rest of this segment's audio yields no text
+      return;
+    }
+    emit(token, p, decoder_->step_logits());
+    next_input_ = token;
+  }
+  if (segment_final_ && decoded_ * samples_per_position_ >= padded_total_) segment_done_ = true;
+}
+
+void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
+  const Tokenizer& tokenizer = model_.tokenizer();
+  if (stats_.first_token_ms < 0) stats_.first_token_ms = ms_since(first_feed_);
+  ids_.push_back(token);
+  TextPiece piece;
+  piece.id = token;
+  piece.text = text_.push(token);
+  piece.position = position;
+  piece.time = input_seconds((position - n_delay_) * samples_per_position_);
+  piece.audio_end = input_seconds((position + 1) * samples_per_position_);
+  if (options_.alternatives > 0) {
+    host_logits_.resize(static_cast<std::size_t>(logits.numel()));
+    model_.backend().copy_to_host(logits, host_logits_.data());
+    const float top = *std::max_element(host_logits_.begin(), host_logits_.end());
+    double sum = 0;
+    for (float v : host_logits_) sum += std::exp(static_cast<double>(v - top));
+    std::vector<int> order(host_logits_.size());
+    std::iota(order.begin(), order.end(), 0);
+    const auto k = std::min<std::size_t>(static_cast<std::size_t>(options_.alternatives) + 1, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                      [&](int a, int b) { return host_logits_[static_cast<std::size_t>(a)] > host_logits_[static_cast<std::size_t>(b)]; });
+    for (std::size_t i = 0; i < k; ++i) {
+      const int id = order[i];
+      const auto p = static_cast<float>(std::exp(static_cast<double>(host_logits_[static_cast<std::size_t>(id)] - top)) / sum);
+      if (p < options_.alternative_cutoff && id != token) continue;
+      const std::string bytes = tokenizer.is_special(id) ? std::string(tokenizer.special_name(id))
+                                                          : repair_utf8(tokenizer.token_bytes(id));
+      piece.alternatives.push_back({id, bytes, p});
+    }
+  }
+  pieces_.push_back(std::move(piece));
+}
+
+void Stream::end_segment() {
+  if (segment_input_ == 0) return;  // nothing was fed since the segment began
+  const std::int64_t to_whole = (samples_per_position_ - segment_input_ % samples_per_position_) % samples_per_position_;
+  const std::int64_t right = to_whole + (n_delay_ + 1 + kRightPadExtraPositions) * samples_per_position_;
+  const std::vector<float> zeros(static_cast<std::size_t>(right), 0.0f);
+  append_padded(zeros);
+  segment_final_ = true;
+  pending_input_ = 0;
+  process(true);
+  stats_.positions += padded_total_ / samples_per_position_;
+  ++stats_.segments;
+  // Marks the segment end (and releases a character left incomplete, as U+FFFD).
+  TextPiece piece;
+  piece.id = -1;
+  piece.text = text_.finish();
+  piece.position = decoded_;
+  piece.time = piece.audio_end = input_seconds(padded_total_);
+  pieces_.push_back(std::move(piece));
+}
+
+void Stream::flush() {
+  if (finished_ || segment_input_ == 0) return;
+  end_segment();
+  start_segment();
+}
+
+void Stream::finish() {
+  if (finished_) return;
+  end_segment();
+  finished_ = true;
+}
+
+std::vector<TextPiece> Stream::take_pieces() {
+  std::vector<TextPiece> out;
+  out.swap(pieces_);
+  return out;
+}
+
+}  // namespace voxtral

@@ -1,0 +1,146 @@
+// Live transcription: audio arrives in pieces of any size and text comes out as soon as the
+// model has produced it.
+//
+// Every stage is causal, so the work is incremental: the log-mel frames are computed as
+// their windows fill (bit-identical to the offline front end), the conv stem keeps its left
+// context, the encoder runs only new frames against its rolling K/V cache, and the decoder
+// steps once per new 80 ms position. A stream is a sequence of segments; each segment is
+// exactly the offline schedule of MODEL.md over a slice of the input (left padding, prompt,
+// prefill, one step per position, right padding at its end), so feeding audio in any
+// chunking and finishing gives the offline run's tokens. flush() ends the current segment
+// at a pause (its pending words come out) and the next audio starts a new one; continuous
+// mode does the same by itself before a segment would pass the model's maximum length.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/mel.h"
+#include "model/decoder.h"
+#include "model/encoder.h"
+#include "model/model.h"
+
+namespace voxtral {
+
+struct StreamOptions {
+  int delay_ms = 0;                   // 0: the tokenizer's transcription_delay_ms
+  double processing_interval_s = 0;   // batch this much new audio per encoder run (0: every 80 ms)
+  bool continuous = false;            // restart segments by itself instead of failing at the length limit
+  bool ignore_eos = false;            // benchmarks: decode the whole audio span
+  int alternatives = 0;               // report up to this many candidates per token (0: off)
+  double alternative_cutoff = 0.1;    // ... with at least this probability
+  std::int64_t expected_samples = 0;  // total input length when known (bounds the K/V cache)
+  // Called after every decode step with the step's input id, position and logits ([1, vocab]
+  // in backend memory): for parity checks, not for normal use.
+  std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
+};
+
+struct Alternative {
+  int id = 0;
+  std::string text;  // the token's bytes as text (may be a partial character)
+  float probability = 0;
+};
+
+struct TextPiece {
+  int id = 0;                 // the token; -1 marks the end of a segment (flush, finish)
+  std::string text;           // the text this token completes (may be empty)
+  std::int64_t position = 0;  // decoder position in its segment
+  double time = 0;            // seconds of input audio: where the token's audio ends, minus the delay
+  double audio_end = 0;       // seconds of input audio consumed when the token was produced
+  std::vector<Alternative> alternatives;  // with StreamOptions::alternatives, most likely first
+};
+
+struct StreamStats {
+  double audio_seconds = 0;
+  double mel_ms = 0;
+  double encoder_ms = 0;
+  double prefill_ms = 0;
+  double decode_ms = 0;
+  double first_token_ms = -1;  // from the first feed to the first token
+  std::vector<double> step_ms;
+  std::int64_t positions = 0;  // decoder positions, all segments
+  int segments = 0;
+};
+
+class Stream {
+ public:
+  Stream(Model& model, const StreamOptions& options);
+  ~Stream();
+
+  // 16 kHz mono samples; processes whatever the processing interval allows.
+  void feed(std::span<const float> samples);
+  // Ends the current segment (right padding, decodes its tail) so that everything spoken
+  // so far comes out; later audio starts a new segment.
+  void flush();
+  // Ends the stream: flushes and accepts no more audio.
+  void finish();
+
+  // Text pieces produced since the last call.
+  std::vector<TextPiece> take_pieces();
+  // Every token of the stream so far (specials included, EOS excluded).
+  const std::vector<int>& ids() const { return ids_; }
+  const StreamStats& stats() const { return stats_; }
+  bool finished() const { return finished_; }
+  // Input samples held by the front end (bounded: it keeps only what the next frames need).
+  std::size_t buffered_samples() const { return padded_.size(); }
+  int delay_positions() const { return n_delay_; }
+
+ private:
+  void start_segment();
+  void append_padded(std::span<const float> samples);
+  void process(bool final);
+  bool encode_next(bool final);
+  void decode_available();
+  void emit(int token, std::int64_t position, const Tensor& logits);
+  void end_segment();
+  double input_seconds(std::int64_t padded_samples) const;
+
+  Model& model_;
+  StreamOptions options_;
+  const ModelConfig& config_;
+  int n_delay_ = 0;
+  int left_pad_ = 0;
+  std::vector<int> prompt_;
+  std::int64_t samples_per_position_ = 0;
+  std::int64_t max_segment_input_ = 0;  // input samples one segment may hold
+
+  MelSpectrogram mel_;
+  std::unique_ptr<AudioEncoder> encoder_;
+  std::unique_ptr<TextDecoder> decoder_;
+  DeviceBuffer audio_ring_;  // audio embeddings of positions not yet decoded
+  std::int64_t ring_positions_ = 0;
+
+  // The current segment. "Padded" counts samples of the segment's padded signal (left
+  // padding included); its frames and positions are what the offline schedule would see.
+  std::vector<float> padded_;             // the tail of the padded signal still needed
+  std::int64_t padded_base_ = 0;          // padded index of padded_[0]
+  std::int64_t padded_total_ = 0;         // padded samples appended
+  std::int64_t segment_input_ = 0;        // input samples in this segment
+  double segment_start_time_ = 0;         // input seconds where this segment starts
+  bool segment_final_ = false;            // right padding appended
+  std::int64_t mel_frames_ = 0;           // frames computed (and encoded)
+  std::int64_t encoded_ = 0;              // positions encoded
+  std::int64_t decoded_ = 0;              // positions decoded (next step's position)
+  bool prefilled_ = false;
+  bool segment_done_ = false;             // EOS seen, or every position decoded
+  int next_input_ = 0;
+  std::int64_t pending_input_ = 0;        // input samples fed since the last processing
+  std::vector<float> mel_scratch_;
+
+  std::int64_t total_input_ = 0;
+  bool finished_ = false;
+  TextStream text_;
+  std::vector<TextPiece> pieces_;
+  std::vector<int> ids_;
+  StreamStats stats_;
+  std::vector<float> host_logits_;
+  bool started_clock_ = false;
+  std::chrono::steady_clock::time_point first_feed_;
+};
+
+}  // namespace voxtral

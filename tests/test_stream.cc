@@ -1,0 +1,189 @@
+// The streaming engine: any chunking of the input, then finish, gives the tokens of the
+// offline run (here: the ids transformers recorded); flush and continuous mode behave like
+// separate offline runs; memory stays flat on endless input.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/audio.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "model/stream.h"
+#include "model/transcriber.h"
+#include "test_util.h"
+
+namespace voxtral {
+namespace {
+
+using voxtral::testing::fixture;
+
+struct Clip {
+  std::string model;
+  nlohmann::json info;
+};
+
+std::vector<Clip> clips() {
+  std::vector<Clip> out;
+  for (const char* model : {"tiny-a", "tiny-b"}) {
+    std::ifstream in(fixture(std::string(model) + ".json"));
+    const auto summary = nlohmann::json::parse(in);  // (a temporary would die before the loop)
+    for (const auto& c : summary["clips"]) out.push_back({model, c});
+  }
+  return out;
+}
+
+ModelOptions cpu() {
+  ModelOptions o;
+  o.backend = "cpu";
+  const char* backend = std::getenv("VOXTRAL_TEST_BACKEND");  // the GPU suite runs these on CUDA
+  if (backend != nullptr) o.backend = backend;
+  o.kv_cache = "f32";
+  o.precision = "exact";
+  return o;
+}
+
+// Feeds `samples` in random pieces of 1..max_piece samples.
+std::vector<int> stream_ids(Model& model, const std::vector<float>& samples, StreamOptions options, std::mt19937& rng,
+                            std::size_t max_piece) {
+  Stream stream(model, options);
+  std::uniform_int_distribution<std::size_t> size(1, max_piece);
+  for (std::size_t at = 0; at < samples.size();) {
+    const std::size_t n = std::min(size(rng), samples.size() - at);
+    stream.feed(std::span(samples).subspan(at, n));
+    at += n;
+  }
+  stream.finish();
+  return stream.ids();
+}
+
+TEST(Stream, AnyChunkingGivesTheOfflineTokens) {
+  std::mt19937 rng(20261127);
+  for (const auto& clip : clips()) {
+    auto model = Model::load(fixture(clip.model), cpu());
+    const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);
+    const auto want = clip.info["greedy_ids"].get<std::vector<int>>();
+    StreamOptions options;
+    options.delay_ms = clip.info["delay_ms"];
+    // From single samples to several seconds per piece, with and without an interval.
+    for (std::size_t max_piece : {std::size_t{7}, std::size_t{700}, std::size_t{5000}, std::size_t{64000}}) {
+      for (double interval : {0.0, 0.37}) {
+        if (max_piece == 7 && interval > 0) continue;  // 1..7-sample pieces: once is enough (slow)
+        options.processing_interval_s = interval;
+        EXPECT_EQ(stream_ids(*model, samples, options, rng, max_piece), want)
+            << clip.info["tag"] << " pieces up to " << max_piece << " samples, interval " << interval;
+      }
+    }
+  }
+}
+
+TEST(Stream, FlushEndsASegmentLikeASeparateRun) {
+  auto model = Model::load(fixture("tiny-a"), cpu());
+  const auto a = load_audio_file(fixture("audio/speech_short.wav"), 16000);
+  const auto b = load_audio_file(fixture("audio/noise.wav"), 16000);
+  Stream stream(*model, StreamOptions{});
+  stream.feed(a);
+  stream.flush();
+  const auto after_flush = stream.take_pieces();
+  ASSERT_FALSE(after_flush.empty());
+  EXPECT_EQ(after_flush.back().id, -1);  // the segment-end marker
+  stream.feed(b);
+  stream.finish();
+
+  auto expected = transcribe(*model, a).ids;
+  const auto second = transcribe(*model, b).ids;
+  expected.insert(expected.end(), second.begin(), second.end());
+  EXPECT_EQ(stream.ids(), expected);
+  EXPECT_EQ(stream.stats().segments, 2);
+}
+
+TEST(Stream, PiecesCarryTimesInOrder) {
+  auto model = Model::load(fixture("tiny-a"), cpu());
+  const auto samples = load_audio_file(fixture("audio/speech_long.wav"), 16000);
+  const auto t = transcribe(*model, samples);
+  const double duration = static_cast<double>(samples.size()) / 16000.0;
+  double last = 0;
+  for (const auto& p : t.pieces) {
+    EXPECT_GE(p.time, last - 1e-9);
+    EXPECT_GE(p.time, 0.0);
+    EXPECT_LE(p.time, duration + 1e-9);
+    EXPECT_GE(p.audio_end, p.time);
+    last = p.time;
+  }
+  // The first token comes from position 38 = 32 left-padding + 6 delay: audio time 0.
+  ASSERT_FALSE(t.pieces.empty());
+  EXPECT_EQ(t.pieces.front().position, 38);
+  EXPECT_DOUBLE_EQ(t.pieces.front().time, 0.0);
+  EXPECT_NEAR(t.pieces.front().audio_end, 7 * 0.08, 1e-9);
+}
+
+TEST(Stream, AlternativesAreRankedProbabilities) {
+  auto model = Model::load(fixture("tiny-a"), cpu());
+  const auto samples = load_audio_file(fixture("audio/speech_short.wav"), 16000);
+  StreamOptions options;
+  options.alternatives = 3;
+  options.alternative_cutoff = 0.0;
+  const auto t = transcribe(*model, samples, options);
+  int checked = 0;
+  for (const auto& p : t.pieces) {
+    if (p.id < 0) continue;
+    ASSERT_EQ(p.alternatives.size(), 4u);
+    EXPECT_EQ(p.alternatives.front().id, p.id);  // greedy: the most likely token
+    float total = 0;
+    for (std::size_t i = 0; i < p.alternatives.size(); ++i) {
+      total += p.alternatives[i].probability;
+      if (i > 0) {
+        EXPECT_LE(p.alternatives[i].probability, p.alternatives[i - 1].probability);
+      }
+    }
+    EXPECT_LE(total, 1.0f + 1e-5f);
+    EXPECT_GT(p.alternatives.front().probability, 0.0f);
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
+  EXPECT_EQ(t.ids, transcribe(*model, samples).ids);  // asking for alternatives changes nothing
+}
+
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * 4096;
+}
+
+TEST(Stream, EndlessInputKeepsMemoryFlat) {
+  // tiny-b: encoder window 40 frames, decoder window 32 positions, 512 positions (37 s of
+  // input) per segment. Ten minutes of audio pass every one of them many times.
+  auto model = Model::load(fixture("tiny-b"), cpu());
+  const auto clip = load_audio_file(fixture("audio/speech_long.wav"), 16000);
+  StreamOptions options;
+  options.continuous = true;
+  Stream stream(*model, options);
+  std::size_t after_warmup = 0, most_buffered = 0;
+  const std::size_t second = 16000;
+  for (std::size_t fed = 0; fed < 600 * second;) {
+    const std::size_t n = std::min<std::size_t>(3 * second + 17, 600 * second - fed);
+    std::vector<float> piece(n);
+    for (std::size_t i = 0; i < n; ++i) piece[i] = clip[(fed + i) % clip.size()];
+    stream.feed(piece);
+    stream.take_pieces();
+    fed += n;
+    most_buffered = std::max(most_buffered, stream.buffered_samples());
+    if (after_warmup == 0 && fed > 90 * second) after_warmup = resident_bytes();
+  }
+  stream.finish();
+  EXPECT_GE(stream.stats().segments, 16);
+  EXPECT_LE(most_buffered, std::size_t{32 * 1280 + 3 * 16000 + 65536 + 400});
+  EXPECT_LE(resident_bytes(), after_warmup + (std::size_t{2} << 20)) << "resident memory grew on endless input";
+}
+
+TEST(Stream, WithoutContinuousModeTooLongAudioIsAnError) {
+  auto model = Model::load(fixture("tiny-b"), cpu());
+  Stream stream(*model, StreamOptions{});
+  const std::vector<float> minute(60 * 16000, 0.0f);
+  EXPECT_THROW(stream.feed(minute), Error);
+}
+
+}  // namespace
+}  // namespace voxtral

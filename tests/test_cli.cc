@@ -203,7 +203,12 @@ SlowRun run_with_slow_stdin(const std::vector<std::string>& args, const std::str
     ::close(out_pipe[0]);
     const char* moved = std::getenv("VOXTRAL_CLI");
     std::vector<char*> argv{const_cast<char*>(moved != nullptr ? moved : VOXTRAL_CLI)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    std::vector<std::string> all = args;
+    if (const char* extra = std::getenv("VOXTRAL_TEST_CLI_ARGS")) {  // the GPU suite's backend options
+      std::istringstream words(extra);
+      for (std::string w; words >> w;) all.push_back(w);
+    }
+    for (const auto& a : all) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execv(argv[0], argv.data());
     ::_exit(127);

@@ -15,6 +15,7 @@
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "model/stream.h"
 #include "model/transcriber.h"
 #ifdef VOXTRAL_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -59,8 +60,57 @@ struct RunOptions {
   std::string kv_cache = "auto";
   std::string weights = "bf16";
   std::string dump_logits;  // prefix of files receiving every step's input id and logits
+  bool realtime = false;    // feed at real-time pace and measure per-token latency
+  double interval = 0;      // processing interval for --realtime
   int late_steps = 100;     // the "late" median covers this many final steps (long context)
 };
+
+// Feeds the audio at real-time pace, 10 ms at a time, and measures for every token the time
+// from the arrival of the audio that produced it (the end of its position) to the token.
+int run_realtime(const RunOptions& o, Model& model, const std::vector<float>& samples) {
+  using Clock = std::chrono::steady_clock;
+  StreamOptions so;
+  so.delay_ms = o.delay_ms;
+  so.processing_interval_s = o.interval;
+  so.ignore_eos = true;
+  so.continuous = true;
+  Stream stream(model, so);
+  const int rate = model.config().audio.sampling_rate;
+  const std::size_t chunk = static_cast<std::size_t>(rate / 100);
+  std::vector<double> latency;
+  const auto start = Clock::now();
+  auto collect = [&] {
+    const auto now = Clock::now();
+    for (const auto& p : stream.take_pieces()) {
+      if (p.id < 0) continue;
+      const auto arrived = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(p.audio_end));
+      latency.push_back(std::chrono::duration<double, std::milli>(now - arrived).count());
+    }
+  };
+  for (std::size_t at = 0; at < samples.size(); at += chunk) {
+    std::this_thread::sleep_until(start + std::chrono::milliseconds(10 * (at / chunk)));
+    stream.feed(std::span(samples).subspan(at, std::min(chunk, samples.size() - at)));
+    collect();
+  }
+  const double delay_ms = 1000.0 * stream.delay_positions() / model.config().audio.frame_rate;
+  nlohmann::json r = {
+      {"model", o.model_dir}, {"backend", model.backend().name()}, {"audio_seconds", static_cast<double>(samples.size()) / rate},
+      {"processing_interval_s", o.interval}, {"tokens", latency.size()},
+      {"latency_ms_p50", percentile(latency, 0.5)}, {"latency_ms_p95", percentile(latency, 0.95)},
+      {"latency_ms_max", latency.empty() ? 0.0 : *std::max_element(latency.begin(), latency.end())},
+      {"model_delay_ms", delay_ms}};
+  if (o.json) {
+    std::printf("%s\n", r.dump(2).c_str());
+  } else {
+    std::printf("realtime    %.1f s fed at real-time pace in 10 ms pieces, processing interval %.2f s, on %s\n",
+                static_cast<double>(samples.size()) / rate, o.interval, model.backend().name().c_str());
+    std::printf("latency     %zu tokens: p50 %.1f ms, p95 %.1f ms, max %.1f ms from their audio's arrival to the token "
+                "(the model itself waits %.0f ms for context: speech to text is that much more)\n",
+                latency.size(), percentile(latency, 0.5), percentile(latency, 0.95), r["latency_ms_max"].get<double>(),
+                delay_ms);
+  }
+  return 0;
+}
 
 int run(const RunOptions& o) {
   ModelOptions mo;
@@ -77,6 +127,7 @@ int run(const RunOptions& o) {
     for (std::size_t i = 0; i < want; ++i) looped[i] = samples[i % samples.size()];
     samples.swap(looped);
   }
+  if (o.realtime) return run_realtime(o, *model, samples);
   const bool gpu = model->backend().name().starts_with("cuda");
   StreamOptions to;
   to.ignore_eos = true;
@@ -224,6 +275,9 @@ int main(int argc, char** argv) {
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
+  bench->add_flag("--realtime", ro.realtime,
+                  "Feed the audio at real-time pace and report per-token latency (p50/p95) instead");
+  bench->add_option("-I,--interval", ro.interval, "Processing interval for --realtime, in seconds (default 0)");
 
   CLI11_PARSE(app, argc, argv);
   try {

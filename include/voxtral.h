@@ -1,0 +1,99 @@
+/* voxtral: a C API for embedding Voxtral Realtime transcription in other languages.
+ *
+ * Load a model once, create a stream per audio source, feed it 16 kHz mono samples as they
+ * arrive, and read the text pieces it produces (each with its token id and audio time).
+ * Every function is safe to call from any thread: calls on one model are serialised.
+ * Functions that can fail return NULL or -1 and describe the problem in the error buffer
+ * they were given, or in voxtral_stream_error().
+ *
+ *   voxtral_model* m = voxtral_model_load("models/demo", NULL, err, sizeof err);
+ *   voxtral_stream* s = voxtral_stream_create(m, NULL, err, sizeof err);
+ *   voxtral_stream_feed(s, samples, n);           (as audio arrives)
+ *   const voxtral_piece* p; size_t k = voxtral_stream_read(s, &p);
+ *   voxtral_stream_finish(s); ... read the rest ...; voxtral_stream_free(s); voxtral_model_free(m);
+ */
+#ifndef VOXTRAL_H
+#define VOXTRAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VOXTRAL_API_VERSION 1
+
+#if defined(VOXTRAL_BUILDING_LIBRARY) && defined(__GNUC__)
+#define VOXTRAL_API __attribute__((visibility("default")))
+#else
+#define VOXTRAL_API
+#endif
+
+typedef struct voxtral_model voxtral_model;
+typedef struct voxtral_stream voxtral_stream;
+
+typedef struct {
+  const char* backend;   /* "auto" (GPU if usable, else CPU), "cpu" or "cuda"; NULL = "auto" */
+  int threads;           /* CPU threads; 0 = one per core */
+  const char* precision; /* GPU matrix products: "exact" or "fast"; NULL = "exact" */
+  const char* kv_cache;  /* "f32", "bf16" or NULL (the backend's default) */
+} voxtral_model_options;
+
+typedef struct {
+  int delay_ms;                 /* transcription delay; 0 = the model's (480 ms) */
+  double processing_interval_s; /* audio gathered per encoder run; 0 = every 80 ms */
+  int continuous;               /* 1: restart by itself before the model's length limit */
+  int alternatives;             /* candidates reported per token; 0 = none */
+  double alternative_cutoff;    /* ... with at least this probability */
+} voxtral_stream_options;
+
+typedef struct {
+  int token_id;
+  const char* text; /* the token's text (UTF-8, possibly a partial character) */
+  float probability;
+} voxtral_alternative;
+
+typedef struct {
+  int token_id;     /* -1 marks the end of a segment (after a flush or at the end) */
+  const char* text; /* UTF-8, never a broken sequence; may be empty */
+  double time;      /* seconds of input audio: the token's position minus the delay */
+  double audio_end; /* seconds of input audio consumed when it was produced */
+  size_t alternative_count;
+  const voxtral_alternative* alternatives; /* most likely first (the token itself) */
+} voxtral_piece;
+
+VOXTRAL_API const char* voxtral_version(void);
+
+VOXTRAL_API void voxtral_model_options_init(voxtral_model_options* options);
+VOXTRAL_API voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_options* options, char* error,
+                                  size_t error_size);
+VOXTRAL_API void voxtral_model_free(voxtral_model* model);
+VOXTRAL_API int voxtral_model_sample_rate(const voxtral_model* model);
+
+VOXTRAL_API void voxtral_stream_options_init(voxtral_stream_options* options);
+VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream_options* options, char* error,
+                                      size_t error_size);
+VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
+
+/* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16. */
+VOXTRAL_API int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count);
+VOXTRAL_API int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count);
+/* At a pause: brings out everything said so far; later audio continues the stream. */
+VOXTRAL_API int voxtral_stream_flush(voxtral_stream* stream);
+/* End of the audio: brings out the rest. No more audio may be fed. */
+VOXTRAL_API int voxtral_stream_finish(voxtral_stream* stream);
+/* The pieces produced since the last call; they stay valid until the next call on the stream. */
+VOXTRAL_API size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces);
+/* The last error on this stream, or "". */
+VOXTRAL_API const char* voxtral_stream_error(const voxtral_stream* stream);
+
+/* Reads an audio file (WAV) as mono floats at `sample_rate`; free with voxtral_free_samples. */
+VOXTRAL_API float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size);
+VOXTRAL_API void voxtral_free_samples(float* samples);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VOXTRAL_H */

@@ -1,0 +1,181 @@
+// The C API of include/voxtral.h over the C++ engine.
+#include "voxtral.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/audio.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "model/stream.h"
+
+struct voxtral_model {
+  std::unique_ptr<voxtral::Model> model;
+  std::mutex mutex;  // the backend runs one stream's work at a time
+};
+
+struct voxtral_stream {
+  voxtral_model* owner = nullptr;
+  std::unique_ptr<voxtral::Stream> stream;
+  std::vector<voxtral::TextPiece> pieces;  // what the last read returned
+  std::vector<voxtral_piece> views;
+  std::vector<std::vector<voxtral_alternative>> alternatives;
+  std::string error;
+};
+
+namespace {
+
+void write_error(char* buffer, std::size_t size, const std::string& message) {
+  if (buffer == nullptr || size == 0) return;
+  std::strncpy(buffer, message.c_str(), size - 1);
+  buffer[size - 1] = '\0';
+}
+
+template <typename Fn>
+int guarded(voxtral_stream* s, Fn&& fn) {
+  if (s == nullptr) return -1;
+  try {
+    std::lock_guard lock(s->owner->mutex);
+    fn();
+    s->error.clear();
+    return 0;
+  } catch (const std::exception& e) {
+    s->error = e.what();
+    return -1;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* voxtral_version(void) { return "0.1.0"; }
+
+void voxtral_model_options_init(voxtral_model_options* options) {
+  if (options != nullptr) *options = voxtral_model_options{"auto", 0, "exact", nullptr};
+}
+
+voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_options* options, char* error,
+                                  size_t error_size) {
+  try {
+    if (model_dir == nullptr) throw voxtral::Error("model directory is NULL");
+    voxtral::ModelOptions mo;
+    mo.backend = "auto";
+    mo.quiet = true;
+    if (options != nullptr) {
+      if (options->backend != nullptr) mo.backend = options->backend;
+      mo.threads = options->threads;
+      if (options->precision != nullptr) mo.precision = options->precision;
+      if (options->kv_cache != nullptr) mo.kv_cache = options->kv_cache;
+    }
+    auto m = std::make_unique<voxtral_model>();
+    m->model = voxtral::Model::load(model_dir, mo);
+    return m.release();
+  } catch (const std::exception& e) {
+    write_error(error, error_size, e.what());
+    return nullptr;
+  }
+}
+
+void voxtral_model_free(voxtral_model* model) { delete model; }
+
+int voxtral_model_sample_rate(const voxtral_model* model) {
+  return model != nullptr ? model->model->config().audio.sampling_rate : 0;
+}
+
+void voxtral_stream_options_init(voxtral_stream_options* options) {
+  if (options != nullptr) *options = voxtral_stream_options{0, 0.0, 0, 0, 0.1};
+}
+
+voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream_options* options, char* error,
+                                      size_t error_size) {
+  try {
+    if (model == nullptr) throw voxtral::Error("model is NULL");
+    voxtral::StreamOptions so;
+    if (options != nullptr) {
+      so.delay_ms = options->delay_ms;
+      so.processing_interval_s = options->processing_interval_s;
+      so.continuous = options->continuous != 0;
+      so.alternatives = options->alternatives;
+      so.alternative_cutoff = options->alternative_cutoff;
+    }
+    auto s = std::make_unique<voxtral_stream>();
+    s->owner = model;
+    std::lock_guard lock(model->mutex);
+    s->stream = std::make_unique<voxtral::Stream>(*model->model, so);
+    return s.release();
+  } catch (const std::exception& e) {
+    write_error(error, error_size, e.what());
+    return nullptr;
+  }
+}
+
+void voxtral_stream_free(voxtral_stream* stream) {
+  if (stream == nullptr) return;
+  std::lock_guard lock(stream->owner->mutex);
+  stream->stream.reset();
+  delete stream;
+}
+
+int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count) {
+  return guarded(stream, [&] { stream->stream->feed(std::span(samples, count)); });
+}
+
+int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count) {
+  return guarded(stream, [&] {
+    std::vector<float> f(count);
+    for (size_t i = 0; i < count; ++i) f[i] = static_cast<float>(samples[i]) / 32768.0f;
+    stream->stream->feed(f);
+  });
+}
+
+int voxtral_stream_flush(voxtral_stream* stream) {
+  return guarded(stream, [&] { stream->stream->flush(); });
+}
+
+int voxtral_stream_finish(voxtral_stream* stream) {
+  return guarded(stream, [&] { stream->stream->finish(); });
+}
+
+size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces) {
+  if (stream == nullptr) return 0;
+  {
+    std::lock_guard lock(stream->owner->mutex);
+    stream->pieces = stream->stream->take_pieces();
+  }
+  stream->views.clear();
+  stream->alternatives.clear();
+  stream->alternatives.reserve(stream->pieces.size());
+  for (const auto& p : stream->pieces) {
+    auto& alts = stream->alternatives.emplace_back();
+    for (const auto& a : p.alternatives) alts.push_back({a.id, a.text.c_str(), a.probability});
+    stream->views.push_back({p.id, p.text.c_str(), p.time, p.audio_end, alts.size(), alts.empty() ? nullptr : alts.data()});
+  }
+  if (pieces != nullptr) *pieces = stream->views.empty() ? nullptr : stream->views.data();
+  return stream->views.size();
+}
+
+const char* voxtral_stream_error(const voxtral_stream* stream) { return stream != nullptr ? stream->error.c_str() : ""; }
+
+float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size) {
+  try {
+    if (path == nullptr) throw voxtral::Error("path is NULL");
+    const auto samples = voxtral::load_audio_file(path, sample_rate);
+    auto* out = static_cast<float*>(std::malloc(samples.size() * sizeof(float)));
+    if (out == nullptr) throw voxtral::Error("out of memory");
+    std::memcpy(out, samples.data(), samples.size() * sizeof(float));
+    if (count != nullptr) *count = samples.size();
+    return out;
+  } catch (const std::exception& e) {
+    write_error(error, error_size, e.what());
+    return nullptr;
+  }
+}
+
+void voxtral_free_samples(float* samples) { std::free(samples); }
+
+}  // extern "C"

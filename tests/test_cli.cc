@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -193,6 +194,7 @@ SlowRun run_with_slow_stdin(const std::vector<std::string>& args, const std::str
                             int pause_ms) {
   int in_pipe[2], out_pipe[2];
   if (::pipe(in_pipe) != 0 || ::pipe(out_pipe) != 0) throw std::runtime_error("pipe");
+  ::signal(SIGPIPE, SIG_IGN);  // a child that died early must fail the test, not kill it
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(in_pipe[0], 0);

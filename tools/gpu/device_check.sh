@@ -35,6 +35,18 @@ for stage in "$@"; do
         2>&1 | tee "$out/parity.log" | grep -E "^\[ tiny|^\[  (FAILED|PASSED) |Failure|Expected|actual" | head -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
+    capi)
+      step "C API on CUDA"
+      VOXTRAL_TEST_BACKEND=cuda "$carry/bin/c_api_test" "$root/tests/fixtures/tiny-a" \
+        "$root/tests/fixtures/audio/speech_short.wav" "$root/tests/fixtures/tiny-a_speech_short_480ms.txt" || status=1
+      ;;
+    latency)
+      for interval in 0 0.32; do
+        step "streaming latency, 20 s at real-time pace, interval $interval"
+        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 20 --backend cuda --realtime \
+          -I "$interval"
+      done
+      ;;
     sanitize)
       for tool in memcheck racecheck; do
         step "compute-sanitizer $tool"

@@ -148,15 +148,20 @@ TEST(Cli, AudioProblemsExitWith4) {
   EXPECT_THAT(r.err, HasSubstr("stdin: no audio samples"));
 }
 
-TEST(Cli, TooLongAudioExitsWith5) {
-  // tiny-b handles 512 positions (41 s); 60 s of silence is more.
-  TempDir dir;
+// A WAV file of silence, 16 kHz mono s16 (the fixture's 44-byte header with new sizes).
+std::filesystem::path silent_wav(const TempDir& dir, int seconds) {
   std::string wav = slurp(fixture("audio/noise.wav")).substr(0, 44);
-  const std::uint32_t data = 60 * 16000 * 2;
+  const std::uint32_t data = static_cast<std::uint32_t>(seconds) * 16000 * 2;
   std::memcpy(wav.data() + 40, &data, 4);
   const std::uint32_t riff = data + 36;
   std::memcpy(wav.data() + 4, &riff, 4);
-  const auto path = dir.write("long.wav", wav + std::string(data, '\0'));
+  return dir.write("silence.wav", wav + std::string(data, '\0'));
+}
+
+TEST(Cli, TooLongAudioExitsWith5) {
+  // tiny-b handles 512 positions (41 s); 60 s of silence is more.
+  TempDir dir;
+  const auto path = silent_wav(dir, 60);
   const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path) + " --no-continuous");
   EXPECT_EQ(r.exit_code, 5);
   EXPECT_THAT(r.err, HasSubstr("this model handles in one pass"));
@@ -165,12 +170,7 @@ TEST(Cli, TooLongAudioExitsWith5) {
 TEST(Cli, ContinuousModeTranscribesPastTheLengthLimit) {
   // The same 60 s: in continuous mode (the default) the decoder restarts and goes on.
   TempDir dir;
-  std::string wav = slurp(fixture("audio/noise.wav")).substr(0, 44);
-  const std::uint32_t data = 60 * 16000 * 2;
-  std::memcpy(wav.data() + 40, &data, 4);
-  const std::uint32_t riff = data + 36;
-  std::memcpy(wav.data() + 4, &riff, 4);
-  const auto path = dir.write("long.wav", wav + std::string(data, '\0'));
+  const auto path = silent_wav(dir, 60);
   const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("2 segments"));

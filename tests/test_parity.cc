@@ -33,31 +33,10 @@ constexpr double kEncoderTolerance = 2e-5;
 constexpr double kAdapterTolerance = 2e-5;
 constexpr double kLogitTolerance = 5e-5;
 
-// The backend under test: the CPU unless VOXTRAL_TEST_BACKEND names another (the GPU suite
-// runs these same tests on CUDA in its exact mode).
-ModelOptions test_model_options() {
-  ModelOptions o;
-  const char* backend = std::getenv("VOXTRAL_TEST_BACKEND");
-  o.backend = backend != nullptr ? backend : "cpu";
-  o.precision = "exact";
-  o.kv_cache = "f32";
-  return o;
-}
+using Clip = voxtral::testing::FixtureClip;
+using voxtral::testing::test_model_options;
 
-struct Clip {
-  std::string model;
-  nlohmann::json info;
-};
-
-std::vector<Clip> all_clips() {
-  std::vector<Clip> clips;
-  for (const char* model : {"tiny-a", "tiny-b"}) {
-    std::ifstream in(fixture(std::string(model) + ".json"));
-    const auto summary = nlohmann::json::parse(in);
-    for (const auto& c : summary["clips"]) clips.push_back({model, c});
-  }
-  return clips;
-}
+std::vector<Clip> all_clips() { return voxtral::testing::fixture_clips(); }
 
 double max_abs(const std::vector<float>& v) {
   double m = 0;

@@ -25,30 +25,9 @@ namespace {
 
 using voxtral::testing::fixture;
 
-struct Clip {
-  std::string model;
-  nlohmann::json info;
-};
+using voxtral::testing::fixture_clips;
 
-std::vector<Clip> clips() {
-  std::vector<Clip> out;
-  for (const char* model : {"tiny-a", "tiny-b"}) {
-    std::ifstream in(fixture(std::string(model) + ".json"));
-    const auto summary = nlohmann::json::parse(in);  // (a temporary would die before the loop)
-    for (const auto& c : summary["clips"]) out.push_back({model, c});
-  }
-  return out;
-}
-
-ModelOptions cpu() {
-  ModelOptions o;
-  o.backend = "cpu";
-  const char* backend = std::getenv("VOXTRAL_TEST_BACKEND");  // the GPU suite runs these on CUDA
-  if (backend != nullptr) o.backend = backend;
-  o.kv_cache = "f32";
-  o.precision = "exact";
-  return o;
-}
+ModelOptions cpu() { return voxtral::testing::test_model_options(); }
 
 // Feeds `samples` in random pieces of 1..max_piece samples.
 std::vector<int> stream_ids(Model& model, const std::vector<float>& samples, StreamOptions options, std::mt19937& rng,
@@ -66,7 +45,7 @@ std::vector<int> stream_ids(Model& model, const std::vector<float>& samples, Str
 
 TEST(Stream, AnyChunkingGivesTheOfflineTokens) {
   std::mt19937 rng(20261127);
-  for (const auto& clip : clips()) {
+  for (const auto& clip : fixture_clips()) {
     auto model = Model::load(fixture(clip.model), cpu());
     const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);
     const auto want = clip.info["greedy_ids"].get<std::vector<int>>();

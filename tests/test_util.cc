@@ -8,7 +8,7 @@
 #include <random>
 #include <stdexcept>
 
-#include "core/bf16.h"
+#include "core/tensor_values.h"
 
 namespace voxtral::testing {
 
@@ -45,23 +45,25 @@ std::filesystem::path TempDir::write(const std::string& name, const std::string&
   return p;
 }
 
-std::vector<float> to_floats(const TensorView& t) {
-  std::vector<float> out(static_cast<std::size_t>(t.numel()));
-  switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), t.data, t.nbytes); break;
-    case DType::BF16: {
-      auto v = t.as<std::uint16_t>(DType::BF16);
-      for (std::size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(v[i]);
-      break;
-    }
-    case DType::F16: {
-      auto v = t.as<std::uint16_t>(DType::F16);
-      for (std::size_t i = 0; i < out.size(); ++i) out[i] = f16_to_float(v[i]);
-      break;
-    }
-    default: throw std::runtime_error("to_floats: unsupported dtype for " + t.name);
+std::vector<float> to_floats(const TensorView& t) { return read_floats(t); }
+
+std::vector<FixtureClip> fixture_clips() {
+  std::vector<FixtureClip> clips;
+  for (const char* model : {"tiny-a", "tiny-b"}) {
+    std::ifstream in(fixture(std::string(model) + ".json"));
+    const auto summary = nlohmann::json::parse(in);  // (a temporary would die before the loop)
+    for (const auto& c : summary["clips"]) clips.push_back({model, c});
   }
-  return out;
+  return clips;
+}
+
+ModelOptions test_model_options() {
+  ModelOptions o;
+  const char* backend = std::getenv("VOXTRAL_TEST_BACKEND");
+  o.backend = backend != nullptr ? backend : "cpu";
+  o.precision = "exact";
+  o.kv_cache = "f32";
+  return o;
 }
 
 std::vector<std::int64_t> to_ints(const TensorView& t) {

@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/safetensors.h"
+#include "model/model.h"
 
 namespace voxtral::testing {
 
@@ -26,6 +29,18 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// One clip of the reference fixtures (tests/fixtures/tiny-*.json).
+struct FixtureClip {
+  std::string model;    // "tiny-a" or "tiny-b"
+  nlohmann::json info;  // tag, audio, delay_ms, greedy_ids, text, ...
+};
+std::vector<FixtureClip> fixture_clips();
+
+// Options for loading a model under test: the CPU unless VOXTRAL_TEST_BACKEND names another
+// backend (the GPU suite runs the same tests on CUDA), in the exact mode with F32 caches
+// that the reference tolerances assume.
+ModelOptions test_model_options();
 
 // Copies a tensor's values as floats (F32, F16 or BF16) or ints (I32, I64).
 std::vector<float> to_floats(const TensorView& tensor);

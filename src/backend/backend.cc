@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include <cassert>
+#include <cmath>
 #include <utility>
 
 #include "core/error.h"
@@ -15,6 +16,10 @@ std::size_t elem_size(ElemType type) {
     case ElemType::I32: return 4;
   }
   return 0;
+}
+
+float rope_inverse_frequency(double theta, int head_dim, int pair) {
+  return static_cast<float>(1.0 / std::pow(theta, (2.0 * pair) / head_dim));
 }
 
 Tensor Tensor::row_range(std::int64_t first, std::int64_t count) const {

@@ -84,6 +84,10 @@ struct RopeParams {
   double theta = 0;
 };
 
+// RoPE's inverse frequency theta^(-2j / head_dim) for pair j, rounded to float as the
+// reference computes it (the angle is then float(position) * this, in float).
+float rope_inverse_frequency(double theta, int head_dim, int pair);
+
 // A recorded sequence of ops that can be replayed (a CUDA graph on the GPU).
 class Recording {
  public:

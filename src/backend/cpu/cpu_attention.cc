@@ -12,15 +12,14 @@ namespace voxtral {
 
 namespace {
 
-// RoPE angles computed in float32 exactly as the reference does (inverse frequency
-// rounded to float, times the position as a float), so that long positions round alike.
+// RoPE angles computed in float32 exactly as the reference does, so that long positions
+// round alike.
 void rope_angles(int position, int head_dim, double theta, std::vector<float>& cos_out, std::vector<float>& sin_out) {
   const int half = head_dim / 2;
   cos_out.resize(static_cast<std::size_t>(half));
   sin_out.resize(static_cast<std::size_t>(half));
   for (int j = 0; j < half; ++j) {
-    const auto inv_freq = static_cast<float>(1.0 / std::pow(theta, (2.0 * j) / head_dim));
-    const float angle = static_cast<float>(position) * inv_freq;
+    const float angle = static_cast<float>(position) * rope_inverse_frequency(theta, head_dim, j);
     cos_out[static_cast<std::size_t>(j)] = std::cos(angle);
     sin_out[static_cast<std::size_t>(j)] = std::sin(angle);
   }

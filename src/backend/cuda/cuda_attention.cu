@@ -270,9 +270,7 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
   if (q.rows == 0) return;
   if (cache.head_dim > 256) fail("cuda", "rope: head_dim above 256");
   InverseFrequencies inv{};
-  for (int j = 0; j < cache.head_dim / 2; ++j) {
-    inv.values[j] = static_cast<float>(1.0 / std::pow(q_rope.theta, (2.0 * j) / cache.head_dim));
-  }
+  for (int j = 0; j < cache.head_dim / 2; ++j) inv.values[j] = rope_inverse_frequency(q_rope.theta, cache.head_dim, j);
   const int items = (q_rope.n_heads + cache.n_kv_heads) * (cache.head_dim / 2) + cache.n_kv_heads * cache.head_dim;
   const dim3 grid(static_cast<unsigned>((items + kThreads - 1) / kThreads), static_cast<unsigned>(q.rows));
   auto go = [&](auto* kc, auto* vc) {

@@ -111,7 +111,7 @@ void expect_close(Pair& p, const Tensor& cpu, const Tensor& gpu, double toleranc
 
 TEST(CudaOps, LinearEveryPathAndEpilogue) {
   Pair p;
-  for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{37, 64}, {64, 36}, {300, 256}}) {
+  for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{37, 64}, {64, 36}, {300, 256}, {70, 4360}, {33, 9216}}) {
     WeightFile f;
     f.add("w", m, k);
     f.build();

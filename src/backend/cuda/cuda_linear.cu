@@ -37,48 +37,71 @@ __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
 __device__ __forceinline__ float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 
-template <int N, typename W, bool kVector>
+// S warps share one weight row when rows are long (k of 4096 and more), each taking a
+// contiguous share of its 256-value stripes: shorter chains of dependent loads per warp,
+// the same bytes in flight. Their partial sums meet in shared memory.
+template <int N, typename W, bool kVector, int S>
 __global__ void gemv_kernel(const W* __restrict__ weights, int m, int k, const float* __restrict__ x, long long ldx,
                             const float* __restrict__ bias, float* __restrict__ y, long long ldy, int epilogue) {
-  const int lane = threadIdx.x % 32;
-  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  if (row >= m) return;
-  const W* w = weights + static_cast<long long>(row) * k;
+  __shared__ float partial[kWarpsPerBlock][N];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int row = blockIdx.x * (kWarpsPerBlock / S) + warp / S;
+  const int part = warp % S;
+  const bool active = row < m;
+  const W* w = weights + static_cast<long long>(active ? row : 0) * k;
   float acc[N];
 #pragma unroll
   for (int r = 0; r < N; ++r) acc[r] = 0.0f;
 
-  int c = 0;
-  if (kVector) {
-    const int vec_end = k & ~255;  // whole 256-element stripes (32 lanes x 8)
+  if (active) {
+    int c = 0;
+    if (kVector) {
+      const int stripes = k / 256;  // whole stripes of 32 lanes x 8 values
+      const int first = stripes * part / S, last = stripes * (part + 1) / S;
 #pragma unroll 4
-    for (c = lane * 8; c < vec_end; c += 256) {
-      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + c));
-      float wf[8];
-      unpack8(raw, wf, W{});
+      for (int stripe = first; stripe < last; ++stripe) {
+        c = stripe * 256 + lane * 8;
+        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + c));
+        float wf[8];
+        unpack8(raw, wf, W{});
 #pragma unroll
-      for (int r = 0; r < N; ++r) {
-        const float4 x0 = __ldg(reinterpret_cast<const float4*>(x + r * ldx + c));
-        const float4 x1 = __ldg(reinterpret_cast<const float4*>(x + r * ldx + c + 4));
-        acc[r] += wf[0] * x0.x + wf[1] * x0.y + wf[2] * x0.z + wf[3] * x0.w + wf[4] * x1.x + wf[5] * x1.y +
-                  wf[6] * x1.z + wf[7] * x1.w;
+        for (int r = 0; r < N; ++r) {
+          const float4 x0 = __ldg(reinterpret_cast<const float4*>(x + r * ldx + c));
+          const float4 x1 = __ldg(reinterpret_cast<const float4*>(x + r * ldx + c + 4));
+          acc[r] += wf[0] * x0.x + wf[1] * x0.y + wf[2] * x0.z + wf[3] * x0.w + wf[4] * x1.x + wf[5] * x1.y +
+                    wf[6] * x1.z + wf[7] * x1.w;
+        }
       }
+      c = part == S - 1 ? stripes * 256 + lane : k;  // the last share also takes the tail
+    } else {
+      c = lane;
     }
-    c = vec_end + lane;
-  } else {
-    c = lane;
-  }
-  for (; c < k; c += 32) {  // the tail (or everything, for unaligned inputs)
-    const float wv = to_float(w[c]);
+    for (; c < k; c += 32) {  // the tail (or everything, for unaligned inputs)
+      const float wv = to_float(w[c]);
 #pragma unroll
-    for (int r = 0; r < N; ++r) acc[r] += wv * x[r * ldx + c];
+      for (int r = 0; r < N; ++r) acc[r] += wv * x[r * ldx + c];
+    }
   }
 #pragma unroll
   for (int r = 0; r < N; ++r) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], offset);
   }
-  if (lane == 0) {
+  if constexpr (S > 1) {
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < N; ++r) partial[warp][r] = acc[r];
+    }
+    __syncthreads();
+    if (part != 0) return;
+#pragma unroll
+    for (int r = 0; r < N; ++r) {
+      acc[r] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < S; ++p) acc[r] += partial[warp + p][r];
+    }
+  }
+  if (lane == 0 && active) {
 #pragma unroll
     for (int r = 0; r < N; ++r) {
       float v = acc[r] + (bias != nullptr ? bias[row] : 0.0f);
@@ -90,21 +113,29 @@ __global__ void gemv_kernel(const W* __restrict__ weights, int m, int k, const f
   }
 }
 
+template <int N, typename W, bool kVector, int S>
+void launch_rows(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, const float* bias, float* y,
+                 std::int64_t ldy, Epilogue epilogue) {
+  const int rows_per_block = kWarpsPerBlock / S;
+  const int blocks = static_cast<int>((w.rows + rows_per_block - 1) / rows_per_block);
+  gemv_kernel<N, W, kVector, S><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(
+      static_cast<const W*>(w.data), static_cast<int>(w.rows), static_cast<int>(w.cols), x, ldx, bias, y, ldy,
+      static_cast<int>(epilogue));
+}
+
 template <int N, typename W>
 void gemv_rows(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, const float* bias, float* y,
                std::int64_t ldy, Epilogue epilogue) {
-  const int blocks = static_cast<int>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   const bool vector = w.cols % 8 == 0 && ldx % 4 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
                       reinterpret_cast<std::uintptr_t>(w.data) % 16 == 0;
-  auto* weights = static_cast<const W*>(w.data);
-  if (vector) {
-    gemv_kernel<N, W, true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(weights, static_cast<int>(w.rows),
-                                                                         static_cast<int>(w.cols), x, ldx, bias, y, ldy,
-                                                                         static_cast<int>(epilogue));
+  if (!vector) {
+    launch_rows<N, W, false, 1>(stream, w, x, ldx, bias, y, ldy, epilogue);
+  } else if (w.cols >= 8192) {
+    launch_rows<N, W, true, 4>(stream, w, x, ldx, bias, y, ldy, epilogue);
+  } else if (w.cols >= 4096) {
+    launch_rows<N, W, true, 2>(stream, w, x, ldx, bias, y, ldy, epilogue);
   } else {
-    gemv_kernel<N, W, false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(weights, static_cast<int>(w.rows),
-                                                                          static_cast<int>(w.cols), x, ldx, bias, y, ldy,
-                                                                          static_cast<int>(epilogue));
+    launch_rows<N, W, true, 1>(stream, w, x, ldx, bias, y, ldy, epilogue);
   }
   VOXTRAL_CUDA_LAUNCHED("gemv");
 }

@@ -15,8 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-constexpr int kEncoderPositionsPerCall = 64;
-
 // Waits for queued backend work (so that timings land where the work happened).
 void wait_for(Backend& backend, const Tensor& any) {
   float sink[1];
@@ -49,12 +47,12 @@ Stream::Stream(Model& model, const StreamOptions& options)
   }
   Backend& backend = model.backend();
   const int prompt_rows = static_cast<int>(prompt_.size()) - 1;
-  encoder_ = std::make_unique<AudioEncoder>(backend, config_, model.weights(), kEncoderPositionsPerCall,
-                                            model.kv_cache_type());
+  encoder_chunk_ = std::max(1, options.encoder_chunk);
+  encoder_ = std::make_unique<AudioEncoder>(backend, config_, model.weights(), encoder_chunk_, model.kv_cache_type());
   decoder_ = std::make_unique<TextDecoder>(backend, config_, model.weights(), prompt_rows, max_positions,
                                            model.kv_cache_type());
   decoder_->start(model.ffn_norms(n_delay_));
-  ring_positions_ = static_cast<std::int64_t>(prompt_.size()) + kEncoderPositionsPerCall;
+  ring_positions_ = static_cast<std::int64_t>(prompt_.size()) + encoder_chunk_;
   audio_ring_ = DeviceBuffer(backend, ElemType::F32, ring_positions_, config_.decoder.dim);
   start_segment();
 }
@@ -144,7 +142,7 @@ bool Stream::encode_next(bool final) {
   }
   const std::int64_t per_position = config_.mel_frames_per_position();
   std::int64_t count = frames / per_position - encoded_;
-  count = std::min<std::int64_t>(count, kEncoderPositionsPerCall);
+  count = std::min<std::int64_t>(count, encoder_chunk_);
   count = std::min(count, ring_positions_ - (encoded_ - decoded_));      // room in the ring
   count = std::min(count, ring_positions_ - encoded_ % ring_positions_);  // without wrapping
   if (count <= 0 || segment_done_) return false;

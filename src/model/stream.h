@@ -35,6 +35,7 @@ struct StreamOptions {
   int alternatives = 0;               // report up to this many candidates per token (0: off)
   double alternative_cutoff = 0.1;    // ... with at least this probability
   std::int64_t expected_samples = 0;  // total input length when known (bounds the K/V cache)
+  int encoder_chunk = 64;             // most positions per encoder run (larger: faster, more memory)
   // Called after every decode step with the step's input id, position and logits ([1, vocab]
   // in backend memory): for parity checks, not for normal use.
   std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
@@ -114,6 +115,7 @@ class Stream {
   std::unique_ptr<TextDecoder> decoder_;
   DeviceBuffer audio_ring_;  // audio embeddings of positions not yet decoded
   std::int64_t ring_positions_ = 0;
+  int encoder_chunk_ = 0;
 
   // The current segment. "Padded" counts samples of the segment's padded signal (left
   // padding included); its frames and positions are what the offline schedule would see.

@@ -2,9 +2,15 @@
 
 namespace voxtral {
 
+namespace {
+// Offline, the encoder runs on larger pieces: fewer, fuller matrix products.
+constexpr int kOfflineEncoderChunk = 128;
+}  // namespace
+
 Transcript transcribe(Model& model, std::span<const float> samples, StreamOptions options,
                       const std::function<void(const TextPiece&)>& on_piece) {
   options.expected_samples = static_cast<std::int64_t>(samples.size());
+  options.encoder_chunk = kOfflineEncoderChunk;
   Stream stream(model, options);
   Transcript result;
   auto collect = [&] {
@@ -14,8 +20,8 @@ Transcript transcribe(Model& model, std::span<const float> samples, StreamOption
       result.pieces.push_back(std::move(piece));
     }
   };
-  // Feeding in position-sized pieces lets text come out while the rest is still encoding.
-  const std::size_t piece = static_cast<std::size_t>(model.config().samples_per_position()) * 64;
+  // Feeding a chunk at a time lets text come out while the rest is still encoding.
+  const std::size_t piece = static_cast<std::size_t>(model.config().samples_per_position()) * kOfflineEncoderChunk;
   for (std::size_t at = 0; at < samples.size(); at += piece) {
     stream.feed(samples.subspan(at, std::min(piece, samples.size() - at)));
     collect();

@@ -104,13 +104,16 @@ MelSpectrogram& MelSpectrogram::operator=(MelSpectrogram&&) noexcept = default;
 
 void MelSpectrogram::compute_frame(const float* window_samples, float* out_mels) const {
   const auto n = static_cast<std::size_t>(n_fft_);
-  std::vector<double> windowed(n);
+  // Per-thread scratch: a frame is computed every 10 ms of audio, so no allocations here.
+  thread_local std::vector<double> windowed, power;
+  thread_local std::vector<std::complex<double>> spectrum;
+  windowed.resize(n);
+  spectrum.resize(n / 2);
   for (std::size_t i = 0; i < n; ++i) windowed[i] = window_samples[i] * window_[i];
-  std::vector<std::complex<double>> spectrum(n / 2);
   fft_->fft.transform_real(windowed.data(), spectrum.data());
 
   const int n_freq = num_frequencies();
-  std::vector<double> power(static_cast<std::size_t>(n_freq));
+  power.resize(static_cast<std::size_t>(n_freq));
   // transform_real packs the DC and Nyquist bins, both real, into spectrum[0].
   power[0] = spectrum[0].real() * spectrum[0].real();
   power[n / 2] = spectrum[0].imag() * spectrum[0].imag();

@@ -52,7 +52,10 @@ Stream::Stream(Model& model, const StreamOptions& options)
   decoder_ = std::make_unique<TextDecoder>(backend, config_, model.weights(), prompt_rows, max_positions,
                                            model.kv_cache_type());
   decoder_->start(model.ffn_norms(n_delay_));
-  ring_positions_ = static_cast<std::int64_t>(prompt_.size()) + encoder_chunk_;
+  // A whole number of encoder chunks (at least the prompt plus one), so that full chunks
+  // never straddle the ring's end and get split.
+  const std::int64_t needed = static_cast<std::int64_t>(prompt_.size()) + encoder_chunk_;
+  ring_positions_ = (needed + encoder_chunk_ - 1) / encoder_chunk_ * encoder_chunk_;
   audio_ring_ = DeviceBuffer(backend, ElemType::F32, ring_positions_, config_.decoder.dim);
   start_segment();
 }

@@ -25,16 +25,7 @@ using testing::TempDir;
 constexpr const char* kEncoderPath = "multimodal.whisper_model_args.encoder_args";
 constexpr const char* kAudioPath = "multimodal.whisper_model_args.encoder_args.audio_encoding_args";
 
-template <typename Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a voxtral::Error";
-  return "";
-}
+using testing::error_message;
 
 Json load_json(const std::filesystem::path& path) { return parse_json(read_text_file(path), path.string()); }
 

@@ -27,16 +27,7 @@ using testing::fixture;
 using testing::TempDir;
 using Shape = std::vector<std::int64_t>;
 
-template <typename Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a voxtral::Error";
-  return "";
-}
+using testing::error_message;
 
 // A verbatim copy of the real model's params.json.
 ModelConfig real_config() { return ModelConfig::load(fixture("real/params.json")); }

@@ -25,17 +25,7 @@ using ::testing::HasSubstr;
 using testing::fixture;
 using testing::TempDir;
 
-// Runs `action`, which must throw voxtral::Error, and returns the message.
-template <typename Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a voxtral::Error";
-  return "";
-}
+using testing::error_message;
 
 // Pads the header with spaces so the data section starts 8-byte aligned, as real writers do.
 std::string aligned_file(std::string header, const std::string& data) {

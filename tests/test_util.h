@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/safetensors.h"
 #include "model/model.h"
 
@@ -45,6 +47,19 @@ ModelOptions test_model_options();
 // Copies a tensor's values as floats (F32, F16 or BF16) or ints (I32, I64).
 std::vector<float> to_floats(const TensorView& tensor);
 std::vector<std::int64_t> to_ints(const TensorView& tensor);
+
+// Runs `action`, which must throw voxtral::Error, and returns its message (a test failure,
+// and "", when it does not throw).
+template <typename Action>
+std::string error_message(Action&& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a voxtral::Error";
+  return "";
+}
 
 // Writes a safetensors file from raw parts (for malformed-input tests).
 std::string safetensors_bytes(const std::string& header_json, const std::string& data);

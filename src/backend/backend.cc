@@ -18,6 +18,17 @@ std::size_t elem_size(ElemType type) {
   return 0;
 }
 
+void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                          const Tensor& k_cache, const Tensor& v_cache) {
+  const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
+  if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
+      k_cache.cols != kv_width || k_cache.rows != cache.capacity || v_cache.rows != cache.capacity ||
+      q_rope.head_dim != k_rope.head_dim || k_cache.type != cache.type || v_cache.type != cache.type) {
+    fail(backend, "rope_kv_append: shape mismatch");
+  }
+}
+
 float rope_inverse_frequency(double theta, int head_dim, int pair) {
   return static_cast<float>(1.0 / std::pow(theta, (2.0 * pair) / head_dim));
 }

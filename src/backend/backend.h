@@ -84,6 +84,11 @@ struct RopeParams {
   double theta = 0;
 };
 
+// Throws Error("<backend>: rope_kv_append: ...") unless the operands fit together.
+void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                          const Tensor& k_cache, const Tensor& v_cache);
+
 // RoPE's inverse frequency theta^(-2j / head_dim) for pair j, rounded to float as the
 // reference computes it (the angle is then float(position) * this, in float).
 float rope_inverse_frequency(double theta, int head_dim, int pair);

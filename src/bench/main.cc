@@ -51,14 +51,10 @@ double peak_rss_mb() {
 struct RunOptions {
   std::string model_dir, input;
   double seconds = 0;
-  int threads = 0;
   int delay_ms = 0;
   bool json = false;
   bool skip_bandwidth = false;
-  std::string backend = "cpu";
-  std::string precision = "auto";
-  std::string kv_cache = "auto";
-  std::string weights = "bf16";
+  ModelOptions model;  // backend (cpu unless told), threads, precision, K/V cache, weights
   std::string dump_logits;  // prefix of files receiving every step's input id and logits
   bool realtime = false;    // feed at real-time pace and measure per-token latency
   double interval = 0;      // processing interval for --realtime
@@ -113,13 +109,7 @@ int run_realtime(const RunOptions& o, Model& model, const std::vector<float>& sa
 }
 
 int run(const RunOptions& o) {
-  ModelOptions mo;
-  mo.threads = o.threads;
-  mo.backend = o.backend;
-  mo.precision = o.precision;
-  mo.kv_cache = o.kv_cache;
-  mo.weights = o.weights;
-  auto model = Model::load(o.model_dir, mo);
+  auto model = Model::load(o.model_dir, o.model);
   auto samples = load_audio_file(o.input, model->config().audio.sampling_rate);
   if (o.seconds > 0) {  // repeat (or cut) the recording to the asked length
     const auto want = static_cast<std::size_t>(o.seconds * model->config().audio.sampling_rate);
@@ -170,7 +160,7 @@ int run(const RunOptions& o) {
   const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const auto& s = t.stats;
 
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = o.model.threads > 0 ? o.model.threads : static_cast<int>(std::thread::hardware_concurrency());
   double bandwidth = 0.0;
   if (!o.skip_bandwidth) {
 #ifdef VOXTRAL_HAVE_CUDA
@@ -264,14 +254,14 @@ int main(int argc, char** argv) {
   bench->add_option("-d,--model", ro.model_dir, "Model directory")->required();
   bench->add_option("-i,--input", ro.input, "WAV file")->required();
   bench->add_option("--seconds", ro.seconds, "Repeat or cut the audio to this many seconds");
-  bench->add_option("-t,--threads", ro.threads, "CPU threads (default: one per core)");
+  bench->add_option("-t,--threads", ro.model.threads, "CPU threads (default: one per core)");
   bench->add_option("--delay", ro.delay_ms, "Transcription delay in ms (default: the model's)");
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
-  bench->add_option("--backend", ro.backend, "cpu (default), cuda or auto");
-  bench->add_option("--precision", ro.precision, "GPU matrix products: exact or fast");
-  bench->add_option("--kv-cache", ro.kv_cache, "K/V cache type: f32 or bf16");
-  bench->add_option("--weights", ro.weights, "GPU weight storage: bf16 or fp16");
+  bench->add_option("--backend", ro.model.backend, "cpu (default), cuda or auto");
+  bench->add_option("--precision", ro.model.precision, "GPU matrix products: exact or fast");
+  bench->add_option("--kv-cache", ro.model.kv_cache, "K/V cache type: f32 or bf16");
+  bench->add_option("--weights", ro.model.weights, "GPU weight storage: bf16 or fp16");
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");

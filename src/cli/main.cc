@@ -48,17 +48,13 @@ struct Options {
   std::string mic_device = "default";
   double mic_seconds = 0;
   int delay_ms = 0;
-  int threads = 0;
   double interval = 0;
   double flush_after = 1.0;
   bool continuous = true;
   double alt_cutoff = -1;
   bool timestamps = false;
   std::string format = "text";
-  std::string backend = "auto";
-  std::string precision = "auto";
-  std::string kv_cache = "auto";
-  std::string weights = "bf16";
+  ModelOptions model{"auto"};  // backend, threads, precision, K/V cache, weight storage
   bool silent = false;
   bool debug = false;
 };
@@ -198,17 +194,17 @@ int main(int argc, char** argv) {
   app.add_flag("--timestamps", o.timestamps, "Text with one timestamped line per segment");
   app.add_option("--format", o.format, "Output: text, json (segments and words with times), srt or vtt")
       ->check(CLI::IsMember({"text", "json", "srt", "vtt"}));
-  app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, 1024));
-  app.add_option("--backend", o.backend,
+  app.add_option("-t,--threads", o.model.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, 1024));
+  app.add_option("--backend", o.model.backend,
                  "cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
                  "with a warning (default auto)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--precision", o.precision,
+  app.add_option("--precision", o.model.precision,
                  "GPU matrix products: exact (near-F32, two BF16 passes) or fast (BF16 activations); default exact")
       ->check(CLI::IsMember({"auto", "exact", "fast"}));
-  app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
+  app.add_option("--kv-cache", o.model.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
-  app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
+  app.add_option("--weights", o.model.weights, "GPU weight storage: bf16 (exact, default) or fp16")
       ->check(CLI::IsMember({"bf16", "fp16"}));
   app.add_flag("--silent", o.silent, "Print nothing but the transcript (and errors)");
   app.add_flag("--debug", o.debug, "Print every token (id, position, time, text) to stderr");
@@ -222,14 +218,8 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Model> model;
   try {
-    ModelOptions mo;
-    mo.threads = o.threads;
-    mo.backend = o.backend;
-    mo.precision = o.precision;
-    mo.kv_cache = o.kv_cache;
-    mo.weights = o.weights;
-    mo.quiet = o.silent;
-    model = Model::load(o.model_dir, mo);
+    o.model.quiet = o.silent;
+    model = Model::load(o.model_dir, o.model);
   } catch (const Error& e) {
     std::fprintf(stderr, "voxtral: %s\n", e.what());
     return kModelError;

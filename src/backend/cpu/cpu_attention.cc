@@ -42,12 +42,8 @@ void rotate(float* x, int n_heads, int head_dim, const std::vector<float>& c, co
 void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
                                 const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                                 const Tensor& k_cache, const Tensor& v_cache) {
+  check_rope_kv_shapes("cpu backend", q, k, v, q_rope, k_rope, cache, k_cache, v_cache);
   const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
-  if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
-      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim ||
-      k_cache.type != cache.type || v_cache.type != cache.type) {
-    fail("cpu backend", "rope_kv_append: shape mismatch");
-  }
   pool_.parallel_for(q.rows, 1, [&](std::int64_t i0, std::int64_t i1) {
     std::vector<float> c, s, rotated_k(static_cast<std::size_t>(kv_width));
     for (std::int64_t i = i0; i < i1; ++i) {

@@ -261,12 +261,8 @@ __global__ void attention_merge_kernel(const float* __restrict__ partial_out, co
 void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
                            const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                            const Tensor& k_cache, const Tensor& v_cache) {
+  check_rope_kv_shapes("cuda", q, k, v, q_rope, k_rope, cache, k_cache, v_cache);
   const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
-  if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
-      k_cache.cols != kv_width || k_cache.rows != cache.capacity || q_rope.head_dim != k_rope.head_dim ||
-      k_cache.type != cache.type || v_cache.type != cache.type) {
-    fail("cuda", "rope_kv_append: shape mismatch");
-  }
   if (q.rows == 0) return;
   if (cache.head_dim > 256) fail("cuda", "rope: head_dim above 256");
   InverseFrequencies inv{};

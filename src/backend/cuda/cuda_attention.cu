@@ -262,7 +262,6 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
                            const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                            const Tensor& k_cache, const Tensor& v_cache) {
   check_rope_kv_shapes("cuda", q, k, v, q_rope, k_rope, cache, k_cache, v_cache);
-  const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
   if (q.rows == 0) return;
   if (cache.head_dim > 256) fail("cuda", "rope: head_dim above 256");
   InverseFrequencies inv{};

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Synthetic speech for the demo model: espeak-ng, word by word, with word timings.
+
+Each utterance is a sentence of the demo domain (digits, numbers, a few hundred common words,
+short commands) spoken by one espeak-ng voice (an English accent plus a voice variant) at one
+rate and pitch. Every word is synthesized on its own (and cached), trimmed of silence, and the
+words are joined with short random pauses, so each word's start and end sample is known exactly.
+Gain and background noise vary. Held-out utterances use sentences, voice variants, an accent
+and rates that training never sees.
+
+Runs where espeak-ng, numpy and scipy exist (the GPU test machine, with espeak-ng's Debian
+packages unpacked there; or a Debian machine: apt-get install espeak-ng python3-numpy python3-scipy):
+  tools/demo_model/corpus.py --out /tmp/corpus --train 20000 --heldout 600 --jobs 16
+writes shards of 16 kHz float16 audio (audio_NNN.npy) and manifest.jsonl, one line per
+utterance: {"id", "split", "shard", "offset", "samples", "text", "words": [[word, start, end]...]}.
+"""
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import wave
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from scipy.signal import resample_poly
+
+RATE = 16000
+ESPEAK_RATE = 22050
+
+DIGITS = "zero one two three four five six seven eight nine".split()
+TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+SCALES = ["hundred", "thousand"]
+COMMON = (
+    "the a an and or but of to in on at for with from by up down out over under again then once here there "
+    "when where why how all any both each few more most other some such no not only own same so than too "
+    "very can will just don't should now i you he she it we they me him her us them my your his its our "
+    "their this that these those am is are was were be been have has had do does did say said get got make "
+    "made go went come came see saw know knew take took give gave find think tell ask work seem feel try "
+    "leave call good new first last long great little old right big high different small large next early "
+    "young important few public bad same able time year people way day man woman child world life hand "
+    "part place case week company system program question government number night point home water room "
+    "mother area money story fact month lot study book eye job word business issue side kind head house "
+    "service friend father power hour game line end member law car city community name president team "
+    "minute idea kid body information back parent face others level office door health person art war "
+    "history party result change morning reason research girl guy moment air teacher force education "
+    "yes please thank thanks hello goodbye sorry okay today tomorrow yesterday"
+).split()
+COMMANDS = (
+    "turn switch set start stop pause play resume open close lock unlock show hide call send read "
+    "add remove delete find search cancel repeat skip volume louder quieter brighter dimmer lights light "
+    "music song timer alarm reminder message weather kitchen bedroom bathroom living garage front back "
+    "door window temperature degrees percent minutes seconds hours channel radio television fan heating "
+    "oven coffee list shopping note camera photo video screen mute unmute up down left right"
+).split()
+VOCABULARY = sorted(set(DIGITS + TEENS + TENS + SCALES + COMMON + COMMANDS))
+
+ACCENTS_TRAIN = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbcwmd"]
+ACCENTS_HELDOUT = ["en-029"]
+VARIANTS_TRAIN = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3",
+                  "Alex", "Andy", "adam", "anika", "belinda", "david", "edward", "iven", "john", "linda", "max",
+                  "michel", "paul", "robert", "steph", "travis", "zac", ""]
+VARIANTS_HELDOUT = ["f5", "m8", "klatt4", "Annie", "benjamin", "grandma"]
+RATES_TRAIN = [110, 130, 150, 170, 190]
+RATES_HELDOUT = [140, 205]
+
+
+def number_words(n):
+    """English words for 0 <= n < 10000 (e.g. 342 -> three hundred forty two)."""
+    if n < 10:
+        return [DIGITS[n]]
+    if n < 20:
+        return [TEENS[n - 10]]
+    if n < 100:
+        return [TENS[n // 10 - 2]] + ([] if n % 10 == 0 else [DIGITS[n % 10]])
+    if n < 1000:
+        return [DIGITS[n // 100], "hundred"] + ([] if n % 100 == 0 else number_words(n % 100))
+    return number_words(n // 1000) + ["thousand"] + ([] if n % 1000 == 0 else number_words(n % 1000))
+
+
+def sentence(rng):
+    """One sentence of the domain, as a word list."""
+    kind = rng.random()
+    if kind < 0.25:
+        return rng.choice([
+            lambda: ["set", "a", "timer", "for"] + number_words(rng.randint(1, 99)) + [rng.choice(["minutes", "seconds", "hours"])],
+            lambda: ["turn", rng.choice(["on", "off"]), "the", rng.choice(["kitchen", "bedroom", "bathroom", "living", "garage"]),
+                     rng.choice(["lights", "light", "fan", "heating"])],
+            lambda: ["set", "the", "temperature", "to"] + number_words(rng.randint(10, 30)) + ["degrees"],
+            lambda: ["call", rng.choice(["mother", "father", "friend", "office", "home"]), rng.choice(["now", "today", "tomorrow"])],
+            lambda: [rng.choice(["play", "pause", "stop", "skip"]), "the", rng.choice(["music", "song", "radio", "video"])],
+            lambda: ["volume", rng.choice(["up", "down"])] + number_words(rng.randint(1, 100)) + ["percent"],
+            lambda: [rng.choice(["open", "close", "lock", "unlock"]), "the", rng.choice(["front", "back", "garage"]), "door"],
+            lambda: ["add", rng.choice(COMMON), "to", "the", "shopping", "list"],
+        ])()
+    if kind < 0.5:
+        n = rng.choice([rng.randint(0, 9), rng.randint(10, 99), rng.randint(100, 999), rng.randint(1000, 9999)])
+        return number_words(n)
+    if kind < 0.65:
+        return [rng.choice(DIGITS) for _ in range(rng.randint(3, 8))]
+    return [rng.choice(VOCABULARY) for _ in range(rng.randint(2, 9))]
+
+
+def espeak(word, voice, rate, pitch):
+    args = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", word]
+    data = subprocess.run(args, check=True, capture_output=True).stdout
+    with wave.open(io.BytesIO(data)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        source_rate = w.getframerate()
+    audio = resample_poly(pcm, RATE, source_rate).astype(np.float32)
+    # Trim the silence espeak-ng puts around a word.
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    if len(loud) == 0:
+        return audio[:0]
+    return audio[max(loud[0] - 80, 0): loud[-1] + 160]
+
+
+def synthesize(job):
+    """One utterance: (id, split, words, voice, rate, pitch, seed) -> (audio, spans)."""
+    uid, split, words, voice, rate, pitch, seed = job
+    rng = random.Random(seed)
+    pieces, spans, at = [], [], 0
+    lead = rng.randint(int(0.05 * RATE), int(0.4 * RATE))
+    pieces.append(np.zeros(lead, np.float32))
+    at += lead
+    for w in words:
+        clip = espeak(w, voice, rate, pitch)
+        spans.append([w, at, at + len(clip)])
+        pieces.append(clip)
+        at += len(clip)
+        gap = rng.randint(int(0.03 * RATE), int(0.2 * RATE))
+        pieces.append(np.zeros(gap, np.float32))
+        at += gap
+    pieces.append(np.zeros(rng.randint(int(0.1 * RATE), int(0.5 * RATE)), np.float32))
+    audio = np.concatenate(pieces) * rng.uniform(0.3, 1.2)
+    speech_power = float(np.mean(audio[spans[0][1]:spans[-1][2]] ** 2)) + 1e-12
+    snr_db = rng.uniform(15.0, 45.0)
+    noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+    audio += noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
+    return uid, split, words, np.clip(audio, -1.0, 1.0).astype(np.float16), spans
+
+
+def plan(n_train, n_heldout, seed):
+    rng = random.Random(seed)
+    heldout_sentences, jobs = set(), []
+    while len(heldout_sentences) < n_heldout:
+        heldout_sentences.add(" ".join(sentence(rng)))
+    heldout = sorted(heldout_sentences)
+    rng.shuffle(heldout)
+    for i, text in enumerate(heldout):
+        voice = f"{rng.choice(ACCENTS_TRAIN + ACCENTS_HELDOUT)}+{rng.choice(VARIANTS_HELDOUT)}"
+        jobs.append((f"heldout-{i:05d}", "heldout", text.split(), voice, rng.choice(RATES_HELDOUT),
+                     rng.randint(30, 70), rng.randrange(1 << 30)))
+    i = 0
+    while i < n_train:
+        words = sentence(rng)
+        if " ".join(words) in heldout_sentences:
+            continue
+        variant = rng.choice(VARIANTS_TRAIN)
+        voice = rng.choice(ACCENTS_TRAIN) + (f"+{variant}" if variant else "")
+        jobs.append((f"train-{i:06d}", "train", words, voice, rng.choice(RATES_TRAIN), rng.randint(25, 75),
+                     rng.randrange(1 << 30)))
+        i += 1
+    return jobs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--heldout", type=int, default=600)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--shard", type=int, default=2000, help="utterances per audio shard")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    jobs = plan(args.train, args.heldout, args.seed)
+    manifest = open(os.path.join(args.out, "manifest.jsonl"), "w")
+    shard, buffer, offset = 0, [], 0
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for done, (uid, split, words, audio, spans) in enumerate(pool.map(synthesize, jobs, chunksize=16)):
+            manifest.write(json.dumps({"id": uid, "split": split, "shard": shard, "offset": offset,
+                                       "samples": len(audio), "text": " ".join(words), "words": spans}) + "\n")
+            buffer.append(audio)
+            offset += len(audio)
+            if len(buffer) == args.shard or done == len(jobs) - 1:
+                np.save(os.path.join(args.out, f"audio_{shard:03d}.npy"), np.concatenate(buffer))
+                shard, buffer, offset = shard + 1, [], 0
+            if done % 1000 == 0:
+                print(f"{done}/{len(jobs)} utterances", flush=True)
+    manifest.close()
+    print(f"wrote {len(jobs)} utterances in {shard} shards to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/mel.h"
 #include "core/safetensors.h"
+#include "model/schedule.h"
 #include "test_util.h"
 
 namespace voxtral {
@@ -35,7 +36,8 @@ TEST(Mel, FilterBankMatchesTransformers) {
 }
 
 TEST(Mel, MatchesTransformersOnEveryFixtureClip) {
-  const MelSpectrogram mel(front_end());
+  const ModelConfig config = ModelConfig::load(fixture("tiny-a/params.json"));
+  const MelSpectrogram mel(config.audio);
   for (const char* model : {"tiny-a", "tiny-b"}) {
     std::ifstream in(fixture(std::string(model) + ".json"));
     const auto summary = nlohmann::json::parse(in);
@@ -43,15 +45,7 @@ TEST(Mel, MatchesTransformersOnEveryFixtureClip) {
       const std::string tag = clip["tag"];
       auto samples = load_audio_file(fixture(clip["audio"]), 16000);
       ASSERT_EQ(samples.size(), clip["n_samples"].get<std::size_t>()) << tag;
-      // Offline padding of MODEL.md: 32 positions of zeros on the left; on the right up to
-      // a whole position plus (delay + 1 + 10) positions.
-      const std::size_t per_position = 1280;
-      const std::size_t n_delay = clip["delay_ms"].get<std::size_t>() / 80;
-      std::vector<float> padded(32 * per_position, 0.0f);
-      padded.insert(padded.end(), samples.begin(), samples.end());
-      padded.resize(padded.size() + (per_position - samples.size() % per_position) % per_position +
-                        (n_delay + 1 + 10) * per_position,
-                    0.0f);
+      const auto padded = pad_offline(samples, config, 32, clip["delay_ms"].get<int>() / 80);
 
       const auto frames = mel.compute(padded);
       const auto st = SafeTensors::open(fixture(tag + ".safetensors"));

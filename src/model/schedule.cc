@@ -26,11 +26,16 @@ std::vector<int> prompt_ids(const Tokenizer& tokenizer, int n_delay) {
   return ids;
 }
 
+std::int64_t right_padding_samples(std::int64_t input_samples, const ModelConfig& config, int n_delay) {
+  const std::int64_t per_position = config.samples_per_position();
+  const std::int64_t to_whole = (per_position - input_samples % per_position) % per_position;
+  return to_whole + (n_delay + 1 + kRightPadExtraPositions) * per_position;
+}
+
 std::vector<float> pad_offline(std::span<const float> samples, const ModelConfig& config, int left_pad_positions,
                                int n_delay) {
   const auto per_position = static_cast<std::size_t>(config.samples_per_position());
-  const std::size_t to_whole = (per_position - samples.size() % per_position) % per_position;
-  const std::size_t right = to_whole + static_cast<std::size_t>(n_delay + 1 + kRightPadExtraPositions) * per_position;
+  const auto right = static_cast<std::size_t>(right_padding_samples(static_cast<std::int64_t>(samples.size()), config, n_delay));
   std::vector<float> padded(static_cast<std::size_t>(left_pad_positions) * per_position, 0.0f);
   padded.reserve(padded.size() + samples.size() + right);
   padded.insert(padded.end(), samples.begin(), samples.end());

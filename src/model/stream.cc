@@ -242,9 +242,7 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
 
 void Stream::end_segment() {
   if (segment_input_ == 0) return;  // nothing was fed since the segment began
-  const std::int64_t to_whole = (samples_per_position_ - segment_input_ % samples_per_position_) % samples_per_position_;
-  const std::int64_t right = to_whole + (n_delay_ + 1 + kRightPadExtraPositions) * samples_per_position_;
-  const std::vector<float> zeros(static_cast<std::size_t>(right), 0.0f);
+  const std::vector<float> zeros(static_cast<std::size_t>(right_padding_samples(segment_input_, config_, n_delay_)), 0.0f);
   append_padded(zeros);
   segment_final_ = true;
   pending_input_ = 0;

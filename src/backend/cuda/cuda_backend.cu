@@ -50,24 +50,11 @@ void* CudaBackend::Impl::device_alloc(std::size_t bytes) {
     fail("cuda", cat("out of GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20, " MiB (", free_bytes >> 20,
                      " MiB free of ", total >> 20, " MiB on ", props.name, ")"));
   }
-  std::lock_guard lock(alloc_mutex);
-  live.emplace_back(p, bytes);
-  allocated_bytes += bytes;
-  peak_bytes = std::max(peak_bytes, allocated_bytes);
   return p;
 }
 
 void CudaBackend::Impl::device_free(void* p) {
-  if (p == nullptr) return;
-  {
-    std::lock_guard lock(alloc_mutex);
-    auto it = std::find_if(live.begin(), live.end(), [p](const auto& e) { return e.first == p; });
-    if (it != live.end()) {
-      allocated_bytes -= it->second;
-      live.erase(it);
-    }
-  }
-  cudaFree(p);
+  if (p != nullptr) cudaFree(p);
 }
 
 void* CudaBackend::Impl::scratch(Scratch& s, std::size_t bytes) {
@@ -130,7 +117,6 @@ std::string CudaBackend::name() const {
 
 ElemType CudaBackend::default_kv_cache_type() const { return impl_->options.kv_cache_type; }
 
-std::size_t CudaBackend::peak_allocated_bytes() const { return impl_->peak_bytes; }
 
 void* CudaBackend::allocate(std::size_t bytes) { return impl_->device_alloc(bytes); }
 void CudaBackend::deallocate(void* data) {

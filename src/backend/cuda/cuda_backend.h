@@ -57,9 +57,6 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Recording> record(const std::function<void()>& ops) override;
   void replay(Recording& recording) override;
 
-  // Bytes of GPU memory this process holds at its peak (cudaMalloc'd by this backend).
-  std::size_t peak_allocated_bytes() const;
-
   struct Impl;
 
  private:

@@ -61,10 +61,6 @@ struct CudaBackend::Impl {
   std::mutex weights_mutex;
   std::vector<std::unique_ptr<CudaWeight>> weights;
   std::size_t weight_bytes = 0;
-  std::size_t allocated_bytes = 0;
-  std::size_t peak_bytes = 0;
-  std::mutex alloc_mutex;
-  std::vector<std::pair<void*, std::size_t>> live;  // allocation sizes, for the peak figure
   Scratch split_hi, split_lo, attention_partials, argmax_keys;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;

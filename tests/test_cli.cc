@@ -22,6 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using voxtral::testing::fixture;
+using voxtral::testing::source_path;
 using voxtral::testing::TempDir;
 
 struct Result {
@@ -62,11 +63,18 @@ nlohmann::json clip(const std::string& model, int index) {
   return nlohmann::json::parse(in)["clips"][static_cast<std::size_t>(index)];
 }
 
+// What the CLI prints for a recorded clip: transformers' text without the space the model
+// writes before the first word, and a newline.
+std::string printed(const nlohmann::json& clip) {
+  const std::string text = clip["text"];
+  return text.substr(std::min(text.find_first_not_of(' '), text.size())) + "\n";
+}
+
 TEST(Cli, PrintsTheRecordedTranscript) {
   const auto c = clip("tiny-a", 0);
   const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " -i " + quoted(fixture(c["audio"])));
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out, printed(c));
   EXPECT_THAT(r.err, HasSubstr("real-time factor"));
   EXPECT_THAT(r.err, HasSubstr("ms/step"));
 }
@@ -77,7 +85,7 @@ TEST(Cli, HonoursTheDelayOption) {
     const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(fixture(c["audio"])) + " --silent --delay " +
                            std::to_string(c["delay_ms"].get<int>()));
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+    EXPECT_EQ(r.out, printed(c));
     EXPECT_EQ(r.err, "");
   }
 }
@@ -86,7 +94,7 @@ TEST(Cli, ReadsWavFromStdin) {
   const auto c = clip("tiny-a", 1);
   const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --stdin --silent", "cat " + quoted(fixture(c["audio"])) + " | ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out, printed(c));
 }
 
 TEST(Cli, ReadsRawPcmFromStdin) {
@@ -97,7 +105,7 @@ TEST(Cli, ReadsRawPcmFromStdin) {
   const auto raw = dir.write("clip.raw", wav.substr(44));
   const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --stdin --silent", "cat " + quoted(raw) + " | ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out, printed(c));
 }
 
 TEST(Cli, DebugListsEveryToken) {
@@ -253,7 +261,7 @@ TEST(CliStreaming, TranscribesAPipeFedSlowlyAsTheAudioArrives) {
   // the recorded transcript at the end.
   const auto r = run_with_slow_stdin({"-d", fixture("tiny-a").string(), "--stdin", "--silent"}, wav, wav.size() / 40 + 1, 60);
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out, printed(c));
   EXPECT_GT(r.out_before_input_end, 0u) << "no text before the input ended";
 }
 
@@ -265,8 +273,8 @@ TEST(CliStreaming, APauseInTheInputBringsOutThePendingText) {
   const auto r = run_with_slow_stdin({"-d", fixture("tiny-a").string(), "--stdin", "--silent", "--flush-after", "0.3"},
                                      wav, wav.size(), 900);
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out_before_input_end, c["text"].get<std::string>().size());
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out_before_input_end, printed(c).size() - 1);
+  EXPECT_EQ(r.out, printed(c));
 }
 
 TEST(CliStreaming, IntervalAndRawInputGiveTheSameText) {
@@ -274,7 +282,7 @@ TEST(CliStreaming, IntervalAndRawInputGiveTheSameText) {
   const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --stdin --silent -I 0.5",
                          "tail -c +45 " + quoted(fixture(c["audio"])) + " | ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.out, printed(c));
 }
 
 TEST(CliFormats, JsonHasSegmentsAndWordsWithTimes) {
@@ -330,6 +338,50 @@ TEST(CliMicrophone, CapturesFromAnAlsaDevice) {
   const auto r = run_cli("-d " + quoted(fixture("tiny-a")) + " --from-mic --mic-device null --mic-seconds 2");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("audio 2.00 s"));
+}
+
+// The shipped demo model on the shipped samples: real words. Each sample's .json holds the
+// text espeak-ng spoke and every word's true start and end (tools/demo_model/make_samples.py).
+nlohmann::json demo_sample(const std::string& name) {
+  std::ifstream in(source_path("samples/" + name + ".json"));
+  return nlohmann::json::parse(in);
+}
+
+std::string demo_args() { return "-d " + quoted(source_path("models/demo")) + " --silent "; }
+
+TEST(CliDemo, TranscribesTheShippedSamples) {
+  for (const std::string name : {"timer", "lights", "numbers", "commands"}) {
+    const auto r = run_cli(demo_args() + "-i " + quoted(source_path("samples/" + name + ".wav")));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, demo_sample(name)["text"].get<std::string>() + "\n") << name;
+  }
+}
+
+TEST(CliDemo, WordsComeOutWhileTheAudioArrives) {
+  const std::string wav = slurp(source_path("samples/commands.wav"));  // 16 s, five commands
+  const auto r = run_with_slow_stdin({"-d", source_path("models/demo").string(), "--stdin", "--silent"}, wav,
+                                     wav.size() / 50 + 1, 40);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, demo_sample("commands")["text"].get<std::string>() + "\n");
+  EXPECT_THAT(r.out.substr(0, r.out_before_input_end), HasSubstr("set the temperature to twenty one degrees"));
+}
+
+TEST(CliDemo, WordTimesFallOnTheSpokenWords) {
+  // A streaming model knows a word once it has heard its end: each word's time must lie
+  // between 100 ms before the word starts and 250 ms after it ends.
+  const auto sample = demo_sample("commands");
+  const auto r = run_cli(demo_args() + "--format json -i " + quoted(source_path("samples/commands.wav")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  const auto& truth = sample["words"];
+  ASSERT_EQ(doc["words"].size(), truth.size());
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const auto& got = doc["words"][i];
+    SCOPED_TRACE(truth[i].dump());
+    EXPECT_EQ(got["word"], truth[i][0]);
+    EXPECT_GE(got["start"].get<double>(), truth[i][1].get<double>() - 0.1);
+    EXPECT_LE(got["end"].get<double>(), truth[i][2].get<double>() + 0.25);
+  }
 }
 
 }  // namespace

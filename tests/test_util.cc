@@ -18,6 +18,10 @@ std::filesystem::path fixture(const std::string& relative) {
   return std::filesystem::path(moved != nullptr ? moved : VOXTRAL_FIXTURES_DIR) / relative;
 }
 
+std::filesystem::path source_path(const std::string& relative) {
+  return (fixture("") / ".." / "..").lexically_normal() / relative;
+}
+
 TempDir::TempDir() {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {

@@ -18,6 +18,10 @@ namespace voxtral::testing {
 // tests/fixtures/<relative>
 std::filesystem::path fixture(const std::string& relative);
 
+// <repository root>/<relative>, e.g. models/demo or samples/timer.wav (found from the
+// fixtures directory, so a copy of the tests run elsewhere finds them too).
+std::filesystem::path source_path(const std::string& relative);
+
 // A fresh empty directory under the system temp dir, removed with the object.
 class TempDir {
  public:

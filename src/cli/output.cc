@@ -61,8 +61,17 @@ void TranscriptPrinter::add(const TextPiece& piece) {
       }
       shown.push_back('}');
       out(shown);
-    } else {
+      printed_ = true;
+    } else if (printed_) {
       out(piece.text);
+    } else {
+      // The model writes a space before every word, the first included: a transcript
+      // starts at its first word.
+      const std::size_t first = piece.text.find_first_not_of(' ');
+      if (first != std::string::npos) {
+        out(piece.text.substr(first));
+        printed_ = true;
+      }
     }
   }
   print_segments(segmenter_.add(piece));

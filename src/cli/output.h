@@ -31,6 +31,7 @@ class TranscriptPrinter {
   std::vector<Segment> segments_;
   std::string text_;
   int cue_ = 0;
+  bool printed_ = false;  // whether any transcript text has gone to stdout yet
 };
 
 }  // namespace voxtral

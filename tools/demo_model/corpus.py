@@ -8,11 +8,13 @@ words are joined with short random pauses, so each word's start and end sample i
 Gain and background noise vary. Held-out utterances use sentences, voice variants, an accent
 and rates that training never sees.
 
-Runs where espeak-ng, numpy and scipy exist (the GPU test machine, with espeak-ng's Debian
-packages unpacked there; or a Debian machine: apt-get install espeak-ng python3-numpy python3-scipy):
+Runs where espeak-ng and numpy exist (a Debian machine: apt-get install espeak-ng
+python3-numpy; or the GPU test machine, with espeak-ng and its libraries carried there):
   tools/demo_model/corpus.py --out /tmp/corpus --train 20000 --heldout 600 --jobs 16
-writes shards of 16 kHz float16 audio (audio_NNN.npy) and manifest.jsonl, one line per
+writes shards of 16 kHz 16-bit audio (audio_NNN.npy) and manifest.jsonl, one line per
 utterance: {"id", "split", "shard", "offset", "samples", "text", "words": [[word, start, end]...]}.
+`--wavs heldout` also writes that split's utterances as WAV files under <out>/wav/. The plan is
+seeded: the same arguments give the same sentences, voices and noise on any machine.
 """
 import argparse
 import io
@@ -25,7 +27,6 @@ import wave
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from scipy.signal import resample_poly
 
 RATE = 16000
 ESPEAK_RATE = 22050
@@ -54,9 +55,16 @@ COMMANDS = (
     "add remove delete find search cancel repeat skip volume louder quieter brighter dimmer lights light "
     "music song timer alarm reminder message weather kitchen bedroom bathroom living garage front back "
     "door window temperature degrees percent minutes seconds hours channel radio television fan heating "
-    "oven coffee list shopping note camera photo video screen mute unmute up down left right"
+    "oven coffee list shopping note camera photo video screen mute unmute up down left right off"
 ).split()
-VOCABULARY = sorted(set(DIGITS + TEENS + TENS + SCALES + COMMON + COMMANDS))
+# Words that espeak-ng says exactly like another word of the vocabulary (espeak-ng -x, in the
+# training accents and the held-out en-029, which says "they" as "day"): no model can tell them
+# apart in a list of random words, so the vocabulary keeps one of each.
+HOMOPHONES = {"eye", "hour", "knew", "know", "their", "too", "they"}
+VOCABULARY = sorted(set(DIGITS + TEENS + TENS + SCALES + COMMON + COMMANDS) - HOMOPHONES)
+# "to" and "for" sound like "two" and "four": they appear in commands, where context tells
+# them apart, never in random word lists.
+RANDOM_WORDS = [w for w in VOCABULARY if w not in ("to", "for")]
 
 ACCENTS_TRAIN = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbcwmd"]
 ACCENTS_HELDOUT = ["en-029"]
@@ -64,7 +72,8 @@ VARIANTS_TRAIN = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f
                   "Alex", "Andy", "adam", "anika", "belinda", "david", "edward", "iven", "john", "linda", "max",
                   "michel", "paul", "robert", "steph", "travis", "zac", ""]
 VARIANTS_HELDOUT = ["f5", "m8", "klatt4", "Annie", "benjamin", "grandma"]
-RATES_TRAIN = [110, 130, 150, 170, 190]
+# Held-out rates lie between training rates: the model is asked to interpolate, not extrapolate.
+RATES_TRAIN = [100, 115, 130, 150, 165, 180, 195, 215, 230]
 RATES_HELDOUT = [140, 205]
 
 
@@ -94,14 +103,24 @@ def sentence(rng):
             lambda: [rng.choice(["play", "pause", "stop", "skip"]), "the", rng.choice(["music", "song", "radio", "video"])],
             lambda: ["volume", rng.choice(["up", "down"])] + number_words(rng.randint(1, 100)) + ["percent"],
             lambda: [rng.choice(["open", "close", "lock", "unlock"]), "the", rng.choice(["front", "back", "garage"]), "door"],
-            lambda: ["add", rng.choice(COMMON), "to", "the", "shopping", "list"],
+            lambda: ["add", rng.choice(RANDOM_WORDS), "to", "the", "shopping", "list"],
         ])()
     if kind < 0.5:
         n = rng.choice([rng.randint(0, 9), rng.randint(10, 99), rng.randint(100, 999), rng.randint(1000, 9999)])
         return number_words(n)
     if kind < 0.65:
         return [rng.choice(DIGITS) for _ in range(rng.randint(3, 8))]
-    return [rng.choice(VOCABULARY) for _ in range(rng.randint(2, 9))]
+    return [rng.choice(RANDOM_WORDS) for _ in range(rng.randint(2, 9))]
+
+
+def resample(x, source_rate):
+    """Band-limited resampling to RATE by truncating the spectrum (an ideal low-pass at the
+    new Nyquist); espeak-ng's output has silence at both ends, so the periodic wrap is harmless."""
+    n_out = int(round(len(x) * RATE / source_rate))
+    if len(x) == 0 or n_out == 0:
+        return np.zeros(0, np.float32)
+    spectrum = np.fft.rfft(x)[: n_out // 2 + 1]
+    return (np.fft.irfft(spectrum, n_out) * (n_out / len(x))).astype(np.float32)
 
 
 def espeak(word, voice, rate, pitch):
@@ -110,7 +129,7 @@ def espeak(word, voice, rate, pitch):
     with wave.open(io.BytesIO(data)) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
         source_rate = w.getframerate()
-    audio = resample_poly(pcm, RATE, source_rate).astype(np.float32)
+    audio = resample(pcm, source_rate)
     # Trim the silence espeak-ng puts around a word.
     loud = np.flatnonzero(np.abs(audio) > 0.01)
     if len(loud) == 0:
@@ -140,7 +159,16 @@ def synthesize(job):
     snr_db = rng.uniform(15.0, 45.0)
     noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
     audio += noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
-    return uid, split, words, np.clip(audio, -1.0, 1.0).astype(np.float16), spans
+    pcm = np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    return uid, split, words, pcm, spans
+
+
+def write_wav(path, pcm):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
 
 
 def plan(n_train, n_heldout, seed):
@@ -175,8 +203,10 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--shard", type=int, default=2000, help="utterances per audio shard")
+    ap.add_argument("--wavs", choices=["train", "heldout"], action="append", default=[],
+                    help="also write this split's utterances as 16-bit WAV files under <out>/wav/")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(os.path.join(args.out, "wav") if args.wavs else args.out, exist_ok=True)
     jobs = plan(args.train, args.heldout, args.seed)
     manifest = open(os.path.join(args.out, "manifest.jsonl"), "w")
     shard, buffer, offset = 0, [], 0
@@ -185,6 +215,8 @@ def main():
             manifest.write(json.dumps({"id": uid, "split": split, "shard": shard, "offset": offset,
                                        "samples": len(audio), "text": " ".join(words), "words": spans}) + "\n")
             buffer.append(audio)
+            if split in args.wavs:
+                write_wav(os.path.join(args.out, "wav", uid + ".wav"), audio)
             offset += len(audio)
             if len(buffer) == args.shard or done == len(jobs) - 1:
                 np.save(os.path.join(args.out, f"audio_{shard:03d}.npy"), np.concatenate(buffer))

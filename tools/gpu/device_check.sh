@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
-# project's Debian packages. Stages: info unit parity sanitize model bench profile.
+# project's Debian packages. Stages: info unit parity capi sanitize model bench profile ncu
+# fullparity latency demo.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -31,7 +32,7 @@ for stage in "$@"; do
     parity)
       step parity: transformers fixtures on CUDA, exact mode
       VOXTRAL_TEST_BACKEND=cuda VOXTRAL_TEST_CLI_ARGS="--backend cuda --precision exact --kv-cache f32" \
-        "$carry/bin/voxtral_tests" --gtest_filter='Fixtures/Parity.*:ParitySensitivity.*:Stream.*:Cli.PrintsTheRecordedTranscript:Cli.HonoursTheDelayOption:CliStreaming.*' \
+        "$carry/bin/voxtral_tests" --gtest_filter='Fixtures/Parity.*:ParitySensitivity.*:Stream.*:Cli.PrintsTheRecordedTranscript:Cli.HonoursTheDelayOption:CliStreaming.*:CliDemo.*:DemoModel.*' \
         2>&1 | tee "$out/parity.log" | grep -E "^\[ tiny|^\[  (FAILED|PASSED) |Failure|Expected|actual" | head -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -93,6 +94,19 @@ for stage in "$@"; do
         --csv "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \
         > "$out/ncu.csv" 2> "$out/ncu.err"
       python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu.csv" || tail -5 "$out/ncu.err"
+      ;;
+    demo)
+      # Needs espeak-ng carried in .device-carry/espeak (tools/demo_model/carry_espeak.sh).
+      step "demo model: held-out WER on CUDA and on the CPU, against transformers"
+      PATH="$carry/espeak/bin:$PATH" LD_LIBRARY_PATH="$carry/espeak/lib:$LD_LIBRARY_PATH" \
+        ESPEAK_DATA_PATH="$carry/espeak" python3 "$root/tools/demo_model/corpus.py" --out /tmp/heldout \
+        --train 0 --heldout 600 --wavs heldout --jobs "$(nproc)" > /dev/null || status=1
+      for backend in cuda cpu; do
+        python3 "$root/tools/demo_model/wer.py" --corpus /tmp/heldout --model "$root/models/demo" \
+          --cli "$carry/bin/voxtral" --backend "$backend" --jobs 8 \
+          --transformers "$root/tools/demo_model/results/heldout_transformers.json" \
+          --json "$out/demo_wer_$backend.json" | tail -20 || status=1
+      done
       ;;
     *) echo "unknown stage $stage"; status=2 ;;
   esac

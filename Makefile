@@ -17,7 +17,7 @@ define build
 endef
 
 define link_binaries
-	@for b in voxtral voxtral-bench; do \
+	@for b in voxtral voxtral-bench voxtral-server; do \
 	  if [ -x $(1)/src/$$b ]; then ln -sf $(1)/src/$$b $$b; fi; done
 endef
 
@@ -55,7 +55,7 @@ fuzz:  ## build the libFuzzer targets with clang and run each for FUZZ_SECONDS
 	done
 
 clean:  ## remove every build directory and the binary links
-	rm -rf build build-cuda build-asan build-fuzz build-device voxtral voxtral-bench
+	rm -rf build build-cuda build-asan build-fuzz build-device voxtral voxtral-bench voxtral-server
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

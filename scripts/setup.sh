@@ -8,6 +8,7 @@ packages=(
   libopenblas-dev libsoxr-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libasound2-dev
+  libboost-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
   espeak-ng sox curl ca-certificates
 )
 

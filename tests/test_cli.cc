@@ -271,7 +271,7 @@ TEST(CliStreaming, APauseInTheInputBringsOutThePendingText) {
   const auto c = clip("tiny-a", 0);
   const std::string wav = slurp(fixture(c["audio"]));
   const auto r = run_with_slow_stdin({"-d", fixture("tiny-a").string(), "--stdin", "--silent", "--flush-after", "0.3"},
-                                     wav, wav.size(), 900);
+                                     wav, wav.size(), 2500);  // ample time under ASan on a busy machine
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out_before_input_end, printed(c).size() - 1);
   EXPECT_EQ(r.out, printed(c));

@@ -1,0 +1,218 @@
+#include "server/engine.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+namespace voxtral {
+
+namespace {
+constexpr double kSampleRate = 16000;
+// A live client may also send audio faster than real time (a file through the realtime
+// protocol): it gets at most this much per turn, so live jobs share the engine too.
+constexpr double kLiveSliceSeconds = 1.0;
+}  // namespace
+
+Job::Job(Engine& engine, JobKind kind, StreamOptions options, JobCallbacks callbacks)
+    : engine_(engine), kind_(kind), options_(std::move(options)), callbacks_(std::move(callbacks)) {}
+
+void Job::append(std::vector<float> samples) {
+  if (samples.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (finish_ || cancelled_) return;
+    appended_ += static_cast<std::int64_t>(samples.size());
+    input_.push_back(std::move(samples));
+  }
+  engine_.wake();
+}
+
+void Job::flush() {
+  {
+    std::lock_guard lock(mutex_);
+    flush_ = true;
+  }
+  engine_.wake();
+}
+
+void Job::finish() {
+  {
+    std::lock_guard lock(mutex_);
+    finish_ = true;
+  }
+  engine_.wake();
+}
+
+void Job::cancel() {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    input_.clear();
+  }
+  engine_.wake();
+}
+
+double Job::input_seconds() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<double>(appended_) / kSampleRate;
+}
+
+Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(options) {
+  worker_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<Job> Engine::start(JobKind kind, StreamOptions options, JobCallbacks callbacks) {
+  std::lock_guard lock(mutex_);
+  if (stop_ || static_cast<int>(jobs_.size()) >= options_.max_jobs) return nullptr;
+  std::shared_ptr<Job> job(new Job(*this, kind, std::move(options), std::move(callbacks)));
+  jobs_.push_back(job);
+  counters_.active_jobs = static_cast<int>(jobs_.size());
+  return job;
+}
+
+EngineCounters Engine::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+void Engine::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    pending_ = true;
+  }
+  wake_.notify_all();
+}
+
+bool Engine::has_work(const Job& job) const {
+  return !job.input_.empty() || job.flush_ || job.finish_ || job.cancelled_;
+}
+
+void Engine::run() {
+  const auto live_slice = static_cast<std::int64_t>(kLiveSliceSeconds * kSampleRate);
+  const auto batch_slice = static_cast<std::int64_t>(options_.batch_slice_seconds * kSampleRate);
+  for (;;) {
+    std::vector<std::shared_ptr<Job>> jobs;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || pending_; });
+      if (stop_) break;
+      pending_ = false;
+    }
+    // Turns until no job has anything left to do; then sleep until a connection wakes us.
+    for (bool worked = true; worked;) {
+      worked = false;
+      {
+        std::lock_guard lock(mutex_);
+        jobs = jobs_;
+      }
+      std::vector<Job*> over;
+      std::vector<Job*> batch_ready;
+      for (auto& job : jobs) {
+        bool ready;
+        {
+          std::lock_guard lock(job->mutex_);
+          ready = has_work(*job);
+        }
+        if (!ready) continue;
+        if (job->kind_ == JobKind::Batch) {
+          batch_ready.push_back(job.get());
+          continue;
+        }
+        worked = true;
+        if (!serve(*job, live_slice)) over.push_back(job.get());
+      }
+      if (!batch_ready.empty()) {
+        // Rotate: the batch job after the one served last time.
+        std::size_t pick = 0;
+        {
+          std::lock_guard lock(mutex_);
+          pick = next_batch_++ % batch_ready.size();
+        }
+        worked = true;
+        if (!serve(*batch_ready[pick], batch_slice)) over.push_back(batch_ready[pick]);
+      }
+      if (!over.empty()) {
+        std::lock_guard lock(mutex_);
+        std::erase_if(jobs_, [&](const auto& j) { return std::find(over.begin(), over.end(), j.get()) != over.end(); });
+        counters_.active_jobs = static_cast<int>(jobs_.size());
+      }
+    }
+  }
+  // Streams hold backend memory: release them on this thread.
+  std::lock_guard lock(mutex_);
+  for (auto& job : jobs_) job->stream_.reset();
+  jobs_.clear();
+}
+
+bool Engine::serve(Job& job, std::int64_t max_samples) {
+  std::vector<float> samples;
+  bool do_flush = false, do_finish = false;
+  {
+    std::lock_guard lock(job.mutex_);
+    if (job.cancelled_) {
+      job.stream_.reset();
+      return false;
+    }
+    while (!job.input_.empty() && static_cast<std::int64_t>(samples.size()) < max_samples) {
+      auto& front = job.input_.front();
+      const auto want = static_cast<std::size_t>(max_samples) - samples.size();
+      if (front.size() <= want) {
+        samples.insert(samples.end(), front.begin(), front.end());
+        job.input_.pop_front();
+      } else {
+        samples.insert(samples.end(), front.begin(), front.begin() + static_cast<std::ptrdiff_t>(want));
+        front.erase(front.begin(), front.begin() + static_cast<std::ptrdiff_t>(want));
+      }
+    }
+    if (job.input_.empty()) {
+      do_flush = std::exchange(job.flush_, false);
+      do_finish = job.finish_;
+    }
+  }
+  try {
+    if (!job.stream_) job.stream_ = std::make_unique<Stream>(model_, job.options_);
+    Stream& stream = *job.stream_;
+    const auto steps_before = stream.stats().step_ms.size();
+    const double decode_before = stream.stats().decode_ms;
+    if (!samples.empty()) stream.feed(samples);
+    if (do_flush && !do_finish) stream.flush();
+    if (do_finish) stream.finish();
+    {
+      std::lock_guard lock(mutex_);
+      counters_.audio_seconds += static_cast<double>(samples.size()) / kSampleRate;
+      counters_.decode_steps += static_cast<std::int64_t>(stream.stats().step_ms.size() - steps_before);
+      counters_.decode_ms += stream.stats().decode_ms - decode_before;
+    }
+    deliver(job);
+    if (do_finish) {
+      if (job.callbacks_.on_done) job.callbacks_.on_done(stream.stats());
+      job.stream_.reset();
+      return false;
+    }
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard lock(mutex_);
+      ++counters_.failures;
+    }
+    job.stream_.reset();
+    if (job.callbacks_.on_error) job.callbacks_.on_error(e.what());
+    return false;
+  }
+  return true;
+}
+
+void Engine::deliver(Job& job) {
+  auto pieces = job.stream_->take_pieces();
+  if (!pieces.empty() && job.callbacks_.on_pieces) job.callbacks_.on_pieces(std::move(pieces));
+}
+
+}  // namespace voxtral

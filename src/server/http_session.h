@@ -1,0 +1,77 @@
+// One HTTP connection: reads requests (with size and time limits), answers the small
+// endpoints, hands transcriptions to transcription.cc and WebSocket upgrades to realtime.cc.
+// All its methods run on the connection's strand; other threads post to executor().
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "server/server.h"
+
+namespace voxtral {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// {"error": {"message", "type", "param", "code"}}, as OpenAI's API answers.
+std::string error_body(const std::string& message, const std::string& type, const std::string& param = "");
+
+// Whether the request carries the server's API key (always true without one).
+bool authorized(const http::request<http::string_body>& request, const std::string& api_key);
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(tcp::socket socket, ServerContext& context);
+  void run();
+
+  // A complete response; the connection then reads the next request (or closes).
+  void respond(http::status status, const std::string& content_type, std::string body);
+  void respond_error(http::status status, const std::string& message, const std::string& type,
+                     const std::string& param = "");
+  // Server-sent events: headers, then one "data: <json>" event per call, then the end.
+  void begin_events();
+  void send_event(const nlohmann::json& event);
+  void end_events();
+  // Calls `gone` once if the client closes the connection while its request is processed.
+  void watch_for_disconnect(std::function<void()> on_gone);
+  // Bytes written but not yet taken by the client (a slow reader's backlog).
+  std::size_t backlog() const { return backlog_; }
+  net::any_io_executor executor() { return stream_.get_executor(); }
+  ServerContext& context() { return context_; }
+
+ private:
+  void read_request();
+  void on_read(beast::error_code ec);
+  void route(http::request<http::string_body>&& request);
+  void write(std::string bytes);
+  void write_next();
+  void close();
+  void drain();
+
+  beast::tcp_stream stream_;
+  ServerContext& context_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+  std::string endpoint_;  // for the metrics
+  std::deque<std::string> out_;
+  std::size_t backlog_ = 0;
+  bool writing_ = false;
+  bool response_done_ = false;  // the last bytes of the current response are queued
+  bool closed_ = false;
+  std::function<void()> on_gone_;
+};
+
+}  // namespace voxtral

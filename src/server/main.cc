@@ -1,0 +1,82 @@
+// voxtral-server: loads the model once and serves transcription over HTTP and WebSocket.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.h"
+#include "model/schedule.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  using namespace voxtral;
+  CLI::App app{"voxtral-server: speech to text over HTTP (OpenAI-compatible) and WebSocket (vLLM's realtime\n"
+               "protocol), with a web page for the microphone. One process holds the model for every client."};
+  std::string model_dir;
+  ServerOptions server;
+  EngineOptions engine;
+  ModelOptions model{"auto"};
+  double max_upload_mb = 100;
+  double max_message_kb = 1024;
+  app.add_option("-d,--model", model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
+      ->required();
+  app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
+  app.add_option("-p,--port", server.port, "Port (default 8000; 0 picks a free one)");
+  app.add_option("--model-id", server.model_id, "Model name in /v1/models and requests (default: the directory name)");
+  app.add_option("--api-key", server.api_key,
+                 "Require \"Authorization: Bearer KEY\" on /v1/* (default: none; also read from VOXTRAL_API_KEY)")
+      ->envname("VOXTRAL_API_KEY");
+  app.add_option("--max-sessions", engine.max_jobs, "Transcriptions running at once, uploads and live (default 16)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
+  app.add_option("--max-audio-seconds", server.max_audio_seconds,
+                 "Longest audio per upload or realtime session (default 14400)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-message-kb", max_message_kb, "Largest WebSocket message in KiB (default 1024)")
+      ->check(CLI::Range(1.0, 1048576.0));
+  app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));
+  app.add_option("-t,--threads", model.threads, "CPU threads for the model (default: one per core)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--backend", model.backend, "cpu, cuda, or auto (default auto)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", model.precision, "GPU matrix products: exact or fast (default exact)")
+      ->check(CLI::IsMember({"auto", "exact", "fast"}));
+  app.add_option("--kv-cache", model.kv_cache, "K/V cache type: f32 or bf16 (default: the backend's)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  CLI11_PARSE(app, argc, argv);
+  server.max_upload_bytes = static_cast<std::size_t>(max_upload_mb * (1 << 20));
+  server.max_message_bytes = static_cast<std::size_t>(max_message_kb * 1024);
+  if (server.model_id.empty()) {
+    server.model_id = std::filesystem::path(model_dir).lexically_normal().filename().string();
+    if (server.model_id.empty()) server.model_id = std::filesystem::path(model_dir).parent_path().filename().string();
+  }
+
+  // SIGINT/SIGTERM end the server; every thread started below inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    auto loaded = Model::load(model_dir, model);
+    if (server.delay_ms > 0) delay_positions(server.delay_ms, loaded->config());  // validates it
+    Engine engine_runner(*loaded, engine);
+    Server http(engine_runner, server);
+    http.start();
+    std::fprintf(stderr, "voxtral-server: model %s on %s; listening on http://%s:%u/\n", server.model_id.c_str(),
+                 loaded->backend().name().c_str(), server.host.c_str(), http.port());
+    int received = 0;
+    sigwait(&signals, &received);
+    std::fprintf(stderr, "voxtral-server: stopping\n");
+    http.stop();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "voxtral-server: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,29 @@
+// Counters for GET /metrics, in Prometheus' text format.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "server/engine.h"
+
+namespace voxtral {
+
+class Metrics {
+ public:
+  void request(const std::string& endpoint, int status);
+  void error(const std::string& kind);
+  void realtime_opened() { ++realtime_sessions_; }
+  void realtime_closed() { --realtime_sessions_; }
+  int realtime_sessions() const { return realtime_sessions_; }
+  std::string prometheus(const EngineCounters& engine) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, long long> requests_;
+  std::map<std::string, long long> errors_;
+  std::atomic<int> realtime_sessions_{0};
+};
+
+}  // namespace voxtral

@@ -1,0 +1,68 @@
+// voxtral-server: one process holds the model and serves many clients over HTTP and
+// WebSocket (Boost.Beast on Asio). Endpoints:
+//   GET  /                              the web page (microphone and file transcription)
+//   GET  /health, /v1/models, /metrics  status, the model list, Prometheus counters
+//   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
+//                                       verbose_json; stream=true as server-sent events)
+//   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol
+// Connections run on a few I/O threads; all model work runs on the Engine's thread.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "server/engine.h"
+#include "server/metrics.h"
+
+namespace boost::asio {
+class thread_pool;
+}
+
+namespace voxtral {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 8000;      // 0: any free port (see Server::port())
+  int io_threads = 2;
+  std::string api_key;             // when set, /v1/* needs "Authorization: Bearer <key>" (or ?api_key=)
+  std::string model_id;            // the name /v1/models lists and requests may give
+  std::size_t max_upload_bytes = 100u << 20;
+  double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
+  std::size_t max_message_bytes = 1u << 20; // one WebSocket message
+  int delay_ms = 0;                         // 0: the model's default
+  double idle_timeout_seconds = 60;         // a connection silent this long is closed
+};
+
+// What every connection shares.
+struct ServerContext {
+  Engine& engine;
+  Metrics& metrics;
+  const ServerOptions& options;
+  boost::asio::thread_pool* blocking_pool = nullptr;  // audio decoding, off the I/O threads
+  double position_seconds = 0.08;  // one decoder position
+  int sample_rate = 16000;
+};
+
+class Server {
+ public:
+  Server(Engine& engine, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds (throws voxtral::Error naming the address on failure) and starts the I/O threads.
+  void start();
+  // Blocks until stop() (e.g. from a signal handler thread).
+  void wait();
+  void stop();
+  unsigned short port() const;
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Metrics metrics_;
+};
+
+}  // namespace voxtral

@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 CUDA_ARCHS ?= 80-real;86-real;89-real;90-real;90-virtual
 CMAKE_FLAGS ?=
 
-.PHONY: all cpu blas cuda test test-gpu test-asan fuzz clean help
+.PHONY: all cpu blas cuda test test-gpu test-asan test-browser fuzz clean help
 
 all: cpu
 
@@ -40,6 +40,10 @@ test:  ## build with OpenBLAS and run the CPU test suite
 	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON -DVOXTRAL_WERROR=ON)
 	$(call link_binaries,build)
 	cd build && ctest -L cpu --output-on-failure -j $(JOBS)
+
+test-browser: blas  ## the web page in headless Chromium (Playwright) with a fake microphone; screenshots in build/browser
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	node tests/browser/live_page.test.mjs build/src/voxtral-server . build/browser
 
 test-asan:  ## the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 	$(call build,build-asan,Debug,-DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON -DVOXTRAL_SANITIZE=address$(comma)undefined -DVOXTRAL_WERROR=ON)

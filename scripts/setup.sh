@@ -9,8 +9,11 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libasound2-dev
   libboost-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
-  espeak-ng sox curl ca-certificates
+  espeak-ng sox curl ca-certificates python3
+  chromium nginx
 )
+# The browser test's Playwright needs Node.js and npm; keep any that is already installed.
+if ! command -v npm > /dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

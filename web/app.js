@@ -50,7 +50,8 @@ async function startMicrophone() {
   $('latency-median').textContent = '–';
   try {
     live.media = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: true } });
+      // The model wants the signal as spoken: no echo cancellation, noise suppression or gain riding.
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
   } catch (e) {
     setStatus(`No microphone: ${e.message}`);
     $('start').disabled = false;

@@ -84,6 +84,18 @@ EngineCounters Engine::counters() const {
   return counters_;
 }
 
+void Engine::cancel_all() {
+  std::unique_lock lock(mutex_);
+  for (auto& job : jobs_) {
+    std::lock_guard job_lock(job->mutex_);
+    job->cancelled_ = true;
+    job->input_.clear();
+  }
+  pending_ = true;
+  wake_.notify_all();
+  idle_.wait(lock, [&] { return stop_ || (!serving_ && !pending_); });
+}
+
 void Engine::wake() {
   {
     std::lock_guard lock(mutex_);
@@ -106,6 +118,7 @@ void Engine::run() {
       wake_.wait(lock, [&] { return stop_ || pending_; });
       if (stop_) break;
       pending_ = false;
+      serving_ = true;
     }
     // Turns until no job has anything left to do; then sleep until a connection wakes us.
     for (bool worked = true; worked;) {
@@ -146,11 +159,18 @@ void Engine::run() {
         counters_.active_jobs = static_cast<int>(jobs_.size());
       }
     }
+    {
+      std::lock_guard lock(mutex_);
+      serving_ = false;
+    }
+    idle_.notify_all();
   }
   // Streams hold backend memory: release them on this thread.
   std::lock_guard lock(mutex_);
   for (auto& job : jobs_) job->stream_.reset();
   jobs_.clear();
+  serving_ = false;
+  idle_.notify_all();
 }
 
 bool Engine::serve(Job& job, std::int64_t max_samples) {

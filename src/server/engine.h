@@ -80,6 +80,9 @@ class Engine {
   // A new job, or nullptr when max_jobs are running.
   std::shared_ptr<Job> start(JobKind kind, StreamOptions options, JobCallbacks callbacks);
   EngineCounters counters() const;
+  // Cancels every job and returns once the engine thread has stopped serving them: no
+  // callback runs after this. The server calls it before tearing down its connections.
+  void cancel_all();
   Model& model() { return model_; }
   const EngineOptions& options() const { return options_; }
 
@@ -98,6 +101,8 @@ class Engine {
   std::condition_variable wake_;
   bool stop_ = false;
   bool pending_ = false;  // something changed since the worker last looked
+  bool serving_ = false;  // the worker is in its turns (not asleep)
+  std::condition_variable idle_;
   std::vector<std::shared_ptr<Job>> jobs_;
   std::size_t next_batch_ = 0;
   EngineCounters counters_;

@@ -195,11 +195,19 @@ void HttpSession::end_events() {
 
 void HttpSession::watch_for_disconnect(std::function<void()> on_gone) {
   on_gone_ = std::move(on_gone);
-  // Readable with nothing to read means the peer closed its side.
-  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-    if (ec || !self->on_gone_) return;
-    beast::error_code ignored;
-    if (self->stream_.socket().available(ignored) == 0) {
+  // A read that ends in EOF or an error means the client left. Bytes that do arrive (a
+  // pipelined request) stay in the buffer for the next request.
+  watching_ = true;
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    self->watching_ = false;
+    self->buffer_.commit(n);
+    if (self->closed_) {  // close() left the draining to this read
+      if (!ec) self->drain();
+      else self->stream_.close();
+      return;
+    }
+    if (ec == net::error::operation_aborted || !self->on_gone_) return;
+    if (ec) {
       auto gone = std::move(self->on_gone_);
       self->on_gone_ = nullptr;
       gone();
@@ -223,7 +231,8 @@ void HttpSession::write_next() {
     if (keep_alive_) {
       beast::error_code ignored;
       stream_.socket().cancel(ignored);  // the disconnect watch, if any
-      read_request();
+      // Start the next read after the cancelled watch has completed (both run on this strand).
+      net::post(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
     } else {
       close();
     }
@@ -234,9 +243,13 @@ void HttpSession::write_next() {
   stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
   net::async_write(stream_, net::buffer(out_.front()),
-                   [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                     self->backlog_ -= n;
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     self->backlog_ -= self->out_.front().size();
                      self->out_.pop_front();
+                     if (self->closed_) {
+                       self->writing_ = false;
+                       return;
+                     }
                      if (ec) {
                        if (self->on_gone_) {
                          auto gone = std::move(self->on_gone_);
@@ -253,19 +266,19 @@ void HttpSession::write_next() {
 void HttpSession::close() {
   if (closed_) return;
   closed_ = true;
-  out_.clear();
+  // Unsent output is dropped, except a buffer an in-flight write still reads.
+  out_.erase(out_.begin() + (writing_ && !out_.empty() ? 1 : 0), out_.end());
   // Half-close, then read and drop what the client still sends (e.g. the rest of an upload
   // refused as too large) until it closes too: closing with unread input would reset the
   // connection and could destroy the error response before the client reads it.
   beast::error_code ignored;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   stream_.expires_after(std::chrono::seconds(5));
-  drain();
+  if (!watching_) drain();  // else the pending watch read continues into drain()
 }
 
 void HttpSession::drain() {
-  buffer_.consume(buffer_.size());
-  stream_.async_read_some(buffer_.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+  stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     if (ec) {
       self->stream_.close();
       return;

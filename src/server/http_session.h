@@ -3,6 +3,7 @@
 // All its methods run on the connection's strand; other threads post to executor().
 #pragma once
 
+#include <array>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -48,6 +49,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // Bytes written but not yet taken by the client (a slow reader's backlog).
   std::size_t backlog() const { return backlog_; }
   net::any_io_executor executor() { return stream_.get_executor(); }
+  // Runs `fn` on this connection's strand (from any thread).
+  void post(std::function<void()> fn) { net::post(stream_.get_executor(), std::move(fn)); }
   ServerContext& context() { return context_; }
 
  private:
@@ -71,6 +74,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool writing_ = false;
   bool response_done_ = false;  // the last bytes of the current response are queued
   bool closed_ = false;
+  bool watching_ = false;  // a disconnect-watch read is pending
+  std::array<char, 4096> scratch_{};  // what drain() reads and drops
   std::function<void()> on_gone_;
 };
 

@@ -133,21 +133,27 @@ class RealtimeSession : public std::enable_shared_from_this<RealtimeSession> {
     StreamOptions options;
     options.delay_ms = context_.options.delay_ms;
     options.continuous = true;
-    auto executor = ws_.get_executor();
+    // The callbacks hold the session weakly and no executor of it: a job may outlive both.
     std::weak_ptr<RealtimeSession> weak = shared_from_this();
     JobCallbacks callbacks;
-    callbacks.on_pieces = [executor, weak](std::vector<TextPiece> pieces) {
-      net::post(executor, [weak, pieces = std::move(pieces)] {
+    callbacks.on_pieces = [weak](std::vector<TextPiece> pieces) {
+      auto target = weak.lock();
+      if (!target) return;
+      net::post(target->ws_.get_executor(), [weak, pieces = std::move(pieces)] {
         if (auto self = weak.lock()) self->on_pieces(pieces);
       });
     };
-    callbacks.on_done = [executor, weak](const StreamStats&) {
-      net::post(executor, [weak] {
+    callbacks.on_done = [weak](const StreamStats&) {
+      auto target = weak.lock();
+      if (!target) return;
+      net::post(target->ws_.get_executor(), [weak] {
         if (auto self = weak.lock()) self->on_done();
       });
     };
-    callbacks.on_error = [executor, weak](const std::string& message) {
-      net::post(executor, [weak, message] {
+    callbacks.on_error = [weak](const std::string& message) {
+      auto target = weak.lock();
+      if (!target) return;
+      net::post(target->ws_.get_executor(), [weak, message] {
         if (auto self = weak.lock()) {
           self->job_.reset();
           self->error(message, "processing_error");

@@ -44,6 +44,8 @@ Server::Server(Engine& engine, ServerOptions options)
 Server::~Server() {
   stop();
   wait();
+  // No engine callback may reach a connection once the I/O context starts going away.
+  impl_->context.engine.cancel_all();
   impl_->blocking_pool.join();
 }
 

@@ -61,8 +61,8 @@ class Server {
 
  private:
   struct Impl;
+  Metrics metrics_;  // before impl_: sessions torn down with the I/O context still count in it
   std::unique_ptr<Impl> impl_;
-  Metrics metrics_;
 };
 
 }  // namespace voxtral

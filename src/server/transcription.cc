@@ -113,13 +113,15 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   options.expected_samples = static_cast<std::int64_t>(samples.size());
   options.encoder_chunk = kOfflineEncoderChunk;
   auto collected = std::make_shared<Collected>(context.position_seconds);
-  auto executor = session->executor();
+  // The callbacks hold the connection weakly and no executor of it: a job may outlive both.
   std::weak_ptr<HttpSession> weak = session;
   // The job outlives this function through the callbacks; they hold the session weakly.
   auto job_holder = std::make_shared<std::weak_ptr<Job>>();  // weak: the job owns these callbacks
   JobCallbacks callbacks;
-  callbacks.on_pieces = [executor, weak, r, collected, job_holder](std::vector<TextPiece> pieces) {
-    net::post(executor, [weak, r, collected, job_holder, pieces = std::move(pieces)] {
+  callbacks.on_pieces = [weak, r, collected, job_holder](std::vector<TextPiece> pieces) {
+    auto target = weak.lock();
+    if (!target) return;
+    target->post([weak, r, collected, job_holder, pieces = std::move(pieces)] {
       std::string delta;
       for (const auto& piece : pieces) {
         for (auto& s : collected->segmenter.add(piece)) collected->segments.push_back(std::move(s));
@@ -143,8 +145,10 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
       client->send_event({{"type", "transcript.text.delta"}, {"delta", delta}});
     });
   };
-  callbacks.on_done = [executor, weak, r, collected, duration](const StreamStats&) {
-    net::post(executor, [weak, r, collected, duration] {
+  callbacks.on_done = [weak, r, collected, duration](const StreamStats&) {
+    auto target = weak.lock();
+    if (!target) return;
+    target->post([weak, r, collected, duration] {
       auto client = weak.lock();
       if (!client) return;
       if (r->stream) {
@@ -158,8 +162,10 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
       client->respond(http::status::ok, type, std::move(body));
     });
   };
-  callbacks.on_error = [executor, weak, r](const std::string& message) {
-    net::post(executor, [weak, r, message] {
+  callbacks.on_error = [weak, r](const std::string& message) {
+    auto target = weak.lock();
+    if (!target) return;
+    target->post([weak, r, message] {
       auto client = weak.lock();
       if (!client) return;
       client->context().metrics.error("transcription_failed");

@@ -3,6 +3,10 @@
 #include <cstring>
 #include <memory>
 
+#include "core/audio.h"
+#include "core/error.h"
+
+#if VOXTRAL_HAVE_LIBAV
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -10,14 +14,13 @@ extern "C" {
 #include <libavutil/opt.h>
 #include <libswresample/swresample.h>
 }
-
-#include "core/audio.h"
-#include "core/error.h"
+#endif
 
 namespace voxtral {
 
 namespace {
 
+#if VOXTRAL_HAVE_LIBAV
 std::string av_message(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {};
   av_strerror(code, text, sizeof text);
@@ -168,6 +171,14 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
   if (out.empty()) fail(source, "holds no audio samples");
   return out;
 }
+
+#else
+std::vector<float> decode_with_libav(std::string_view bytes, const std::string& source, int, double) {
+  const std::string kind = sniff_compressed_format(std::as_bytes(std::span(bytes.data(), std::min<std::size_t>(bytes.size(), 64))));
+  fail(source, cat(kind.empty() ? "not a WAV file" : kind + " audio",
+                   ": this server was built without libav (VOXTRAL_LIBAV=OFF) and reads WAV only"));
+}
+#endif
 
 bool is_wav(std::string_view bytes) {
   return bytes.size() >= 12 && (bytes.substr(0, 4) == "RIFF" || bytes.substr(0, 4) == "RF64") &&

@@ -2,7 +2,7 @@
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
 # project's Debian packages. Stages: info unit parity capi sanitize model bench profile ncu
-# fullparity latency demo.
+# fullparity latency demo serverload.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -94,6 +94,21 @@ for stage in "$@"; do
         --csv "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \
         > "$out/ncu.csv" 2> "$out/ncu.err"
       python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu.csv" || tail -5 "$out/ncu.err"
+      ;;
+    serverload)
+      # voxtral-server on the full-size random model; N realtime streams paced at real time.
+      step "server: concurrent realtime streams, full-size random model"
+      "$carry/bin/voxtral-server" -d "$model" --backend cuda --port 8100 --max-sessions 48 2> "$out/server.log" &
+      server_pid=$!
+      for _ in $(seq 300); do grep -q listening "$out/server.log" && break; sleep 0.1; done
+      "$carry/bin/voxtral-loadtest" --port 8100 -i "$carry/audio/speech60.wav" --seconds "${LOAD_SECONDS:-20}" \
+        -n ${LOAD_STREAMS:-1 4 8 12 16 20 24} || status=1
+      nvidia-smi --query-gpu=memory.used --format=csv
+      kill "$server_pid"; wait "$server_pid"
+      step "server tests on CUDA (demo model)"
+      VOXTRAL_TEST_BACKEND=cuda "$carry/bin/voxtral_tests" --gtest_filter='Server*:Realtime*:Engine*:DemoModel*:CliDemo*' \
+        2>&1 | grep -E "^\[  (FAILED|PASSED) |Failure|Expected" | head -20
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     demo)
       # Needs espeak-ng carried in .device-carry/espeak (tools/demo_model/carry_espeak.sh).

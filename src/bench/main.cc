@@ -121,12 +121,24 @@ int run(const RunOptions& o) {
   const bool gpu = model->backend().name().starts_with("cuda");
   StreamOptions to;
   to.ignore_eos = true;
+  to.continuous = true;  // runs longer than the model's position limit restart the decoder, as live streams do
   to.delay_ms = o.delay_ms;
   std::size_t peak_device = 0;
-  auto sample_device_memory = [&](const TextPiece&) {
+  // Long runs report their progress every 10 minutes of audio, so that memory over time shows
+  // (and a run stopped early still tells how far it got).
+  double next_report = 600;
+  const auto run_start = std::chrono::steady_clock::now();
+  auto sample_device_memory = [&](const TextPiece& piece) {
 #ifdef VOXTRAL_HAVE_CUDA
     if (gpu) peak_device = std::max(peak_device, device_memory_in_use());
 #endif
+    if (piece.audio_end >= next_report) {
+      next_report += 600;
+      std::fprintf(stderr, "voxtral-bench: %.0f s of audio in %.1f s, peak RSS %.0f MB, GPU memory peak %.0f MiB\n",
+                   piece.audio_end,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count(), peak_rss_mb(),
+                   static_cast<double>(peak_device) / 1048576.0);
+    }
   };
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> logits_file(nullptr, std::fclose);
   std::vector<std::int32_t> dumped_ids;

@@ -206,6 +206,10 @@ void HttpSession::watch_for_disconnect(std::function<void()> on_gone) {
       else self->stream_.close();
       return;
     }
+    if (std::exchange(self->read_after_watch_, false)) {  // the response is out: next request
+      self->read_request();
+      return;
+    }
     if (ec == net::error::operation_aborted || !self->on_gone_) return;
     if (ec) {
       auto gone = std::move(self->on_gone_);
@@ -229,10 +233,14 @@ void HttpSession::write_next() {
     if (!response_done_) return;
     on_gone_ = nullptr;
     if (keep_alive_) {
-      beast::error_code ignored;
-      stream_.socket().cancel(ignored);  // the disconnect watch, if any
-      // Start the next read after the cancelled watch has completed (both run on this strand).
-      net::post(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+      if (watching_) {
+        // One read at a time: the next request is read once the cancelled watch completes.
+        read_after_watch_ = true;
+        beast::error_code ignored;
+        stream_.socket().cancel(ignored);
+      } else {
+        read_request();
+      }
     } else {
       close();
     }

@@ -75,6 +75,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool response_done_ = false;  // the last bytes of the current response are queued
   bool closed_ = false;
   bool watching_ = false;  // a disconnect-watch read is pending
+  bool read_after_watch_ = false;  // read the next request when that read completes
   std::array<char, 4096> scratch_{};  // what drain() reads and drops
   std::function<void()> on_gone_;
 };

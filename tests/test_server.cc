@@ -398,6 +398,37 @@ TEST(Server, RejectsBadRequestsWithClearErrors) {
   EXPECT_THAT(metrics, HasSubstr("voxtral_errors_total{kind=\"upload_too_large\"} 1"));
 }
 
+TEST(Server, AnswersExpectContinue) {
+  RunningServer s(test_options());
+  auto head = [](std::size_t length) {
+    return "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: "
+           "multipart/form-data; boundary=" + kBoundary + "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+  };
+  net::io_context io;
+  // The go-ahead comes before the body, then the answer.
+  const std::string body = multipart_body({sample_file("lights")}, kBoundary);
+  tcp::socket socket(io);
+  socket.connect({net::ip::make_address("127.0.0.1"), s.port()});
+  net::write(socket, net::buffer(head(body.size())));
+  beast::flat_buffer buffer;
+  http::response<http::empty_body> go_ahead;
+  http::read(socket, buffer, go_ahead);
+  EXPECT_EQ(go_ahead.result_int(), 100u);
+  net::write(socket, net::buffer(body));
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(json::parse(res.body())["text"], sample_text("lights"));
+  // Too large: refused at once, without waiting for a body the client has not sent.
+  tcp::socket big(io);
+  big.connect({net::ip::make_address("127.0.0.1"), s.port()});
+  net::write(big, net::buffer(head(3u << 20)));
+  beast::flat_buffer big_buffer;
+  http::response<http::string_body> refused;
+  http::read(big, big_buffer, refused);
+  EXPECT_EQ(refused.result_int(), 413u);
+}
+
 TEST(Server, ApiKeyGuardsTheApi) {
   auto options = test_options();
   options.api_key = "sesame";

@@ -59,8 +59,27 @@ void HttpSession::read_request() {
   on_gone_ = nullptr;
   stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  // The header first: a client that sent "Expect: 100-continue" (curl does, for large
+  // uploads) waits for our go-ahead before it sends the body.
+  http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    if (ec) return self->on_read(ec);
+    const auto& header = self->parser_->get();
+    const bool expects_continue = beast::iequals(header[http::field::expect], "100-continue");
+    const auto length = self->parser_->content_length();
+    if (length && *length > self->context_.options.max_upload_bytes + kMultipartOverhead) {
+      return self->on_read(http::error::body_limit);  // refuse before the body is sent
+    }
+    auto read_body = [self] {
+      http::async_read(self->stream_, self->buffer_, *self->parser_,
+                       [self](beast::error_code body_ec, std::size_t) { self->on_read(body_ec); });
+    };
+    if (!expects_continue || self->parser_->is_done()) return read_body();
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(self->stream_, net::buffer(kContinue), [self, read_body](beast::error_code write_ec, std::size_t) {
+      if (write_ec) return self->close();
+      read_body();
+    });
+  });
 }
 
 void HttpSession::on_read(beast::error_code ec) {

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 sys.path.insert(0, HERE)
 import corpus  # noqa: E402  (the domain's vocabulary)
+from wer import word_errors  # noqa: E402
 import make_fixtures as mf  # noqa: E402  (config, tekken and Mistral-layout writers)
 
 from transformers import VoxtralRealtimeFeatureExtractor, VoxtralRealtimeForConditionalGeneration  # noqa: E402
@@ -167,16 +168,6 @@ def transcribe(model, mel, data, items, toks, device, batch=100):
             got = produced[j][:n_pos[j] - FIRST_OUTPUT]
             out[it["id"]] = {"ids": got, "text": mf.decode_text(got, toks).strip()}
     return out
-
-
-def word_errors(ref, hyp):
-    r, h = ref.split(), hyp.split()
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-    return d[len(h)], len(r)
 
 
 def wer(items, hyps):

@@ -21,7 +21,6 @@ void Job::append(std::vector<float> samples) {
   {
     std::lock_guard lock(mutex_);
     if (finish_ || cancelled_) return;
-    appended_ += static_cast<std::int64_t>(samples.size());
     input_.push_back(std::move(samples));
   }
   engine_.wake();
@@ -50,11 +49,6 @@ void Job::cancel() {
     input_.clear();
   }
   engine_.wake();
-}
-
-double Job::input_seconds() const {
-  std::lock_guard lock(mutex_);
-  return static_cast<double>(appended_) / kSampleRate;
 }
 
 Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(options) {

@@ -40,7 +40,6 @@ class Job {
   void flush();   // end the current segment at a pause: pending words come out
   void finish();  // end of input
   void cancel();  // the client went away: drop everything
-  double input_seconds() const;  // audio appended so far
 
  private:
   friend class Engine;
@@ -52,7 +51,6 @@ class Job {
   JobCallbacks callbacks_;  // used on the engine thread only
   mutable std::mutex mutex_;
   std::deque<std::vector<float>> input_;
-  std::int64_t appended_ = 0;
   bool flush_ = false, finish_ = false, cancelled_ = false;
   std::unique_ptr<Stream> stream_;  // engine thread only
 };

@@ -1,6 +1,6 @@
 // One HTTP connection: reads requests (with size and time limits), answers the small
 // endpoints, hands transcriptions to transcription.cc and WebSocket upgrades to realtime.cc.
-// All its methods run on the connection's strand; other threads post to executor().
+// All its methods run on the connection's strand; other threads use post().
 #pragma once
 
 #include <array>
@@ -48,7 +48,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void watch_for_disconnect(std::function<void()> on_gone);
   // Bytes written but not yet taken by the client (a slow reader's backlog).
   std::size_t backlog() const { return backlog_; }
-  net::any_io_executor executor() { return stream_.get_executor(); }
   // Runs `fn` on this connection's strand (from any thread).
   void post(std::function<void()> fn) { net::post(stream_.get_executor(), std::move(fn)); }
   ServerContext& context() { return context_; }

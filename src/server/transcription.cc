@@ -220,7 +220,7 @@ void handle_transcription(std::shared_ptr<HttpSession> session, http::request<ht
     } catch (const Error& e) {
       error = e.what();
     }
-    net::post(session->executor(), [session, r, error, samples = std::move(samples)]() mutable {
+    session->post([session, r, error, samples = std::move(samples)]() mutable {
       if (!error.empty()) {
         session->context().metrics.error("bad_audio");
         session->respond_error(http::status::bad_request, error, "invalid_request_error", "file");

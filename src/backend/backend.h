@@ -134,8 +134,7 @@ class Backend {
   // Fused forms of "rms_norm then linear" and "silu_mul then linear", the patterns of every
   // transformer layer, so a backend can fold the first step into the product's input. The
   // defaults run both ops (`scratch` holds the intermediate, shaped like the first op's
-  // output); no backend overrides them yet: the CUDA fusions tried so far measured slower
-  // than two kernels on the H100 (BENCHMARKS.md).
+  // output). The CUDA backend fuses norm_linear for one row (the LM head of a decode step).
   virtual void norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias,
                            const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
     rms_norm(x, norm, eps, scratch);
@@ -145,6 +144,27 @@ class Backend {
                              Epilogue epilogue, const Tensor& scratch) {
     silu_mul(gate_up, scratch);
     linear(scratch, w, bias, y, epilogue);
+  }
+  // The two halves of a decoder layer that start from the residual stream, as one op each,
+  // so a backend can run each as one pass over its weights (the decode step is bound by
+  // reading them). norm_qkv_rope: qkv = rms_norm(x) Wqkv^T, then RoPE on its q and k
+  // columns and the K/V append, as rope_kv_append. norm_swiglu: act = silu(g) * u where
+  // [g | u] = rms_norm(x) Wgate_up^T. The defaults compose the ops above; `normed` and
+  // `gate_up` are their scratch.
+  virtual void norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
+                             const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                             const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
+                             const Tensor& v_cache) {
+    norm_linear(x, norm, eps, w_qkv, Weight{}, qkv, Epilogue::Store, normed);
+    const std::int64_t q_width = static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim;
+    const std::int64_t kv_width = static_cast<std::int64_t>(k_rope.n_heads) * k_rope.head_dim;
+    rope_kv_append(qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width), qkv.col_range(q_width + kv_width, kv_width),
+                   positions, q_rope, k_rope, cache, k_cache, v_cache);
+  }
+  virtual void norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up, const Tensor& act,
+                           const Tensor& normed, const Tensor& gate_up) {
+    norm_linear(x, norm, eps, w_gate_up, Weight{}, gate_up, Epilogue::Store, normed);
+    silu_mul(gate_up, act);
   }
   // out[i] = table[ids[i]] (+ add[i] when add is non-empty); ids is an I32 column.
   virtual void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) = 0;

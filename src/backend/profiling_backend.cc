@@ -87,6 +87,22 @@ void ProfilingBackend::swiglu_linear(const Tensor& gate_up, const Weight& w, con
     wait(*inner_, y);
   });
 }
+void ProfilingBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
+                                     const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                                     const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
+                                     const Tensor& v_cache) {
+  timed(cat("norm_qkv_rope ", w_qkv.rows, "x", w_qkv.cols, " ", rows_bucket(x.rows)), [&] {
+    inner_->norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, positions, q_rope, k_rope, cache, k_cache, v_cache);
+    wait(*inner_, qkv);
+  });
+}
+void ProfilingBackend::norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up,
+                                   const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
+  timed(cat("norm_swiglu ", w_gate_up.rows, "x", w_gate_up.cols, " ", rows_bucket(x.rows)), [&] {
+    inner_->norm_swiglu(x, norm, eps, w_gate_up, act, normed, gate_up);
+    wait(*inner_, act);
+  });
+}
 void ProfilingBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
   timed("embed", [&] { inner_->embed(table, ids, add, out); wait(*inner_, out); });
 }

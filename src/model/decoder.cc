@@ -108,15 +108,13 @@ void TextDecoder::run_layers(const Tensor& x, const Tensor& positions, const Scr
   for (int l = 0; l < dec.n_layers; ++l) {
     const auto li = static_cast<std::size_t>(l);
     const auto& w = weights_.decoder[li];
-    backend_.norm_linear(x, w.attention_norm, dec.norm_eps, w.qkv, Weight{}, qkv, Epilogue::Store, normed);
+    backend_.norm_qkv_rope(x, w.attention_norm, dec.norm_eps, w.qkv, qkv, normed, positions, q_rope, k_rope,
+                           cache_layout_, k_cache_[li], v_cache_[li]);
     const Tensor q = qkv.col_range(0, dec.q_width());
-    const Tensor k = qkv.col_range(dec.q_width(), dec.kv_width());
-    const Tensor v = qkv.col_range(dec.q_width() + dec.kv_width(), dec.kv_width());
-    backend_.rope_kv_append(q, k, v, positions, q_rope, k_rope, cache_layout_, k_cache_[li], v_cache_[li]);
     backend_.attention(q, positions, dec.n_heads, cache_layout_, k_cache_[li], v_cache_[li], attn);
     backend_.linear(attn, w.wo, Weight{}, x, Epilogue::Add);
-    backend_.norm_linear(x, ffn_norms_[li], dec.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
-    backend_.swiglu_linear(gate_up, w.w2, Weight{}, x, Epilogue::Add, act);
+    backend_.norm_swiglu(x, ffn_norms_[li], dec.norm_eps, w.gate_up, act, normed, gate_up);
+    backend_.linear(act, w.w2, Weight{}, x, Epilogue::Add);
   }
 }
 

@@ -126,12 +126,18 @@ TEST(CudaOps, LinearEveryPathAndEpilogue) {
         Buffers x(p, ElemType::F32, n, k + 3, xs.data());
         const auto ys = random_values(static_cast<std::size_t>(n * m));
         Buffers y(p, ElemType::F32, n, m, ys.data());
-        // A strided, offset input view: exercises the unaligned path too.
-        const Tensor xc = x.cpu.view().col_range(1, k), xg = x.gpu.view().col_range(1, k);
-        p.cpu.linear(xc, wc, bc, y.cpu, e);
-        p.gpu.linear(xg, wg, bg, y.gpu, e);
-        expect_close(p, y.cpu, y.gpu, 2e-5, "linear m=" + std::to_string(m) + " k=" + std::to_string(k) +
-                                               " n=" + std::to_string(n) + " epilogue " + std::to_string(int(e)));
+        // A strided, offset input view (the unaligned path), and for one row also an aligned
+        // one (the fused decode kernel).
+        for (int offset : n == 1 ? std::vector<int>{1, 0} : std::vector<int>{1}) {
+          p.cpu.copy_to_device(y.cpu, ys.data());
+          p.gpu.copy_to_device(y.gpu, ys.data());
+          const Tensor xc = x.cpu.view().col_range(offset, k), xg = x.gpu.view().col_range(offset, k);
+          p.cpu.linear(xc, wc, bc, y.cpu, e);
+          p.gpu.linear(xg, wg, bg, y.gpu, e);
+          expect_close(p, y.cpu, y.gpu, 2e-5, "linear m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" +
+                                                 std::to_string(n) + " offset " + std::to_string(offset) +
+                                                 " epilogue " + std::to_string(int(e)));
+        }
       }
     }
   }
@@ -213,6 +219,76 @@ TEST(CudaOps, NormActivationEmbedIm2colArgmax) {
   EXPECT_EQ(download<std::int32_t>(p.gpu, am.gpu)[1], 131071);
 }
 
+// The fused one-row decode ops (RMSNorm + product + RoPE/K-V append, RMSNorm + gate|up +
+// SiLU-gate, RMSNorm + LM head) against the CPU backend's separate ops.
+struct DecodeLayerShape {
+  int dim, n_heads, n_kv_heads, head_dim, hidden, vocab;
+};
+
+class CudaDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {};
+
+TEST_P(CudaDecodeOps, FusedOneRowOpsMatchTheCpu) {
+  const DecodeLayerShape c = GetParam();
+  Pair p;
+  const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
+  const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
+  WeightFile f;
+  f.add("wq", qw, c.dim), f.add("wk", kvw, c.dim), f.add("wv", kvw, c.dim);
+  f.add("w1", c.hidden, c.dim), f.add("w3", c.hidden, c.dim), f.add("head", c.vocab, c.dim);
+  f.build();
+  const TensorView* qkv_parts[] = {&f.get("wq"), &f.get("wk"), &f.get("wv")};
+  const TensorView* gate_up_parts[] = {&f.get("w1"), &f.get("w3")};
+  const TensorView* head_parts[] = {&f.get("head")};
+  const Weight qkv_c = p.cpu.load_weight(qkv_parts, WeightUse::Streamed), qkv_g = p.gpu.load_weight(qkv_parts, WeightUse::Streamed);
+  const Weight gu_c = p.cpu.load_weight(gate_up_parts, WeightUse::Streamed);
+  const Weight gu_g = p.gpu.load_weight(gate_up_parts, WeightUse::Streamed);
+  const Weight head_c = p.cpu.load_weight(head_parts, WeightUse::Streamed);
+  const Weight head_g = p.gpu.load_weight(head_parts, WeightUse::Streamed);
+  const auto norm_values = random_values(static_cast<std::size_t>(c.dim));
+  const Weight norm_c = p.cpu.load_vector(norm_values), norm_g = p.gpu.load_vector(norm_values);
+  const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
+  const std::string shape = " dim " + std::to_string(c.dim);
+
+  for (ElemType cache_type : {ElemType::F32, ElemType::BF16}) {
+    const KvCacheLayout layout{c.n_kv_heads, c.head_dim, 40, 40, cache_type};
+    Buffers kc(p, cache_type, layout.capacity, kvw), vc(p, cache_type, layout.capacity, kvw);
+    for (int position : {0, 7, 39, 40, 1234}) {  // 40 and 1234 land in wrapped ring slots
+      const auto xs = random_values(static_cast<std::size_t>(c.dim), 2.0f);
+      Buffers x(p, ElemType::F32, 1, c.dim, xs.data());
+      Buffers normed(p, ElemType::F32, 1, c.dim), qkv(p, ElemType::F32, 1, qw + 2 * kvw);
+      Buffers pos(p, ElemType::I32, 1, 1, &position);
+      p.cpu.norm_qkv_rope(x.cpu, norm_c, 1e-5f, qkv_c, qkv.cpu, normed.cpu, pos.cpu, qr, kr, layout, kc.cpu, vc.cpu);
+      p.gpu.norm_qkv_rope(x.gpu, norm_g, 1e-5f, qkv_g, qkv.gpu, normed.gpu, pos.gpu, qr, kr, layout, kc.gpu, vc.gpu);
+      const std::string at = shape + " position " + std::to_string(position);
+      expect_close(p, qkv.cpu.view().col_range(0, qw), qkv.gpu.view().col_range(0, qw), 2e-5, "rotated q" + at);
+      const std::int64_t slot = position % layout.capacity;
+      // A BF16 cache may round a last-bit difference to a whole BF16 step.
+      const double cache_tolerance = cache_type == ElemType::BF16 ? 1e-2 : 2e-5;
+      expect_close(p, kc.cpu.view().row_range(slot, 1), kc.gpu.view().row_range(slot, 1), cache_tolerance,
+                   "k cache" + at);
+      expect_close(p, vc.cpu.view().row_range(slot, 1), vc.gpu.view().row_range(slot, 1), cache_tolerance,
+                   "v cache" + at);
+    }
+  }
+
+  const auto xs = random_values(static_cast<std::size_t>(c.dim), 2.0f);
+  Buffers x(p, ElemType::F32, 1, c.dim, xs.data());
+  Buffers normed(p, ElemType::F32, 1, c.dim), gate_up(p, ElemType::F32, 1, 2 * c.hidden), act(p, ElemType::F32, 1, c.hidden);
+  p.cpu.norm_swiglu(x.cpu, norm_c, 1e-5f, gu_c, act.cpu, normed.cpu, gate_up.cpu);
+  p.gpu.norm_swiglu(x.gpu, norm_g, 1e-5f, gu_g, act.gpu, normed.gpu, gate_up.gpu);
+  expect_close(p, act.cpu, act.gpu, 2e-5, "norm_swiglu" + shape);
+
+  Buffers logits(p, ElemType::F32, 1, c.vocab);
+  p.cpu.norm_linear(x.cpu, norm_c, 1e-5f, head_c, Weight{}, logits.cpu, Epilogue::Store, normed.cpu);
+  p.gpu.norm_linear(x.gpu, norm_g, 1e-5f, head_g, Weight{}, logits.gpu, Epilogue::Store, normed.gpu);
+  expect_close(p, logits.cpu, logits.gpu, 2e-5, "norm_linear (LM head)" + shape);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecodeOps,
+                         ::testing::Values(DecodeLayerShape{96, 6, 2, 32, 256, 1515},       // tiny-a fixture
+                                           DecodeLayerShape{256, 8, 2, 32, 1024, 1586},     // the demo model
+                                           DecodeLayerShape{3072, 32, 8, 128, 9216, 4001}));  // the real layer
+
 struct AttentionCase {
   int n_heads, n_kv_heads, head_dim, window, rows, first_position;
   ElemType cache;
@@ -264,6 +340,8 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{4, 4, 64, 24, 40, 90, ElemType::F32},     // encoder-like MHA
                       AttentionCase{32, 8, 128, 300, 1, 700, ElemType::F32},  // real decoder heads, several splits
                       AttentionCase{32, 8, 128, 300, 7, 500, ElemType::BF16},
+                      AttentionCase{32, 8, 128, 300, 1, 420, ElemType::BF16},  // decode, BF16 cache
+                      AttentionCase{8, 2, 64, 200, 1, 260, ElemType::F32},     // decode, head_dim 64
                       AttentionCase{3, 3, 16, 40, 33, 0, ElemType::BF16}));
 
 TEST(CudaRecording, ReplayUsesTheCurrentInputs) {

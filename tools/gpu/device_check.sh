@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
-# project's Debian packages. Stages: info unit parity capi sanitize model bench profile ncu
-# fullparity latency demo serverload.
+# project's Debian packages. Stages: info unit parity capi sanitize model bench decodeab profile
+# ncu fullparity latency demo serverload.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -73,6 +73,20 @@ for stage in "$@"; do
         clip="$1"; shift
         "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda "$@" --json > "$out/bench.json"
         python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k not in ("model",)})' "$out/bench.json"
+      done
+      ;;
+    decodeab)
+      # The decode step with the fused one-row kernels (default), with the general attention
+      # kernels instead of the one-row one, and with the separate ops (the kernels before the
+      # fusion): short context (10 s) and ~4100 positions (330 s).
+      for config in "default" "VOXTRAL_CUDA_FUSED=gemv" "VOXTRAL_CUDA_FUSED=0"; do
+        for run in "jfk.wav --seconds 10" "speech60.wav --seconds 330"; do
+          step "decode $config: $run"
+          set -- $run
+          clip="$1"; shift
+          env $([ "$config" = default ] || echo "$config") "$carry/bin/voxtral-bench" run -d "$model" \
+            -i "$carry/audio/$clip" --backend cuda --skip-bandwidth "$@" | grep -E "decoder|encoder|first token"
+        done
       done
       ;;
     fullparity)

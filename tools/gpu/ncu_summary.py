@@ -7,7 +7,9 @@ from collections import defaultdict
 rows = list(csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"')))
 per = defaultdict(lambda: {"n": set(), "time": 0.0, "bytes": 0.0, "pct": []})
 for r in rows:
-    name = r["Kernel Name"].split("(")[0].split("<")[0][:60]
+    # Template arguments and grid size tell the fused decode kernels (and their weights) apart.
+    name = r["Kernel Name"].split("(")[0].replace("voxtral::", "").replace("<unnamed>::", "")
+    name = (name.replace("(anonymous namespace)::", "") + " " + r.get("Grid Size", ""))[-60:]
     key = (name, r["ID"])
     e = per[name]
     e["n"].add(r["ID"])

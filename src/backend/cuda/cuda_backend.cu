@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -80,6 +81,12 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   if (options.weight_type != ElemType::BF16 && options.weight_type != ElemType::F16) {
     fail("cuda", "weights must be stored as BF16 or FP16");
   }
+  auto env_is = [](const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::strcmp(v, value) == 0;
+  };
+  impl_->fused_decode = !env_is("VOXTRAL_CUDA_FUSED", "0");
+  impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
   warm_up();
 }
 
@@ -102,7 +109,8 @@ CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
   for (auto& w : impl_->weights) cudaFree(w->data);
-  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys}) cudaFree(s->data);
+  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys,
+                     &impl_->attention_counters}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
   cublasDestroy(impl_->cublas);
   cudaStreamDestroy(impl_->stream);
@@ -222,12 +230,20 @@ constexpr std::int64_t kGemvMaxRows = 8;
 
 }  // namespace
 
-void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
-  const CudaWeight& w = cuda_weight(weight);
+namespace {
+
+void check_linear_shapes(const char* op, const Tensor& x, const CudaWeight& w, const Tensor& y) {
   if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || x.type != ElemType::F32 || y.type != ElemType::F32) {
-    fail("cuda", cat("linear: shapes do not fit: x [", x.rows, ", ", x.cols, "], W [", w.rows, ", ", w.cols, "], y [",
+    fail("cuda", cat(op, ": shapes do not fit: x [", x.rows, ", ", x.cols, "], W [", w.rows, ", ", w.cols, "], y [",
                      y.rows, ", ", y.cols, "]"));
   }
+}
+
+}  // namespace
+
+void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
+  const CudaWeight& w = cuda_weight(weight);
+  check_linear_shapes("linear", x, w, y);
   const float* b = vector_data(bias, w.rows, "linear bias");
   if (x.rows <= kGemvMaxRows) {
     launch_gemv(impl_->stream, w, x.ptr<float>(), x.stride, static_cast<int>(x.rows), b, y.ptr<float>(), y.stride, epilogue);
@@ -253,6 +269,46 @@ void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bi
   if (b != nullptr || epilogue == Epilogue::Gelu) {
     launch_bias_activation(impl_->stream, y.ptr<float>(), y.stride, y.rows, y.cols, b, epilogue == Epilogue::Gelu);
   }
+}
+
+void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& weight, const Weight& bias,
+                              const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
+  const CudaWeight& w = cuda_weight(weight);
+  check_linear_shapes("norm_linear", x, w, y);
+  if (x.rows == 1 && launch_decode_norm_linear(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w,
+                                               vector_data(bias, w.rows, "linear bias"), y.ptr<float>(), epilogue)) {
+    return;
+  }
+  Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
+}
+
+void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
+                                const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                                const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
+                                const Tensor& v_cache) {
+  const CudaWeight& w = cuda_weight(w_qkv);
+  check_linear_shapes("norm_qkv_rope", x, w, qkv);
+  const bool one_row = x.rows == 1 && positions.rows == 1 && positions.type == ElemType::I32;
+  const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim &&
+                         k_rope.n_heads == cache.n_kv_heads && k_cache.rows == cache.capacity;
+  if (one_row && same_rope &&
+      launch_decode_norm_qkv_rope(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w, qkv.ptr<float>(),
+                                  positions.ptr<int>(), q_rope, cache, k_cache, v_cache)) {
+    return;
+  }
+  Backend::norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, positions, q_rope, k_rope, cache, k_cache, v_cache);
+}
+
+void CudaBackend::norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up, const Tensor& act,
+                              const Tensor& normed, const Tensor& gate_up) {
+  const CudaWeight& w = cuda_weight(w_gate_up);
+  check_linear_shapes("norm_swiglu", x, w, gate_up);
+  if (act.rows != x.rows || act.cols * 2 != w.rows || act.type != ElemType::F32) fail("cuda", "norm_swiglu: shape mismatch");
+  if (x.rows == 1 &&
+      launch_decode_norm_swiglu(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w, act.ptr<float>())) {
+    return;
+  }
+  Backend::norm_swiglu(x, norm, eps, w_gate_up, act, normed, gate_up);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
@@ -285,6 +341,10 @@ void CudaBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor&
 
 void CudaBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
                             const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  if (q.rows == 1 && positions.type == ElemType::I32 &&
+      launch_decode_attention(*impl_, q, positions.ptr<int>(), n_heads, cache, k_cache, v_cache, out)) {
+    return;
+  }
   launch_attention(*impl_, q, positions, n_heads, cache, k_cache, v_cache, out);
 }
 

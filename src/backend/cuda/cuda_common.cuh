@@ -62,6 +62,12 @@ struct CudaBackend::Impl {
   std::vector<std::unique_ptr<CudaWeight>> weights;
   std::size_t weight_bytes = 0;
   Scratch split_hi, split_lo, attention_partials, argmax_keys;
+  Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
+  // The fused one-row kernels of the decode step (cuda_decode.cu); VOXTRAL_CUDA_FUSED=0
+  // runs the separate ops instead, VOXTRAL_CUDA_FUSED=gemv keeps the general attention
+  // kernels, to measure what each part brings (BENCHMARKS.md).
+  bool fused_decode = true;
+  bool fused_attention = true;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -93,6 +99,17 @@ void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, st
                    std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys);
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
                             std::int64_t count);
+
+// ---- launchers (cuda_decode.cu): false when the shapes do not suit the fused kernel
+bool launch_decode_norm_linear(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                               const CudaWeight& w, const float* bias, float* y, Epilogue epilogue);
+bool launch_decode_norm_swiglu(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                               const CudaWeight& w, float* act);
+bool launch_decode_norm_qkv_rope(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                                 const CudaWeight& w, float* qkv, const int* position, const RopeParams& q_rope,
+                                 const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache);
+bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int* position, int n_heads,
+                             const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
 
 // ---- launchers (cuda_attention.cu)
 void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v,

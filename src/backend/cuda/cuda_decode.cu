@@ -1,0 +1,549 @@
+// The one-row kernels of the decode step: five launches per decoder layer.
+//
+//   norm_qkv_rope   RMSNorm + q|k|v projection + RoPE + K/V append     (here)
+//   attention       all query heads of a K/V head over its window      (here, merged in-kernel)
+//   wo              projection + residual add                          (cuda_linear.cu)
+//   norm_swiglu     RMSNorm + gate|up projection + SiLU-gate           (here)
+//   w2              projection + residual add                          (cuda_linear.cu)
+// and the LM head with its final RMSNorm (here).
+//
+// The step is bound by reading the weights (6.9 GB per token at full size): the matrix
+// kernels stream them with 16-byte loads that bypass L1, two rows per warp sharing the
+// activation loads, four loads per lane in flight. The small ops that used to be launches
+// of their own (RMSNorm, RoPE with the K/V append, SiLU-gate, the attention merge) ride in
+// prologues and epilogues, which takes ~130 launches out of a step.
+//
+// Numerics are those of the separate ops: the norm is applied element-wise as rms_norm does
+// (w * (x * inv_rms)), products accumulate in F32, RoPE uses the same float angles; only
+// summation order differs.
+#include <cfloat>
+
+#include "backend/cuda/cuda_common.cuh"
+
+namespace voxtral {
+
+namespace {
+
+constexpr int kWarps = 8;  // per block of the matrix kernels
+
+// Weights are read once per step: bypass L1 so they do not evict the activations.
+__device__ __forceinline__ uint4 load_weights(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void widen8(const uint4& raw, float (&out)[8], __nv_bfloat16) {
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x, out[2 * i + 1] = f.y;
+  }
+}
+
+__device__ __forceinline__ void widen8(const uint4& raw, float (&out)[8], __half) {
+  const auto* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __half22float2(h[i]);
+    out[2 * i] = f.x, out[2 * i + 1] = f.y;
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+__device__ __forceinline__ void store_cache(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_cache(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+enum Mode : int {
+  kStore = 0,     // rows 2u, 2u+1: y[row] = v (+ bias)
+  kSiluPair = 1,  // rows u and u + m/2 of [gate; up]: y[u] = silu(gate) * up
+  kRopePair = 2,  // rows 2u, 2u+1 of [q; k; v]: RoPE on q and k, k and v into the caches
+};
+
+struct RopeAppend {
+  const int* position = nullptr;
+  int q_width = 0, kv_width = 0, head_dim = 0, capacity = 0;
+  long long ld_cache = 0;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  bool cache_bf16 = false;
+  float inverse_frequency[128] = {};
+};
+
+struct GemvArgs {
+  const void* w = nullptr;
+  int m = 0, k = 0;
+  const float* x = nullptr;
+  const float* norm = nullptr;  // null: x is used as it is
+  float eps = 0;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  int splits = 1;  // warps sharing one unit of rows, each over its own stripes of k
+  int chunks = 1;  // 256-column stripes per warp
+  int units = 0;
+  RopeAppend rope;
+};
+
+template <typename W, int MODE>
+__global__ void __launch_bounds__(kWarps * 32, 5) decode_gemv_kernel(const __grid_constant__ GemvArgs a) {
+  constexpr int R = 2;  // rows per warp: they share the activation loads, and pairs make the epilogues
+  __shared__ float partial[kWarps][R];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int unit = blockIdx.x * (kWarps / a.splits) + warp / a.splits;
+  const int part = warp % a.splits;
+  const bool active = unit < a.units;
+  int rows[R];
+  bool row_ok[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rows[r] = MODE == kSiluPair ? unit + r * (a.m / 2) : 2 * unit + r;
+    row_ok[r] = active && rows[r] < a.m;
+  }
+
+  float inv_rms = 1.0f;
+  if (a.norm != nullptr) {
+    float ss = 0.0f;
+    for (int c = lane * 4; c < a.k; c += 128) {
+      const float4 v = *reinterpret_cast<const float4*>(a.x + c);
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    inv_rms = 1.0f / sqrtf(warp_sum(ss) / static_cast<float>(a.k) + a.eps);
+  }
+  const W* w = static_cast<const W*>(a.w);
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  const int first = part * a.chunks, last = min(first + a.chunks, (a.k + 255) / 256);
+  constexpr int kInFlight = 2;  // stripes whose loads (of each row) are issued before any is used
+  for (int base = first; base < last; base += kInFlight) {
+    uint4 wv[R][kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int c = (base + u) * 256 + lane * 8;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        wv[r][u] = make_uint4(0, 0, 0, 0);
+        if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(w + static_cast<long long>(rows[r]) * a.k + c);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int c = (base + u) * 256 + lane * 8;
+      if (base + u >= last || c >= a.k) break;
+      const float4 x0 = *reinterpret_cast<const float4*>(a.x + c), x1 = *reinterpret_cast<const float4*>(a.x + c + 4);
+      float xs[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+      if (a.norm != nullptr) {
+        const float4 g0 = *reinterpret_cast<const float4*>(a.norm + c), g1 = *reinterpret_cast<const float4*>(a.norm + c + 4);
+        const float gs[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
+#pragma unroll
+        for (int j = 0; j < 8; ++j) xs[j] = gs[j] * (xs[j] * inv_rms);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float wf[8];
+        widen8(wv[r][u], wf, W{});
+        acc[r] += wf[0] * xs[0] + wf[1] * xs[1] + wf[2] * xs[2] + wf[3] * xs[3] + wf[4] * xs[4] + wf[5] * xs[5] +
+                  wf[6] * xs[6] + wf[7] * xs[7];
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
+  if (a.splits > 1) {
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) partial[warp][r] = acc[r];
+    }
+    __syncthreads();
+    if (part != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      acc[r] = 0.0f;
+      for (int p = 0; p < a.splits; ++p) acc[r] += partial[warp + p][r];
+    }
+  }
+  if (lane != 0 || !active) return;
+
+  if constexpr (MODE == kSiluPair) {
+    const float g = acc[0], u = acc[1];
+    a.y[unit] = (g / (1.0f + expf(-g))) * u;
+  } else if constexpr (MODE == kRopePair) {
+    const RopeAppend& rp = a.rope;
+    const int col = 2 * unit;
+    float v0 = acc[0], v1 = acc[1];
+    const int pos = *rp.position;
+    const long long slot = pos % rp.capacity;
+    if (col < rp.q_width + rp.kv_width) {
+      float s, c;
+      sincosf(static_cast<float>(pos) * rp.inverse_frequency[(col % rp.head_dim) / 2], &s, &c);
+      const float r0 = v0 * c - v1 * s, r1 = v1 * c + v0 * s;
+      v0 = r0, v1 = r1;
+    }
+    a.y[col] = v0;
+    a.y[col + 1] = v1;
+    if (col >= rp.q_width) {
+      const bool is_k = col < rp.q_width + rp.kv_width;
+      const long long at = slot * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
+      void* cache = is_k ? rp.k_cache : rp.v_cache;
+      if (rp.cache_bf16) {
+        store_cache(static_cast<__nv_bfloat16*>(cache) + at, v0);
+        store_cache(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
+      } else {
+        store_cache(static_cast<float*>(cache) + at, v0);
+        store_cache(static_cast<float*>(cache) + at + 1, v1);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (!row_ok[r]) continue;
+      a.y[rows[r]] = acc[r] + (a.bias != nullptr ? a.bias[rows[r]] : 0.0f);
+    }
+  }
+}
+
+// ---- attention of one query row
+
+constexpr int kKeyTile = 64;             // keys scored at once: four threads per key
+constexpr int kMaxKeysPerBlock = 256;    // up to four tiles per block
+constexpr int kTargetSplits = 16;        // blocks per K/V head once the window is long
+constexpr int kAttentionThreads = 256;
+constexpr int kMaxGroup = 4;             // query heads per K/V head (the real model's GQA)
+
+// Keys per block for a window of n keys: all of them while they fit one block (a merge
+// costs more than the parallelism brings at short context), then one tile while that
+// gives at most kTargetSplits blocks per K/V head, then up to four tiles, so that long
+// contexts neither leave most SMs idle nor leave a long merge.
+__host__ __device__ __forceinline__ int keys_per_block(int n_keys) {
+  if (n_keys <= kMaxKeysPerBlock) return kKeyTile * ((n_keys + kKeyTile - 1) / kKeyTile);  // one block: no merge
+  const int tiles = (n_keys + kKeyTile * kTargetSplits - 1) / (kKeyTile * kTargetSplits);
+  return kKeyTile * max(1, min(kMaxKeysPerBlock / kKeyTile, tiles));
+}
+
+struct DecodeAttentionArgs {
+  const float* q;
+  const int* position;
+  int group, head_dim, window, capacity, max_splits;
+  long long ldc;
+  float scale;
+  float* part_out;  // [n_heads][max_splits][head_dim]
+  float* part_max;  // [n_heads][max_splits]
+  float* part_sum;
+  int* finished;    // per K/V head: blocks done (the last one merges, then resets it)
+  float* out;
+};
+
+__device__ __forceinline__ void load8(const float* p, float (&out)[8]) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
+  widen8(*reinterpret_cast<const uint4*>(p), out, __nv_bfloat16{});
+}
+// Block (K/V head, split) takes one slice of the window lo..pos for all query heads of that
+// K/V head. Splits past the window return at once, so the grid (sized for the full window)
+// serves every step of a recorded graph.
+template <typename C>
+__global__ void __launch_bounds__(kAttentionThreads)
+    decode_attention_kernel(const DecodeAttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
+  __shared__ float q_s[kMaxGroup * 256];
+  __shared__ float p_s[kMaxGroup][kMaxKeysPerBlock];
+  __shared__ float sums[kWarps * kMaxGroup * 256];
+  __shared__ float stat[kMaxGroup][kWarps];
+  __shared__ float head_max[kMaxGroup], head_sum[kMaxGroup];
+  __shared__ float weight_s[kMaxGroup][kMaxKeysPerBlock];  // the merge's per-split factors
+  __shared__ bool merges;
+  const int kv_head = blockIdx.x, split = blockIdx.y, G = a.group, hd = a.head_dim;
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
+  const int pos = *a.position;
+  const int lo = max(0, pos - a.window + 1);
+  const int per_block = keys_per_block(pos - lo + 1);
+  const int splits = (pos - lo + per_block) / per_block;
+  if (split >= splits) return;
+  const int start = lo + split * per_block;
+  const int count = min(per_block, pos + 1 - start);
+  const long long col = static_cast<long long>(kv_head) * hd;
+
+  for (int i = t; i < G * hd; i += kAttentionThreads) q_s[i] = a.q[col * G + i] * a.scale;
+  __syncthreads();
+
+  // Scores: a tile of 64 keys at a time, thread t taking a quarter of key t / 4's dimensions.
+  const int quarter = t % 4, span = hd / 4;
+#pragma unroll
+  for (int tile = 0; tile < kMaxKeysPerBlock; tile += kKeyTile) {
+    if (tile >= count) break;
+    const int key = tile + t / 4;
+    float s[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
+    if (key < count) {
+      const C* kp = k_cache + static_cast<long long>((start + key) % a.capacity) * a.ldc + col + quarter * span;
+#pragma unroll 4
+      for (int d = 0; d < span; d += 8) {
+        float kv[8];
+        load8(kp + d, kv);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g >= G) break;
+          const float* qq = q_s + g * hd + quarter * span + d;
+          s[g] += kv[0] * qq[0] + kv[1] * qq[1] + kv[2] * qq[2] + kv[3] * qq[3] + kv[4] * qq[4] + kv[5] * qq[5] +
+                  kv[6] * qq[6] + kv[7] * qq[7];
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
+      s[g] += __shfl_xor_sync(0xffffffffu, s[g], 2);
+      if (g < G && quarter == 0 && key < count) p_s[g][key] = s[g];
+    }
+  }
+  __syncthreads();
+  // Softmax pieces per query head over this block's keys (one key per thread).
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) break;
+    const float m = warp_max(t < count ? p_s[g][t] : -FLT_MAX);
+    if (lane == 0) stat[g][warp] = m;
+  }
+  __syncthreads();
+  if (t < G) {
+    float m = stat[t][0];
+    for (int w = 1; w < kWarps; ++w) m = fmaxf(m, stat[t][w]);
+    head_max[t] = m;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) break;
+    const float p = t < count ? expf(p_s[g][t] - head_max[g]) : 0.0f;
+    if (t < count) p_s[g][t] = p;
+    const float total = warp_sum(p);
+    if (lane == 0) stat[g][warp] = total;
+  }
+  __syncthreads();
+  if (t < G) {
+    float total = 0.0f;
+    for (int w = 0; w < kWarps; ++w) total += stat[t][w];
+    head_sum[t] = total;
+  }
+
+  // Values: thread t takes eight dimensions (one 16-byte load) of the keys of group
+  // t / (hd / 8); the key groups of one warp meet by shuffles, the warps in shared memory.
+  const int lanes_per_key = hd / 8, key_groups = kAttentionThreads / lanes_per_key;
+  const int dim = (t % lanes_per_key) * 8, key_group = t / lanes_per_key;
+  float o[kMaxGroup][8] = {};
+  const C* vp = v_cache + col + dim;
+#pragma unroll 4
+  for (int i = key_group; i < count; i += key_groups) {
+    float v[8];
+    load8(vp + static_cast<long long>((start + i) % a.capacity) * a.ldc, v);
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      const float p = p_s[g][i];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) o[g][j] += p * v[j];
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      for (int offset = 16; offset >= lanes_per_key; offset /= 2) o[g][j] += __shfl_xor_sync(0xffffffffu, o[g][j], offset);
+    }
+  }
+  if (lane < lanes_per_key) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sums[(warp * G + g) * hd + dim + j] = o[g][j];
+    }
+  }
+  __syncthreads();
+  const int warps_used = (key_groups + 32 / lanes_per_key - 1) / (32 / lanes_per_key);
+  for (int i = t; i < G * hd; i += kAttentionThreads) {
+    float v = 0.0f;
+    for (int w = 0; w < warps_used; ++w) v += sums[w * G * hd + i];
+    const int g = i / hd, d = i % hd;
+    const long long head = static_cast<long long>(kv_head) * G + g;
+    if (splits == 1) {
+      a.out[head * hd + d] = v / head_sum[g];
+    } else {
+      const long long at = head * a.max_splits + split;
+      a.part_out[at * hd + d] = v;
+      if (d == 0) a.part_max[at] = head_max[g], a.part_sum[at] = head_sum[g];
+    }
+  }
+  if (splits == 1) return;
+
+  // The last block of this K/V head to finish merges every split's partial result: one
+  // warp per query head turns the splits' maxima and sums into factors, then every thread
+  // sums its outputs over the splits.
+  __threadfence();
+  __syncthreads();
+  if (t == 0) merges = atomicAdd(a.finished + kv_head, 1) == splits - 1;
+  __syncthreads();
+  if (!merges) return;
+  __threadfence();
+  if (warp < G) {
+    const long long base = (static_cast<long long>(kv_head) * G + warp) * a.max_splits;
+    float m = -FLT_MAX;
+    for (int sp = lane; sp < splits; sp += 32) m = fmaxf(m, __ldcg(a.part_max + base + sp));
+    m = warp_max(m);
+    float total = 0.0f;
+    for (int sp = lane; sp < splits; sp += 32) {
+      const float f = expf(__ldcg(a.part_max + base + sp) - m);
+      weight_s[warp][sp] = f;
+      total += __ldcg(a.part_sum + base + sp) * f;
+    }
+    total = warp_sum(total);
+    if (lane == 0) head_sum[warp] = total;
+  }
+  __syncthreads();
+  for (int i = t; i < G * hd; i += kAttentionThreads) {
+    const int g = i / hd, d = i % hd;
+    const long long head = static_cast<long long>(kv_head) * G + g;
+    const float* part = a.part_out + head * a.max_splits * hd + d;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int sp = 0;
+    for (; sp + 4 <= splits; sp += 4) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) acc[u] += __ldcg(part + static_cast<long long>(sp + u) * hd) * weight_s[g][sp + u];
+    }
+    for (; sp < splits; ++sp) acc[0] += __ldcg(part + static_cast<long long>(sp) * hd) * weight_s[g][sp];
+    a.out[head * hd + d] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / head_sum[g];
+  }
+  if (t == 0) a.finished[kv_head] = 0;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+template <typename W>
+void launch_gemv_mode(const CudaBackend::Impl& impl, int mode, const GemvArgs& a) {
+  const unsigned blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
+  const unsigned threads = kWarps * 32;
+  switch (mode) {
+    case kStore: decode_gemv_kernel<W, kStore><<<blocks, threads, 0, impl.stream>>>(a); break;
+    case kSiluPair: decode_gemv_kernel<W, kSiluPair><<<blocks, threads, 0, impl.stream>>>(a); break;
+    default: decode_gemv_kernel<W, kRopePair><<<blocks, threads, 0, impl.stream>>>(a); break;
+  }
+}
+
+// Plans and launches one fused matrix-vector product; false when the shapes do not suit it
+// (the caller then runs the separate ops).
+bool run_decode_gemv(const CudaBackend::Impl& impl, int mode, GemvArgs a, ElemType type) {
+
+  if ((type != ElemType::BF16 && type != ElemType::F16) || a.k % 8 != 0 || !aligned16(a.w) || !aligned16(a.x) ||
+      (a.norm != nullptr && !aligned16(a.norm))) {
+    return false;
+  }
+  // Long rows are shared by several warps: shorter chains of loads per warp.
+  a.splits = a.k >= 8192 ? 4 : (a.k >= 4096 ? 2 : 1);
+  const int stripes = (a.k + 255) / 256;
+  a.chunks = (stripes + a.splits - 1) / a.splits;
+  a.units = mode == kSiluPair ? a.m / 2 : (a.m + 1) / 2;
+  if (a.units == 0) return true;
+  type == ElemType::BF16 ? launch_gemv_mode<__nv_bfloat16>(impl, mode, a) : launch_gemv_mode<__half>(impl, mode, a);
+  VOXTRAL_CUDA_LAUNCHED("decode_gemv");
+  return true;
+}
+
+}  // namespace
+
+bool launch_decode_norm_linear(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                               const CudaWeight& w, const float* bias, float* y, Epilogue epilogue) {
+  if (!impl.fused_decode || epilogue != Epilogue::Store) return false;
+  GemvArgs a;
+  a.w = w.data, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.x = x, a.norm = norm, a.eps = eps, a.bias = bias, a.y = y;
+  return run_decode_gemv(impl, kStore, a, w.type);
+}
+
+bool launch_decode_norm_swiglu(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                               const CudaWeight& w, float* act) {
+  if (!impl.fused_decode || w.rows % 2 != 0) return false;
+  GemvArgs a;
+  a.w = w.data, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.x = x, a.norm = norm, a.eps = eps, a.y = act;
+  return run_decode_gemv(impl, kSiluPair, a, w.type);
+}
+
+bool launch_decode_norm_qkv_rope(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
+                                 const CudaWeight& w, float* qkv, const int* position, const RopeParams& q_rope,
+                                 const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache) {
+  const int hd = cache.head_dim;
+  const int q_width = q_rope.n_heads * hd, kv_width = cache.n_kv_heads * hd;
+  if (!impl.fused_decode || hd % 2 != 0 || hd > 256 || q_rope.head_dim != hd || w.rows != q_width + 2LL * kv_width ||
+      k_cache.stride != v_cache.stride || k_cache.type != cache.type || v_cache.type != cache.type) {
+    return false;
+  }
+  GemvArgs a;
+  a.w = w.data, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.x = x, a.norm = norm, a.eps = eps, a.y = qkv;
+  RopeAppend& r = a.rope;
+  r.position = position, r.q_width = q_width, r.kv_width = kv_width, r.head_dim = hd, r.capacity = cache.capacity;
+  r.ld_cache = k_cache.stride, r.k_cache = k_cache.data, r.v_cache = v_cache.data;
+  r.cache_bf16 = cache.type == ElemType::BF16;
+  for (int j = 0; j < hd / 2; ++j) r.inverse_frequency[j] = rope_inverse_frequency(q_rope.theta, hd, j);
+  return run_decode_gemv(impl, kRopePair, a, w.type);
+}
+
+bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int* position, int n_heads,
+                             const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  const int hd = cache.head_dim, group = n_heads / cache.n_kv_heads;
+  if (!impl.fused_attention || q.rows != 1 || out.rows != 1 || group > kMaxGroup || hd > 256 || hd % 32 != 0 ||
+      k_cache.stride % 8 != 0 || v_cache.stride != k_cache.stride || !aligned16(q.data)) {
+    return false;
+  }
+  DecodeAttentionArgs a{};
+  a.q = q.ptr<float>();
+  a.position = position;
+  a.group = group, a.head_dim = hd, a.window = cache.window, a.capacity = cache.capacity;
+  a.max_splits = 1;
+  for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
+    a.max_splits = std::max(a.max_splits, (n + keys_per_block(n) - 1) / keys_per_block(n));
+  }
+  if (a.max_splits > kMaxKeysPerBlock) return false;  // the merge's factors would not fit
+  a.ldc = k_cache.stride;
+  a.scale = 1.0f / sqrtf(static_cast<float>(hd));
+  const std::size_t partials = static_cast<std::size_t>(n_heads) * a.max_splits;
+  auto* scratch = static_cast<float*>(impl.scratch(impl.attention_partials, partials * (hd + 2) * sizeof(float)));
+  a.part_out = scratch;
+  a.part_max = scratch + partials * hd;
+  a.part_sum = a.part_max + partials;
+  const std::size_t counter_bytes = static_cast<std::size_t>(cache.n_kv_heads) * sizeof(int);
+  if (counter_bytes > impl.attention_counters.bytes) {
+    impl.scratch(impl.attention_counters, counter_bytes);
+    VOXTRAL_CUDA_CHECK(cudaMemsetAsync(impl.attention_counters.data, 0, impl.attention_counters.bytes, impl.stream));
+  }
+  a.finished = static_cast<int*>(impl.attention_counters.data);
+  a.out = out.ptr<float>();
+  const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), static_cast<unsigned>(a.max_splits));
+  if (cache.type == ElemType::BF16) {
+    decode_attention_kernel<<<grid, kAttentionThreads, 0, impl.stream>>>(a, k_cache.ptr<const __nv_bfloat16>(),
+                                                                          v_cache.ptr<const __nv_bfloat16>());
+  } else {
+    decode_attention_kernel<<<grid, kAttentionThreads, 0, impl.stream>>>(a, k_cache.ptr<const float>(),
+                                                                          v_cache.ptr<const float>());
+  }
+  VOXTRAL_CUDA_LAUNCHED("decode_attention");
+  return true;
+}
+
+}  // namespace voxtral

@@ -78,8 +78,8 @@ for stage in "$@"; do
     decodeab)
       # The decode step with the fused one-row kernels (default), with the general attention
       # kernels instead of the one-row one, and with the separate ops (the kernels before the
-      # fusion): short context (10 s) and ~4100 positions (330 s).
-      for config in "default" "VOXTRAL_CUDA_FUSED=gemv" "VOXTRAL_CUDA_FUSED=0"; do
+      # fusion): short context (10 s) and ~4100 positions (330 s). DECODE_CONFIGS picks.
+      for config in ${DECODE_CONFIGS:-default VOXTRAL_CUDA_FUSED=gemv VOXTRAL_CUDA_FUSED=0}; do
         for run in "jfk.wav --seconds 10" "speech60.wav --seconds 330"; do
           step "decode $config: $run"
           set -- $run

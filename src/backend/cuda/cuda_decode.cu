@@ -254,6 +254,7 @@ __device__ __forceinline__ void load8(const float* p, float (&out)[8]) {
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
   widen8(*reinterpret_cast<const uint4*>(p), out, __nv_bfloat16{});
 }
+
 // Block (K/V head, split) takes one slice of the window lo..pos for all query heads of that
 // K/V head. Splits past the window return at once, so the grid (sized for the full window)
 // serves every step of a recorded graph.
@@ -448,7 +449,6 @@ void launch_gemv_mode(const CudaBackend::Impl& impl, int mode, const GemvArgs& a
 // Plans and launches one fused matrix-vector product; false when the shapes do not suit it
 // (the caller then runs the separate ops).
 bool run_decode_gemv(const CudaBackend::Impl& impl, int mode, GemvArgs a, ElemType type) {
-
   if ((type != ElemType::BF16 && type != ElemType::F16) || a.k % 8 != 0 || !aligned16(a.w) || !aligned16(a.x) ||
       (a.norm != nullptr && !aligned16(a.norm))) {
     return false;
@@ -515,7 +515,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int
   a.q = q.ptr<float>();
   a.position = position;
   a.group = group, a.head_dim = hd, a.window = cache.window, a.capacity = cache.capacity;
-  a.max_splits = 1;
+  a.max_splits = 1;  // the most slices any window length up to the full one uses (runs once per graph capture)
   for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
     a.max_splits = std::max(a.max_splits, (n + keys_per_block(n) - 1) / keys_per_block(n));
   }

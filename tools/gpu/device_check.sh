@@ -2,7 +2,7 @@
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
 # project's Debian packages. Stages: info unit parity capi sanitize model bench decodeab profile
-# ncu fullparity latency demo serverload.
+# ncu fullparity latency demo serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -88,6 +88,14 @@ for stage in "$@"; do
             -i "$carry/audio/$clip" --backend cuda --skip-bandwidth "$@" | grep -E "decoder|encoder|first token"
         done
       done
+      ;;
+    longrun)
+      # Issue 5's 3-hour run of the full-size model (~585 s on the H100: give it a call of its
+      # own). The bench reports time, peak RSS and GPU memory every 10 minutes of audio.
+      step "3 hours of audio, full-size random model"
+      timeout "${LONG_TIMEOUT:-590}" "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" \
+        --seconds 10800 --backend cuda --skip-bandwidth --json > "$out/long.json"
+      echo "exit $?"
       ;;
     fullparity)
       step "full-size parity and speed against transformers (45 s of speech)"

@@ -288,6 +288,11 @@ void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, 
                                 const Tensor& v_cache) {
   const CudaWeight& w = cuda_weight(w_qkv);
   check_linear_shapes("norm_qkv_rope", x, w, qkv);
+  const std::int64_t q_width = static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim;
+  const std::int64_t kv_width = static_cast<std::int64_t>(k_rope.n_heads) * k_rope.head_dim;
+  if (qkv.cols != q_width + 2 * kv_width) fail("cuda", "norm_qkv_rope: q|k|v width does not match the heads");
+  check_rope_kv_shapes("cuda", qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width),
+                       qkv.col_range(q_width + kv_width, kv_width), q_rope, k_rope, cache, k_cache, v_cache);
   const bool one_row = x.rows == 1 && positions.rows == 1 && positions.type == ElemType::I32;
   const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim &&
                          k_rope.n_heads == cache.n_kv_heads && k_cache.rows == cache.capacity;

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_device.cuh"
 
 namespace voxtral {
 
@@ -18,23 +19,6 @@ namespace {
 
 constexpr int kKeysPerSplit = 64;  // keys of one block, staged at once
 constexpr int kThreads = 128;
-
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-
-// Eight consecutive cache values widened to F32 (16- or 32-byte aligned loads).
-__device__ __forceinline__ void load8(const float* p, float* out) {
-  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
-  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
-}
-__device__ __forceinline__ void load8(const __nv_bfloat16* p, float* out) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x, out[2 * i + 1] = f.y;
-  }
-}
 
 // Stages `count` cache rows (ring positions start..start+count-1, columns col..col+hd) into
 // tile[t * (hd + 1) + d]. All loads of a thread are issued before any is used.
@@ -62,7 +46,6 @@ __device__ __forceinline__ void stage_rows(const C* __restrict__ cache, long lon
     for (int j = 0; j < 8; ++j) tile[t * (hd + 1) + d + j] = v[j];
   }
 }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // The inverse frequencies travel as a kernel argument (computed on the host, as the CPU
 // backend does), so a recorded graph needs no extra buffer.
@@ -87,7 +70,7 @@ __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float
   const long long slot = pos % capacity;
   if (item >= q_pairs + k_pairs) {
     const int i = item - q_pairs - k_pairs;
-    store(v_cache + slot * ldvc + i, v[row * ldv + i]);
+    store_as(v_cache + slot * ldvc + i, v[row * ldv + i]);
     return;
   }
   const bool is_q = item < q_pairs;
@@ -105,8 +88,8 @@ __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float
     const float* p = k + row * ldk + h * head_dim + 2 * j;
     const float x0 = p[0], x1 = p[1];
     C* out = k_cache + slot * ldkc + h * head_dim + 2 * j;
-    store(out, x0 * c - x1 * s);
-    store(out + 1, x1 * c + x0 * s);
+    store_as(out, x0 * c - x1 * s);
+    store_as(out + 1, x1 * c + x0 * s);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <cfloat>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_device.cuh"
 
 namespace voxtral {
 
@@ -34,39 +35,6 @@ __device__ __forceinline__ uint4 load_weights(const void* p) {
                : "l"(p));
   return v;
 }
-
-__device__ __forceinline__ void widen8(const uint4& raw, float (&out)[8], __nv_bfloat16) {
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x, out[2 * i + 1] = f.y;
-  }
-}
-
-__device__ __forceinline__ void widen8(const uint4& raw, float (&out)[8], __half) {
-  const auto* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
-    out[2 * i] = f.x, out[2 * i + 1] = f.y;
-  }
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ __forceinline__ void store_cache(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_cache(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 enum Mode : int {
   kStore = 0,     // rows 2u, 2u+1: y[row] = v (+ bias)
@@ -200,11 +168,11 @@ __global__ void __launch_bounds__(kWarps * 32, 5) decode_gemv_kernel(const __gri
       const long long at = slot * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
       void* cache = is_k ? rp.k_cache : rp.v_cache;
       if (rp.cache_bf16) {
-        store_cache(static_cast<__nv_bfloat16*>(cache) + at, v0);
-        store_cache(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
+        store_as(static_cast<__nv_bfloat16*>(cache) + at, v0);
+        store_as(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
       } else {
-        store_cache(static_cast<float*>(cache) + at, v0);
-        store_cache(static_cast<float*>(cache) + at + 1, v1);
+        store_as(static_cast<float*>(cache) + at, v0);
+        store_as(static_cast<float*>(cache) + at + 1, v1);
       }
     }
   } else {
@@ -246,14 +214,6 @@ struct DecodeAttentionArgs {
   int* finished;    // per K/V head: blocks done (the last one merges, then resets it)
   float* out;
 };
-
-__device__ __forceinline__ void load8(const float* p, float (&out)[8]) {
-  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
-  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
-}
-__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
-  widen8(*reinterpret_cast<const uint4*>(p), out, __nv_bfloat16{});
-}
 
 // Block (K/V head, split) takes one slice of the window lo..pos for all query heads of that
 // K/V head. Splits past the window return at once, so the grid (sized for the full window)

@@ -5,32 +5,13 @@
 // lane, several loads in flight), against up to 8 activation rows kept in F32; the F32
 // accumulation makes these products exact up to summation order.
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_device.cuh"
 
 namespace voxtral {
 
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-
-__device__ __forceinline__ void unpack8(const uint4& raw, float (&out)[8], __nv_bfloat16) {
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
-__device__ __forceinline__ void unpack8(const uint4& raw, float (&out)[8], __half) {
-  const auto* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
 
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
@@ -63,7 +44,7 @@ __global__ void gemv_kernel(const W* __restrict__ weights, int m, int k, const f
         c = stripe * 256 + lane * 8;
         const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + c));
         float wf[8];
-        unpack8(raw, wf, W{});
+        widen8(raw, wf, W{});
 #pragma unroll
         for (int r = 0; r < N; ++r) {
           const float4 x0 = __ldg(reinterpret_cast<const float4*>(x + r * ldx + c));

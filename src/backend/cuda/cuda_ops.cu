@@ -3,16 +3,11 @@
 #include <cfloat>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_device.cuh"
 
 namespace voxtral {
 
 namespace {
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024).
 __device__ float block_sum(float v) {

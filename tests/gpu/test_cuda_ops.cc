@@ -127,7 +127,7 @@ TEST(CudaOps, LinearEveryPathAndEpilogue) {
         const auto ys = random_values(static_cast<std::size_t>(n * m));
         Buffers y(p, ElemType::F32, n, m, ys.data());
         // A strided, offset input view (the unaligned path), and for one row also an aligned
-        // one (the fused decode kernel).
+        // one (the vectorized matrix-vector path).
         for (int offset : n == 1 ? std::vector<int>{1, 0} : std::vector<int>{1}) {
           p.cpu.copy_to_device(y.cpu, ys.data());
           p.gpu.copy_to_device(y.gpu, ys.data());

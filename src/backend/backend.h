@@ -105,6 +105,9 @@ class Backend {
   virtual std::string name() const = 0;
   // The K/V cache element type this backend uses unless told otherwise.
   virtual ElemType default_kv_cache_type() const { return ElemType::F32; }
+  // True when the first product of each new shape class is slow (a GPU library choosing and
+  // loading its kernel): the model then runs its shapes once at load time.
+  virtual bool slow_first_use() const { return false; }
 
   // ---- memory
   virtual void* allocate(std::size_t bytes) = 0;

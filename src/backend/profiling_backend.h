@@ -18,6 +18,7 @@ class ProfilingBackend final : public Backend {
 
   std::string name() const override { return inner_->name() + " [profiling]"; }
   ElemType default_kv_cache_type() const override { return inner_->default_kv_cache_type(); }
+  bool slow_first_use() const override { return inner_->slow_first_use(); }
   void* allocate(std::size_t bytes) override { return inner_->allocate(bytes); }
   void deallocate(void* data) override { inner_->deallocate(data); }
   void copy_to_device(const Tensor& dst, const void* host) override;

@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/model_tensors.h"
 #include "model/decoder.h"
+#include "model/encoder.h"
+#include "model/schedule.h"
 
 namespace voxtral {
 
@@ -105,8 +107,33 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   } else {
     fail("kv cache", cat("unknown type \"", options.kv_cache, "\" (use f32, bf16 or auto)"));
   }
+  if (m->backend_->slow_first_use()) m->warm_up();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
+}
+
+// cuBLAS chooses and loads a kernel the first time it meets a product of a new shape class,
+// 5-20 ms each on the H100 (BENCHMARKS.md): that landed in the first transcription's encoder
+// time and first-token latency. Running the encoder on silence in the piece sizes that
+// transcriptions use (offline chunks of 128 positions, live ones of 64, short live pieces),
+// the adapter, and one prefill moves it to load time. Nothing here is kept.
+void Model::warm_up() {
+  constexpr int kPieces[] = {128, 64, 16, 4};  // encoder positions per call
+  const int n_delay = delay_positions(tokenizer_.audio().transcription_delay_ms, config_);
+  const std::vector<int> prompt = prompt_ids(tokenizer_, n_delay);
+  const int prompt_rows = static_cast<int>(prompt.size()) - 1;
+  AudioEncoder encoder(*backend_, config_, weights_, kPieces[0], kv_cache_type_);
+  DeviceBuffer audio(*backend_, ElemType::F32, std::max(kPieces[0], prompt_rows), config_.decoder.dim);
+  for (int n : kPieces) {
+    const std::vector<float> mel(static_cast<std::size_t>(n) * config_.mel_frames_per_position() *
+                                 config_.audio.num_mel_bins, 0.0f);
+    encoder.encode(mel, n, audio.view().row_range(0, n));
+  }
+  TextDecoder decoder(*backend_, config_, weights_, prompt_rows, prompt_rows + 1, kv_cache_type_);
+  decoder.start(ffn_norms(n_delay));
+  decoder.prefill(std::span(prompt).first(static_cast<std::size_t>(prompt_rows)), audio.view().row_range(0, prompt_rows), 0);
+  float sink = 0;
+  backend_->copy_to_host(audio.view().row_range(0, 1).col_range(0, 1), &sink);
 }
 
 const std::vector<Weight>& Model::ffn_norms(int n_delay_tokens) {

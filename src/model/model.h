@@ -36,7 +36,7 @@ class Model {
   const Tokenizer& tokenizer() const { return tokenizer_; }
   Backend& backend() { return *backend_; }
   const ModelWeights& weights() const { return weights_; }
-  double load_seconds() const { return load_seconds_; }
+  double load_seconds() const { return load_seconds_; }  // warm-up included
   ElemType kv_cache_type() const { return kv_cache_type_; }
   const std::filesystem::path& directory() const { return directory_; }
 
@@ -45,6 +45,7 @@ class Model {
 
  private:
   Model() = default;
+  void warm_up();
 
   std::filesystem::path directory_;
   ModelConfig config_;

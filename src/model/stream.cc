@@ -119,6 +119,14 @@ void Stream::feed(std::span<const float> samples) {
   }
 }
 
+std::int64_t Stream::input_until_next_chunk() const {
+  const auto& a = config_.audio;
+  const std::int64_t target = (encoded_ / encoder_chunk_ + 1) * encoder_chunk_;
+  // Frame t is ready once the padded signal reaches t * hop + window / 2 (see encode_next).
+  const std::int64_t needed = (target * config_.mel_frames_per_position() - 1) * a.hop_length + a.window_size / 2;
+  return std::max<std::int64_t>(1, needed - padded_total_);
+}
+
 void Stream::process(bool final) {
   while (encode_next(final)) decode_available();
   decode_available();

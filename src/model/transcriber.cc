@@ -20,10 +20,12 @@ Transcript transcribe(Model& model, std::span<const float> samples, StreamOption
       result.pieces.push_back(std::move(piece));
     }
   };
-  // Feeding a chunk at a time lets text come out while the rest is still encoding.
-  const std::size_t piece = static_cast<std::size_t>(model.config().samples_per_position()) * kOfflineEncoderChunk;
-  for (std::size_t at = 0; at < samples.size(); at += piece) {
-    stream.feed(samples.subspan(at, std::min(piece, samples.size() - at)));
+  // Feeding a chunk at a time lets text come out while the rest is still encoding; pieces
+  // that end where a whole chunk is ready keep the encoder on full chunks (fuller products).
+  for (std::size_t at = 0; at < samples.size();) {
+    const auto piece = std::min(static_cast<std::size_t>(stream.input_until_next_chunk()), samples.size() - at);
+    stream.feed(samples.subspan(at, piece));
+    at += piece;
     collect();
   }
   stream.finish();

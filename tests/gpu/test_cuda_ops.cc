@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -296,8 +297,8 @@ struct AttentionCase {
 
 class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
 
-TEST_P(CudaAttention, MatchesTheCpu) {
-  const AttentionCase c = GetParam();
+// Runs one case on a fresh backend; the caller sets the split policy in the environment.
+void check_attention(const AttentionCase& c, const std::string& policy) {
   Pair p;
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
@@ -328,9 +329,24 @@ TEST_P(CudaAttention, MatchesTheCpu) {
     // A BF16 cache turns a last-bit difference in the rotated keys (sincosf vs cosf) into
     // a whole BF16 step now and then; F32 caches must agree to rounding.
     expect_close(p, out.cpu.view().row_range(0, n), out.gpu.view().row_range(0, n),
-                 c.cache == ElemType::BF16 ? 2e-3 : 2e-5, "attention at position " + std::to_string(position));
+                 c.cache == ElemType::BF16 ? 2e-3 : 2e-5,
+                 "attention at position " + std::to_string(position) + ", split policy " + policy);
     position += n;
   }
+}
+
+TEST_P(CudaAttention, MatchesTheCpu) {
+  // The default split policy, then every window split into one-tile blocks (the most
+  // partial results the in-kernel merge handles).
+  for (const char* policy : {"default", "256:0"}) {
+    if (std::string(policy) == "default") {
+      unsetenv("VOXTRAL_CUDA_ATTENTION");
+    } else {
+      setenv("VOXTRAL_CUDA_ATTENTION", policy, 1);
+    }
+    check_attention(GetParam(), policy);
+  }
+  unsetenv("VOXTRAL_CUDA_ATTENTION");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -342,6 +358,7 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{32, 8, 128, 300, 7, 500, ElemType::BF16},
                       AttentionCase{32, 8, 128, 300, 1, 420, ElemType::BF16},  // decode, BF16 cache
                       AttentionCase{8, 2, 64, 200, 1, 260, ElemType::F32},     // decode, head_dim 64
+                      AttentionCase{8, 2, 128, 1000, 1, 1100, ElemType::BF16},  // long window: 16+ slices
                       AttentionCase{3, 3, 16, 40, 33, 0, ElemType::BF16}));
 
 TEST(CudaRecording, ReplayUsesTheCurrentInputs) {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -87,6 +88,13 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   };
   impl_->fused_decode = !env_is("VOXTRAL_CUDA_FUSED", "0");
   impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
+  if (const char* policy = std::getenv("VOXTRAL_CUDA_ATTENTION")) {
+    DecodeAttentionPolicy& p = impl_->attention_policy;
+    if (std::sscanf(policy, "%d:%d", &p.target_splits, &p.single_block_keys) != 2 || p.target_splits < 1 ||
+        p.target_splits > 256 || p.single_block_keys < 0 || p.single_block_keys > 256) {
+      fail("VOXTRAL_CUDA_ATTENTION", cat("\"", policy, "\" is not SPLITS:KEYS (1-256 blocks per K/V head, 0-256 keys)"));
+    }
+  }
   warm_up();
 }
 

@@ -30,6 +30,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override;
   ElemType default_kv_cache_type() const override;
+  bool slow_first_use() const override { return true; }  // cuBLAS: milliseconds per new kernel
 
   void* allocate(std::size_t bytes) override;
   void deallocate(void* data) override;

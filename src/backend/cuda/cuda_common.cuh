@@ -52,6 +52,12 @@ struct Scratch {
   std::size_t bytes = 0;
 };
 
+// How the one-row decode attention splits a window over blocks (cuda_decode.cu).
+struct DecodeAttentionPolicy {
+  int target_splits = 16;       // blocks per K/V head once the window is long
+  int single_block_keys = 256;  // windows up to this many keys take one block per K/V head
+};
+
 struct CudaBackend::Impl {
   CudaOptions options;
   int device = 0;
@@ -68,6 +74,7 @@ struct CudaBackend::Impl {
   // kernels, to measure what each part brings (BENCHMARKS.md).
   bool fused_decode = true;
   bool fused_attention = true;
+  DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=splits:keys to measure others
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;

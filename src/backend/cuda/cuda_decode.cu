@@ -188,23 +188,24 @@ __global__ void __launch_bounds__(kWarps * 32, 5) decode_gemv_kernel(const __gri
 
 constexpr int kKeyTile = 64;             // keys scored at once: four threads per key
 constexpr int kMaxKeysPerBlock = 256;    // up to four tiles per block
-constexpr int kTargetSplits = 16;        // blocks per K/V head once the window is long
 constexpr int kAttentionThreads = 256;
 constexpr int kMaxGroup = 4;             // query heads per K/V head (the real model's GQA)
 
-// Keys per block for a window of n keys: all of them while they fit one block (a merge
-// costs more than the parallelism brings at short context), then one tile while that
-// gives at most kTargetSplits blocks per K/V head, then up to four tiles, so that long
-// contexts neither leave most SMs idle nor leave a long merge.
-__host__ __device__ __forceinline__ int keys_per_block(int n_keys) {
-  if (n_keys <= kMaxKeysPerBlock) return kKeyTile * ((n_keys + kKeyTile - 1) / kKeyTile);  // one block: no merge
-  const int tiles = (n_keys + kKeyTile * kTargetSplits - 1) / (kKeyTile * kTargetSplits);
+// Keys per block for a window of n keys: all of them while there are at most
+// policy.single_block_keys (a merge costs more than the parallelism brings at short
+// context), then one tile while that gives at most policy.target_splits blocks per K/V
+// head, then up to four tiles, so that long contexts neither leave most SMs idle nor leave
+// a long merge.
+__host__ __device__ __forceinline__ int keys_per_block(int n_keys, DecodeAttentionPolicy policy) {
+  if (n_keys <= policy.single_block_keys) return kKeyTile * ((n_keys + kKeyTile - 1) / kKeyTile);  // no merge
+  const int tiles = (n_keys + kKeyTile * policy.target_splits - 1) / (kKeyTile * policy.target_splits);
   return kKeyTile * max(1, min(kMaxKeysPerBlock / kKeyTile, tiles));
 }
 
 struct DecodeAttentionArgs {
   const float* q;
   const int* position;
+  DecodeAttentionPolicy policy;
   int group, head_dim, window, capacity, max_splits;
   long long ldc;
   float scale;
@@ -232,7 +233,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   const int pos = *a.position;
   const int lo = max(0, pos - a.window + 1);
-  const int per_block = keys_per_block(pos - lo + 1);
+  const int per_block = keys_per_block(pos - lo + 1, a.policy);
   const int splits = (pos - lo + per_block) / per_block;
   if (split >= splits) return;
   const int start = lo + split * per_block;
@@ -354,8 +355,10 @@ __global__ void __launch_bounds__(kAttentionThreads)
   if (splits == 1) return;
 
   // The last block of this K/V head to finish merges every split's partial result: one
-  // warp per query head turns the splits' maxima and sums into factors, then every thread
-  // sums its outputs over the splits.
+  // warp per query head turns the splits' maxima and sums into factors, then the threads
+  // sum the outputs over the splits, four outputs per thread and the splits shared among
+  // thread groups, eight independent loads in flight per thread (a chain of dependent
+  // loads here cost more than the attention itself at long context).
   __threadfence();
   __syncthreads();
   if (t == 0) merges = atomicAdd(a.finished + kv_head, 1) == splits - 1;
@@ -377,18 +380,49 @@ __global__ void __launch_bounds__(kAttentionThreads)
     if (lane == 0) head_sum[warp] = total;
   }
   __syncthreads();
-  for (int i = t; i < G * hd; i += kAttentionThreads) {
-    const int g = i / hd, d = i % hd;
-    const long long head = static_cast<long long>(kv_head) * G + g;
-    const float* part = a.part_out + head * a.max_splits * hd + d;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int sp = 0;
-    for (; sp + 4 <= splits; sp += 4) {
+  const int quads = G * hd / 4;                    // at most kMaxGroup * 256 / 4 = kAttentionThreads
+  const int groups = kAttentionThreads / quads;    // thread groups sharing out the splits
+  const int quad = t % quads, group = t / quads;
+  const int g = quad * 4 / hd, d = quad * 4 % hd;
+  const long long head = static_cast<long long>(kv_head) * G + g;
+  float4 total = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (group < groups) {
+    const float4* part = reinterpret_cast<const float4*>(a.part_out + head * a.max_splits * hd + d);
+    const int stride = hd / 4;  // float4s from one split's outputs to the next's
+    constexpr int kLoads = 8;
+    float4 acc[kLoads];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) acc[u] += __ldcg(part + static_cast<long long>(sp + u) * hd) * weight_s[g][sp + u];
+    for (int u = 0; u < kLoads; ++u) acc[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    int sp = group;
+    for (; sp + (kLoads - 1) * groups < splits; sp += kLoads * groups) {
+      float4 v[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) v[u] = __ldcg(part + static_cast<long long>(sp + u * groups) * stride);
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) {
+        const float f = weight_s[g][sp + u * groups];
+        acc[u].x += v[u].x * f, acc[u].y += v[u].y * f, acc[u].z += v[u].z * f, acc[u].w += v[u].w * f;
+      }
     }
-    for (; sp < splits; ++sp) acc[0] += __ldcg(part + static_cast<long long>(sp) * hd) * weight_s[g][sp];
-    a.out[head * hd + d] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / head_sum[g];
+    for (int u = 0; sp < splits; sp += groups, ++u) {
+      const float4 v = __ldcg(part + static_cast<long long>(sp) * stride);
+      const float f = weight_s[g][sp];
+      acc[u].x += v.x * f, acc[u].y += v.y * f, acc[u].z += v.z * f, acc[u].w += v.w * f;
+    }
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) total.x += acc[u].x, total.y += acc[u].y, total.z += acc[u].z, total.w += acc[u].w;
+  }
+  float4* group_totals = reinterpret_cast<float4*>(sums);  // [groups][quads], free again here
+  if (group < groups) group_totals[group * quads + quad] = total;
+  __syncthreads();
+  if (t < quads) {
+    float4 v = group_totals[t];
+    for (int gr = 1; gr < groups; ++gr) {
+      const float4 w = group_totals[gr * quads + t];
+      v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
+    }
+    const float inv = 1.0f / head_sum[g];
+    *reinterpret_cast<float4*>(a.out + head * hd + d) = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
   if (t == 0) a.finished[kv_head] = 0;
 }
@@ -466,16 +500,18 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int
                              const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
   const int hd = cache.head_dim, group = n_heads / cache.n_kv_heads;
   if (!impl.fused_attention || q.rows != 1 || out.rows != 1 || group > kMaxGroup || hd > 256 || hd % 32 != 0 ||
-      k_cache.stride % 8 != 0 || v_cache.stride != k_cache.stride || !aligned16(q.data)) {
+      k_cache.stride % 8 != 0 || v_cache.stride != k_cache.stride || !aligned16(q.data) || !aligned16(out.data)) {
     return false;
   }
   DecodeAttentionArgs a{};
   a.q = q.ptr<float>();
   a.position = position;
   a.group = group, a.head_dim = hd, a.window = cache.window, a.capacity = cache.capacity;
+  a.policy = impl.attention_policy;
   a.max_splits = 1;  // the most slices any window length up to the full one uses (runs once per graph capture)
   for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
-    a.max_splits = std::max(a.max_splits, (n + keys_per_block(n) - 1) / keys_per_block(n));
+    const int per_block = keys_per_block(n, a.policy);
+    a.max_splits = std::max(a.max_splits, (n + per_block - 1) / per_block);
   }
   if (a.max_splits > kMaxKeysPerBlock) return false;  // the merge's factors would not fit
   a.ldc = k_cache.stride;

@@ -90,7 +90,7 @@ for stage in "$@"; do
       done
       ;;
     longrun)
-      # Issue 5's 3-hour run of the full-size model: ~585 s on the H100 with the fused decode
+      # Issue 5's 3-hour run of the full-size model: 577 s on the H100 with the fused decode
       # step, so it needs a call of its own: run `model` in one call, then `longrun` alone in
       # the next while the machine is still warm (/tmp/vox4b survives). The bench reports
       # time, peak RSS and GPU memory every 10 minutes of audio.
@@ -105,7 +105,7 @@ for stage in "$@"; do
       "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech45.wav" --backend cuda --skip-bandwidth \
         --dump-logits /tmp/ours45 | grep -E "decoder|encoder"
       timeout 420 python3 "$root/tools/reference/full_size_parity.py" --model "$model" \
-        --audio "$carry/audio/speech45.wav" --dump /tmp/ours45 --speed 2>&1 | grep -v -i warn | tee "$out/fullparity.log"
+        --audio "$carry/audio/speech45.wav" --dump /tmp/ours45 --speed --setups "${SPEED_SETUPS:-dynamic,static}" 2>&1 | grep -v -i warn | tee "$out/fullparity.log"
       ;;
     profile)
       step "profile: per-op times (each op waited for) on 60 s of audio"

@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--dump", help="prefix of our engine's --dump-logits files")
     ap.add_argument("--delay-ms", type=int, default=480)
     ap.add_argument("--speed", action="store_true", help="also time transformers' generate()")
+    ap.add_argument("--setups", default="dynamic,static",
+                    help="generate() setups to time: dynamic (default cache), static (static cache, compiled)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -133,7 +135,9 @@ def main():
 
     if args.speed:
         ids = torch.tensor([prompt], device="cuda")
-        for label, extra in (("dynamic cache", {}), ("static cache", {"cache_implementation": "static"})):
+        setups = {"dynamic": ("dynamic cache", {}), "static": ("static cache", {"cache_implementation": "static"})}
+        for name in args.setups.split(","):
+            label, extra = setups[name]
             try:
                 for run in range(2):  # the first run warms up (and compiles, for the static cache)
                     timer = StepTimer()

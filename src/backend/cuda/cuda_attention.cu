@@ -274,6 +274,7 @@ void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& po
     fail("cuda", "attention: unsupported shape");
   }
   if (q.rows == 0) return;
+  if (launch_attention_mma(impl, q, positions, n_heads, cache, k_cache, v_cache, out)) return;
   // Query vectors per block: enough to share each staged key tile, few enough for shared
   // memory.
   const int max_qvs = std::max(group, std::min(32, 2048 / hd));

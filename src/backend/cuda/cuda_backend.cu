@@ -88,6 +88,7 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   };
   impl_->fused_decode = !env_is("VOXTRAL_CUDA_FUSED", "0");
   impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
+  impl_->mma_attention = !env_is("VOXTRAL_CUDA_MMA_ATTENTION", "0");
   if (const char* policy = std::getenv("VOXTRAL_CUDA_ATTENTION")) {
     DecodeAttentionPolicy& p = impl_->attention_policy;
     if (std::sscanf(policy, "%d:%d", &p.target_splits, &p.single_block_keys) != 2 || p.target_splits < 1 ||

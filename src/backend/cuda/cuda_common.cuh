@@ -75,6 +75,9 @@ struct CudaBackend::Impl {
   bool fused_decode = true;
   bool fused_attention = true;
   DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=splits:keys to measure others
+  // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu);
+  // VOXTRAL_CUDA_MMA_ATTENTION=0 keeps the F32 kernel, to measure.
+  bool mma_attention = true;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -117,6 +120,10 @@ bool launch_decode_norm_qkv_rope(const CudaBackend::Impl& impl, const float* x, 
                                  const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache);
 bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int* position, int n_heads,
                              const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
+
+// ---- launchers (cuda_attention_mma.cu): false when the shapes or the cache type do not suit it
+bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
+                          const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
 
 // ---- launchers (cuda_attention.cu)
 void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v,

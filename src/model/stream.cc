@@ -121,10 +121,15 @@ void Stream::feed(std::span<const float> samples) {
 
 std::int64_t Stream::input_until_next_chunk() const {
   const auto& a = config_.audio;
-  const std::int64_t target = (encoded_ / encoder_chunk_ + 1) * encoder_chunk_;
-  // Frame t is ready once the padded signal reaches t * hop + window / 2 (see encode_next).
-  const std::int64_t needed = (target * config_.mel_frames_per_position() - 1) * a.hop_length + a.window_size / 2;
-  return std::max<std::int64_t>(1, needed - padded_total_);
+  const std::int64_t per_position = config_.mel_frames_per_position();
+  // Positions whose frames are complete now (as encode_next counts them before the end).
+  const std::int64_t frames = padded_total_ >= a.window_size / 2 ? (padded_total_ - a.window_size / 2) / a.hop_length + 1 : 0;
+  const std::int64_t available = frames / per_position;
+  // A whole chunk is here but the encoder waits for something else (the processing interval,
+  // or the segment's text ended at EOS): a chunk's worth of audio, not a trickle of samples.
+  if (segment_done_ || available - encoded_ >= encoder_chunk_) return encoder_chunk_ * samples_per_position_;
+  const std::int64_t target = (available / encoder_chunk_ + 1) * encoder_chunk_;
+  return (target * per_position - 1) * a.hop_length + a.window_size / 2 - padded_total_;
 }
 
 void Stream::process(bool final) {

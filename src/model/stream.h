@@ -90,8 +90,9 @@ class Stream {
   // Input samples held by the front end (bounded: it keeps only what the next frames need).
   std::size_t buffered_samples() const { return padded_.size(); }
   int delay_positions() const { return n_delay_; }
-  // Input samples still to feed before the encoder's next full chunk of positions is ready
-  // (at least 1): feeding in such pieces runs the encoder on whole chunks only.
+  // Input samples still to feed before the encoder's next full chunk of positions is ready:
+  // feeding in such pieces runs the encoder on whole chunks only. A chunk's worth when the
+  // encoder waits for something else (the processing interval, or the end of a segment).
   std::int64_t input_until_next_chunk() const;
 
  private:

@@ -119,6 +119,12 @@ int run(const RunOptions& o) {
   }
   if (o.realtime) return run_realtime(o, *model, samples);
   const bool gpu = model->backend().name().starts_with("cuda");
+  // What the device holds before any transcription: the weights plus the CUDA context and
+  // the libraries' own memory (the part of the peak that no stream setting changes).
+  std::size_t loaded_device = 0;
+#ifdef VOXTRAL_HAVE_CUDA
+  if (gpu) loaded_device = device_memory_in_use();
+#endif
   StreamOptions to;
   to.ignore_eos = true;
   to.continuous = true;  // runs longer than the model's position limit restart the decoder, as live streams do
@@ -217,6 +223,7 @@ int run(const RunOptions& o) {
       {"real_time_factor", total_ms / 1000.0 / s.audio_seconds},
       {"peak_rss_mb", peak_rss_mb()},
       {"peak_device_memory_mb", static_cast<double>(peak_device) / 1048576.0},
+      {"device_memory_after_load_mb", static_cast<double>(loaded_device) / 1048576.0},
   };
   if (o.json) {
     std::printf("%s\n", r.dump(2).c_str());
@@ -243,8 +250,12 @@ int run(const RunOptions& o) {
   std::printf("end to end  %.0f ms, real-time factor %.3f (%.2fx real time)\n", total_ms, total_ms / 1000.0 / s.audio_seconds,
               s.audio_seconds * 1000.0 / total_ms);
   std::printf("peak RSS    %.0f MB\n", peak_rss_mb());
-  if (gpu) std::printf("GPU memory  %.0f MiB at peak (all of the device in use, sampled at every token)\n",
-                       static_cast<double>(peak_device) / 1048576.0);
+  if (gpu) {
+    std::printf("GPU memory  %.0f MiB at peak (all of the device in use, sampled at every token); %.0f MiB after "
+                "loading, of which %.0f MiB weights\n",
+                static_cast<double>(peak_device) / 1048576.0, static_cast<double>(loaded_device) / 1048576.0,
+                static_cast<double>(model->backend().weight_bytes()) / 1048576.0);
+  }
   return 0;
 }
 

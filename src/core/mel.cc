@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numbers>
 
 #include <kissfft.hh>
@@ -61,8 +62,20 @@ std::vector<double> slaney_mel_filters(int n_freq, int n_mels, double min_hz, do
 }
 
 struct MelSpectrogram::Fft {
-  explicit Fft(int n_fft) : fft(static_cast<std::size_t>(n_fft / 2), false) {}
-  kissfft<double> fft;  // half-size complex FFT driving a real transform
+  explicit Fft(int n_fft) : half(static_cast<std::size_t>(n_fft / 2)) {}
+  // The half-size complex FFT driving the real transform, one per thread: kissfft's general
+  // radix keeps scratch in the object, so threads must not share one (frames of one batch
+  // are computed on several threads, see Stream::encode_next).
+  const kissfft<double>& transform() const {
+    thread_local std::unique_ptr<kissfft<double>> fft;
+    thread_local std::size_t fft_size = 0;
+    if (!fft || fft_size != half) {
+      fft = std::make_unique<kissfft<double>>(half, false);
+      fft_size = half;
+    }
+    return *fft;
+  }
+  std::size_t half;
   // The non-zero span of each mel filter, so a frame costs ~2 x n_freq multiplies.
   std::vector<int> first_bin, last_bin;
 };
@@ -110,7 +123,7 @@ void MelSpectrogram::compute_frame(const float* window_samples, float* out_mels)
   windowed.resize(n);
   spectrum.resize(n / 2);
   for (std::size_t i = 0; i < n; ++i) windowed[i] = window_samples[i] * window_[i];
-  fft_->fft.transform_real(windowed.data(), spectrum.data());
+  fft_->transform().transform_real(windowed.data(), spectrum.data());
 
   const int n_freq = num_frequencies();
   power.resize(static_cast<std::size_t>(n_freq));

@@ -125,14 +125,23 @@ void Stream::feed(std::span<const float> samples) {
 std::int64_t Stream::input_until_next_chunk() const {
   const auto& a = config_.audio;
   const std::int64_t per_position = config_.mel_frames_per_position();
-  // Positions whose frames are complete now (as encode_next counts them before the end).
-  const std::int64_t frames = padded_total_ >= a.window_size / 2 ? (padded_total_ - a.window_size / 2) / a.hop_length + 1 : 0;
-  const std::int64_t available = frames / per_position;
+  const std::int64_t available = frames_ready(false) / per_position;
   // A whole chunk is here but the encoder waits for something else (the processing interval,
   // or the segment's text ended at EOS): a chunk's worth of audio, not a trickle of samples.
   if (segment_done_ || available - encoded_ >= encoder_chunk_) return encoder_chunk_ * samples_per_position_;
   const std::int64_t target = (available / encoder_chunk_ + 1) * encoder_chunk_;
+  // The inverse of frames_ready: frame t is ready once the signal reaches t * hop + window / 2.
   return (target * per_position - 1) * a.hop_length + a.window_size / 2 - padded_total_;
+}
+
+std::int64_t Stream::frames_ready(bool final) const {
+  const auto& a = config_.audio;
+  const std::int64_t half = a.window_size / 2;
+  // Frame t covers padded samples [t*hop - half, t*hop + half). Before the end it is ready
+  // once its window is complete; at the end the signal continues with zeros, which is what
+  // the offline front end's reflect padding yields, since both ends of a segment are zeros.
+  if (final) return padded_total_ / a.hop_length;
+  return padded_total_ >= half ? (padded_total_ - half) / a.hop_length + 1 : 0;
 }
 
 void Stream::process(bool final) {
@@ -150,17 +159,8 @@ void Stream::process(bool final) {
 bool Stream::encode_next(bool final) {
   const auto& a = config_.audio;
   const std::int64_t half = a.window_size / 2;
-  // Frame t covers padded samples [t*hop - half, t*hop + half). Before the end it is ready
-  // once its window is complete; at the end the signal continues with zeros, which is what
-  // the offline front end's reflect padding yields, since both ends of a segment are zeros.
-  std::int64_t frames = 0;
-  if (final) {
-    frames = padded_total_ / a.hop_length;
-  } else if (padded_total_ >= half) {
-    frames = (padded_total_ - half) / a.hop_length + 1;
-  }
   const std::int64_t per_position = config_.mel_frames_per_position();
-  std::int64_t count = frames / per_position - encoded_;
+  std::int64_t count = frames_ready(final) / per_position - encoded_;
   count = std::min<std::int64_t>(count, encoder_chunk_);
   count = std::min(count, ring_positions_ - (encoded_ - decoded_));      // room in the ring
   count = std::min(count, ring_positions_ - encoded_ % ring_positions_);  // without wrapping

@@ -100,6 +100,7 @@ class Stream {
   void append_padded(std::span<const float> samples);
   void process(bool final);
   bool encode_next(bool final);
+  std::int64_t frames_ready(bool final) const;  // mel frames whose window the signal covers
   void decode_available();
   void emit(int token, std::int64_t position, const Tensor& logits);
   void end_segment();

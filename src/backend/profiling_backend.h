@@ -17,6 +17,8 @@ class ProfilingBackend final : public Backend {
   ~ProfilingBackend() override;  // prints the table to stderr
 
   std::string name() const override { return inner_->name() + " [profiling]"; }
+  // Forgets what was timed so far (the load's warm-up, which pays one-time costs).
+  void clear() { entries_.clear(); }
   ElemType default_kv_cache_type() const override { return inner_->default_kv_cache_type(); }
   bool slow_first_use() const override { return inner_->slow_first_use(); }
   void* allocate(std::size_t bytes) override { return inner_->allocate(bytes); }

@@ -108,17 +108,19 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
     fail("kv cache", cat("unknown type \"", options.kv_cache, "\" (use f32, bf16 or auto)"));
   }
   if (m->backend_->slow_first_use()) m->warm_up();
+  if (auto* profiling = dynamic_cast<ProfilingBackend*>(m->backend_.get())) profiling->clear();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
 }
 
-// cuBLAS chooses and loads a kernel the first time it meets a product of a new shape class,
-// 5-20 ms each on the H100 (BENCHMARKS.md): that landed in the first transcription's encoder
-// time and first-token latency. Running the encoder on silence in the piece sizes that
-// transcriptions use (offline chunks of 128 positions, live ones of 64, short live pieces),
-// the adapter, and one prefill moves it to load time. Nothing here is kept.
+// A GPU library loads a kernel the first time it runs it, 5-20 ms each on the H100
+// (BENCHMARKS.md): that landed in transcriptions' encoder time and first-token latency. The
+// CUDA backend keeps one kernel per power-of-two bucket of rows for each product shape, so
+// running the encoder on silence in pieces of every bucket up to the offline chunk (128
+// positions: 512 encoder frames, 1024 mel frames), the adapter, and one prefill meets them
+// all at load time. Nothing here is kept.
 void Model::warm_up() {
-  constexpr int kPieces[] = {128, 64, 16, 4};  // encoder positions per call
+  constexpr int kPieces[] = {128, 64, 32, 16, 8, 4};  // encoder positions per call
   const int n_delay = delay_positions(tokenizer_.audio().transcription_delay_ms, config_);
   const std::vector<int> prompt = prompt_ids(tokenizer_, n_delay);
   const int prompt_rows = static_cast<int>(prompt.size()) - 1;

@@ -144,6 +144,43 @@ TEST(CudaOps, LinearEveryPathAndEpilogue) {
   }
 }
 
+// The products of many rows whose input is computed on the way (RMSNorm or SiLU-gate written
+// straight as the 16-bit halves), with a bias in the epilogue and the residual added, over row
+// counts that share one algorithm per bucket (9-16, 17-32, ..., 257-512) and first uses of each.
+TEST(CudaOps, ManyRowProductsFromNormAndSwiGlu) {
+  Pair p;
+  for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{96, 128}, {300, 256}}) {
+    WeightFile f;
+    f.add("w", m, k);
+    f.build();
+    const TensorView* parts[] = {&f.get("w")};
+    const Weight wc = p.cpu.load_weight(parts, WeightUse::Dense);
+    const Weight wg = p.gpu.load_weight(parts, WeightUse::Dense);
+    const auto bias_values = random_values(static_cast<std::size_t>(m));
+    const Weight bc = p.cpu.load_vector(bias_values), bg = p.gpu.load_vector(bias_values);
+    const auto norm_values = random_values(static_cast<std::size_t>(k));
+    const Weight nc = p.cpu.load_vector(norm_values), ng = p.gpu.load_vector(norm_values);
+    for (std::int64_t n : {9, 20, 33, 64, 100, 300, 512, 31}) {
+      const std::string shape = " m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
+      const auto xs = random_values(static_cast<std::size_t>(n * 2 * k));
+      Buffers x(p, ElemType::F32, n, 2 * k, xs.data());
+      const auto ys = random_values(static_cast<std::size_t>(n * m));
+      Buffers y(p, ElemType::F32, n, m, ys.data());
+      Buffers scratch(p, ElemType::F32, n, k);
+      const Tensor xc = x.cpu.view().col_range(0, k), xg = x.gpu.view().col_range(0, k);  // a strided input
+      p.cpu.norm_linear(xc, nc, 1e-5f, wc, bc, y.cpu, Epilogue::Add, scratch.cpu);
+      p.gpu.norm_linear(xg, ng, 1e-5f, wg, bg, y.gpu, Epilogue::Add, scratch.gpu);
+      expect_close(p, y.cpu, y.gpu, 2e-5, "norm_linear" + shape);
+      p.cpu.swiglu_linear(x.cpu, wc, bc, y.cpu, Epilogue::Store, scratch.cpu);
+      p.gpu.swiglu_linear(x.gpu, wg, bg, y.gpu, Epilogue::Store, scratch.gpu);
+      expect_close(p, y.cpu, y.gpu, 2e-5, "swiglu_linear" + shape);
+      p.cpu.swiglu_linear(x.cpu, wc, Weight{}, y.cpu, Epilogue::Gelu, scratch.cpu);
+      p.gpu.swiglu_linear(x.gpu, wg, Weight{}, y.gpu, Epilogue::Gelu, scratch.gpu);
+      expect_close(p, y.cpu, y.gpu, 2e-5, "swiglu_linear, GELU" + shape);
+    }
+  }
+}
+
 TEST(CudaOps, FastMatmulIsWithinBf16Rounding) {
   Pair p;
   CudaOptions fast = Pair::options();
@@ -160,8 +197,10 @@ TEST(CudaOps, FastMatmulIsWithinBf16Rounding) {
   DeviceBuffer xg(gpu_fast, ElemType::F32, 40, 128), yg(gpu_fast, ElemType::F32, 40, 96);
   p.cpu.copy_to_device(xc, xs.data());
   gpu_fast.copy_to_device(xg, xs.data());
-  p.cpu.linear(xc, wc, Weight{}, yc, Epilogue::Store);
-  gpu_fast.linear(xg, wg, Weight{}, yg, Epilogue::Store);
+  const auto bias_values = random_values(96);
+  const Weight bc = p.cpu.load_vector(bias_values), bg = gpu_fast.load_vector(bias_values);
+  p.cpu.linear(xc, wc, bc, yc, Epilogue::Store);
+  gpu_fast.linear(xg, wg, bg, yg, Epilogue::Store);
   const double err = relative_error(download(gpu_fast, yg), download(p.cpu, yc));
   EXPECT_LE(err, 2e-2);
   EXPECT_GT(err, 1e-6);  // it really is the BF16 path

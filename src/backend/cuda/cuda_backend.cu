@@ -18,7 +18,7 @@ void throw_cuda_error(const char* what, cudaError_t error) {
 }
 
 void throw_cublas_error(const char* what, cublasStatus_t status) {
-  fail("cuda", cat(what, " failed: ", cublasGetStatusName(status), ": ", cublasGetStatusString(status)));
+  fail("cuda", cat(what, " failed: ", cublasLtGetStatusName(status), ": ", cublasLtGetStatusString(status)));
 }
 
 bool cuda_usable(std::string* reason) {
@@ -52,6 +52,12 @@ void* CudaBackend::Impl::device_alloc(std::size_t bytes) {
     fail("cuda", cat("out of GPU memory: cannot allocate ", (bytes + (1 << 20) - 1) >> 20, " MiB (", free_bytes >> 20,
                      " MiB free of ", total >> 20, " MiB on ", props.name, ")"));
   }
+  if (memory_log && bytes >= (std::size_t{1} << 20)) {
+    size_t free_bytes = 0, total = 0;
+    cudaMemGetInfo(&free_bytes, &total);
+    std::fprintf(stderr, "voxtral cuda: allocated %.1f MiB, device in use %.1f MiB\n", static_cast<double>(bytes) / 1048576.0,
+                 static_cast<double>(total - free_bytes) / 1048576.0);
+  }
   return p;
 }
 
@@ -73,12 +79,14 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   std::string reason;
   if (!cuda_usable(&reason)) fail("cuda", reason);
   impl_->options = options;
+  impl_->memory_log = std::getenv("VOXTRAL_CUDA_MEMORY_LOG") != nullptr;
   impl_->device = options.device;
+  limit_thread_stacks(options.device);
   VOXTRAL_CUDA_CHECK(cudaSetDevice(options.device));
+  if (cudaDeviceSetLimit(cudaLimitStackSize, 64) != cudaSuccess) cudaGetLastError();
   VOXTRAL_CUDA_CHECK(cudaGetDeviceProperties(&impl_->props, options.device));
   VOXTRAL_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
-  VOXTRAL_CUBLAS_CHECK(cublasCreate(&impl_->cublas));
-  VOXTRAL_CUBLAS_CHECK(cublasSetStream(impl_->cublas, impl_->stream));
+  impl_->matmul.init(*impl_);
   if (options.weight_type != ElemType::BF16 && options.weight_type != ElemType::F16) {
     fail("cuda", "weights must be stored as BF16 or FP16");
   }
@@ -96,22 +104,17 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
       fail("VOXTRAL_CUDA_ATTENTION", cat("\"", policy, "\" is not SPLITS:KEYS (1-256 blocks per K/V head, 0-256 keys)"));
     }
   }
-  warm_up();
 }
 
-// cuBLAS chooses and loads its kernels on first use (tens of milliseconds): do it while
-// loading, not in the first transcription.
-void CudaBackend::warm_up() {
-  const cudaDataType_t t = impl_->options.weight_type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
-  void* a = impl_->device_alloc(64 * 64 * 2);
-  void* c = impl_->device_alloc(64 * 64 * 4);
-  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(a, 0, 64 * 64 * 2, impl_->stream));
-  const float one = 1.0f, zero = 0.0f;
-  VOXTRAL_CUBLAS_CHECK(cublasGemmEx(impl_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, 64, 64, 64, &one, a, t, 64, a, t, 64, &zero, c,
-                                    CUDA_R_32F, 64, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-  impl_->device_free(a);
-  impl_->device_free(c);
+// The context reserves every resident thread's stack up front: the default 1 KB a thread is
+// 264 MiB on an H100 (132 SMs x 2048 threads), and our kernels use at most 32 bytes, so the
+// constructor asks for 64 (246 MiB less, measured: BENCHMARKS.md). A kernel that needs more
+// still runs: the driver grows the reservation at its launch, and with LmemResizeToMax (set
+// here, before the context exists) keeps it rather than shrinking it after every such launch.
+// Both are requests: where another part of the program made the context first, the flag
+// cannot be set, and nothing is lost but the saving.
+void CudaBackend::limit_thread_stacks(int device) {
+  if (cudaInitDevice(device, cudaDeviceLmemResizeToMax, 0) != cudaSuccess) cudaGetLastError();
 }
 
 CudaBackend::~CudaBackend() {
@@ -121,7 +124,7 @@ CudaBackend::~CudaBackend() {
   for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys,
                      &impl_->attention_counters}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
-  cublasDestroy(impl_->cublas);
+  impl_->matmul.release();
   cudaStreamDestroy(impl_->stream);
 }
 
@@ -250,6 +253,22 @@ void check_linear_shapes(const char* op, const Tensor& x, const CudaWeight& w, c
 
 }  // namespace
 
+// y = halves' product (+ y) (+ bias), then GELU if asked. `prepare` writes the 16-bit input
+// halves (x as it is, or computed from it on the way).
+template <typename Prepare>
+void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
+                                Prepare&& prepare) {
+  const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
+  void* hi = scratch(split_hi, bytes);
+  void* lo = options.exact_matmul ? scratch(split_lo, bytes) : nullptr;
+  prepare(hi, lo);
+  // Exact mode adds the low halves' product on top; the bias goes with the last product.
+  const float beta = epilogue == Epilogue::Add ? 1.0f : 0.0f;
+  matmul.multiply(w, hi, rows, beta, lo != nullptr ? nullptr : bias, y.ptr<float>(), y.stride);
+  if (lo != nullptr) matmul.multiply(w, lo, rows, 1.0f, bias, y.ptr<float>(), y.stride);
+  if (epilogue == Epilogue::Gelu) launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, nullptr, true);
+}
+
 void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
   const CudaWeight& w = cuda_weight(weight);
   check_linear_shapes("linear", x, w, y);
@@ -258,37 +277,41 @@ void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bi
     launch_gemv(impl_->stream, w, x.ptr<float>(), x.stride, static_cast<int>(x.rows), b, y.ptr<float>(), y.stride, epilogue);
     return;
   }
-  // y[n, m] = x[n, k] W[m, k]^T, in cuBLAS's column-major terms y^T = W^T(stored) x^T.
-  const std::size_t es = elem_size(w.type);
-  const std::size_t elems = static_cast<std::size_t>(x.rows * x.cols);
-  void* hi = impl_->scratch(impl_->split_hi, elems * es);
-  void* lo = impl_->options.exact_matmul ? impl_->scratch(impl_->split_lo, elems * es) : nullptr;
-  launch_split_activations(impl_->stream, x.ptr<float>(), x.stride, x.rows, x.cols, w.type, hi, lo);
-  const cudaDataType_t t = w.type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
-  const float one = 1.0f, zero = 0.0f;
-  const float* beta = epilogue == Epilogue::Add ? &one : &zero;
-  auto gemm = [&](const void* activations, const float* b_scale) {
-    VOXTRAL_CUBLAS_CHECK(cublasGemmEx(impl_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
-                                      static_cast<int>(x.rows), static_cast<int>(w.cols), &one, w.data, t,
-                                      static_cast<int>(w.cols), activations, t, static_cast<int>(x.cols), b_scale, y.data,
-                                      CUDA_R_32F, static_cast<int>(y.stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  };
-  gemm(hi, beta);
-  if (lo != nullptr) gemm(lo, &one);
-  if (b != nullptr || epilogue == Epilogue::Gelu) {
-    launch_bias_activation(impl_->stream, y.ptr<float>(), y.stride, y.rows, y.cols, b, epilogue == Epilogue::Gelu);
-  }
+  impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
+    launch_split_activations(impl_->stream, x.ptr<float>(), x.stride, x.rows, x.cols, w.type, hi, lo);
+  });
 }
 
 void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& weight, const Weight& bias,
                               const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
   const CudaWeight& w = cuda_weight(weight);
   check_linear_shapes("norm_linear", x, w, y);
-  if (x.rows == 1 && launch_decode_norm_linear(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w,
-                                               vector_data(bias, w.rows, "linear bias"), y.ptr<float>(), epilogue)) {
+  const float* norm_weight = vector_data(norm, x.cols, "rms_norm");
+  const float* b = vector_data(bias, w.rows, "linear bias");
+  if (x.rows == 1 && launch_decode_norm_linear(*impl_, x.ptr<float>(), norm_weight, eps, w, b, y.ptr<float>(), epilogue)) {
     return;
   }
-  Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
+  if (x.rows <= kGemvMaxRows) {
+    Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
+    return;
+  }
+  impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
+    launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, norm_weight, eps, x.rows, x.cols, w.type, hi, lo);
+  });
+}
+
+void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, const Weight& bias, const Tensor& y,
+                                Epilogue epilogue, const Tensor& scratch) {
+  const CudaWeight& w = cuda_weight(weight);
+  const std::int64_t half = gate_up.cols / 2;
+  if (gate_up.rows <= kGemvMaxRows || gate_up.cols % 2 != 0 || half != w.cols || y.rows != gate_up.rows ||
+      y.cols != w.rows || gate_up.type != ElemType::F32 || y.type != ElemType::F32) {
+    Backend::swiglu_linear(gate_up, weight, bias, y, epilogue, scratch);  // checks the shapes
+    return;
+  }
+  impl_->product(w, gate_up.rows, vector_data(bias, w.rows, "linear bias"), y, epilogue, [&](void* hi, void* lo) {
+    launch_silu_split(impl_->stream, gate_up.ptr<float>(), gate_up.stride, gate_up.rows, half, w.type, hi, lo);
+  });
 }
 
 void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,

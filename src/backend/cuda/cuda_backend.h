@@ -48,6 +48,8 @@ class CudaBackend final : public Backend {
   void silu_mul(const Tensor& gate_up, const Tensor& y) override;
   void norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias, const Tensor& y,
                    Epilogue epilogue, const Tensor& scratch) override;
+  void swiglu_linear(const Tensor& gate_up, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue,
+                     const Tensor& scratch) override;
   void norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
                      const Tensor& normed, const Tensor& positions, const RopeParams& q_rope, const RopeParams& k_rope,
                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache) override;
@@ -68,7 +70,7 @@ class CudaBackend final : public Backend {
   struct Impl;
 
  private:
-  void warm_up();
+  static void limit_thread_stacks(int device);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,12 +2,15 @@
 // and the host-side launchers of the kernels in the other .cu files.
 #pragma once
 
-#include <cublas_v2.h>
+#include <cublasLt.h>
+#include <cublas_api.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
+#include <tuple>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,12 +61,35 @@ struct DecodeAttentionPolicy {
   int single_block_keys = 256;  // windows up to this many keys take one block per K/V head
 };
 
+// The matrix products of many rows, on cuBLASLt (cuda_matmul.cu). Like the scratch, used by
+// one thread at a time.
+class MatmulPlans {
+ public:
+  MatmulPlans();
+  ~MatmulPlans();
+  void init(CudaBackend::Impl& impl);
+  void release();  // the workspace; before the backend's stream goes
+  // y[n, m] = x[n, k] W[m, k]^T + beta y + bias, x in W's type (BF16 or FP16), y in F32.
+  void multiply(const CudaWeight& w, const void* x, std::int64_t n, float beta, const float* bias, float* y,
+                std::int64_t ldy);
+
+ private:
+  struct Plan;
+  cublasLtMatmulAlgo_t choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align);
+  CudaBackend::Impl* impl_ = nullptr;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  // by weight rows, columns, output stride, output alignment, bias or not, type
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool, int>, std::unique_ptr<Plan>> plans_;
+};
+
 struct CudaBackend::Impl {
   CudaOptions options;
   int device = 0;
   cudaDeviceProp props{};
   cudaStream_t stream = nullptr;
-  cublasHandle_t cublas = nullptr;
+  MatmulPlans matmul;
   std::mutex weights_mutex;
   std::vector<std::unique_ptr<CudaWeight>> weights;
   std::size_t weight_bytes = 0;
@@ -81,7 +107,11 @@ struct CudaBackend::Impl {
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
+  bool memory_log = false;  // VOXTRAL_CUDA_MEMORY_LOG: every allocation of 1 MiB or more, to stderr
 
+  template <typename Prepare>
+  void product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
+               Prepare&& prepare);
   void* device_alloc(std::size_t bytes);
   void device_free(void* p);
   void* scratch(Scratch& s, std::size_t bytes);
@@ -92,6 +122,11 @@ void launch_gemv(cudaStream_t stream, const CudaWeight& w, const float* x, std::
                  const float* bias, float* y, std::int64_t ldy, Epilogue epilogue);
 void launch_split_activations(cudaStream_t stream, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t cols,
                               ElemType type, void* hi, void* lo);
+// The same, from RMSNorm(x) or from SiLU-gate(gate_up) computed on the way (no F32 copy).
+void launch_rms_norm_split(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps,
+                           std::int64_t rows, std::int64_t cols, ElemType type, void* hi, void* lo);
+void launch_silu_split(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, std::int64_t rows, std::int64_t half,
+                       ElemType type, void* hi, void* lo);
 void launch_bias_activation(cudaStream_t stream, float* y, std::int64_t ldy, std::int64_t rows, std::int64_t cols,
                             const float* bias, bool gelu);
 

@@ -142,12 +142,10 @@ void gemv_dispatch(cudaStream_t stream, const CudaWeight& w, const float* x, std
   }
 }
 
+// v as the next product's input: rounded to 16 bits (hi), and in exact mode the rounding
+// error rounded again (lo), so that hi + lo carries ~16 bits of v's 24.
 template <typename H>
-__global__ void split_kernel(const float* __restrict__ x, long long ldx, long long rows, long long cols, H* hi, H* lo) {
-  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
-  if (i >= rows * cols) return;
-  const long long r = i / cols, c = i % cols;
-  const float v = x[r * ldx + c];
+__device__ __forceinline__ void store_split(float v, H* hi, H* lo, long long i) {
   if constexpr (std::is_same_v<H, __nv_bfloat16>) {
     const __nv_bfloat16 h = __float2bfloat16_rn(v);
     hi[i] = h;
@@ -157,6 +155,40 @@ __global__ void split_kernel(const float* __restrict__ x, long long ldx, long lo
     hi[i] = h;
     if (lo != nullptr) lo[i] = __float2half_rn(v - __half2float(h));
   }
+}
+
+// RMSNorm (as rms_norm_kernel computes it) written straight as the product's 16-bit input:
+// no F32 copy of the normed rows goes through memory. One block per row.
+template <typename H>
+__global__ void rms_norm_split_kernel(const float* __restrict__ x, long long ldx, const float* __restrict__ w, float eps,
+                                      int cols, H* hi, H* lo) {
+  const float* in = x + blockIdx.x * ldx;
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += in[j] * in[j];
+  const float total = block_sum(sum);
+  const float inv = 1.0f / sqrtf(total / static_cast<float>(cols) + eps);
+  const long long base = static_cast<long long>(blockIdx.x) * cols;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) store_split(w[j] * (in[j] * inv), hi, lo, base + j);
+}
+
+// SiLU-gate (as silu_mul_kernel computes it) written straight as the product's input.
+template <typename H>
+__global__ void silu_split_kernel(const float* __restrict__ gu, long long ld_in, long long rows, long long half, H* hi,
+                                  H* lo) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= rows * half) return;
+  const long long r = i / half, c = i % half;
+  const float g = gu[r * ld_in + c];
+  const float u = gu[r * ld_in + half + c];
+  store_split((g / (1.0f + expf(-g))) * u, hi, lo, i);
+}
+
+template <typename H>
+__global__ void split_kernel(const float* __restrict__ x, long long ldx, long long rows, long long cols, H* hi, H* lo) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= rows * cols) return;
+  const long long r = i / cols, c = i % cols;
+  store_split(x[r * ldx + c], hi, lo, i);
 }
 
 __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, long long cols, const float* bias, bool gelu_act) {
@@ -192,6 +224,35 @@ void launch_split_activations(cudaStream_t stream, const float* x, std::int64_t 
     split_kernel<<<blocks, threads, 0, stream>>>(x, ldx, rows, cols, static_cast<__half*>(hi), static_cast<__half*>(lo));
   }
   VOXTRAL_CUDA_LAUNCHED("split");
+}
+
+void launch_rms_norm_split(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps,
+                           std::int64_t rows, std::int64_t cols, ElemType type, void* hi, void* lo) {
+  const int threads = 256;
+  const auto blocks = static_cast<unsigned>(rows);
+  if (type == ElemType::BF16) {
+    rms_norm_split_kernel<<<blocks, threads, 0, stream>>>(x, ldx, weight, eps, static_cast<int>(cols),
+                                                          static_cast<__nv_bfloat16*>(hi), static_cast<__nv_bfloat16*>(lo));
+  } else {
+    rms_norm_split_kernel<<<blocks, threads, 0, stream>>>(x, ldx, weight, eps, static_cast<int>(cols),
+                                                          static_cast<__half*>(hi), static_cast<__half*>(lo));
+  }
+  VOXTRAL_CUDA_LAUNCHED("rms_norm_split");
+}
+
+void launch_silu_split(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, std::int64_t rows, std::int64_t half,
+                       ElemType type, void* hi, void* lo) {
+  const long long n = rows * half;
+  const int threads = 256;
+  const auto blocks = static_cast<unsigned>((n + threads - 1) / threads);
+  if (type == ElemType::BF16) {
+    silu_split_kernel<<<blocks, threads, 0, stream>>>(gate_up, ld_in, rows, half, static_cast<__nv_bfloat16*>(hi),
+                                                      static_cast<__nv_bfloat16*>(lo));
+  } else {
+    silu_split_kernel<<<blocks, threads, 0, stream>>>(gate_up, ld_in, rows, half, static_cast<__half*>(hi),
+                                                      static_cast<__half*>(lo));
+  }
+  VOXTRAL_CUDA_LAUNCHED("silu_split");
 }
 
 void launch_bias_activation(cudaStream_t stream, float* y, std::int64_t ldy, std::int64_t rows, std::int64_t cols,

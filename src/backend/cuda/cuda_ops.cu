@@ -9,20 +9,6 @@ namespace voxtral {
 
 namespace {
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024).
-__device__ float block_sum(float v) {
-  __shared__ float partial[32];
-  v = warp_sum(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  const int warps = blockDim.x / 32;
-  v = lane < warps ? partial[lane] : 0.0f;
-  v = warp_sum(v);
-  __syncthreads();
-  return v;
-}
-
 __global__ void rms_norm_kernel(const float* __restrict__ x, long long ldx, const float* __restrict__ w, float eps,
                                 float* __restrict__ y, long long ldy, int cols) {
   const float* in = x + blockIdx.x * ldx;

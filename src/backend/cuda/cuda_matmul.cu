@@ -1,0 +1,140 @@
+// Matrix products of many rows (the encoder, the adapter, the prefill) on cuBLASLt.
+//
+// cublasGemmEx chose a kernel for every new row count, and the first launch of a kernel loads
+// it: 5-20 ms on the H100, which the last, odd-sized encoder run of every file paid for each
+// of its products (BENCHMARKS.md). Here a product takes one algorithm per power-of-two bucket
+// of row counts, chosen by the heuristic for the bucket's largest count and kept for every
+// count in it, so the kernels a transcription meets are those the load's warm-up already ran
+// (Model::warm_up runs every bucket). The bias rides in the epilogue: one pass less over the
+// output.
+#include <algorithm>
+#include <bit>
+#include <tuple>
+
+#include "backend/cuda/cuda_common.cuh"
+
+namespace voxtral {
+
+namespace {
+
+constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // what cuBLAS asks for on Hopper
+constexpr std::int64_t kMinBucket = 16;
+
+int alignment_of(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return a == 0 ? 256 : static_cast<int>(std::min<std::uintptr_t>(a & (~a + 1), 256));
+}
+
+struct LayoutDeleter {
+  void operator()(cublasLtMatrixLayout_t l) const { cublasLtMatrixLayoutDestroy(l); }
+};
+using Layout = std::unique_ptr<std::remove_pointer_t<cublasLtMatrixLayout_t>, LayoutDeleter>;
+
+Layout make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  cublasLtMatrixLayout_t l = nullptr;
+  VOXTRAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, static_cast<std::uint64_t>(rows),
+                                                  static_cast<std::uint64_t>(cols), ld));
+  return Layout(l);
+}
+
+}  // namespace
+
+// One product shape (weight rows and columns, output stride and alignment, with or without a
+// bias): its descriptors and the algorithm of each row bucket.
+struct MatmulPlans::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_bucket;
+  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_rows;  // the bucket's, checked for this row count
+  ~Plan() {
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+MatmulPlans::MatmulPlans() = default;
+
+MatmulPlans::~MatmulPlans() {
+  plans_.clear();
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+void MatmulPlans::init(CudaBackend::Impl& impl) {
+  VOXTRAL_CUBLAS_CHECK(cublasLtCreate(&handle_));
+  workspace_ = impl.device_alloc(kWorkspaceBytes);
+  impl_ = &impl;
+}
+
+void MatmulPlans::release() {
+  if (workspace_ != nullptr) impl_->device_free(workspace_);
+  workspace_ = nullptr;
+}
+
+cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+                                         const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align) {
+  const Layout b = make_layout(type, w.cols, n, w.cols);
+  const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
+  cublasLtMatmulPreference_t pref = nullptr;
+  VOXTRAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const std::uint64_t workspace = kWorkspaceBytes;
+  const auto align = static_cast<std::uint32_t>(y_align);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align));
+  cublasLtMatmulHeuristicResult_t result{};
+  int count = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle_, desc, a, b.get(), d.get(), d.get(), pref, 1, &result, &count);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (status != CUBLAS_STATUS_SUCCESS || count == 0) {
+    fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
+  }
+  return result.algo;
+}
+
+// y[n, m] (+)= x[n, k] W[m, k]^T (+ bias): in cuBLAS's column-major terms D = op(A) B with A the
+// stored weights (k x m, transposed), B the activations (k x n) and D the output (m x n).
+void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, float beta, const float* bias, float* y,
+                           std::int64_t ldy) {
+  const cudaDataType_t type = w.type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const int y_align = alignment_of(y);
+  const auto key = std::make_tuple(w.rows, w.cols, ldy, y_align, bias != nullptr, static_cast<int>(type));
+  auto& slot = plans_[key];
+  if (!slot) {
+    slot = std::make_unique<Plan>();
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&slot->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(slot->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(slot->desc, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)));
+    const cublasLtEpilogue_t epilogue = bias != nullptr ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(slot->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  }
+  Plan& plan = *slot;
+  if (bias != nullptr) {
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  const Layout a = make_layout(type, w.cols, w.rows, w.cols);
+  const Layout b = make_layout(type, w.cols, n, w.cols);
+  const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
+
+  auto found = plan.by_rows.find(n);
+  if (found == plan.by_rows.end()) {
+    if (impl_->capturing) fail("cuda", "a matrix product of a new shape cannot be planned during graph capture");
+    const std::int64_t bucket = std::max(kMinBucket, static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(n))));
+    auto in_bucket = plan.by_bucket.find(bucket);
+    if (in_bucket == plan.by_bucket.end()) {
+      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), type, w, bucket, ldy, y_align)).first;
+    }
+    cublasLtMatmulHeuristicResult_t check{};
+    cublasLtMatmulAlgo_t algo = in_bucket->second;
+    if (cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &algo, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > kWorkspaceBytes) {
+      algo = choose(plan.desc, a.get(), type, w, n, ldy, y_align);  // the bucket's does not fit this count
+    }
+    found = plan.by_rows.emplace(n, algo).first;
+  }
+  const float one = 1.0f;
+  VOXTRAL_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &one, w.data, a.get(), x, b.get(), &beta, y, d.get(), y, d.get(),
+                                      &found->second, workspace_, kWorkspaceBytes, impl_->stream));
+}
+
+}  // namespace voxtral

@@ -203,6 +203,36 @@ TEST(Stream, EndlessInputKeepsMemoryFlat) {
   EXPECT_LE(heap_in_use(), after_warmup + (std::size_t{1} << 20)) << "memory grew on endless input";
 }
 
+// A known length sizes the decoder's cache to the file, in continuous mode too (the CLI's
+// default): the recorded ids, and more audio than announced is a clear error, not a cache
+// that silently wraps.
+TEST(Stream, ExpectedLengthSizesTheCacheAndIsEnforced) {
+  for (const auto& clip : fixture_clips()) {
+    auto model = Model::load(fixture(clip.model), cpu());
+    const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);
+    StreamOptions options;
+    options.delay_ms = clip.info["delay_ms"];
+    options.continuous = true;
+    options.expected_samples = static_cast<std::int64_t>(samples.size());
+    Stream stream(*model, options);
+    stream.feed(samples);
+    stream.finish();
+    EXPECT_EQ(stream.ids(), clip.info["greedy_ids"].get<std::vector<int>>()) << clip.info["tag"];
+  }
+  auto model = Model::load(fixture("tiny-a"), cpu());
+  StreamOptions options;
+  options.continuous = true;
+  options.expected_samples = 16000;
+  Stream stream(*model, options);
+  stream.feed(std::vector<float>(12000, 0.0f));
+  try {
+    stream.feed(std::vector<float>(4001, 0.0f));
+    FAIL() << "more audio than expected was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("16000 samples it was told to expect"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Stream, WithoutContinuousModeTooLongAudioIsAnError) {
   auto model = Model::load(fixture("tiny-b"), cpu());
   Stream stream(*model, StreamOptions{});

@@ -121,6 +121,10 @@ class Backend {
   // Several tensors with the same number of columns are stacked row-wise into one weight
   // (e.g. wq|wk|wv, or w1|w3), so one pass computes all of them.
   virtual Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) = 0;
+  // How many matrices load_weight is about to be asked for, and their elements in all, so a
+  // backend can place them in one allocation (the CUDA backend: one rounding to the
+  // allocator's 2 MiB pages instead of one per matrix). Only a hint.
+  virtual void reserve_weights(std::size_t /*matrices*/, std::int64_t /*elements*/) {}
   // A vector (bias or norm weight) from host floats, e.g. computed at session start.
   virtual Weight load_vector(std::span<const float> values) = 0;
   // Bytes of backend memory held by weights.

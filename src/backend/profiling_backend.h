@@ -30,6 +30,7 @@ class ProfilingBackend final : public Backend {
   Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override {
     return inner_->load_weight(parts, use);
   }
+  void reserve_weights(std::size_t matrices, std::int64_t elements) override { inner_->reserve_weights(matrices, elements); }
   Weight load_vector(std::span<const float> values) override { return inner_->load_vector(values); }
   std::size_t weight_bytes() const override { return inner_->weight_bytes(); }
 

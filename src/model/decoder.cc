@@ -75,10 +75,9 @@ TextDecoder::TextDecoder(Backend& backend, const ModelConfig& config, const Mode
 
   const std::int64_t capacity = std::min<std::int64_t>(dec.sliding_window + max_rows - 1, std::max<std::int64_t>(max_positions, 1));
   cache_layout_ = {dec.n_kv_heads, dec.head_dim, static_cast<int>(capacity), dec.sliding_window, kv_cache_type};
-  for (int l = 0; l < dec.n_layers; ++l) {
-    k_cache_.emplace_back(backend, kv_cache_type, capacity, dec.kv_width());
-    v_cache_.emplace_back(backend, kv_cache_type, capacity, dec.kv_width());
-  }
+  // A cache sized below the window plus a batch never wraps: positions must stay below it.
+  if (capacity < dec.sliding_window + max_rows - 1) position_limit_ = capacity;
+  kv_caches_ = DeviceBuffer(backend, kv_cache_type, 2 * dec.n_layers * capacity, dec.kv_width());
 }
 
 void TextDecoder::start(const std::vector<Weight>& ffn_norms) {
@@ -109,12 +108,19 @@ void TextDecoder::run_layers(const Tensor& x, const Tensor& positions, const Scr
     const auto li = static_cast<std::size_t>(l);
     const auto& w = weights_.decoder[li];
     backend_.norm_qkv_rope(x, w.attention_norm, dec.norm_eps, w.qkv, qkv, normed, positions, q_rope, k_rope,
-                           cache_layout_, k_cache_[li], v_cache_[li]);
+                           cache_layout_, k_cache(li), v_cache(li));
     const Tensor q = qkv.col_range(0, dec.q_width());
-    backend_.attention(q, positions, dec.n_heads, cache_layout_, k_cache_[li], v_cache_[li], attn);
+    backend_.attention(q, positions, dec.n_heads, cache_layout_, k_cache(li), v_cache(li), attn);
     backend_.linear(attn, w.wo, Weight{}, x, Epilogue::Add);
     backend_.norm_swiglu(x, ffn_norms_[li], dec.norm_eps, w.gate_up, act, normed, gate_up);
     backend_.linear(act, w.w2, Weight{}, x, Epilogue::Add);
+  }
+}
+
+void TextDecoder::check_position(std::int64_t position) const {
+  if (position >= position_limit_) {
+    fail("decoder", cat("position ", position, " is past the ", position_limit_,
+                        " positions this decoder's cache was sized for (more audio than the stream expected)"));
   }
 }
 
@@ -122,6 +128,7 @@ void TextDecoder::prefill(std::span<const int> ids, const Tensor& audio_rows, st
                           const Tensor* logits) {
   const auto n = static_cast<int>(ids.size());
   if (n <= 0 || n > max_rows_ || audio_rows.rows != n || ffn_norms_.empty()) fail("decoder", "prefill: bad call");
+  check_position(first_position + n - 1);
   std::vector<std::int32_t> host_ids(ids.begin(), ids.end());
   std::vector<std::int32_t> host_positions(static_cast<std::size_t>(n));
   std::iota(host_positions.begin(), host_positions.end(), static_cast<std::int32_t>(first_position));
@@ -149,6 +156,7 @@ void TextDecoder::step_ops() {
 
 int TextDecoder::step(int id, const Tensor& audio_row, std::int64_t position) {
   if (ffn_norms_.empty() || audio_row.rows != 1) fail("decoder", "step: bad call");
+  check_position(position);
   const std::int32_t host_id = id;
   const auto host_position = static_cast<std::int32_t>(position);
   backend_.copy_to_device(step_id_.view(), &host_id);

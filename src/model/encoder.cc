@@ -36,10 +36,8 @@ AudioEncoder::AudioEncoder(Backend& backend, const ModelConfig& config, const Mo
 
   cache_layout_ = {enc.n_kv_heads, enc.head_dim, enc.sliding_window + static_cast<int>(max_frames) - 1,
                    enc.sliding_window, kv_cache_type};
-  for (int l = 0; l < enc.n_layers; ++l) {
-    k_cache_.emplace_back(backend, kv_cache_type, cache_layout_.capacity, enc.kv_width());
-    v_cache_.emplace_back(backend, kv_cache_type, cache_layout_.capacity, enc.kv_width());
-  }
+  kv_caches_ = DeviceBuffer(backend, kv_cache_type, 2 * static_cast<std::int64_t>(enc.n_layers) * cache_layout_.capacity,
+                            enc.kv_width());
   reset();
 }
 
@@ -106,10 +104,9 @@ void AudioEncoder::run_layers(int n_frames) {
     const Tensor q = qkv.col_range(0, enc.q_width());
     const Tensor k = qkv.col_range(enc.q_width(), enc.kv_width());
     const Tensor v = qkv.col_range(enc.q_width() + enc.kv_width(), enc.kv_width());
-    backend_.rope_kv_append(q, k, v, positions, q_rope, k_rope, cache_layout_, k_cache_[static_cast<std::size_t>(l)],
-                            v_cache_[static_cast<std::size_t>(l)]);
-    backend_.attention(q, positions, enc.n_heads, cache_layout_, k_cache_[static_cast<std::size_t>(l)],
-                       v_cache_[static_cast<std::size_t>(l)], attn);
+    const auto li = static_cast<std::size_t>(l);
+    backend_.rope_kv_append(q, k, v, positions, q_rope, k_rope, cache_layout_, k_cache(li), v_cache(li));
+    backend_.attention(q, positions, enc.n_heads, cache_layout_, k_cache(li), v_cache(li), attn);
     backend_.linear(attn, w.wo, w.wo_bias, x, Epilogue::Add);
     backend_.norm_linear(x, w.ffn_norm, enc.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
     backend_.swiglu_linear(gate_up, w.w2, w.w2_bias, x, Epilogue::Add, act);

@@ -43,7 +43,13 @@ class AudioEncoder {
 
   DeviceBuffer conv0_in_, conv0_cols_, conv1_in_, conv1_cols_;
   DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_, adapter_mid_, positions_;
-  std::vector<DeviceBuffer> k_cache_, v_cache_;
+  // Every layer's K and V cache in one allocation (see TextDecoder).
+  DeviceBuffer kv_caches_;
+  Tensor k_cache(std::size_t layer) const { return cache_part(2 * layer); }
+  Tensor v_cache(std::size_t layer) const { return cache_part(2 * layer + 1); }
+  Tensor cache_part(std::size_t i) const {
+    return kv_caches_.view().row_range(static_cast<std::int64_t>(i) * cache_layout_.capacity, cache_layout_.capacity);
+  }
 };
 
 }  // namespace voxtral

@@ -9,18 +9,30 @@ namespace voxtral {
 
 namespace {
 
+// Uploads the weights, or (measuring) only counts the matrices it would upload.
 struct Loader {
   Backend& backend;
   const SafeTensors& file;
+  bool measuring = false;
+  std::size_t matrices = 0;
+  std::int64_t elements = 0;
 
   Weight matrix(std::initializer_list<std::string> names, WeightUse use) {
     std::vector<const TensorView*> parts;
     for (const auto& n : names) parts.push_back(&file.get(n));
+    if (measuring) {
+      ++matrices;
+      for (const TensorView* p : parts) elements += p->numel();
+      return Weight{};
+    }
     return backend.load_weight(parts, use);
   }
-  Weight vector(const std::string& name) { return backend.load_vector(read_floats(file.get(name))); }
+  Weight vector(const std::string& name) {
+    return measuring ? Weight{} : backend.load_vector(read_floats(file.get(name)));
+  }
   // Biases of stacked projections; a projection without a bias contributes zeros.
   Weight stacked_bias(std::initializer_list<std::pair<std::string, std::int64_t>> parts) {
+    if (measuring) return Weight{};
     std::vector<float> values;
     for (const auto& [name, width] : parts) {
       if (name.empty()) {
@@ -34,11 +46,8 @@ struct Loader {
   }
 };
 
-}  // namespace
-
-ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config) {
+ModelWeights load_all(Loader& load, const SafeTensors& file, const ModelConfig& config) {
   namespace names = tensor_names;
-  Loader load{backend, file};
   ModelWeights w;
   const auto dense = WeightUse::Dense;
   const auto streamed = WeightUse::Streamed;
@@ -90,6 +99,16 @@ ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const
   }
   w.final_norm = load.vector("norm.weight");
   return w;
+}
+
+}  // namespace
+
+ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config) {
+  Loader measure{backend, file, true};
+  load_all(measure, file, config);
+  backend.reserve_weights(measure.matrices, measure.elements);
+  Loader upload{backend, file};
+  return load_all(upload, file, config);
 }
 
 }  // namespace voxtral

@@ -104,7 +104,7 @@ for stage in "$@"; do
       step "full-size parity and speed against transformers (45 s of speech)"
       "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech45.wav" --backend cuda --skip-bandwidth \
         --dump-logits /tmp/ours45 | grep -E "decoder|encoder"
-      timeout 420 python3 "$root/tools/reference/full_size_parity.py" --model "$model" \
+      timeout "${PARITY_TIMEOUT:-420}" python3 "$root/tools/reference/full_size_parity.py" --model "$model" \
         --audio "$carry/audio/speech45.wav" --dump /tmp/ours45 --speed --setups "${SPEED_SETUPS:-dynamic,static}" 2>&1 | grep -v -i warn | tee "$out/fullparity.log"
       ;;
     profile)

@@ -16,9 +16,9 @@ for r in rows:
     value = float(r["Metric Value"].replace(",", "") or 0)
     unit = r["Metric Unit"]
     if r["Metric Name"] == "gpu__time_duration.sum":
-        e["time"] += value * {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+        e["time"] += value * {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}.get(unit, 1.0)
     elif r["Metric Name"] == "dram__bytes_read.sum":
-        e["bytes"] += value * {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(unit, 1)
+        e["bytes"] += value * {"byte": 1, "B": 1, "Kbyte": 1e3, "KB": 1e3, "Mbyte": 1e6, "MB": 1e6, "Gbyte": 1e9, "GB": 1e9}.get(unit, 1)
     else:
         e["pct"].append(value)
 total = sum(e["time"] for e in per.values())

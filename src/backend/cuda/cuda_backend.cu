@@ -7,6 +7,10 @@
 
 namespace voxtral {
 
+namespace {
+constexpr std::size_t kArenaAlignment = 256;  // each matrix in the weight arena starts on 256 bytes
+}  // namespace
+
 void throw_cuda_error(const char* what, cudaError_t error) {
   if (error == cudaErrorMemoryAllocation) {
     size_t free_bytes = 0, total = 0;
@@ -120,7 +124,10 @@ void CudaBackend::limit_thread_stacks(int device) {
 CudaBackend::~CudaBackend() {
   if (!impl_) return;
   cudaStreamSynchronize(impl_->stream);
-  for (auto& w : impl_->weights) cudaFree(w->data);
+  for (auto& w : impl_->weights) {
+    if (!w->in_arena) cudaFree(w->data);
+  }
+  cudaFree(impl_->weight_arena);
   for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys,
                      &impl_->attention_counters}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
@@ -186,7 +193,16 @@ Weight CudaBackend::load_weight(std::span<const TensorView* const> parts, Weight
     w->rows += p->shape.empty() ? 1 : p->shape[0];
   }
   const std::size_t es = elem_size(w->type);
-  w->data = impl_->device_alloc(static_cast<std::size_t>(w->rows * w->cols) * es);
+  const std::size_t bytes = static_cast<std::size_t>(w->rows * w->cols) * es;
+  {
+    std::lock_guard lock(impl_->weights_mutex);
+    if (impl_->arena_used + bytes <= impl_->arena_bytes) {
+      w->data = impl_->weight_arena + impl_->arena_used;
+      w->in_arena = true;
+      impl_->arena_used += (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+    }
+  }
+  if (!w->in_arena) w->data = impl_->device_alloc(bytes);
   std::int64_t row = 0;
   for (const TensorView* p : parts) {
     const std::int64_t rows = p->shape.empty() ? 1 : p->shape[0];
@@ -209,6 +225,13 @@ Weight CudaBackend::load_weight(std::span<const TensorView* const> parts, Weight
   Weight handle{w->rows, w->cols, w.get()};
   impl_->weights.push_back(std::move(w));
   return handle;
+}
+
+void CudaBackend::reserve_weights(std::size_t matrices, std::int64_t elements) {
+  std::lock_guard lock(impl_->weights_mutex);
+  if (impl_->weight_arena != nullptr || matrices == 0) return;
+  impl_->arena_bytes = static_cast<std::size_t>(elements) * elem_size(impl_->options.weight_type) + matrices * kArenaAlignment;
+  impl_->weight_arena = static_cast<char*>(impl_->device_alloc(impl_->arena_bytes));
 }
 
 Weight CudaBackend::load_vector(std::span<const float> values) {

@@ -44,6 +44,7 @@ struct CudaWeight {
   ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors
   std::int64_t rows = 0;
   std::int64_t cols = 0;
+  bool in_arena = false;  // placed in the weight arena, not allocated on its own
 };
 
 inline const CudaWeight& cuda_weight(const Weight& w) { return *static_cast<const CudaWeight*>(w.handle); }
@@ -93,6 +94,9 @@ struct CudaBackend::Impl {
   std::mutex weights_mutex;
   std::vector<std::unique_ptr<CudaWeight>> weights;
   std::size_t weight_bytes = 0;
+  // The matrices announced by reserve_weights, placed one after another in one allocation.
+  char* weight_arena = nullptr;
+  std::size_t arena_bytes = 0, arena_used = 0;
   Scratch split_hi, split_lo, attention_partials, argmax_keys;
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
   // The fused one-row kernels of the decode step (cuda_decode.cu); VOXTRAL_CUDA_FUSED=0

@@ -102,10 +102,9 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
   impl_->mma_attention = !env_is("VOXTRAL_CUDA_MMA_ATTENTION", "0");
   if (const char* policy = std::getenv("VOXTRAL_CUDA_ATTENTION")) {
-    DecodeAttentionPolicy& p = impl_->attention_policy;
-    if (std::sscanf(policy, "%d:%d", &p.target_splits, &p.single_block_keys) != 2 || p.target_splits < 1 ||
-        p.target_splits > 256 || p.single_block_keys < 0 || p.single_block_keys > 256) {
-      fail("VOXTRAL_CUDA_ATTENTION", cat("\"", policy, "\" is not SPLITS:KEYS (1-256 blocks per K/V head, 0-256 keys)"));
+    int& keys = impl_->attention_policy.max_keys;
+    if (std::sscanf(policy, "%d", &keys) != 1 || (keys != 32 && keys != 64 && keys != 128)) {
+      fail("VOXTRAL_CUDA_ATTENTION", cat("\"", policy, "\" is not 32, 64 or 128 (the most keys of one attention block)"));
     }
   }
 }

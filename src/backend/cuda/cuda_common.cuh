@@ -58,8 +58,7 @@ struct Scratch {
 
 // How the one-row decode attention splits a window over blocks (cuda_decode.cu).
 struct DecodeAttentionPolicy {
-  int target_splits = 16;       // blocks per K/V head once the window is long
-  int single_block_keys = 256;  // windows up to this many keys take one block per K/V head
+  int max_keys = 128;  // keys of one block at most (32, 64 or 128): longer windows take more blocks
 };
 
 // The matrix products of many rows, on cuBLASLt (cuda_matmul.cu). Like the scratch, used by
@@ -104,7 +103,8 @@ struct CudaBackend::Impl {
   // kernels, to measure what each part brings (BENCHMARKS.md).
   bool fused_decode = true;
   bool fused_attention = true;
-  DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=splits:keys to measure others
+  DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=keys to measure others
+  std::size_t decode_attention_shared[2] = {48 << 10, 48 << 10};  // allowed so far: BF16, F32 caches
   // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu);
   // VOXTRAL_CUDA_MMA_ATTENTION=0 keeps the F32 kernel, to measure.
   bool mma_attention = true;

@@ -185,21 +185,38 @@ __global__ void __launch_bounds__(kWarps * 32, 5) decode_gemv_kernel(const __gri
 }
 
 // ---- attention of one query row
+//
+// Block (K/V head, split) takes one slice of the window lo..pos for all query heads of that
+// K/V head. Its keys and values come into shared memory by cp.async all at once, so a block
+// waits for memory once (the first version loaded tile after tile and was a chain of ~10
+// dependent loads: ~12 us a layer at short context, 3x the bandwidth's time at long
+// context). Slices are 32 keys while that gives at most 32 of them, then longer, up to
+// policy.max_keys: short windows spread over 8-32 blocks, long ones over ~130-260. The last
+// block of a K/V head to finish merges the slices' partial results. Splits past the window
+// return at once, so the grid (sized for the full window) serves every step of a recorded
+// graph. Scores are kept in log2 units (exp2 in the softmax and the merge).
 
-constexpr int kKeyTile = 64;             // keys scored at once: four threads per key
-constexpr int kMaxKeysPerBlock = 256;    // up to four tiles per block
 constexpr int kAttentionThreads = 256;
-constexpr int kMaxGroup = 4;             // query heads per K/V head (the real model's GQA)
+constexpr int kMaxGroup = 4;       // query heads per K/V head (the real model's GQA)
+constexpr int kMinKeysPerBlock = 32;
+constexpr int kMaxSplits = 256;    // partial results the merge takes
+constexpr int kRowPadBytes = 16;   // per shared K/V row: spreads the rows over the banks
 
-// Keys per block for a window of n keys: all of them while there are at most
-// policy.single_block_keys (a merge costs more than the parallelism brings at short
-// context), then one tile while that gives at most policy.target_splits blocks per K/V
-// head, then up to four tiles, so that long contexts neither leave most SMs idle nor leave
-// a long merge.
 __host__ __device__ __forceinline__ int keys_per_block(int n_keys, DecodeAttentionPolicy policy) {
-  if (n_keys <= policy.single_block_keys) return kKeyTile * ((n_keys + kKeyTile - 1) / kKeyTile);  // no merge
-  const int tiles = (n_keys + kKeyTile * policy.target_splits - 1) / (kKeyTile * policy.target_splits);
-  return kKeyTile * max(1, min(kMaxKeysPerBlock / kKeyTile, tiles));
+  int keys = kMinKeysPerBlock;
+  while (keys < policy.max_keys && (n_keys + keys - 1) / keys > 32) keys *= 2;
+  return keys;
+}
+
+template <typename C>
+__host__ __device__ constexpr int row_elems(int hd) {  // a shared K or V row with its padding
+  return hd + kRowPadBytes / static_cast<int>(sizeof(C));
+}
+
+template <typename C>
+std::size_t attention_shared_bytes(int keys, int hd) {
+  return 2 * static_cast<std::size_t>(keys) * row_elems<C>(hd) * sizeof(C) +
+         static_cast<std::size_t>(kMaxGroup) * (hd + keys) * sizeof(float);
 }
 
 struct DecodeAttentionArgs {
@@ -208,7 +225,7 @@ struct DecodeAttentionArgs {
   DecodeAttentionPolicy policy;
   int group, head_dim, window, capacity, max_splits;
   long long ldc;
-  float scale;
+  float scale;      // 1/sqrt(head_dim) * log2(e)
   float* part_out;  // [n_heads][max_splits][head_dim]
   float* part_max;  // [n_heads][max_splits]
   float* part_sum;
@@ -216,18 +233,23 @@ struct DecodeAttentionArgs {
   float* out;
 };
 
-// Block (K/V head, split) takes one slice of the window lo..pos for all query heads of that
-// K/V head. Splits past the window return at once, so the grid (sized for the full window)
-// serves every step of a recorded graph.
+__device__ __forceinline__ void copy16_async(void* shared, const void* global) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global));
+}
+
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+
 template <typename C>
 __global__ void __launch_bounds__(kAttentionThreads)
     decode_attention_kernel(const DecodeAttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
-  __shared__ float q_s[kMaxGroup * 256];
-  __shared__ float p_s[kMaxGroup][kMaxKeysPerBlock];
-  __shared__ float sums[kWarps * kMaxGroup * 256];
-  __shared__ float stat[kMaxGroup][kWarps];
-  __shared__ float head_max[kMaxGroup], head_sum[kMaxGroup];
-  __shared__ float weight_s[kMaxGroup][kMaxKeysPerBlock];  // the merge's per-split factors
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  __shared__ float stat[kMaxGroup][2];              // per query head: max, sum
+  __shared__ float weight_s[kMaxGroup][kMaxSplits];  // the merge's per-split factors
+  __shared__ float4 group_totals[kAttentionThreads];
   __shared__ bool merges;
   const int kv_head = blockIdx.x, split = blockIdx.y, G = a.group, hd = a.head_dim;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
@@ -239,117 +261,92 @@ __global__ void __launch_bounds__(kAttentionThreads)
   const int start = lo + split * per_block;
   const int count = min(per_block, pos + 1 - start);
   const long long col = static_cast<long long>(kv_head) * hd;
+  const int row = row_elems<C>(hd);
+  C* k_s = reinterpret_cast<C*>(shared_bytes);
+  C* v_s = k_s + static_cast<long long>(per_block) * row;
+  float* q_s = reinterpret_cast<float*>(v_s + static_cast<long long>(per_block) * row);
+  float* p_s = q_s + kMaxGroup * hd;  // [G][per_block]
 
+  // Every key and value row of the slice in flight at once.
+  const int chunks_per_row = hd * static_cast<int>(sizeof(C)) / 16;
+  for (int i = t; i < 2 * count * chunks_per_row; i += kAttentionThreads) {
+    const int which = i / (count * chunks_per_row), rest = i % (count * chunks_per_row);
+    const int key = rest / chunks_per_row, chunk = rest % chunks_per_row;
+    const long long at = static_cast<long long>((start + key) % a.capacity) * a.ldc + col;
+    const C* src = (which == 0 ? k_cache : v_cache) + at;
+    C* dst = (which == 0 ? k_s : v_s) + key * row;
+    copy16_async(reinterpret_cast<char*>(dst) + chunk * 16, reinterpret_cast<const char*>(src) + chunk * 16);
+  }
+  asm volatile("cp.async.commit_group;");
   for (int i = t; i < G * hd; i += kAttentionThreads) q_s[i] = a.q[col * G + i] * a.scale;
+  asm volatile("cp.async.wait_group 0;");
   __syncthreads();
 
-  // Scores: a tile of 64 keys at a time, thread t taking a quarter of key t / 4's dimensions.
-  const int quarter = t % 4, span = hd / 4;
-#pragma unroll
-  for (int tile = 0; tile < kMaxKeysPerBlock; tile += kKeyTile) {
-    if (tile >= count) break;
-    const int key = tile + t / 4;
-    float s[kMaxGroup];
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
+  // Scores: threads_per_key threads share a key, each taking interleaved pairs of dimensions.
+  const int threads_per_key = kAttentionThreads / per_block;
+  {
+    const int key = t / threads_per_key, part = t % threads_per_key;
+    float s[kMaxGroup] = {};
     if (key < count) {
-      const C* kp = k_cache + static_cast<long long>((start + key) % a.capacity) * a.ldc + col + quarter * span;
-#pragma unroll 4
-      for (int d = 0; d < span; d += 8) {
-        float kv[8];
-        load8(kp + d, kv);
+      const C* kp = k_s + key * row;
+      for (int d = 2 * part; d < hd; d += 2 * threads_per_key) {
+        const float2 kv = load2(kp + d);
 #pragma unroll
         for (int g = 0; g < kMaxGroup; ++g) {
-          if (g >= G) break;
-          const float* qq = q_s + g * hd + quarter * span + d;
-          s[g] += kv[0] * qq[0] + kv[1] * qq[1] + kv[2] * qq[2] + kv[3] * qq[3] + kv[4] * qq[4] + kv[5] * qq[5] +
-                  kv[6] * qq[6] + kv[7] * qq[7];
+          if (g < G) s[g] += kv.x * q_s[g * hd + d] + kv.y * q_s[g * hd + d + 1];
         }
       }
     }
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
-      s[g] += __shfl_xor_sync(0xffffffffu, s[g], 1);
-      s[g] += __shfl_xor_sync(0xffffffffu, s[g], 2);
-      if (g < G && quarter == 0 && key < count) p_s[g][key] = s[g];
+      for (int offset = threads_per_key / 2; offset > 0; offset /= 2) s[g] += __shfl_xor_sync(0xffffffffu, s[g], offset);
+      if (g < G && part == 0 && key < count) p_s[g * per_block + key] = s[g];
     }
   }
   __syncthreads();
-  // Softmax pieces per query head over this block's keys (one key per thread).
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g >= G) break;
-    const float m = warp_max(t < count ? p_s[g][t] : -FLT_MAX);
-    if (lane == 0) stat[g][warp] = m;
-  }
-  __syncthreads();
-  if (t < G) {
-    float m = stat[t][0];
-    for (int w = 1; w < kWarps; ++w) m = fmaxf(m, stat[t][w]);
-    head_max[t] = m;
-  }
-  __syncthreads();
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g >= G) break;
-    const float p = t < count ? expf(p_s[g][t] - head_max[g]) : 0.0f;
-    if (t < count) p_s[g][t] = p;
-    const float total = warp_sum(p);
-    if (lane == 0) stat[g][warp] = total;
-  }
-  __syncthreads();
-  if (t < G) {
+  // Softmax pieces: warp g takes query head g.
+  if (warp < G) {
+    float* ps = p_s + warp * per_block;
+    float m = -FLT_MAX;
+    for (int k = lane; k < count; k += 32) m = fmaxf(m, ps[k]);
+    m = warp_max(m);
     float total = 0.0f;
-    for (int w = 0; w < kWarps; ++w) total += stat[t][w];
-    head_sum[t] = total;
-  }
-
-  // Values: thread t takes eight dimensions (one 16-byte load) of the keys of group
-  // t / (hd / 8); the key groups of one warp meet by shuffles, the warps in shared memory.
-  const int lanes_per_key = hd / 8, key_groups = kAttentionThreads / lanes_per_key;
-  const int dim = (t % lanes_per_key) * 8, key_group = t / lanes_per_key;
-  float o[kMaxGroup][8] = {};
-  const C* vp = v_cache + col + dim;
-#pragma unroll 4
-  for (int i = key_group; i < count; i += key_groups) {
-    float v[8];
-    load8(vp + static_cast<long long>((start + i) % a.capacity) * a.ldc, v);
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
-      const float p = p_s[g][i];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) o[g][j] += p * v[j];
+    for (int k = lane; k < count; k += 32) {
+      const float e = exp2f(ps[k] - m);
+      ps[k] = e;
+      total += e;
     }
-  }
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      for (int offset = 16; offset >= lanes_per_key; offset /= 2) o[g][j] += __shfl_xor_sync(0xffffffffu, o[g][j], offset);
-    }
-  }
-  if (lane < lanes_per_key) {
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) sums[(warp * G + g) * hd + dim + j] = o[g][j];
-    }
+    total = warp_sum(total);
+    if (lane == 0) stat[warp][0] = m, stat[warp][1] = total;
   }
   __syncthreads();
-  const int warps_used = (key_groups + 32 / lanes_per_key - 1) / (32 / lanes_per_key);
-  for (int i = t; i < G * hd; i += kAttentionThreads) {
-    float v = 0.0f;
-    for (int w = 0; w < warps_used; ++w) v += sums[w * G * hd + i];
-    const int g = i / hd, d = i % hd;
+
+  // Values: a thread takes two dimensions of one query head, over all keys (four chains).
+  for (int i = t; i < G * hd / 2; i += kAttentionThreads) {
+    const int g = 2 * i / hd, d = 2 * i % hd;
+    const float* ps = p_s + g * per_block;
+    float2 acc[4] = {};
+    int k = 0;
+    for (; k + 3 < count; k += 4) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float2 v = load2(v_s + (k + u) * row + d);
+        acc[u].x += ps[k + u] * v.x, acc[u].y += ps[k + u] * v.y;
+      }
+    }
+    for (; k < count; ++k) {
+      const float2 v = load2(v_s + k * row + d);
+      acc[0].x += ps[k] * v.x, acc[0].y += ps[k] * v.y;
+    }
+    const float ox = acc[0].x + acc[1].x + acc[2].x + acc[3].x, oy = acc[0].y + acc[1].y + acc[2].y + acc[3].y;
     const long long head = static_cast<long long>(kv_head) * G + g;
     if (splits == 1) {
-      a.out[head * hd + d] = v / head_sum[g];
+      const float inv = 1.0f / stat[g][1];
+      *reinterpret_cast<float2*>(a.out + head * hd + d) = make_float2(ox * inv, oy * inv);
     } else {
       const long long at = head * a.max_splits + split;
-      a.part_out[at * hd + d] = v;
-      if (d == 0) a.part_max[at] = head_max[g], a.part_sum[at] = head_sum[g];
+      *reinterpret_cast<float2*>(a.part_out + at * hd + d) = make_float2(ox, oy);
+      if (d == 0) a.part_max[at] = stat[g][0], a.part_sum[at] = stat[g][1];
     }
   }
   if (splits == 1) return;
@@ -357,8 +354,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
   // The last block of this K/V head to finish merges every split's partial result: one
   // warp per query head turns the splits' maxima and sums into factors, then the threads
   // sum the outputs over the splits, four outputs per thread and the splits shared among
-  // thread groups, eight independent loads in flight per thread (a chain of dependent
-  // loads here cost more than the attention itself at long context).
+  // thread groups, eight independent loads in flight per thread.
   __threadfence();
   __syncthreads();
   if (t == 0) merges = atomicAdd(a.finished + kv_head, 1) == splits - 1;
@@ -372,12 +368,12 @@ __global__ void __launch_bounds__(kAttentionThreads)
     m = warp_max(m);
     float total = 0.0f;
     for (int sp = lane; sp < splits; sp += 32) {
-      const float f = expf(__ldcg(a.part_max + base + sp) - m);
+      const float f = exp2f(__ldcg(a.part_max + base + sp) - m);
       weight_s[warp][sp] = f;
       total += __ldcg(a.part_sum + base + sp) * f;
     }
     total = warp_sum(total);
-    if (lane == 0) head_sum[warp] = total;
+    if (lane == 0) stat[warp][1] = total;
   }
   __syncthreads();
   const int quads = G * hd / 4;                    // at most kMaxGroup * 256 / 4 = kAttentionThreads
@@ -404,15 +400,14 @@ __global__ void __launch_bounds__(kAttentionThreads)
         acc[u].x += v[u].x * f, acc[u].y += v[u].y * f, acc[u].z += v[u].z * f, acc[u].w += v[u].w * f;
       }
     }
-    for (int u = 0; sp < splits; sp += groups, ++u) {
+    for (; sp < splits; sp += groups) {
       const float4 v = __ldcg(part + static_cast<long long>(sp) * stride);
       const float f = weight_s[g][sp];
-      acc[u].x += v.x * f, acc[u].y += v.y * f, acc[u].z += v.z * f, acc[u].w += v.w * f;
+      acc[0].x += v.x * f, acc[0].y += v.y * f, acc[0].z += v.z * f, acc[0].w += v.w * f;
     }
 #pragma unroll
     for (int u = 0; u < kLoads; ++u) total.x += acc[u].x, total.y += acc[u].y, total.z += acc[u].z, total.w += acc[u].w;
   }
-  float4* group_totals = reinterpret_cast<float4*>(sums);  // [groups][quads], free again here
   if (group < groups) group_totals[group * quads + quad] = total;
   __syncthreads();
   if (t < quads) {
@@ -421,7 +416,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
       const float4 w = group_totals[gr * quads + t];
       v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
     }
-    const float inv = 1.0f / head_sum[g];
+    const float inv = 1.0f / stat[g][1];
     *reinterpret_cast<float4*>(a.out + head * hd + d) = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
   if (t == 0) a.finished[kv_head] = 0;
@@ -499,8 +494,10 @@ bool launch_decode_norm_qkv_rope(const CudaBackend::Impl& impl, const float* x, 
 bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int* position, int n_heads,
                              const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
   const int hd = cache.head_dim, group = n_heads / cache.n_kv_heads;
+  const std::size_t es = cache.type == ElemType::BF16 ? 2 : 4;
   if (!impl.fused_attention || q.rows != 1 || out.rows != 1 || group > kMaxGroup || hd > 256 || hd % 32 != 0 ||
-      k_cache.stride % 8 != 0 || v_cache.stride != k_cache.stride || !aligned16(q.data) || !aligned16(out.data)) {
+      group * hd / 2 > kAttentionThreads || k_cache.stride * es % 16 != 0 || v_cache.stride != k_cache.stride ||
+      !aligned16(k_cache.data) || !aligned16(v_cache.data) || !aligned16(q.data) || !aligned16(out.data)) {
     return false;
   }
   DecodeAttentionArgs a{};
@@ -509,13 +506,15 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int
   a.group = group, a.head_dim = hd, a.window = cache.window, a.capacity = cache.capacity;
   a.policy = impl.attention_policy;
   a.max_splits = 1;  // the most slices any window length up to the full one uses (runs once per graph capture)
+  int max_keys = kMinKeysPerBlock;
   for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
     const int per_block = keys_per_block(n, a.policy);
     a.max_splits = std::max(a.max_splits, (n + per_block - 1) / per_block);
+    max_keys = std::max(max_keys, std::min(per_block, n));
   }
-  if (a.max_splits > kMaxKeysPerBlock) return false;  // the merge's factors would not fit
+  if (a.max_splits > kMaxSplits) return false;  // the merge's factors would not fit
   a.ldc = k_cache.stride;
-  a.scale = 1.0f / sqrtf(static_cast<float>(hd));
+  a.scale = 1.0f / sqrtf(static_cast<float>(hd)) * 1.4426950408889634f;
   const std::size_t partials = static_cast<std::size_t>(n_heads) * a.max_splits;
   auto* scratch = static_cast<float*>(impl.scratch(impl.attention_partials, partials * (hd + 2) * sizeof(float)));
   a.part_out = scratch;
@@ -529,12 +528,21 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int
   a.finished = static_cast<int*>(impl.attention_counters.data);
   a.out = out.ptr<float>();
   const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), static_cast<unsigned>(a.max_splits));
+  // Past 48 KB of shared memory a kernel must ask; asked once per size (never inside a graph
+  // capture: the eager run before it asks first).
+  auto launch = [&](auto kernel, auto elem, std::size_t& allowed) {
+    using C = decltype(elem);
+    const std::size_t shared = attention_shared_bytes<C>(max_keys, hd);
+    if (shared > allowed) {
+      VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+      allowed = shared;
+    }
+    kernel<<<grid, kAttentionThreads, shared, impl.stream>>>(a, k_cache.ptr<const C>(), v_cache.ptr<const C>());
+  };
   if (cache.type == ElemType::BF16) {
-    decode_attention_kernel<<<grid, kAttentionThreads, 0, impl.stream>>>(a, k_cache.ptr<const __nv_bfloat16>(),
-                                                                          v_cache.ptr<const __nv_bfloat16>());
+    launch(decode_attention_kernel<__nv_bfloat16>, __nv_bfloat16{}, impl.decode_attention_shared[0]);
   } else {
-    decode_attention_kernel<<<grid, kAttentionThreads, 0, impl.stream>>>(a, k_cache.ptr<const float>(),
-                                                                          v_cache.ptr<const float>());
+    launch(decode_attention_kernel<float>, float{}, impl.decode_attention_shared[1]);
   }
   VOXTRAL_CUDA_LAUNCHED("decode_attention");
   return true;

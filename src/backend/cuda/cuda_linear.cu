@@ -1,4 +1,6 @@
-// Matrix-vector products for the decode step, and the helpers of the cuBLAS path.
+// Matrix-vector products (up to 8 rows), and the 16-bit inputs of the many-row products
+// (cuda_matmul.cu): the activations split into BF16/FP16 halves, from x as it is or from
+// RMSNorm(x) or SiLU-gate computed on the way.
 //
 // The decode step is bound by reading the weights: every decoder matrix is read once per
 // token. One warp owns one weight row and streams it with 16-byte loads (8 BF16 values per

@@ -34,7 +34,7 @@ struct StreamOptions {
   bool ignore_eos = false;            // benchmarks: decode the whole audio span
   int alternatives = 0;               // report up to this many candidates per token (0: off)
   double alternative_cutoff = 0.1;    // ... with at least this probability
-  std::int64_t expected_samples = 0;  // total input length when known (bounds the K/V cache)
+  std::int64_t expected_samples = 0;  // total input length when known (bounds the K/V cache; feeding more fails)
   int encoder_chunk = 64;             // most positions per encoder run (larger: faster, more memory)
   // Called after every decode step with the step's input id, position and logits ([1, vocab]
   // in backend memory): for parity checks, not for normal use.

@@ -27,8 +27,10 @@ struct Loader {
     }
     return backend.load_weight(parts, use);
   }
-  Weight vector(const std::string& name) {
-    return measuring ? Weight{} : backend.load_vector(read_floats(file.get(name)));
+  Weight vector(const std::string& name) { return measuring ? Weight{} : backend.load_vector(floats(name)); }
+  // Kept on the host (the decoder's FFN and ada norms, combined per session).
+  std::vector<float> floats(const std::string& name) const {
+    return measuring ? std::vector<float>{} : read_floats(file.get(name));
   }
   // Biases of stacked projections; a projection without a bias contributes zeros.
   Weight stacked_bias(std::initializer_list<std::pair<std::string, std::int64_t>> parts) {
@@ -38,7 +40,7 @@ struct Loader {
       if (name.empty()) {
         values.insert(values.end(), static_cast<std::size_t>(width), 0.0f);
       } else {
-        const auto v = read_floats(file.get(name));
+        const auto v = floats(name);
         values.insert(values.end(), v.begin(), v.end());
       }
     }
@@ -46,7 +48,7 @@ struct Loader {
   }
 };
 
-ModelWeights load_all(Loader& load, const SafeTensors& file, const ModelConfig& config) {
+ModelWeights load_all(Loader& load, const ModelConfig& config) {
   namespace names = tensor_names;
   ModelWeights w;
   const auto dense = WeightUse::Dense;
@@ -90,10 +92,10 @@ ModelWeights load_all(Loader& load, const SafeTensors& file, const ModelConfig& 
     l.wo = load.matrix({n("attention.wo.weight")}, streamed);
     l.gate_up = load.matrix({n("feed_forward.w1.weight"), n("feed_forward.w3.weight")}, streamed);
     l.w2 = load.matrix({n("feed_forward.w2.weight")}, streamed);
-    l.ffn_norm = read_floats(file.get(n("ffn_norm.weight")));
+    l.ffn_norm = load.floats(n("ffn_norm.weight"));
     if (dec.ada_norm_dim > 0) {
-      l.ada_down = read_floats(file.get(n("ada_rms_norm_t_cond.0.weight")));
-      l.ada_up = read_floats(file.get(n("ada_rms_norm_t_cond.2.weight")));
+      l.ada_down = load.floats(n("ada_rms_norm_t_cond.0.weight"));
+      l.ada_up = load.floats(n("ada_rms_norm_t_cond.2.weight"));
     }
     w.decoder.push_back(std::move(l));
   }
@@ -105,10 +107,10 @@ ModelWeights load_all(Loader& load, const SafeTensors& file, const ModelConfig& 
 
 ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config) {
   Loader measure{backend, file, true};
-  load_all(measure, file, config);
+  load_all(measure, config);
   backend.reserve_weights(measure.matrices, measure.elements);
   Loader upload{backend, file};
-  return load_all(upload, file, config);
+  return load_all(upload, config);
 }
 
 }  // namespace voxtral

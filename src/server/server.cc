@@ -16,6 +16,9 @@ struct Server::Impl {
         blocking_pool(2),
         context{engine, metrics, options} {
     context.blocking_pool = &blocking_pool;
+    context.lifecycle = &lifecycle;
+    context.memory = &memory;
+    memory.set_limit(options.memory_budget_bytes);
     const auto& config = engine.model().config();
     context.sample_rate = config.audio.sampling_rate;
     context.position_seconds = static_cast<double>(config.samples_per_position()) / config.audio.sampling_rate;
@@ -33,6 +36,8 @@ struct Server::Impl {
   net::io_context io;
   tcp::acceptor acceptor;
   net::thread_pool blocking_pool;
+  Lifecycle lifecycle;
+  MemoryBudget memory;
   ServerContext context;
   std::vector<std::thread> threads;
   unsigned short port = 0;

@@ -11,8 +11,12 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "server/engine.h"
+#include "server/lifecycle.h"
+#include "server/memory_budget.h"
 #include "server/metrics.h"
 
 namespace boost::asio {
@@ -26,12 +30,29 @@ struct ServerOptions {
   unsigned short port = 8000;      // 0: any free port (see Server::port())
   int io_threads = 2;
   std::string api_key;             // when set, /v1/* needs "Authorization: Bearer <key>" (or ?api_key=)
-  std::string model_id;            // the name /v1/models lists and requests may give
+  std::string model_id;            // the first served model name (default: the model directory's name)
+  // --served-model-name (repeatable): what /v1/models lists; model_id is the first.
+  std::vector<std::string> served_model_names;
+  // --strict-model-name: requests naming another model get 404 (default: any name is
+  // accepted, as local whisper servers do, so OpenAI and vLLM clients work unchanged).
+  bool strict_model_name = false;
+  double shutdown_timeout_seconds = 30;     // grace period for in-flight work on SIGTERM/SIGINT
+  std::size_t memory_budget_bytes = 0;      // client-held bytes in total (0: derived at start)
   std::size_t max_upload_bytes = 100u << 20;
   double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
   std::size_t max_message_bytes = 1u << 20; // one WebSocket message
   int delay_ms = 0;                         // 0: the model's default
   double idle_timeout_seconds = 60;         // a connection silent this long is closed
+
+  // Whether a request naming `model` is served ("" always is).
+  bool accepts_model(std::string_view model) const {
+    if (model.empty() || !strict_model_name) return true;
+    if (model == model_id) return true;
+    for (const auto& name : served_model_names) {
+      if (model == name) return true;
+    }
+    return false;
+  }
 };
 
 // What every connection shares.
@@ -40,6 +61,8 @@ struct ServerContext {
   Metrics& metrics;
   const ServerOptions& options;
   boost::asio::thread_pool* blocking_pool = nullptr;  // audio decoding, off the I/O threads
+  Lifecycle* lifecycle = nullptr;  // graceful shutdown: drain, then abort what remains
+  MemoryBudget* memory = nullptr;  // bytes clients make the server hold, in total
   double position_seconds = 0.08;  // one decoder position
   int sample_rate = 16000;
 };

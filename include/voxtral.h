@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define VOXTRAL_API_VERSION 1
+#define VOXTRAL_API_VERSION 2 /* 2: voxtral_piece.start and .end (word times) */
 
 #if defined(VOXTRAL_BUILDING_LIBRARY) && defined(__GNUC__)
 #define VOXTRAL_API __attribute__((visibility("default")))
@@ -61,6 +61,13 @@ typedef struct {
   double audio_end; /* seconds of input audio consumed when it was produced */
   size_t alternative_count;
   const voxtral_alternative* alternatives; /* most likely first (the token itself) */
+  /* Seconds of input audio where the word this piece's text belongs to starts and ends:
+   * the same for every piece of a word (a piece whose text begins with a space, or the first
+   * text after a segment end, starts a word). The end comes from when the model emitted the
+   * word, the start from the onset of speech energy after the previous word (README,
+   * "Timestamps"); the end never passes the audio fed. Pieces without text: both = time. */
+  double start;
+  double end;
 } voxtral_piece;
 
 VOXTRAL_API const char* voxtral_version(void);

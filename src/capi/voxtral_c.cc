@@ -153,7 +153,8 @@ size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces)
   for (const auto& p : stream->pieces) {
     auto& alts = stream->alternatives.emplace_back();
     for (const auto& a : p.alternatives) alts.push_back({a.id, a.text.c_str(), a.probability});
-    stream->views.push_back({p.id, p.text.c_str(), p.time, p.audio_end, alts.size(), alts.empty() ? nullptr : alts.data()});
+    stream->views.push_back(
+        {p.id, p.text.c_str(), p.time, p.audio_end, alts.size(), alts.empty() ? nullptr : alts.data(), p.start, p.end});
   }
   if (pieces != nullptr) *pieces = stream->views.empty() ? nullptr : stream->views.data();
   return stream->views.size();

@@ -262,8 +262,7 @@ int main(int argc, char** argv) {
     }
   }
   catch_interrupt();
-  TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer(),
-                            1.0 / model->config().audio.frame_rate);
+  TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer());
   const auto start = std::chrono::steady_clock::now();
   StreamStats stats;
   try {

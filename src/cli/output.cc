@@ -5,13 +5,12 @@
 namespace voxtral {
 
 TranscriptPrinter::TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug,
-                                     const Tokenizer& tokenizer, double position_seconds)
+                                     const Tokenizer& tokenizer)
     : format_(format),
       timestamps_(timestamps),
       alternatives_(alternatives),
       debug_(debug),
-      tokenizer_(tokenizer),
-      segmenter_(position_seconds) {
+      tokenizer_(tokenizer) {
   if (format_ == OutputFormat::Vtt) out(vtt_header());
 }
 

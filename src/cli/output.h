@@ -15,8 +15,7 @@ enum class OutputFormat { Text, Json, Srt, Vtt };
 
 class TranscriptPrinter {
  public:
-  TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer,
-                    double position_seconds);
+  TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer);
   void add(const TextPiece& piece);
   void finish(double duration);
 

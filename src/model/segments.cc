@@ -1,5 +1,6 @@
 #include "model/segments.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace voxtral {
@@ -32,21 +33,26 @@ void Segmenter::close_word() {
   all_words_.push_back(word_);
 }
 
-std::vector<Segment> Segmenter::close_segment() {
+// `limit`: where the next segment starts, or the end of the audio heard.
+std::vector<Segment> Segmenter::close_segment(double limit) {
   std::vector<Segment> out;
-  if (!segment_.words.empty()) out.push_back(std::move(segment_));
+  if (!segment_.words.empty()) {
+    segment_.end = std::max(segment_.end, std::min(segment_.start + min_duration_, limit));
+    out.push_back(std::move(segment_));
+  }
   segment_ = Segment{};
   return out;
 }
 
 std::vector<Segment> Segmenter::add(const TextPiece& piece) {
+  audio_end_ = std::max(audio_end_, piece.audio_end);
   std::vector<Segment> done;
   auto take = [&](std::vector<Segment> s) {
     for (auto& seg : s) done.push_back(std::move(seg));
   };
   if (piece.id == -1 && piece.text.empty()) {  // a stream segment ended
     close_word();
-    take(close_segment());
+    take(close_segment(audio_end_));
     return done;
   }
   if (piece.text.empty()) return done;
@@ -55,25 +61,25 @@ std::vector<Segment> Segmenter::add(const TextPiece& piece) {
     close_word();
     if (!segment_.words.empty()) {
       const Word& last = segment_.words.back();
-      if (ends_sentence(last.text) || piece.time - last.end > max_gap_ || segment_.text.size() >= max_chars_) {
-        take(close_segment());
+      if (ends_sentence(last.text) || piece.start - last.end > max_gap_ || segment_.text.size() >= max_chars_) {
+        take(close_segment(std::min(piece.start, audio_end_)));
       }
     }
-    word_ = Word{"", piece.time, piece.time + position_seconds_};
+    word_ = Word{"", piece.start, piece.end};
     in_word_ = true;
   }
   word_.text += piece.text;
-  word_.end = std::max(word_.end, piece.time + position_seconds_);
+  word_.end = std::max(word_.end, piece.end);
   if (piece.id == -1) {
     close_word();
-    take(close_segment());
+    take(close_segment(audio_end_));
   }
   return done;
 }
 
 std::vector<Segment> Segmenter::finish() {
   close_word();
-  return close_segment();
+  return close_segment(audio_end_);
 }
 
 }  // namespace voxtral

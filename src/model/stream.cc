@@ -1,6 +1,7 @@
 #include "model/stream.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <future>
@@ -62,6 +63,12 @@ Stream::Stream(Model& model, const StreamOptions& options)
   const std::int64_t needed = static_cast<std::int64_t>(prompt_.size()) + encoder_chunk_;
   ring_positions_ = (needed + encoder_chunk_ - 1) / encoder_chunk_ * encoder_chunk_;
   audio_ring_ = DeviceBuffer(backend, ElemType::F32, ring_positions_, config_.decoder.dim);
+  // A word is timed when the token n_delay positions after its end is decoded; by then the
+  // frames reach at least that far, and at most a ring of encoded positions further.
+  const double position_seconds = static_cast<double>(samples_per_position_) / config_.audio.sampling_rate;
+  const double lookahead = n_delay_ * position_seconds;
+  word_timer_ = WordTimer(static_cast<double>(config_.audio.hop_length) / config_.audio.sampling_rate, lookahead,
+                          WordTimer::kPeakSeconds + lookahead + static_cast<double>(ring_positions_ + 1) * position_seconds);
   start_segment();
 }
 
@@ -176,15 +183,20 @@ bool Stream::encode_next(bool final) {
   const std::int64_t first_frame = encoded_ * per_position;
   const std::int64_t n_frames = count * per_position;
   mel_scratch_.resize(static_cast<std::size_t>(n_frames * a.num_mel_bins));
+  energy_scratch_.resize(static_cast<std::size_t>(n_frames));
   auto frames_range = [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> window(static_cast<std::size_t>(a.window_size));
     for (std::int64_t f = begin; f < end; ++f) {
       const std::int64_t start = (first_frame + f) * a.hop_length - half;
+      double energy = 0;
       for (int i = 0; i < a.window_size; ++i) {
         const std::int64_t at = start + i;
-        window[static_cast<std::size_t>(i)] =
+        const float v =
             at >= padded_base_ && at < padded_total_ ? padded_[static_cast<std::size_t>(at - padded_base_)] : 0.0f;
+        window[static_cast<std::size_t>(i)] = v;
+        energy += static_cast<double>(v) * v;
       }
+      energy_scratch_[static_cast<std::size_t>(f)] = energy / a.window_size;
       mel_.compute_frame(window.data(), mel_scratch_.data() + f * a.num_mel_bins);
     }
   };
@@ -204,6 +216,14 @@ bool Stream::encode_next(bool final) {
     frames_range(0, n_frames);
   }
   mel_frames_ = first_frame + n_frames;
+  // The word timer hears the frames centred on input audio (not on the padding).
+  const std::int64_t left = left_pad_ * samples_per_position_;
+  for (std::int64_t f = 0; f < n_frames; ++f) {
+    const std::int64_t input = (first_frame + f) * a.hop_length - left;
+    if (input < 0 || input >= segment_input_) continue;
+    word_timer_.add_frame(segment_start_time_ + static_cast<double>(input) / a.sampling_rate,
+                          energy_scratch_[static_cast<std::size_t>(f)]);
+  }
   stats_.mel_ms += ms_since(t);
 
   t = Clock::now();
@@ -256,6 +276,7 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
   piece.position = position;
   piece.time = input_seconds((position - n_delay_) * samples_per_position_);
   piece.audio_end = input_seconds((position + 1) * samples_per_position_);
+  set_word_times(piece);
   if (options_.alternatives > 0) {
     host_logits_.resize(static_cast<std::size_t>(logits.numel()));
     model_.backend().copy_to_host(logits, host_logits_.data());
@@ -279,6 +300,22 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
   pieces_.push_back(std::move(piece));
 }
 
+void Stream::set_word_times(TextPiece& piece) {
+  if (piece.text.empty()) {
+    piece.start = piece.end = piece.time;
+    return;
+  }
+  if (!in_word_ || std::isspace(static_cast<unsigned char>(piece.text.front()))) {
+    // The word's last sample lies in position (position - n_delay): its end is that
+    // position's middle (clamped to the audio fed).
+    const double end = input_seconds((piece.position - n_delay_) * samples_per_position_ + samples_per_position_ / 2);
+    word_ = word_timer_.next_word(end);
+    in_word_ = true;
+  }
+  piece.start = word_.start;
+  piece.end = word_.end;
+}
+
 void Stream::end_segment() {
   if (segment_input_ == 0) return;  // nothing was fed since the segment began
   const std::vector<float> zeros(static_cast<std::size_t>(right_padding_samples(segment_input_, config_, n_delay_)), 0.0f);
@@ -294,6 +331,8 @@ void Stream::end_segment() {
   piece.text = text_.finish();
   piece.position = decoded_;
   piece.time = piece.audio_end = input_seconds(padded_total_);
+  set_word_times(piece);
+  in_word_ = false;
   pieces_.push_back(std::move(piece));
 }
 

@@ -24,6 +24,7 @@
 #include "model/decoder.h"
 #include "model/encoder.h"
 #include "model/model.h"
+#include "model/word_times.h"
 
 namespace voxtral {
 
@@ -53,6 +54,11 @@ struct TextPiece {
   std::int64_t position = 0;  // decoder position in its segment
   double time = 0;            // seconds of input audio: where the token's audio ends, minus the delay
   double audio_end = 0;       // seconds of input audio consumed when the token was produced
+  // Seconds of input audio where the word this piece's text belongs to starts and ends (the
+  // same for every piece of a word; model/word_times.h gives the method). A piece starts a
+  // word when its text begins with whitespace or is the first text of a segment. Pieces
+  // without text carry start = end = time.
+  double start = 0, end = 0;
   std::vector<Alternative> alternatives;  // with StreamOptions::alternatives, most likely first
 };
 
@@ -103,6 +109,7 @@ class Stream {
   std::int64_t frames_ready(bool final) const;  // mel frames whose window the signal covers
   void decode_available();
   void emit(int token, std::int64_t position, const Tensor& logits);
+  void set_word_times(TextPiece& piece);
   void end_segment();
   double input_seconds(std::int64_t padded_samples) const;
 
@@ -138,10 +145,14 @@ class Stream {
   int next_input_ = 0;
   std::int64_t pending_input_ = 0;        // input samples fed since the last processing
   std::vector<float> mel_scratch_;
+  std::vector<double> energy_scratch_;    // mean square of each frame's window
 
   std::int64_t total_input_ = 0;
   bool finished_ = false;
   TextStream text_;
+  WordTimer word_timer_{0.01, 0, 0};      // set up in the constructor
+  bool in_word_ = false;                  // a word of this segment is open (its pieces share its times)
+  WordSpan word_;
   std::vector<TextPiece> pieces_;
   std::vector<int> ids_;
   StreamStats stats_;

@@ -77,7 +77,6 @@ struct Collected {
   std::vector<Segment> segments;
   std::string text;
   bool started_text = false;
-  explicit Collected(double position_seconds) : segmenter(position_seconds) {}
 };
 
 std::pair<std::string, std::string> render(const Request& r, Collected& c, double duration) {
@@ -112,7 +111,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   options.continuous = true;
   options.expected_samples = static_cast<std::int64_t>(samples.size());
   options.encoder_chunk = kOfflineEncoderChunk;
-  auto collected = std::make_shared<Collected>(context.position_seconds);
+  auto collected = std::make_shared<Collected>();
   // The callbacks hold the connection weakly and no executor of it: a job may outlive both.
   std::weak_ptr<HttpSession> weak = session;
   // The job outlives this function through the callbacks; they hold the session weakly.

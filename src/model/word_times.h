@@ -24,6 +24,7 @@
 // bounded: frames older than `history` behind the newest are dropped.
 #pragma once
 
+#include <cstddef>
 #include <deque>
 
 namespace voxtral {
@@ -57,6 +58,7 @@ class WordTimer {
   // Times of the next word, whose end the model's emission places at `end` (seconds of input
   // audio). Words come in order; each starts no earlier than the previous one ends.
   WordSpan next_word(double end);
+  std::size_t frames_held() const { return frames_.size(); }
 
  private:
   struct Frame {

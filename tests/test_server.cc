@@ -21,7 +21,10 @@
 #include "server/base64.h"
 #include "server/multipart.h"
 #include "server/server.h"
+#include "model/segments.h"
+#include "model/transcriber.h"
 #include "test_util.h"
+#include "word_time_checks.h"
 
 namespace voxtral {
 namespace {
@@ -307,6 +310,49 @@ TEST(Server, TranscribesInEveryResponseFormat) {
       transcribe(s.port(), {sample_file("numbers"), {"response_format", "", "verbose_json"}}).body);
   EXPECT_FALSE(segments_only.contains("words"));
   EXPECT_EQ(segments_only["segments"][0]["text"], "four one five two");
+}
+
+// verbose_json words and segments, SRT and WebVTT cues: times that match the speech (the
+// samples' true word times), the same as the engine gives the CLI and the C API.
+TEST(Server, WordAndSegmentTimesMatchTheSpeech) {
+  RunningServer s(test_options());
+  const auto reply = transcribe(s.port(), {sample_file("commands"), {"response_format", "", "verbose_json"},
+                                           {"timestamp_granularities[]", "", "word"},
+                                           {"timestamp_granularities[]", "", "segment"}});
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  const auto doc = json::parse(reply.body);
+  std::ifstream in(source_path("samples/commands.json"));
+  const auto truth = testing::true_words(json::parse(in));
+  const auto words = testing::json_words(doc["words"]);
+  testing::expect_on_target(testing::time_errors(truth, words), "server verbose_json, samples/commands.wav");
+
+  // The engine's own times for the same audio, rounded as JSON rounds them.
+  const auto samples = load_audio_file(source_path("samples/commands.wav"), 16000);
+  Segmenter segmenter;
+  for (const auto& piece : voxtral::transcribe(demo_model(), samples).pieces) segmenter.add(piece);
+  segmenter.finish();
+  ASSERT_EQ(words.size(), segmenter.all_words().size());
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    EXPECT_NEAR(words[i].start, segmenter.all_words()[i].start, 0.0005) << i;
+    EXPECT_NEAR(words[i].end, segmenter.all_words()[i].end, 0.0005) << i;
+  }
+
+  std::vector<testing::Cue> segments;
+  for (const auto& seg : doc["segments"]) {
+    segments.push_back({seg["start"].get<double>(), seg["end"].get<double>(), seg["text"].get<std::string>()});
+  }
+  const double duration = doc["duration"].get<double>();
+  testing::expect_cues_span_sentences(segments, testing::commands_sentences(), truth, duration, "verbose_json");
+  for (const std::string format : {"srt", "vtt"}) {
+    const auto cues = testing::parse_cues(
+        transcribe(s.port(), {sample_file("commands"), {"response_format", "", format}}).body);
+    testing::expect_cues_span_sentences(cues, testing::commands_sentences(), truth, duration, format);
+    ASSERT_EQ(cues.size(), segments.size());
+    for (std::size_t i = 0; i < cues.size(); ++i) {
+      EXPECT_NEAR(cues[i].start, segments[i].start, 0.0011) << format;
+      EXPECT_NEAR(cues[i].end, segments[i].end, 0.0011) << format;
+    }
+  }
 }
 
 TEST(Server, DecodesCompressedUploads) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,75 @@ inline void expect_on_target(const TimeErrors& e, const std::string& label) {
   EXPECT_LE(quantile(e.end, 0.5), kMedianTarget) << label << ": median |end error|";
   EXPECT_LE(quantile(e.start, 0.95), kP95Target) << label << ": p95 |start error|";
   EXPECT_LE(quantile(e.end, 0.95), kP95Target) << label << ": p95 |end error|";
+}
+
+// A subtitle cue: from SRT ("1\n00:00:01,230 --> 00:00:02,500\ntext"), WebVTT (the same
+// with '.') or the CLI's --timestamps lines ("[00:00:01.230 --> 00:00:02.500] text").
+struct Cue {
+  double start = 0, end = 0;
+  std::string text;
+};
+
+inline double cue_seconds(const std::string& t) {  // "HH:MM:SS,mmm" or "HH:MM:SS.mmm"
+  return std::stoi(t.substr(0, 2)) * 3600.0 + std::stoi(t.substr(3, 2)) * 60.0 + std::stoi(t.substr(6, 2)) +
+         std::stoi(t.substr(9, 3)) / 1000.0;
+}
+
+inline std::vector<Cue> parse_cues(const std::string& body) {
+  std::vector<std::string> lines;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::vector<Cue> cues;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
+    const std::size_t arrow = l.find(" --> ");
+    if (arrow == std::string::npos) continue;
+    const std::size_t from = l.starts_with("[") ? 1 : 0;
+    Cue c;
+    c.start = cue_seconds(l.substr(from, 12));
+    c.end = cue_seconds(l.substr(arrow + 5, 12));
+    if (from == 1) {
+      c.text = l.substr(l.find("] ") + 2);
+    } else if (i + 1 < lines.size()) {
+      c.text = lines[i + 1];
+    }
+    cues.push_back(c);
+  }
+  return cues;
+}
+
+// samples/commands.wav: five commands, 0.5-0.75 s apart (tools/demo_model/make_samples.py).
+inline const std::vector<std::string>& commands_sentences() {
+  static const std::vector<std::string> s = {"set the temperature to twenty one degrees", "close the garage door",
+                                             "play the music", "add coffee to the shopping list", "volume down ten percent"};
+  return s;
+}
+
+// Each cue is one spoken sentence: it starts within 200 ms of the sentence's first word (the
+// p95 target for a word's start), ends no earlier than 100 ms before its last word ends, lasts at least 1 s unless the next
+// cue starts sooner, never overlaps the next, and never passes the audio's end.
+inline void expect_cues_span_sentences(const std::vector<Cue>& cues, const std::vector<std::string>& sentences,
+                                       const std::vector<TimedWord>& truth, double duration, const std::string& label) {
+  ASSERT_EQ(cues.size(), sentences.size()) << label;
+  std::size_t first_word = 0;
+  for (std::size_t i = 0; i < cues.size(); ++i) {
+    SCOPED_TRACE(label + ", cue " + std::to_string(i + 1) + ": " + cues[i].text);
+    EXPECT_EQ(cues[i].text, sentences[i]);
+    std::istringstream words(sentences[i]);
+    std::size_t n = 0;
+    for (std::string w; words >> w;) ++n;
+    ASSERT_LE(first_word + n, truth.size());
+    EXPECT_NEAR(cues[i].start, truth[first_word].start, kP95Target);
+    EXPECT_GE(cues[i].end, truth[first_word + n - 1].end - 0.1);
+    EXPECT_LE(cues[i].end, duration);
+    if (i + 1 < cues.size()) {
+      EXPECT_LE(cues[i].end, cues[i + 1].start);
+      EXPECT_TRUE(cues[i].end - cues[i].start >= 1.0 - 1e-9 || cues[i].end == cues[i + 1].start);
+    } else {
+      EXPECT_TRUE(cues[i].end - cues[i].start >= 1.0 - 1e-9 || cues[i].end >= duration - 0.001);
+    }
+    first_word += n;
+  }
 }
 
 }  // namespace voxtral::testing

@@ -46,8 +46,10 @@ void TranscriptPrinter::add(const TextPiece& piece) {
     } else {
       what.append(piece.text).push_back('"');
     }
-    std::fprintf(stderr, "voxtral: position %lld token %d %s at %.2f s\n", static_cast<long long>(piece.position),
+    std::fprintf(stderr, "voxtral: position %lld token %d %s at %.2f s", static_cast<long long>(piece.position),
                  piece.id, what.c_str(), piece.time);
+    if (!piece.text.empty()) std::fprintf(stderr, " (word %.2f-%.2f s)", piece.start, piece.end);
+    std::fputc('\n', stderr);
   }
   text_ += piece.text;
   if (format_ == OutputFormat::Text && !timestamps_) {

@@ -1,6 +1,7 @@
 #include "model/segments.h"
 
 #include <cctype>
+#include <cmath>
 
 namespace voxtral {
 
@@ -59,10 +60,20 @@ std::vector<Segment> Segmenter::add(const TextPiece& piece) {
         take(close_segment());
       }
     }
-    word_ = Word{"", piece.time, piece.time + position_seconds_};
+    word_ = Word{};
+    word_.start = piece.time;
+    word_.end = piece.time + position_seconds_;
     in_word_ = true;
   }
   word_.text += piece.text;
+  if (piece.id >= 0) word_.tokens.push_back(piece.id);
+  for (const auto& alternative : piece.alternatives) {
+    if (alternative.id == piece.id && alternative.probability > 0) {
+      word_.logprob_sum += std::log(static_cast<double>(alternative.probability));
+      ++word_.scored_tokens;
+      break;
+    }
+  }
   word_.end = std::max(word_.end, piece.time + position_seconds_);
   if (piece.id == -1) {
     close_word();

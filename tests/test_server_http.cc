@@ -201,6 +201,12 @@ TEST(ServerHttp, TransferEncodingNotEndingInChunkedIsRefusedAndCloses) {
     EXPECT_THAT(reply, HasSubstr("Transfer-Encoding")) << te;
     EXPECT_THAT(reply, Not(HasSubstr("\"object\":\"list\""))) << te;
   }
+  // Both framings at once: refused, the connection closed (RFC 9112 section 6.3).
+  const std::string both = exchange(s.port(), "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n"
+                                              "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                                              "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  EXPECT_TRUE(both.starts_with("HTTP/1.1 400")) << both;
+  EXPECT_EQ(count_of(both, "HTTP/1.1 "), 1) << both;
   // Chunked (last) is fine.
   const std::string chunked = exchange(s.port(), "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                                                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
@@ -246,6 +252,7 @@ TEST(ServerHttp, UnknownPathsAre404AndWrongMethods405WithAllow) {
   const auto options = call(s.port(), http::verb::options, "/v1/audio/transcriptions");
   EXPECT_EQ(options.result_int(), 204u);
   EXPECT_EQ(options[http::field::allow], "POST, OPTIONS");
+  EXPECT_EQ(options.count(http::field::content_length), 0u);  // a 204 has none
 }
 
 TEST(ServerHttp, ModelsAreListedAndRetrievedByName) {
@@ -535,7 +542,7 @@ TEST(ServerHttp, CorsPreflightIsAnsweredForAllowedOrigins) {
 
 TEST(ServerHttp, ForeignHostIsRefusedWithoutAnApiKey) {
   auto options = http_options();
-  options.allowed_hosts = {"voxtral.lan"};
+  options.allowed_hosts = {"voxtral.example.org"};
   Running s(options);
   const std::string port = std::to_string(s.port());
   // DNS rebinding: a page on evil.example (re-pointed at 127.0.0.1) is same-origin to itself.
@@ -547,8 +554,8 @@ TEST(ServerHttp, ForeignHostIsRefusedWithoutAnApiKey) {
   EXPECT_EQ(call(s.port(), http::verb::get, "/health", {}, "", "evil.example").result_int(), 200u);  // probes
   // Names of this machine, and any IP address (a server on 0.0.0.0 is reached by its IP).
   for (const std::string& host : std::vector<std::string>{"localhost:" + port, "LOCALHOST", "127.0.0.1:" + port, "[::1]:" + port,
-                                 "192.168.1.20:" + port, "10.0.0.5", "[fe80::1]:" + port, "voxtral.lan:" + port,
-                                 "app.localhost:" + port}) {
+                                 "192.168.1.20:" + port, "10.0.0.5", "[fe80::1]:" + port, "voxtral.example.org:" + port,
+                                 "app.localhost:" + port, "gpubox:" + port, "gpubox.local:" + port}) {
     EXPECT_EQ(call(s.port(), http::verb::get, "/v1/models", {}, "", host).result_int(), 200u) << host;
   }
   open_realtime(s.port(), "192.168.1.20:" + port, "http://192.168.1.20:" + port);

@@ -155,6 +155,9 @@ bool host_allowed(std::string_view host_header, const ServerOptions& options) {
   if (!options.api_key.empty() || host_header.empty()) return true;
   const std::string host = host_name(host_header);
   if (is_ip_literal(host) || host == "localhost" || host.ends_with(".localhost")) return true;
+  // LAN names (a single label such as "gpubox", or mDNS's "gpubox.local") are answered only
+  // by the user's own network; a rebinding attack needs a public name the attacker controls.
+  if (host.find('.') == std::string::npos || host.ends_with(".local")) return true;
   if (host == host_name(options.host)) return true;
   for (const auto& allowed : options.allowed_hosts) {
     if (allowed == "*" || host_name(allowed) == host) return true;

@@ -45,8 +45,8 @@ std::string read_api_key_file(const std::string& path);
 
 // Whether the Host header names this server. Any Host is fine when an API key is set (the
 // key is the guard). Without one: an IP literal (v4 or [v6]), "localhost" and names under
-// .localhost, the --host address, and --allowed-host names ("*": any); a request without
-// Host (HTTP/1.0) is fine too.
+// .localhost, LAN names (one label without a dot, or under .local), the --host address, and
+// --allowed-host names ("*": any); a request without Host (HTTP/1.0) is fine too.
 bool host_allowed(std::string_view host_header, const ServerOptions& options);
 
 // Whether a request with this Origin header may be served: no Origin (not a browser, or a

@@ -117,7 +117,8 @@ bool HttpSession::refused(const http::request<http::string_body>& request, const
     context_.metrics.error("host_refused");
     respond_error(http::status::forbidden,
                   "the Host header does not name this server: without an API key it serves IP addresses, "
-                  "localhost and --allowed-host names only (a guard against DNS rebinding)",
+                  "localhost, LAN names and --allowed-host names only (a guard against DNS rebinding); start it with "
+                  "--allowed-host NAME or --api-key",
                   "invalid_request_error");
     return true;
   }
@@ -141,7 +142,7 @@ bool HttpSession::refused(const http::request<http::string_body>& request, const
     }
     set_preflight_headers(extra_headers_, origin, route.allow,
                           view(request[http::field::access_control_request_headers]));
-    respond(http::status::no_content, "text/plain", "");
+    respond(http::status::no_content, "", "");
     return true;
   }
   if (!origin_ok) {
@@ -163,7 +164,7 @@ bool HttpSession::refused(const http::request<http::string_body>& request, const
   }
   if (request.method() == http::verb::options) {
     extra_headers_.set(http::field::allow, beast::string_view(route.allow.data(), route.allow.size()));
-    respond(http::status::no_content, "text/plain", "");
+    respond(http::status::no_content, "", "");
     return true;
   }
   if (route.needs_key) {
@@ -254,7 +255,11 @@ void HttpSession::respond(http::status status, const std::string& content_type, 
   extra_headers_.clear();
   response.keep_alive(keep_alive_);
   response.body() = std::move(body);
-  response.prepare_payload();
+  if (status == http::status::no_content) {
+    response.erase(http::field::content_type);  // RFC 9110 section 8.6: no Content-Length either
+  } else {
+    response.prepare_payload();
+  }
   std::ostringstream bytes;
   if (std::exchange(head_, false)) {
     bytes << response.base();  // HEAD: the headers GET would send (Content-Length too), no body

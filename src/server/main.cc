@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
                  "the realtime WebSocket (repeatable; * allows any)")
       ->take_all();
   app.add_option("--allowed-host", server.allowed_hosts,
-                 "A Host name served without an API key besides IP addresses, localhost and --host (repeatable; "
+                 "A Host name served without an API key besides IP addresses, localhost, LAN names and --host (repeatable; "
                  "* allows any; a guard against DNS rebinding)")
       ->take_all();
   app.add_option("--max-sessions", engine.max_jobs, "Transcriptions running at once, uploads and live (default 16)")

@@ -35,7 +35,7 @@ struct ServerOptions {
   // call the API from a browser (CORS) and open the realtime WebSocket (server/auth.h).
   std::vector<std::string> allowed_origins;
   // --allowed-host (repeatable, "*": any): Host names served without an API key besides IP
-  // addresses, localhost and --host (a guard against DNS rebinding; server/auth.h).
+  // addresses, localhost, LAN names and --host (a guard against DNS rebinding; server/auth.h).
   std::vector<std::string> allowed_hosts;
   std::string model_id;            // the first served model name (default: the model directory's name)
   // --served-model-name (repeatable): what /v1/models lists; model_id is the first.

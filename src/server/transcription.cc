@@ -45,7 +45,9 @@ std::pair<std::string, std::string> parse_form(Request& r, const std::string& co
       r.filename = part.filename.empty() ? "file" : part.filename;
     } else if (part.name == "model") {
       if (!options.accepts_model(value)) {
-        return {"The model `" + value + "` does not exist; this server serves `" + options.model_id + "`", "model"};
+        std::string served;
+        for (const auto& name : options.listed_models()) served += (served.empty() ? "`" : ", `") + name + "`";
+        return {"The model `" + value + "` does not exist; this server serves " + served, "model"};
       }
     } else if (part.name == "response_format") {
       if (value != "json" && value != "text" && value != "srt" && value != "vtt" && value != "verbose_json") {

@@ -2,6 +2,7 @@
 // WebSocket (Boost.Beast on Asio). Endpoints:
 //   GET  /                              the web page (microphone and file transcription)
 //   GET  /health, /v1/models, /metrics  status, the model list, Prometheus counters
+//   GET  /v1/models/{id}                one served model (OpenAI's retrieve)
 //   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
 //                                       verbose_json; stream=true as server-sent events)
 //   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol

@@ -4,6 +4,7 @@
 // encoded query, constant-time compare, --api-key-file), Host and Origin checks with CORS,
 // /metrics labels, model names as OpenAI and vLLM clients send them, and verbose_json's
 // segment fields. Expected values are stated here or come from the samples' scripts.
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -429,6 +431,19 @@ TEST(ServerProcess, ApiKeyFileKeepsTheKeyOutOfTheCommandLine) {
   const pid_t pid = spawn_server({"-d", source_path("models/demo").string(), "--port", std::to_string(port),
                                   "--api-key-file", key_file, "-t", "1"},
                                  log);
+  struct Stop {  // the server ends with the test, whichever way the test ends
+    explicit Stop(pid_t p) : pid(p) {}
+    Stop(const Stop&) = delete;
+    Stop& operator=(const Stop&) = delete;
+    ~Stop() {
+      kill(pid, SIGTERM);
+      int status = 0;
+      waitpid(pid, &status, 0);
+    }
+    pid_t pid;
+  };
+  std::optional<Stop> stop;
+  stop.emplace(pid);
   bool up = false;
   for (int i = 0; i < 300 && !up; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -442,13 +457,12 @@ TEST(ServerProcess, ApiKeyFileKeepsTheKeyOutOfTheCommandLine) {
   EXPECT_EQ(call(port, http::verb::get, "/v1/models").result_int(), 401u);
   EXPECT_EQ(call(port, http::verb::get, "/v1/models", {{http::field::authorization, "Bearer " + key}}).result_int(), 200u);
   EXPECT_EQ(call(port, http::verb::get, "/v1/models?api_key=k%2Fey%2Bwith%3Dsigns").result_int(), 200u);
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  stop.reset();
 
   // A file that cannot be read is named, before the model is loaded.
   const std::string missing = (dir.path() / "no-such-key").string();
   const pid_t failing = spawn_server({"-d", source_path("models/demo").string(), "--api-key-file", missing}, log);
+  int status = 0;
   waitpid(failing, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
   EXPECT_THAT(slurp(log), HasSubstr(missing + ": cannot read the API key file"));

@@ -504,6 +504,7 @@ TEST(ServerHttp, ForeignOriginsAreRefusedAndOwnAndAllowedOnesServed) {
   const std::string own = "http://" + s.authority();
   open_realtime(s.port(), s.authority(), own);  // the server's own page
   open_realtime(s.port(), s.authority(), "");   // not a browser
+  open_realtime(s.port(), "localhost:" + std::to_string(s.port()), own);  // the listen address is its own too
   EXPECT_THROW(open_realtime(s.port(), s.authority(), "http://evil.example"), boost::system::system_error);
   EXPECT_THROW(open_realtime(s.port(), s.authority(), "http://127.0.0.1:1"), boost::system::system_error);
   // A form posted by another site's page (no preflight for multipart/form-data).

@@ -165,7 +165,8 @@ bool host_allowed(std::string_view host_header, const ServerOptions& options) {
   return false;
 }
 
-bool origin_allowed(std::string_view origin, std::string_view host_header, const ServerOptions& options) {
+bool origin_allowed(std::string_view origin, std::string_view host_header, const ServerOptions& options,
+                    std::string_view local_authority) {
   if (origin.empty()) return true;
   const std::string wanted = normalized_origin(origin);
   for (const auto& allowed : options.allowed_origins) {
@@ -173,8 +174,10 @@ bool origin_allowed(std::string_view origin, std::string_view host_header, const
   }
   // The server's own origin: a page it served itself (any scheme, for a TLS proxy in front).
   const std::size_t scheme_end = wanted.find("://");
-  if (scheme_end == std::string::npos || host_header.empty()) return false;
-  return wanted.substr(scheme_end + 3) == lowercase(trim(host_header));
+  if (scheme_end == std::string::npos) return false;
+  const std::string authority = wanted.substr(scheme_end + 3);
+  return (!host_header.empty() && authority == lowercase(trim(host_header))) ||
+         (!local_authority.empty() && authority == lowercase(local_authority));
 }
 
 void set_cors_headers(http::fields& fields, std::string_view origin) {

@@ -50,9 +50,11 @@ std::string read_api_key_file(const std::string& path);
 bool host_allowed(std::string_view host_header, const ServerOptions& options);
 
 // Whether a request with this Origin header may be served: no Origin (not a browser, or a
-// same-origin GET), the server's own origin (the Origin's host:port equals the Host
-// header), or one listed by --allowed-origin ("*": any).
-bool origin_allowed(std::string_view origin, std::string_view host_header, const ServerOptions& options);
+// same-origin GET), the server's own origin (the Origin's host:port equals the Host header,
+// or `local_authority`, the address and port the connection arrived at: "127.0.0.1:8000",
+// "[::1]:8000"), or one listed by --allowed-origin ("*": any).
+bool origin_allowed(std::string_view origin, std::string_view host_header, const ServerOptions& options,
+                    std::string_view local_authority = "");
 
 // "Access-Control-Allow-Origin" and "Vary: Origin" for a response to an allowed Origin
 // (nothing when `origin` is empty).

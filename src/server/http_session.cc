@@ -131,7 +131,7 @@ bool HttpSession::refused(const http::request<http::string_body>& request, const
     return true;
   }
   const std::string_view origin = view(request[http::field::origin]);
-  const bool origin_ok = origin_allowed(origin, host, options);
+  const bool origin_ok = origin_allowed(origin, host, options, local_authority());
   if (request.method() == http::verb::options && !origin.empty() &&
       request.find(http::field::access_control_request_method) != request.end()) {  // CORS preflight
     if (!origin_ok) {
@@ -184,6 +184,14 @@ bool HttpSession::refused(const http::request<http::string_body>& request, const
     }
   }
   return false;
+}
+
+std::string HttpSession::local_authority() {
+  beast::error_code ec;
+  const tcp::endpoint local = stream_.socket().local_endpoint(ec);
+  if (ec) return "";
+  const std::string address = local.address().to_string();
+  return (local.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(local.port());
 }
 
 void HttpSession::route(http::request<http::string_body>&& request) {

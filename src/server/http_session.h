@@ -60,6 +60,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // Refuses what route() must not serve (bad framing, foreign Host or Origin, unknown path,
   // method, API key) and answers CORS preflights; true when it answered.
   bool refused(const http::request<http::string_body>& request, const Route& route);
+  std::string local_authority();  // "127.0.0.1:8000": where this connection arrived
   void write(std::string bytes);
   void write_next();
   void close();

@@ -308,6 +308,14 @@ TEST(CliFormats, JsonHasSegmentsAndWordsWithTimes) {
     last = w["end"];
   }
   EXPECT_EQ(doc["words"][0]["word"], "houseas");  // the transcript starts " houseas house"
+  // OpenAI's verbose_json segment fields, with the chosen tokens' probabilities recorded.
+  for (const auto& s : doc["segments"]) {
+    EXPECT_FALSE(s["tokens"].empty()) << s.dump();
+    EXPECT_LT(s["avg_logprob"].get<double>(), 0.0) << s.dump();
+    EXPECT_EQ(s["temperature"], 0.0);
+    EXPECT_EQ(s["no_speech_prob"], 0.0);
+    EXPECT_GT(s["compression_ratio"].get<double>(), 0.0);
+  }
 }
 
 TEST(CliFormats, SrtVttAndTimestampedText) {

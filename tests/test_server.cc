@@ -395,7 +395,9 @@ TEST(Server, StreamsServerSentEvents) {
 }
 
 TEST(Server, RejectsBadRequestsWithClearErrors) {
-  RunningServer s(test_options());
+  auto options = test_options();
+  options.strict_model_name = true;  // whisper-9 is refused (by default any name is accepted)
+  RunningServer s(options);
   auto check = [&](const Reply& r, int status, const std::string& message, const std::string& param) {
     EXPECT_EQ(r.status, status) << r.body;
     const auto doc = json::parse(r.body);
@@ -515,7 +517,9 @@ TEST(Realtime, SpeaksVllmsProtocol) {
 }
 
 TEST(Realtime, ProtocolErrorsAreEventsAndTheSessionGoesOn) {
-  RunningServer s(test_options());
+  auto options = test_options();
+  options.strict_model_name = true;  // "other" is refused (by default any name is accepted)
+  RunningServer s(options);
   WsClient c(s.port());
   c.read();
   auto expect_error = [&](const std::string& code) {

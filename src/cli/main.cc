@@ -250,6 +250,10 @@ int main(int argc, char** argv) {
                               : o.format == "srt" ? OutputFormat::Srt
                               : o.format == "vtt" ? OutputFormat::Vtt
                                                   : OutputFormat::Text;
+  if (format == OutputFormat::Json && so.alternatives == 0) {  // the tokens' probabilities, for avg_logprob
+    so.alternatives = 1;
+    so.alternative_cutoff = 2;  // above any probability: no other candidate is kept
+  }
   const int rate = model->config().audio.sampling_rate;
 
   std::vector<float> samples;

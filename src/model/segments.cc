@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 namespace voxtral {
 
@@ -65,10 +66,20 @@ std::vector<Segment> Segmenter::add(const TextPiece& piece) {
         take(close_segment(std::min(piece.start, audio_end_)));
       }
     }
-    word_ = Word{"", piece.start, piece.end};
+    word_ = Word{};
+    word_.start = piece.start;
+    word_.end = piece.end;
     in_word_ = true;
   }
   word_.text += piece.text;
+  if (piece.id >= 0) word_.tokens.push_back(piece.id);
+  for (const auto& alternative : piece.alternatives) {
+    if (alternative.id == piece.id && alternative.probability > 0) {
+      word_.logprob_sum += std::log(static_cast<double>(alternative.probability));
+      ++word_.scored_tokens;
+      break;
+    }
+  }
   word_.end = std::max(word_.end, piece.end);
   if (piece.id == -1) {
     close_word();

@@ -13,6 +13,11 @@ namespace voxtral {
 struct Word {
   std::string text;  // without the leading space
   double start = 0, end = 0;
+  std::vector<int> tokens;  // the ids of the pieces that wrote the text
+  // Sum of ln p over the tokens whose probability the stream reported
+  // (StreamOptions::alternatives), and how many those were.
+  double logprob_sum = 0;
+  int scored_tokens = 0;
 };
 
 struct Segment {

@@ -5,6 +5,8 @@
 
 #include <boost/beast/websocket.hpp>
 
+#include "server/auth.h"
+#include "server/json_text.h"
 #include "server/realtime.h"
 #include "server/transcription.h"
 #include "server/web_assets.h"
@@ -15,33 +17,21 @@ namespace {
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 constexpr std::size_t kMultipartOverhead = 64 * 1024;  // form fields and part headers beside the file
 
-std::string query_parameter(std::string_view target, std::string_view key) {
-  const std::size_t q = target.find('?');
-  if (q == std::string_view::npos) return "";
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    const std::size_t amp = std::min(query.find('&'), query.size());
-    const std::string_view pair = query.substr(0, amp);
-    query.remove_prefix(std::min(amp + 1, query.size()));
-    const std::size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && pair.substr(0, eq) == key) return std::string(pair.substr(eq + 1));
-  }
-  return "";
+std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
+
+// One entry of /v1/models, in OpenAI's shape.
+nlohmann::json model_object(const std::string& name) {
+  return {{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "voxtral"}};
 }
+
 }  // namespace
 
-std::string error_body(const std::string& message, const std::string& type, const std::string& param) {
+std::string error_body(const std::string& message, const std::string& type, const std::string& param,
+                       const std::string& code) {
   nlohmann::json error = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
   if (!param.empty()) error["param"] = param;
-  return nlohmann::json{{"error", error}}.dump();
-}
-
-bool authorized(const http::request<http::string_body>& request, const std::string& api_key) {
-  if (api_key.empty()) return true;
-  const auto header = request[http::field::authorization];
-  if (header == "Bearer " + api_key) return true;
-  // Browsers cannot set headers on a WebSocket: the web page passes the key in the query.
-  return query_parameter(std::string_view(request.target().data(), request.target().size()), "api_key") == api_key;
+  if (!code.empty()) error["code"] = code;
+  return json_text(nlohmann::json{{"error", error}});
 }
 
 HttpSession::HttpSession(tcp::socket socket, ServerContext& context)
@@ -112,59 +102,155 @@ void HttpSession::on_read(beast::error_code ec) {
   route(parser_->release());
 }
 
+bool HttpSession::refused(const http::request<http::string_body>& request, const Route& route) {
+  const ServerOptions& options = context_.options;
+  // RFC 9112 section 6.3: a request whose Transfer-Encoding does not end in chunked has no
+  // knowable length. Reading on would take its body for the next request (smuggling).
+  if (request.find(http::field::transfer_encoding) != request.end() && !request.chunked()) {
+    keep_alive_ = false;
+    context_.metrics.error("bad_request");
+    respond_error(http::status::bad_request, "Transfer-Encoding must end in chunked", "invalid_request_error");
+    return true;
+  }
+  const std::string_view host = view(request[http::field::host]);
+  if (route.endpoint != Endpoint::Health && !host_allowed(host, options)) {
+    context_.metrics.error("host_refused");
+    respond_error(http::status::forbidden,
+                  "the Host header does not name this server: without an API key it serves IP addresses, "
+                  "localhost, LAN names and --allowed-host names only (a guard against DNS rebinding); start it with "
+                  "--allowed-host NAME or --api-key",
+                  "invalid_request_error");
+    return true;
+  }
+  const std::string_view target(request.target().data(), request.target().size());
+  if (route.endpoint == Endpoint::Unknown) {
+    const std::string path(target.substr(0, std::min<std::size_t>(target.find('?'), 256)));
+    respond_error(http::status::not_found,
+                  "Invalid URL (" + std::string(request.method_string()) + " " + path + ")",
+                  "invalid_request_error");
+    return true;
+  }
+  const std::string_view origin = view(request[http::field::origin]);
+  const bool origin_ok = origin_allowed(origin, host, options, local_authority());
+  if (request.method() == http::verb::options && !origin.empty() &&
+      request.find(http::field::access_control_request_method) != request.end()) {  // CORS preflight
+    if (!origin_ok) {
+      context_.metrics.error("origin_refused");
+      respond_error(http::status::forbidden, "this origin may not use the server (see --allowed-origin)",
+                    "invalid_request_error");
+      return true;
+    }
+    set_preflight_headers(extra_headers_, origin, route.allow,
+                          view(request[http::field::access_control_request_headers]));
+    respond(http::status::no_content, "", "");
+    return true;
+  }
+  if (!origin_ok) {
+    context_.metrics.error("origin_refused");
+    respond_error(http::status::forbidden,
+                  "this origin may not use the server: start it with --allowed-origin ORIGIN to allow a web "
+                  "page served elsewhere",
+                  "invalid_request_error");
+    return true;
+  }
+  set_cors_headers(extra_headers_, origin);
+  if (!route_allows(route, request.method())) {
+    extra_headers_.set(http::field::allow, beast::string_view(route.allow.data(), route.allow.size()));
+    respond_error(http::status::method_not_allowed,
+                  std::string(request.method_string()) + " is not served at " + std::string(route.label) +
+                      "; use " + std::string(route.allow),
+                  "invalid_request_error");
+    return true;
+  }
+  if (request.method() == http::verb::options) {
+    extra_headers_.set(http::field::allow, beast::string_view(route.allow.data(), route.allow.size()));
+    respond(http::status::no_content, "", "");
+    return true;
+  }
+  if (route.needs_key) {
+    const KeyCheck key = check_api_key(request, options.api_key);
+    if (key != KeyCheck::Ok) {
+      context_.metrics.error("unauthorized");
+      extra_headers_.set(http::field::www_authenticate, "Bearer");
+      if (key == KeyCheck::Missing) {
+        respond_error(http::status::unauthorized,
+                      "You didn't provide an API key: send it as \"Authorization: Bearer <key>\"",
+                      "invalid_request_error");
+      } else {
+        respond_error(http::status::unauthorized, "Incorrect API key provided", "invalid_request_error", "",
+                      "invalid_api_key");
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string HttpSession::local_authority() {
+  beast::error_code ec;
+  const tcp::endpoint local = stream_.socket().local_endpoint(ec);
+  if (ec) return "";
+  const std::string address = local.address().to_string();
+  return (local.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(local.port());
+}
+
 void HttpSession::route(http::request<http::string_body>&& request) {
   keep_alive_ = request.keep_alive();
   version_ = request.version();
-  const std::string target(request.target());
-  const std::string path = target.substr(0, target.find('?'));
-  endpoint_ = path;
-  const bool is_api = path.starts_with("/v1/");
-  if (is_api && !authorized(request, context_.options.api_key)) {
-    context_.metrics.error("unauthorized");
-    respond_error(http::status::unauthorized, "missing or wrong API key (Authorization: Bearer <key>)",
-                  "authentication_error");
-    return;
-  }
-  if (path == "/v1/realtime") {
-    if (!beast::websocket::is_upgrade(request)) {
-      respond_error(http::status::upgrade_required, "/v1/realtime is a WebSocket endpoint", "invalid_request_error");
+  head_ = request.method() == http::verb::head;
+  extra_headers_.clear();
+  const std::string_view target(request.target().data(), request.target().size());
+  const Route route = match_route(target.substr(0, target.find('?')));
+  endpoint_ = std::string(route.label);
+  if (refused(request, route)) return;
+  const ServerOptions& options = context_.options;
+  switch (route.endpoint) {
+    case Endpoint::Realtime:
+      if (!beast::websocket::is_upgrade(request)) {
+        respond_error(http::status::upgrade_required, "/v1/realtime is a WebSocket endpoint", "invalid_request_error");
+        return;
+      }
+      stream_.expires_never();
+      start_realtime(std::move(stream_), context_, std::move(request));
+      return;
+    case Endpoint::Transcriptions:
+      stream_.expires_never();  // the transcription may take a while; the client may wait
+      handle_transcription(shared_from_this(), std::move(request));
+      return;
+    case Endpoint::Health:
+      respond(http::status::ok, "application/json",
+              json_text({{"status", "ok"}, {"model", options.model_id},
+                         {"backend", context_.engine.model().backend().name()}}));
+      return;
+    case Endpoint::Models: {
+      nlohmann::json data = nlohmann::json::array();
+      for (const auto& name : options.listed_models()) data.push_back(model_object(name));
+      respond(http::status::ok, "application/json", json_text({{"object", "list"}, {"data", data}}));
       return;
     }
-    stream_.expires_never();
-    start_realtime(std::move(stream_), context_, std::move(request));
-    return;
-  }
-  if (path == "/v1/audio/transcriptions") {
-    if (request.method() != http::verb::post) {
-      respond_error(http::status::method_not_allowed, "use POST with multipart/form-data", "invalid_request_error");
+    case Endpoint::Model: {
+      const auto names = options.listed_models();
+      if (std::find(names.begin(), names.end(), route.model) == names.end()) {
+        respond_error(http::status::not_found, "The model `" + route.model + "` does not exist", "invalid_request_error",
+                      "model", "model_not_found");
+        return;
+      }
+      respond(http::status::ok, "application/json", json_text(model_object(route.model)));
       return;
     }
-    stream_.expires_never();  // the transcription may take a while; the client may wait
-    handle_transcription(shared_from_this(), std::move(request));
-    return;
+    case Endpoint::Metrics:
+      respond(http::status::ok, "text/plain; version=0.0.4", context_.metrics.prometheus(context_.engine.counters()));
+      return;
+    case Endpoint::WebPage:
+      if (const WebAsset* asset = find_web_asset(target.substr(0, target.find('?')))) {
+        respond(http::status::ok, std::string(asset->content_type), std::string(asset->data));
+        return;
+      }
+      break;
+    case Endpoint::Unknown:
+      break;
   }
-  if (request.method() != http::verb::get && request.method() != http::verb::head) {
-    respond_error(http::status::method_not_allowed, "only GET is served at " + path, "invalid_request_error");
-    return;
-  }
-  if (path == "/health") {
-    respond(http::status::ok, "application/json",
-            nlohmann::json{{"status", "ok"}, {"model", context_.options.model_id},
-                           {"backend", context_.engine.model().backend().name()}}
-                .dump());
-  } else if (path == "/v1/models") {
-    nlohmann::json model = {{"id", context_.options.model_id}, {"object", "model"}, {"created", 0},
-                            {"owned_by", "voxtral"}};
-    respond(http::status::ok, "application/json",
-            nlohmann::json{{"object", "list"}, {"data", nlohmann::json::array({model})}}.dump());
-  } else if (path == "/metrics") {
-    respond(http::status::ok, "text/plain; version=0.0.4",
-            context_.metrics.prometheus(context_.engine.counters()));
-  } else if (const WebAsset* asset = find_web_asset(path)) {
-    respond(http::status::ok, std::string(asset->content_type), std::string(asset->data));
-  } else {
-    respond_error(http::status::not_found, "no such endpoint: " + path, "invalid_request_error");
-  }
+  respond_error(http::status::not_found, "no such endpoint", "invalid_request_error");
 }
 
 void HttpSession::respond(http::status status, const std::string& content_type, std::string body) {
@@ -173,18 +259,28 @@ void HttpSession::respond(http::status status, const std::string& content_type, 
   http::response<http::string_body> response{status, version_};
   response.set(http::field::server, "voxtral-server");
   response.set(http::field::content_type, content_type);
+  for (const auto& field : extra_headers_) response.set(field.name_string(), field.value());
+  extra_headers_.clear();
   response.keep_alive(keep_alive_);
   response.body() = std::move(body);
-  response.prepare_payload();
+  if (status == http::status::no_content) {
+    response.erase(http::field::content_type);  // RFC 9110 section 8.6: no Content-Length either
+  } else {
+    response.prepare_payload();
+  }
   std::ostringstream bytes;
-  bytes << response;
+  if (std::exchange(head_, false)) {
+    bytes << response.base();  // HEAD: the headers GET would send (Content-Length too), no body
+  } else {
+    bytes << response;
+  }
   response_done_ = true;
   write(bytes.str());
 }
 
 void HttpSession::respond_error(http::status status, const std::string& message, const std::string& type,
-                                const std::string& param) {
-  respond(status, "application/json", error_body(message, type, param));
+                                const std::string& param, const std::string& code) {
+  respond(status, "application/json", error_body(message, type, param, code));
 }
 
 void HttpSession::begin_events() {
@@ -193,15 +289,21 @@ void HttpSession::begin_events() {
   response.set(http::field::server, "voxtral-server");
   response.set(http::field::content_type, "text/event-stream");
   response.set(http::field::cache_control, "no-cache");
+  for (const auto& field : extra_headers_) response.set(field.name_string(), field.value());
+  extra_headers_.clear();
+  // HTTP/1.0 has no chunked encoding: the events run until the connection closes.
+  raw_events_ = version_ < 11;
+  if (raw_events_) keep_alive_ = false;
   response.keep_alive(keep_alive_);
-  response.chunked(true);
+  response.chunked(!raw_events_);
   std::ostringstream bytes;
   bytes << response.base();
   write(bytes.str());
 }
 
 void HttpSession::send_event(const nlohmann::json& event) {
-  const std::string data = "data: " + event.dump() + "\n\n";
+  std::string data = "data: " + json_text(event) + "\n\n";
+  if (raw_events_) return write(std::move(data));
   std::ostringstream chunk;
   chunk << std::hex << data.size() << "\r\n" << data << "\r\n";
   write(chunk.str());
@@ -209,7 +311,7 @@ void HttpSession::send_event(const nlohmann::json& event) {
 
 void HttpSession::end_events() {
   response_done_ = true;
-  write("0\r\n\r\n");
+  write(raw_events_ ? "" : "0\r\n\r\n");  // HTTP/1.0: the close that follows ends the events
 }
 
 void HttpSession::watch_for_disconnect(std::function<void()> on_gone) {

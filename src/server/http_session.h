@@ -16,6 +16,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "server/routes.h"
 #include "server/server.h"
 
 namespace voxtral {
@@ -25,11 +26,11 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-// {"error": {"message", "type", "param", "code"}}, as OpenAI's API answers.
-std::string error_body(const std::string& message, const std::string& type, const std::string& param = "");
-
-// Whether the request carries the server's API key (always true without one).
-bool authorized(const http::request<http::string_body>& request, const std::string& api_key);
+// {"error": {"message", "type", "param", "code"}}, as OpenAI's API answers: `type` is one of
+// OpenAI's (invalid_request_error, server_error), `code` a machine-readable detail
+// (invalid_api_key, model_not_found) or "" for null.
+std::string error_body(const std::string& message, const std::string& type, const std::string& param = "",
+                       const std::string& code = "");
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -39,7 +40,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // A complete response; the connection then reads the next request (or closes).
   void respond(http::status status, const std::string& content_type, std::string body);
   void respond_error(http::status status, const std::string& message, const std::string& type,
-                     const std::string& param = "");
+                     const std::string& param = "", const std::string& code = "");
   // Server-sent events: headers, then one "data: <json>" event per call, then the end.
   void begin_events();
   void send_event(const nlohmann::json& event);
@@ -56,6 +57,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void read_request();
   void on_read(beast::error_code ec);
   void route(http::request<http::string_body>&& request);
+  // Refuses what route() must not serve (bad framing, foreign Host or Origin, unknown path,
+  // method, API key) and answers CORS preflights; true when it answered.
+  bool refused(const http::request<http::string_body>& request, const Route& route);
+  std::string local_authority();  // "127.0.0.1:8000": where this connection arrived
   void write(std::string bytes);
   void write_next();
   void close();
@@ -67,7 +72,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
-  std::string endpoint_;  // for the metrics
+  std::string endpoint_ = "unmatched";  // for the metrics: a label from the route table
+  bool head_ = false;     // the current request is HEAD: its response has no body
+  bool raw_events_ = false;  // server-sent events to an HTTP/1.0 client: unchunked, until close
+  http::fields extra_headers_;  // Allow, CORS: added to the current request's response
   std::deque<std::string> out_;
   std::size_t backlog_ = 0;
   bool writing_ = false;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "model/schedule.h"
+#include "server/auth.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
@@ -23,10 +24,29 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
   app.add_option("-p,--port", server.port, "Port (default 8000; 0 picks a free one)");
-  app.add_option("--model-id", server.model_id, "Model name in /v1/models and requests (default: the directory name)");
-  app.add_option("--api-key", server.api_key,
-                 "Require \"Authorization: Bearer KEY\" on /v1/* (default: none; also read from VOXTRAL_API_KEY)")
-      ->envname("VOXTRAL_API_KEY");
+  app.add_option("--model-id", server.model_id,
+                 "Model name in /v1/models and responses (default: the first --served-model-name, else the directory name)");
+  app.add_option("--served-model-name", server.served_model_names,
+                 "A model name /v1/models lists (repeatable; e.g. whisper-1). Requests may name any model unless "
+                 "--strict-model-name")
+      ->take_all();
+  app.add_flag("--strict-model-name", server.strict_model_name,
+               "Refuse requests naming a model other than --model-id and --served-model-name (404 model_not_found)");
+  auto* api_key = app.add_option("--api-key", server.api_key,
+                                 "Require \"Authorization: Bearer KEY\" on /v1/* (default: none; also read from "
+                                 "VOXTRAL_API_KEY; --api-key-file keeps it out of `ps`)")
+                      ->envname("VOXTRAL_API_KEY");
+  std::string api_key_file;
+  app.add_option("--api-key-file", api_key_file, "Read the API key from the first line of this file")
+      ->excludes(api_key);
+  app.add_option("--allowed-origin", server.allowed_origins,
+                 "A web origin (scheme://host:port) besides the server's own whose pages may call the API and open "
+                 "the realtime WebSocket (repeatable; * allows any)")
+      ->take_all();
+  app.add_option("--allowed-host", server.allowed_hosts,
+                 "A Host name served without an API key besides IP addresses, localhost, LAN names and --host (repeatable; "
+                 "* allows any; a guard against DNS rebinding)")
+      ->take_all();
   app.add_option("--max-sessions", engine.max_jobs, "Transcriptions running at once, uploads and live (default 16)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
@@ -49,6 +69,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   server.max_upload_bytes = static_cast<std::size_t>(max_upload_mb * (1 << 20));
   server.max_message_bytes = static_cast<std::size_t>(max_message_kb * 1024);
+  if (!api_key_file.empty()) {
+    try {
+      server.api_key = read_api_key_file(api_key_file);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "voxtral-server: %s\n", e.what());
+      return 2;
+    }
+  }
+  if (server.model_id.empty() && !server.served_model_names.empty()) server.model_id = server.served_model_names.front();
   if (server.model_id.empty()) {
     server.model_id = std::filesystem::path(model_dir).lexically_normal().filename().string();
     if (server.model_id.empty()) server.model_id = std::filesystem::path(model_dir).parent_path().filename().string();

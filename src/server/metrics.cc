@@ -4,6 +4,23 @@
 
 namespace voxtral {
 
+std::string prometheus_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (const char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void Metrics::request(const std::string& endpoint, int status) {
   std::lock_guard lock(mutex_);
   ++requests_[{endpoint, status}];
@@ -20,11 +37,11 @@ std::string Metrics::prometheus(const EngineCounters& engine) const {
   out << "# HELP voxtral_requests_total HTTP requests and WebSocket sessions, by endpoint and status.\n"
          "# TYPE voxtral_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
-    out << "voxtral_requests_total{endpoint=\"" << key.first << "\",status=\"" << key.second << "\"} " << n << "\n";
+    out << "voxtral_requests_total{endpoint=\"" << prometheus_label_value(key.first) << "\",status=\"" << key.second << "\"} " << n << "\n";
   }
   out << "# HELP voxtral_errors_total Failed requests and protocol errors, by kind.\n"
          "# TYPE voxtral_errors_total counter\n";
-  for (const auto& [kind, n] : errors_) out << "voxtral_errors_total{kind=\"" << kind << "\"} " << n << "\n";
+  for (const auto& [kind, n] : errors_) out << "voxtral_errors_total{kind=\"" << prometheus_label_value(kind) << "\"} " << n << "\n";
   out << "# HELP voxtral_active_streams Transcriptions running on the engine (uploads and live sessions).\n"
          "# TYPE voxtral_active_streams gauge\n"
       << "voxtral_active_streams " << engine.active_jobs << "\n"

@@ -5,11 +5,17 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "server/engine.h"
 
 namespace voxtral {
 
+// A label value in Prometheus' text format: backslash, double quote and line feed escaped.
+std::string prometheus_label_value(std::string_view value);
+
+// Label values come from fixed sets (the route table's labels, the server's error kinds):
+// series never multiply with what clients send.
 class Metrics {
  public:
   void request(const std::string& endpoint, int status);

@@ -85,7 +85,7 @@ class RealtimeSession : public std::enable_shared_from_this<RealtimeSession> {
     const std::string type = event["type"];
     if (type == "session.update") {
       const auto model = event.value("model", nlohmann::json());
-      if (model.is_string() && !model.get<std::string>().empty() && model != context_.options.model_id) {
+      if (model.is_string() && !context_.options.accepts_model(model.get<std::string>())) {
         return error("The model `" + model.get<std::string>() + "` does not exist.", "model_not_found");
       }
       validated_ = true;

@@ -2,12 +2,14 @@
 // WebSocket (Boost.Beast on Asio). Endpoints:
 //   GET  /                              the web page (microphone and file transcription)
 //   GET  /health, /v1/models, /metrics  status, the model list, Prometheus counters
+//   GET  /v1/models/{id}                one served model (OpenAI's retrieve)
 //   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
 //                                       verbose_json; stream=true as server-sent events)
 //   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol
 // Connections run on a few I/O threads; all model work runs on the Engine's thread.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -30,6 +32,12 @@ struct ServerOptions {
   unsigned short port = 8000;      // 0: any free port (see Server::port())
   int io_threads = 2;
   std::string api_key;             // when set, /v1/* needs "Authorization: Bearer <key>" (or ?api_key=)
+  // --allowed-origin (repeatable, "*": any): web origins besides the server's own that may
+  // call the API from a browser (CORS) and open the realtime WebSocket (server/auth.h).
+  std::vector<std::string> allowed_origins;
+  // --allowed-host (repeatable, "*": any): Host names served without an API key besides IP
+  // addresses, localhost, LAN names and --host (a guard against DNS rebinding; server/auth.h).
+  std::vector<std::string> allowed_hosts;
   std::string model_id;            // the first served model name (default: the model directory's name)
   // --served-model-name (repeatable): what /v1/models lists; model_id is the first.
   std::vector<std::string> served_model_names;
@@ -44,6 +52,14 @@ struct ServerOptions {
   int delay_ms = 0;                         // 0: the model's default
   double idle_timeout_seconds = 60;         // a connection silent this long is closed
 
+  // What /v1/models lists: model_id, then the other served names.
+  std::vector<std::string> listed_models() const {
+    std::vector<std::string> names{model_id};
+    for (const auto& name : served_model_names) {
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    }
+    return names;
+  }
   // Whether a request naming `model` is served ("" always is).
   bool accepts_model(std::string_view model) const {
     if (model.empty() || !strict_model_name) return true;

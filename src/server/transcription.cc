@@ -15,6 +15,8 @@ namespace {
 // A slow reader of an event stream may hold at most this much unsent output.
 constexpr std::size_t kMaxEventBacklog = 4u << 20;
 constexpr int kOfflineEncoderChunk = 128;
+// verbose_json's `language`: the model transcribes the language spoken without naming it.
+constexpr const char* kUnreportedLanguage = "auto";
 
 struct Request {
   std::string body;  // owns the bytes the parts view
@@ -27,7 +29,7 @@ struct Request {
 };
 
 // Validates the form; returns an error message (and the offending field) or "".
-std::pair<std::string, std::string> parse_form(Request& r, const std::string& content_type, const std::string& model_id) {
+std::pair<std::string, std::string> parse_form(Request& r, const std::string& content_type, const ServerOptions& options) {
   std::vector<FormPart> parts;
   try {
     parts = parse_multipart(r.body, multipart_boundary(content_type));
@@ -42,7 +44,11 @@ std::pair<std::string, std::string> parse_form(Request& r, const std::string& co
       r.audio = part.data;
       r.filename = part.filename.empty() ? "file" : part.filename;
     } else if (part.name == "model") {
-      if (!value.empty() && value != model_id) return {"the model `" + value + "` does not exist; this server has `" + model_id + "`", "model"};
+      if (!options.accepts_model(value)) {
+        std::string served;
+        for (const auto& name : options.listed_models()) served += (served.empty() ? "`" : ", `") + name + "`";
+        return {"The model `" + value + "` does not exist; this server serves " + served, "model"};
+      }
     } else if (part.name == "response_format") {
       if (value != "json" && value != "text" && value != "srt" && value != "vtt" && value != "verbose_json") {
         return {"response_format must be json, text, srt, vtt or verbose_json, not `" + value + "`", "response_format"};
@@ -96,7 +102,9 @@ std::pair<std::string, std::string> render(const Request& r, Collected& c, doubl
   nlohmann::json usage = {{"type", "duration"}, {"seconds", std::ceil(duration)}};
   if (r.format == "json") return {"application/json", nlohmann::json{{"text", text}, {"usage", usage}}.dump()};
   auto doc = segments_json(c.segments, c.segmenter.all_words(), text, duration);
-  doc["language"] = r.language.empty() ? "english" : r.language;
+  // The model takes no language input and reports none: it writes whatever language is
+  // spoken. The request's `language` is not used, so it is not echoed as if it were.
+  doc["language"] = kUnreportedLanguage;
   doc["usage"] = usage;
   if (!r.granularities.contains("word")) doc.erase("words");
   if (!r.granularities.contains("segment")) doc.erase("segments");
@@ -111,6 +119,10 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   options.continuous = true;
   options.expected_samples = static_cast<std::int64_t>(samples.size());
   options.encoder_chunk = kOfflineEncoderChunk;
+  if (r->format == "verbose_json") {  // the chosen tokens' probabilities, for avg_logprob
+    options.alternatives = 1;
+    options.alternative_cutoff = 2;  // above any probability: no other candidate is kept
+  }
   auto collected = std::make_shared<Collected>();
   // The callbacks hold the connection weakly and no executor of it: a job may outlive both.
   std::weak_ptr<HttpSession> weak = session;
@@ -202,11 +214,11 @@ void handle_transcription(std::shared_ptr<HttpSession> session, http::request<ht
   r->body = std::move(request.body());
   const std::string content_type(request[http::field::content_type]);
   ServerContext& context = session->context();
-  if (auto [message, param] = parse_form(*r, content_type, context.options.model_id); !message.empty()) {
+  if (auto [message, param] = parse_form(*r, content_type, context.options); !message.empty()) {
     context.metrics.error("bad_request");
     const bool unknown_model = param == "model";
     session->respond_error(unknown_model ? http::status::not_found : http::status::bad_request, message,
-                           unknown_model ? "NotFoundError" : "invalid_request_error", param);
+                           "invalid_request_error", param, unknown_model ? "model_not_found" : "");
     return;
   }
   // Decoding (libav, resampling) runs off the I/O threads.

@@ -1,5 +1,6 @@
 // POST /v1/audio/transcriptions: OpenAI's transcription API over the shared engine.
-// Multipart fields: file (required), model, language (accepted), prompt and temperature
+// Multipart fields: file (required), model (any name unless --strict-model-name), language
+// (accepted, unused: the model takes no language input), prompt and temperature
 // (accepted, unused: decoding is greedy), response_format (json, text, srt, vtt,
 // verbose_json), timestamp_granularities[] (segment, word), stream (server-sent events
 // transcript.text.delta / transcript.text.done).

@@ -41,6 +41,26 @@ void check_consistent(const ModelConfig& c, const Tokenizer& t) {
   }
 }
 
+// Values each file accepts alone can still leave a model that cannot transcribe; found here,
+// at load, rather than at the first transcription.
+void check_usable(const ModelConfig& c, const Tokenizer& t, const std::string& params_json) {
+  int n_delay = 0;
+  try {
+    n_delay = delay_positions(t.audio().transcription_delay_ms, c);
+  } catch (const Error& e) {
+    fail(t.source(), cat("audio.transcription_delay_ms: the model's own delay is unusable: ", e.what()));
+  }
+  // A segment (between decoder restarts) must hold at least a second of audio after the
+  // prompt's padding, or no word fits in it.
+  const int padding = t.audio().n_left_pad_tokens + n_delay + 1 + kRightPadExtraPositions;
+  const int one_second = static_cast<int>(std::ceil(c.audio.frame_rate));
+  if (c.decoder.model_max_length < padding + one_second) {
+    fail(params_json, cat("model_max_length: ", c.decoder.model_max_length, " positions leave no room for audio: ",
+                          "the prompt's padding takes ", padding, " at the model's ", t.audio().transcription_delay_ms,
+                          " ms delay, and a second of audio ", one_second, " more"));
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
@@ -88,14 +108,19 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  if (!std::filesystem::is_directory(dir)) {
-    fail(dir.string(), std::filesystem::exists(dir) ? "is not a directory" : "no such model directory");
-  }
+  // The error_code form: a symlink loop or an unreadable parent is an Error, not a
+  // filesystem_error that nobody expects.
+  std::error_code ec;
+  const auto status = std::filesystem::status(dir, ec);
+  if (status.type() == std::filesystem::file_type::not_found) fail(dir.string(), "no such model directory");
+  if (ec) fail(dir.string(), cat("cannot read the model directory: ", ec.message()));
+  if (!std::filesystem::is_directory(status)) fail(dir.string(), "is not a directory");
   std::unique_ptr<Model> m(new Model());
   m->directory_ = dir;
   m->config_ = ModelConfig::load(dir / "params.json");
   m->tokenizer_ = Tokenizer::load(dir / "tekken.json");
   check_consistent(m->config_, m->tokenizer_);
+  check_usable(m->config_, m->tokenizer_, (dir / "params.json").string());
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
   m->backend_ = make_backend(options);

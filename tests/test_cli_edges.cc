@@ -48,17 +48,20 @@ CliResult run_cli(const std::string& args, const std::string& prefix = "", const
   return run_binary(cli_binary(), args, prefix, stdout_to);
 }
 
-// A model directory in `dir` whose files link to tiny-a's, except `params.json` when given.
-std::filesystem::path model_copy(const TempDir& dir, const std::string& params_json = "") {
+// A model directory in `dir` whose files link to tiny-a's, except one written with `content`.
+std::filesystem::path model_copy(const TempDir& dir, const std::string& replaced = "", const std::string& content = "") {
   const auto model = dir.path() / "model";
   std::filesystem::create_directories(model);
-  for (const char* name : {"tekken.json", "consolidated.safetensors", "params.json"}) {
-    if (params_json.empty() || std::string(name) != "params.json") {
-      std::filesystem::create_symlink(fixture(std::string("tiny-a/") + name), model / name);
-    }
+  for (const std::string name : {"tekken.json", "consolidated.safetensors", "params.json"}) {
+    if (name != replaced) std::filesystem::create_symlink(fixture("tiny-a/" + name), model / name);
   }
-  if (!params_json.empty()) dir.write("model/params.json", params_json);
+  if (!replaced.empty()) dir.write("model/" + replaced, content);
   return model;
+}
+
+nlohmann::json tiny_a_json(const std::string& name) {
+  std::ifstream in(fixture("tiny-a/" + name));
+  return nlohmann::json::parse(in);
 }
 
 TEST(CliInputs, StereoWhoseChannelsCancelIsTranscribedFromOneChannel) {
@@ -172,12 +175,11 @@ TEST(CliModel, ModelFilesThatAreDevicesOrFifosAreRefusedBeforeReading) {
 TEST(CliModel, ParamsThatLeaveTheModelUnusableFailAtLoad) {
   // model_max_length 1: nothing fits after the prompt's padding. It loaded, and failed at
   // the first transcription (exit 5); it is a model problem (exit 3), named at load.
-  std::ifstream in(fixture("tiny-a/params.json"));
-  auto params = nlohmann::json::parse(in);
+  auto params = tiny_a_json("params.json");
   for (int length : {1, 49, 60}) {
     params["model_max_length"] = length;
     TempDir dir;
-    const auto model = model_copy(dir, params.dump());
+    const auto model = model_copy(dir, "params.json", params.dump());
     const auto r = run_cli("-d " + shell_quoted(model) + " -i " + shell_quoted(fixture("audio/speech_short.wav")));
     EXPECT_EQ(r.exit_code, 3) << length;
     EXPECT_THAT(r.err, HasSubstr("params.json: model_max_length: " + std::to_string(length) +
@@ -187,10 +189,22 @@ TEST(CliModel, ParamsThatLeaveTheModelUnusableFailAtLoad) {
   // The smallest usable length (padding 49 + one second, 13 positions) loads and transcribes.
   params["model_max_length"] = 62;
   TempDir dir;
-  const auto model = model_copy(dir, params.dump());
+  const auto model = model_copy(dir, "params.json", params.dump());
   const auto c = tiny_a_clip(0);
   const auto r = run_cli("-d " + shell_quoted(model) + " --silent -i " + shell_quoted(fixture(c["audio"])));
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(CliModel, AnUnusableDefaultDelayFailsAtLoad) {
+  // tekken.json's own delay must be one the model supports (a multiple of 80 ms).
+  auto tekken = tiny_a_json("tekken.json");
+  tekken["audio"]["transcription_delay_ms"] = 100;
+  TempDir dir;
+  const auto model = model_copy(dir, "tekken.json", tekken.dump());
+  const auto r = run_cli("-d " + shell_quoted(model) + " -i " + shell_quoted(fixture("audio/speech_short.wav")));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("tekken.json: audio.transcription_delay_ms: the model's own delay is unusable: "
+                               "delay: 100 ms is not supported"));
 }
 
 }  // namespace

@@ -89,8 +89,10 @@ while IFS= read -r line; do
 done < <(apt-config dump | grep -E '^Acquire::(https?::Proxy|Check-Valid-Until|Check-Date|Retries) ' || true)
 
 echo "== fresh_root: mmdebstrap --variant=apt bookworm into $root (sources: ${sources[*]})"
+start=$SECONDS
 mmdebstrap --variant=apt --mode=root --quiet "${aptopts[@]}" "${keyring_hooks[@]}" \
   bookworm "$root" "${sources[@]}"
+echo "== fresh_root: root made in $((SECONDS - start)) s"
 
 # A chroot is not a booted machine: packages must not start their services (nginx would
 # take port 80 on the host's network). Debian's container images do the same.

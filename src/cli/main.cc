@@ -1,12 +1,11 @@
 // voxtral: transcribe a recording, a stream on stdin, or a microphone, with Voxtral Realtime.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
-#include <fcntl.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -178,7 +177,9 @@ int main(int argc, char** argv) {
   app.footer(kExitCodes);
   app.add_option("-d,--model", o.model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
-  auto* input = app.add_option("-i,--input", o.input, "Audio file to transcribe (WAV, any rate and channel count); a FIFO or device is read as it arrives");
+  auto* input = app.add_option("-i,--input", o.input,
+                               "Audio file to transcribe (WAV, any rate and channel count); a FIFO or a device "
+                               "is read as it arrives, like --stdin");
   auto* stdin_flag = app.add_flag("--stdin", o.from_stdin,
                                   "Transcribe standard input as it arrives (WAV or raw s16le 16 kHz mono), e.g.\n"
                                   "ffmpeg -i talk.mp3 -ar 16000 -ac 1 -f s16le - | voxtral -d MODEL --stdin");

@@ -19,14 +19,21 @@ constexpr double kSilentEnergy = 1e-8;
 // How far below the uncorrelated level the mix must be to count as cancelled (-20 dB).
 constexpr double kCancelledRatio = 0.01;
 
+// One second of frames, or fewer when that would hold more than kMaxHeldSamples.
+std::size_t window_frames_for(int channels, int sample_rate) {
+  const auto one_second = static_cast<std::size_t>(std::max(sample_rate, 1));
+  const std::size_t by_memory = kMaxHeldSamples / static_cast<std::size_t>(std::max(channels, 1));
+  return std::max<std::size_t>(1, std::min(one_second, by_memory));
+}
+
 }  // namespace
 
 ChannelMixer::ChannelMixer(std::string source, int channels, int sample_rate, WarningHandler on_warning)
     : source_(std::move(source)),
       channels_(channels),
-      window_frames_(std::max<std::size_t>(
-          1, std::min(static_cast<std::size_t>(std::max(sample_rate, 1)), kMaxHeldSamples / static_cast<std::size_t>(std::max(channels, 1))))),
-      min_decision_frames_(std::min(window_frames_, static_cast<std::size_t>(std::max(sample_rate, 1) * kMinDecisionSeconds))),
+      window_frames_(window_frames_for(channels, sample_rate)),
+      min_decision_frames_(
+          std::min(window_frames_, static_cast<std::size_t>(std::max(sample_rate, 1) * kMinDecisionSeconds))),
       on_warning_(std::move(on_warning)) {
   if (channels_ < 2) decided_ = true;  // nothing to mix
 }

@@ -17,6 +17,7 @@
 #include "model/decoder.h"
 #include "model/encoder.h"
 #include "model/schedule.h"
+#include "model/usable.h"
 
 namespace voxtral {
 
@@ -38,26 +39,6 @@ void check_consistent(const ModelConfig& c, const Tokenizer& t) {
   if (t.vocab_size() != c.decoder.vocab_size) {
     fail(t.source(), cat("default_vocab_size ", t.vocab_size(), " disagrees with params.json vocab_size ",
                          c.decoder.vocab_size, ": are these files from the same model?"));
-  }
-}
-
-// Values each file accepts alone can still leave a model that cannot transcribe; found here,
-// at load, rather than at the first transcription.
-void check_usable(const ModelConfig& c, const Tokenizer& t, const std::string& params_json) {
-  int n_delay = 0;
-  try {
-    n_delay = delay_positions(t.audio().transcription_delay_ms, c);
-  } catch (const Error& e) {
-    fail(t.source(), cat("audio.transcription_delay_ms: the model's own delay is unusable: ", e.what()));
-  }
-  // A segment (between decoder restarts) must hold at least a second of audio after the
-  // prompt's padding, or no word fits in it.
-  const int padding = t.audio().n_left_pad_tokens + n_delay + 1 + kRightPadExtraPositions;
-  const int one_second = static_cast<int>(std::ceil(c.audio.frame_rate));
-  if (c.decoder.model_max_length < padding + one_second) {
-    fail(params_json, cat("model_max_length: ", c.decoder.model_max_length, " positions leave no room for audio: ",
-                          "the prompt's padding takes ", padding, " at the model's ", t.audio().transcription_delay_ms,
-                          " ms delay, and a second of audio ", one_second, " more"));
   }
 }
 
@@ -120,7 +101,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   m->config_ = ModelConfig::load(dir / "params.json");
   m->tokenizer_ = Tokenizer::load(dir / "tekken.json");
   check_consistent(m->config_, m->tokenizer_);
-  check_usable(m->config_, m->tokenizer_, (dir / "params.json").string());
+  check_model_usable(m->config_, m->tokenizer_, (dir / "params.json").string(), physical_memory_bytes());
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
   m->backend_ = make_backend(options);

@@ -101,7 +101,8 @@ TEST(CliInputs, InputFromAFifo) {
   const auto fifo = dir.path() / "audio.fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const auto r = run_cli(tiny_a() + "--silent -i " + shell_quoted(fifo),
-                         "cat " + shell_quoted(fixture(c["audio"])) + " > " + shell_quoted(fifo) + " & ");
+                         // (the writer gives up if voxtral never opens the FIFO)
+                         "timeout 60 cat " + shell_quoted(fixture(c["audio"])) + " > " + shell_quoted(fifo) + " & ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, printed(c));
 }

@@ -102,7 +102,8 @@ TEST(CliInputs, InputFromAFifo) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const auto r = run_cli(tiny_a() + "--silent -i " + shell_quoted(fifo),
                          // (the writer gives up if voxtral never opens the FIFO)
-                         "timeout 60 cat " + shell_quoted(fixture(c["audio"])) + " > " + shell_quoted(fifo) + " & ");
+                         "timeout 60 sh -c \"cat " + shell_quoted(fixture(c["audio"])) + " > " + shell_quoted(fifo) +
+                             "\" & ");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, printed(c));
 }

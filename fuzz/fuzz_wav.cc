@@ -23,7 +23,7 @@ std::optional<std::vector<float>> read_wav(std::span<const std::byte> bytes, std
   try {
     reader.push(bytes.first(split), mono);
     reader.push(bytes.subspan(split), mono);
-    reader.finish();
+    reader.finish(mono);
   } catch (const voxtral::Error&) {
     return std::nullopt;
   }

@@ -4,7 +4,13 @@
  * arrive, and read the text pieces it produces (each with its token id and audio time).
  * Every function is safe to call from any thread: calls on one model are serialised.
  * Functions that can fail return NULL or -1 and describe the problem in the error buffer
- * they were given, or in voxtral_stream_error().
+ * they were given (which may be NULL), or in voxtral_stream_error() / voxtral_model_error().
+ * A NULL argument where an object or array is required is such a failure, never a crash.
+ *
+ * Lifetimes: free every stream of a model before the model. voxtral_model_free() on a model
+ * that still has streams frees nothing and returns -1 (the streams stay usable); freeing
+ * NULL does nothing. Pieces from voxtral_stream_read() live until the next call on their
+ * stream; samples from voxtral_load_audio() until voxtral_free_samples().
  *
  *   voxtral_model* m = voxtral_model_load("models/demo", NULL, err, sizeof err);
  *   voxtral_stream* s = voxtral_stream_create(m, NULL, err, sizeof err);
@@ -22,7 +28,9 @@
 extern "C" {
 #endif
 
-#define VOXTRAL_API_VERSION 2 /* 2: voxtral_piece.start and .end (word times) */
+/* 2: voxtral_piece.start and .end (word times); voxtral_model_free returns int (it refuses a
+ * model with live streams); voxtral_model_error. */
+#define VOXTRAL_API_VERSION 2
 
 #if defined(VOXTRAL_BUILDING_LIBRARY) && defined(__GNUC__)
 #define VOXTRAL_API __attribute__((visibility("default")))
@@ -75,15 +83,20 @@ VOXTRAL_API const char* voxtral_version(void);
 VOXTRAL_API void voxtral_model_options_init(voxtral_model_options* options);
 VOXTRAL_API voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_options* options, char* error,
                                   size_t error_size);
-VOXTRAL_API void voxtral_model_free(voxtral_model* model);
+/* 0: freed (or NULL). -1: streams created on it are still open; nothing was freed. */
+VOXTRAL_API int voxtral_model_free(voxtral_model* model);
+/* The model's input rate in Hz (16000), or 0 for NULL. */
 VOXTRAL_API int voxtral_model_sample_rate(const voxtral_model* model);
+/* The last error on this model (from voxtral_model_free), or "". */
+VOXTRAL_API const char* voxtral_model_error(const voxtral_model* model);
 
 VOXTRAL_API void voxtral_stream_options_init(voxtral_stream_options* options);
 VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream_options* options, char* error,
                                       size_t error_size);
 VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
 
-/* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16. */
+/* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16.
+ * `samples` may be NULL only when `count` is 0. */
 VOXTRAL_API int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count);
 VOXTRAL_API int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count);
 /* At a pause: brings out everything said so far; later audio continues the stream. */
@@ -95,7 +108,9 @@ VOXTRAL_API size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_pie
 /* The last error on this stream, or "". */
 VOXTRAL_API const char* voxtral_stream_error(const voxtral_stream* stream);
 
-/* Reads an audio file (WAV) as mono floats at `sample_rate`; free with voxtral_free_samples. */
+/* Reads an audio file (WAV) as mono floats at `sample_rate` (1000 to 384000 Hz; other rates
+ * are an error), with the count in *count (required); free with voxtral_free_samples. A FIFO
+ * is read to its end. Channels are averaged, or one is used when they cancel. */
 VOXTRAL_API float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size);
 VOXTRAL_API void voxtral_free_samples(float* samples);
 

@@ -1,7 +1,9 @@
 // WavReader on valid input: every encoding, channel mixing, chunk layouts, streaming sizes.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -23,7 +25,7 @@ std::vector<float> decode(const std::string& file, std::size_t piece = std::nume
   for (std::size_t offset = 0; offset < bytes.size(); offset += piece) {
     reader.push(bytes.subspan(offset, std::min(piece, bytes.size() - offset)), mono);
   }
-  reader.finish();
+  reader.finish(mono);
   EXPECT_EQ(reader.frames_decoded(), mono.size());
   if (format != nullptr) *format = reader.format();
   return mono;
@@ -184,7 +186,7 @@ TEST(WavReader, EmptyDataChunkStaysEmpty) {
   WavReader reader("empty.wav");
   std::vector<float> mono;
   reader.push(as_bytes(file), mono);
-  reader.finish();
+  reader.finish(mono);
   EXPECT_TRUE(mono.empty());
   EXPECT_TRUE(reader.has_format());
   EXPECT_EQ(reader.format().sample_rate, 16000);
@@ -228,6 +230,105 @@ TEST(WavReader, AnyPieceSizeGivesTheSameSamples) {
   }
 }
 
+// Stereo s16 frames from two channels of equal length.
+std::string stereo_s16(const std::vector<std::int16_t>& left, const std::vector<std::int16_t>& right) {
+  std::vector<std::int16_t> frames;
+  for (std::size_t i = 0; i < left.size(); ++i) {
+    frames.push_back(left[i]);
+    frames.push_back(right[i]);
+  }
+  return s16_bytes(frames);
+}
+
+// `seconds` of a 440 Hz tone at 16 kHz, amplitude `amplitude` of full scale.
+std::vector<std::int16_t> tone(double seconds, double amplitude) {
+  std::vector<std::int16_t> out(static_cast<std::size_t>(seconds * 16000));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<std::int16_t>(std::lround(amplitude * 32767 * std::sin(2 * M_PI * 440 * static_cast<double>(i) / 16000)));
+  }
+  return out;
+}
+
+std::vector<std::int16_t> scaled(const std::vector<std::int16_t>& x, double factor) {
+  std::vector<std::int16_t> out;
+  for (auto v : x) out.push_back(static_cast<std::int16_t>(std::lround(v * factor)));
+  return out;
+}
+
+std::vector<float> as_floats(const std::vector<std::int16_t>& x) {
+  std::vector<float> out;
+  for (auto v : x) out.push_back(static_cast<float>(v / 32768.0));
+  return out;
+}
+
+TEST(WavReader, StereoWhoseChannelsCancelUsesOneChannelAndSaysSo) {
+  // A phase-flipped channel: the average is silence, the transcript would be empty.
+  const auto left = tone(1.5, 0.5);
+  const std::string file = simple_wav(fmt_body(kPcm, 2, 16000, 16), stereo_s16(left, scaled(left, -1)));
+  std::vector<std::string> warnings;
+  WavReader reader("flipped.wav", [&](const std::string& m) { warnings.push_back(m); });
+  std::vector<float> mono;
+  reader.push(as_bytes(file), mono);
+  reader.finish(mono);
+  EXPECT_EQ(mono, as_floats(left));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0], "flipped.wav: the 2 channels cancel when averaged to mono (their average is silent; one "
+                         "is likely inverted): using channel 1 alone");
+  for (std::size_t piece : {1, 3, 4096, 40000}) EXPECT_EQ(decode(file, piece), as_floats(left)) << piece;
+}
+
+TEST(WavReader, CancellingChannelsAfterSilenceAreFoundAndTheLouderOneUsed) {
+  // Two seconds of silence decide nothing; then channel 2 is the louder one (1.0 vs -0.9):
+  // their average, 0.05, is 10*log10(0.05^2 / ((0.81 + 1) / 2 / 2)) = -23 dB from uncorrelated.
+  std::vector<std::int16_t> left(32000, 0), right(32000, 0);
+  const auto speech = tone(1.0, 0.5);
+  const auto quieter = scaled(speech, -0.9);
+  left.insert(left.end(), quieter.begin(), quieter.end());
+  right.insert(right.end(), speech.begin(), speech.end());
+  const std::string file = simple_wav(fmt_body(kPcm, 2, 16000, 16), stereo_s16(left, right));
+  std::vector<float> expected(32000, 0.0f);
+  const auto tail = as_floats(speech);
+  expected.insert(expected.end(), tail.begin(), tail.end());
+  std::vector<std::string> warnings;
+  WavReader reader("late.wav", [&](const std::string& m) { warnings.push_back(m); });
+  std::vector<float> mono;
+  reader.push(as_bytes(file), mono);
+  reader.finish(mono);
+  EXPECT_EQ(mono, expected);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr("their average is 23 dB below what uncorrelated channels give"));
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr("using channel 2 alone"));
+}
+
+TEST(WavReader, PartlyOpposedChannelsAreStillAveraged) {
+  // The right channel at -0.5 of the left: the mix is 7 dB below uncorrelated channels,
+  // far from cancelling. So are a short clip (under 0.1 s) of fully opposed channels.
+  const auto left = tone(1.0, 0.5);
+  const auto right = scaled(left, -0.5);
+  std::vector<float> average;
+  for (std::size_t i = 0; i < left.size(); ++i) average.push_back(static_cast<float>((left[i] + right[i]) / 2.0 / 32768.0));
+  EXPECT_EQ(decode(simple_wav(fmt_body(kPcm, 2, 16000, 16), stereo_s16(left, right))), average);
+  const auto blip = tone(0.05, 0.5);
+  EXPECT_EQ(decode(simple_wav(fmt_body(kPcm, 2, 16000, 16), stereo_s16(blip, scaled(blip, -1)))),
+            std::vector<float>(blip.size(), 0.0f));
+}
+
+TEST(WavReader, MissingPadByteIsToleratedWhenTheNextChunkShowsIt) {
+  // An odd-sized LIST chunk whose writer left out the pad byte, before fmt and before data:
+  // both following chunk ids ("fmt ", "data") are found at the unpadded offset.
+  const std::string unpadded_list = std::string("LIST") + le32(5) + "INFOx";
+  const std::string data = s16_bytes({16384, -16384, 8192});
+  const std::string file =
+      riff(unpadded_list + chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) + std::string("junk") + le32(3) + "abc" +
+           chunk("data", data));
+  const std::vector<float> expected{0.5f, -0.5f, 0.25f};
+  for (std::size_t piece : {1, 2, 7, 8, 9, 10, 4096}) EXPECT_EQ(decode(file, piece), expected) << piece;
+  // With the pad byte (the specification's layout) the same file reads the same.
+  const std::string padded = riff(chunk("LIST", "INFOx") + chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) +
+                                  chunk("junk", "abc") + chunk("data", data));
+  EXPECT_EQ(decode(padded), expected);
+}
+
 TEST(WavReader, FormatIsKnownOnceDataStarts) {
   const std::string file = simple_wav(fmt_body(kPcm, 2, 22050, 16), s16_bytes({1, 2, 3, 4}));
   WavReader reader("x.wav");
@@ -240,7 +341,7 @@ TEST(WavReader, FormatIsKnownOnceDataStarts) {
   EXPECT_EQ(reader.format().channels, 2);
   EXPECT_EQ(reader.frames_decoded(), 0u);
   reader.push(as_bytes(file).subspan(46), mono);
-  reader.finish();
+  reader.finish(mono);
   EXPECT_EQ(reader.frames_decoded(), 2u);
 }
 

@@ -25,7 +25,7 @@ std::string decode_error(const std::string& file) {
   std::vector<float> mono;
   try {
     reader.push(as_bytes(file), mono);
-    reader.finish();
+    reader.finish(mono);
   } catch (const Error& e) {
     return e.what();
   }
@@ -47,6 +47,29 @@ TEST(WavReaderErrors, TruncatedHeaderInsideSkippedChunk) {
   const std::string file = riff(chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) + chunk("LIST", std::string(100, 'a')));
   EXPECT_THAT(decode_error(file.substr(0, file.size() - 10)), HasSubstr("truncated WAV header"));
   EXPECT_THAT(decode_error(file), HasSubstr("truncated WAV header"));  // no data chunk at all
+}
+
+TEST(WavReaderErrors, ChunkWalkErrorsNameTheChunkAndOffset) {
+  // RIFF header (12) + fmt chunk (8 + 16): the LIST chunk starts at offset 36.
+  const std::string file = riff(chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) + chunk("LIST", std::string(100, 'a')));
+  EXPECT_EQ(decode_error(file.substr(0, file.size() - 10)),
+            "bad.wav: truncated WAV header: input ends after 134 bytes, inside the 'LIST' chunk at offset 36 "
+            "(which declares 100 bytes), before the data chunk");
+  EXPECT_EQ(decode_error(file), "bad.wav: truncated WAV header: input ends after 144 bytes, after the 'LIST' chunk "
+                                "at offset 36, before the data chunk");
+  EXPECT_EQ(decode_error(riff("")), "bad.wav: truncated WAV header: input ends after 12 bytes, before the first chunk");
+  EXPECT_THAT(decode_error(riff(chunk("fmt ", std::string(8, '\0')))),
+              HasSubstr("fmt chunk of 8 bytes at offset 12 is too short"));
+}
+
+TEST(WavReaderErrors, AChunkWalkThatLostItsPlaceSaysSo) {
+  // An odd chunk without its pad byte, followed by a chunk whose id is not known either way:
+  // the specification's reading is kept, and the garbage id that results is pointed out.
+  const std::string file = riff(chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) + std::string("LIST") + le32(3) +
+                                "abc" + std::string("\x01zzz", 4) + le32(1000) + std::string(20, 'q'));
+  const std::string error = decode_error(file);
+  EXPECT_THAT(error, HasSubstr("inside the 'zzz?' chunk at offset 48"));
+  EXPECT_THAT(error, HasSubstr("that chunk id is not text, so the chunk walk lost its place"));
 }
 
 TEST(WavReaderErrors, TruncatedData) {
@@ -122,7 +145,7 @@ TEST(WavReaderErrors, DataBeforeFmt) {
 
 TEST(WavReaderErrors, FmtChunkSizes) {
   EXPECT_THAT(decode_error(riff(chunk("fmt ", fmt_body(kPcm, 1, 16000, 16).substr(0, 14)))),
-              HasSubstr("fmt chunk of 14 bytes is too short"));
+              HasSubstr("fmt chunk of 14 bytes at offset 12 is too short"));
   // A corrupt huge size fails at once, before any body is buffered.
   EXPECT_THAT(decode_error(riff("fmt " + le32(0x7FFFFFFF))), HasSubstr("implausibly large"));
 }

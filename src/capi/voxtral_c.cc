@@ -1,6 +1,7 @@
 // The C API of include/voxtral.h over the C++ engine.
 #include "voxtral.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -15,7 +16,9 @@
 
 struct voxtral_model {
   std::unique_ptr<voxtral::Model> model;
-  std::mutex mutex;  // the backend runs one stream's work at a time
+  std::mutex mutex;      // the backend runs one stream's work at a time
+  int open_streams = 0;  // guarded by mutex: the model may not be freed under them
+  std::string error;     // guarded by mutex
 };
 
 struct voxtral_stream {
@@ -35,6 +38,8 @@ void write_error(char* buffer, std::size_t size, const std::string& message) {
   buffer[size - 1] = '\0';
 }
 
+// Runs `fn` on a stream under its model's lock; an exception becomes -1 and the stream's
+// error. A NULL stream is -1 (there is nowhere to put a message).
 template <typename Fn>
 int guarded(voxtral_stream* s, Fn&& fn) {
   if (s == nullptr) return -1;
@@ -62,7 +67,7 @@ void voxtral_model_options_init(voxtral_model_options* options) {
 voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_options* options, char* error,
                                   size_t error_size) {
   try {
-    if (model_dir == nullptr) throw voxtral::Error("model directory is NULL");
+    if (model_dir == nullptr) throw voxtral::Error("voxtral_model_load: model_dir is NULL");
     voxtral::ModelOptions mo;
     mo.backend = "auto";
     mo.quiet = true;
@@ -81,10 +86,28 @@ voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_opt
   }
 }
 
-void voxtral_model_free(voxtral_model* model) { delete model; }
+int voxtral_model_free(voxtral_model* model) {
+  if (model == nullptr) return 0;
+  {
+    std::lock_guard lock(model->mutex);
+    if (model->open_streams > 0) {
+      model->error = voxtral::cat("voxtral_model_free: ", model->open_streams,
+                                  " stream(s) of this model are still open; free them first (nothing was freed)");
+      return -1;
+    }
+  }
+  delete model;
+  return 0;
+}
 
 int voxtral_model_sample_rate(const voxtral_model* model) {
   return model != nullptr ? model->model->config().audio.sampling_rate : 0;
+}
+
+const char* voxtral_model_error(const voxtral_model* model) {
+  if (model == nullptr) return "";
+  std::lock_guard lock(const_cast<voxtral_model*>(model)->mutex);
+  return model->error.c_str();
 }
 
 void voxtral_stream_options_init(voxtral_stream_options* options) {
@@ -94,7 +117,7 @@ void voxtral_stream_options_init(voxtral_stream_options* options) {
 voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream_options* options, char* error,
                                       size_t error_size) {
   try {
-    if (model == nullptr) throw voxtral::Error("model is NULL");
+    if (model == nullptr) throw voxtral::Error("voxtral_stream_create: model is NULL");
     voxtral::StreamOptions so;
     if (options != nullptr) {
       so.delay_ms = options->delay_ms;
@@ -107,6 +130,7 @@ voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream
     s->owner = model;
     std::lock_guard lock(model->mutex);
     s->stream = std::make_unique<voxtral::Stream>(*model->model, so);
+    ++model->open_streams;
     return s.release();
   } catch (const std::exception& e) {
     write_error(error, error_size, e.what());
@@ -116,17 +140,24 @@ voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream
 
 void voxtral_stream_free(voxtral_stream* stream) {
   if (stream == nullptr) return;
-  std::lock_guard lock(stream->owner->mutex);
-  stream->stream.reset();
+  {
+    std::lock_guard lock(stream->owner->mutex);
+    stream->stream.reset();
+    --stream->owner->open_streams;
+  }
   delete stream;
 }
 
 int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count) {
-  return guarded(stream, [&] { stream->stream->feed(std::span(samples, count)); });
+  return guarded(stream, [&] {
+    if (samples == nullptr && count > 0) throw voxtral::Error("voxtral_stream_feed: samples is NULL");
+    if (count > 0) stream->stream->feed(std::span(samples, count));
+  });
 }
 
 int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count) {
   return guarded(stream, [&] {
+    if (samples == nullptr && count > 0) throw voxtral::Error("voxtral_stream_feed_pcm16: samples is NULL");
     std::vector<float> f(count);
     for (size_t i = 0; i < count; ++i) f[i] = static_cast<float>(samples[i]) / 32768.0f;
     stream->stream->feed(f);
@@ -164,12 +195,18 @@ const char* voxtral_stream_error(const voxtral_stream* stream) { return stream !
 
 float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size) {
   try {
-    if (path == nullptr) throw voxtral::Error("path is NULL");
+    if (path == nullptr) throw voxtral::Error("voxtral_load_audio: path is NULL");
+    if (count == nullptr) throw voxtral::Error("voxtral_load_audio: count is NULL (it receives the sample count)");
+    if (sample_rate < voxtral::kMinTargetRate || sample_rate > voxtral::kMaxTargetRate) {
+      throw voxtral::Error(voxtral::cat("voxtral_load_audio: sample_rate ", sample_rate, " Hz is out of range (",
+                                        voxtral::kMinTargetRate, " to ", voxtral::kMaxTargetRate, " Hz)"));
+    }
     const auto samples = voxtral::load_audio_file(path, sample_rate);
-    auto* out = static_cast<float*>(std::malloc(samples.size() * sizeof(float)));
-    if (out == nullptr) throw voxtral::Error("out of memory");
+    // At least one byte: malloc(0) may return NULL, which would read as a failure.
+    auto* out = static_cast<float*>(std::malloc(std::max<std::size_t>(samples.size(), 1) * sizeof(float)));
+    if (out == nullptr) throw voxtral::Error("voxtral_load_audio: out of memory");
     std::memcpy(out, samples.data(), samples.size() * sizeof(float));
-    if (count != nullptr) *count = samples.size();
+    *count = samples.size();
     return out;
   } catch (const std::exception& e) {
     write_error(error, error_size, e.what());

@@ -1,4 +1,5 @@
 // voxtral: transcribe a recording, a stream on stdin, or a microphone, with Voxtral Realtime.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "cli/output.h"
 #include "core/audio.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "model/model.h"
 #include "model/schedule.h"
 #include "model/transcriber.h"
@@ -30,6 +32,7 @@ enum ExitCode : int {
   kModelError = 3,
   kAudioError = 4,
   kTranscriptionError = 5,
+  kOutputError = 6,
 };
 
 const char* kExitCodes =
@@ -38,7 +41,8 @@ const char* kExitCodes =
     "  2  bad command line\n"
     "  3  the model could not be loaded (missing or invalid files, no usable GPU for --backend cuda)\n"
     "  4  the audio could not be read (missing file, not WAV, malformed, empty, no capture device)\n"
-    "  5  transcription failed (e.g. audio longer than the model handles, with --no-continuous)\n";
+    "  5  transcription failed (e.g. audio longer than the model handles, with --no-continuous)\n"
+    "  6  the transcript could not be written (e.g. the disk is full, stdout closed)\n";
 
 struct Options {
   std::string model_dir;
@@ -79,15 +83,24 @@ class AudioError : public Error {
   using Error::Error;
 };
 
-// Reads stdin as it arrives; a pause of `flush_after` seconds in the input flushes the
-// stream so that what was said before it comes out.
-void stream_stdin(Stream& stream, const Options& o, int rate, const std::function<void()>& drain) {
-  AudioDecoder decoder("stdin", rate);
+// Warnings about how the audio was read (e.g. one channel of a stereo file whose channels
+// cancel) go to stderr unless --silent.
+WarningHandler audio_warnings(const Options& o) {
+  if (o.silent) return {};
+  return [](const std::string& message) { std::fprintf(stderr, "voxtral: %s\n", message.c_str()); };
+}
+
+// Reads a stream (stdin, or a FIFO or device given to -i) as it arrives; a pause of
+// `flush_after` seconds in the input flushes the stream so that what was said before it
+// comes out.
+void stream_input(Stream& stream, const Options& o, int rate, int fd, const std::string& source, AudioFormat format,
+                  const std::function<void()>& drain) {
+  AudioDecoder decoder(source, rate, format, audio_warnings(o));
   std::vector<std::byte> bytes(1 << 16);
   std::vector<float> samples;
   const int timeout_ms = o.flush_after > 0 ? static_cast<int>(o.flush_after * 1000) : -1;
   while (!interrupted) {
-    pollfd p{STDIN_FILENO, POLLIN, 0};
+    pollfd p{fd, POLLIN, 0};
     const int ready = ::poll(&p, 1, timeout_ms);
     if (ready == 0) {
       stream.flush();
@@ -96,12 +109,12 @@ void stream_stdin(Stream& stream, const Options& o, int rate, const std::functio
     }
     if (ready < 0) {
       if (errno == EINTR) continue;
-      throw AudioError(cat("stdin: poll failed: ", std::strerror(errno)));
+      throw AudioError(cat(source, ": poll failed: ", std::strerror(errno)));
     }
-    const ssize_t n = ::read(STDIN_FILENO, bytes.data(), bytes.size());
+    const ssize_t n = ::read(fd, bytes.data(), bytes.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw AudioError(cat("stdin: read failed: ", std::strerror(errno)));
+      throw AudioError(cat(source, ": read failed: ", std::strerror(errno)));
     }
     if (n == 0) break;
     samples.clear();
@@ -164,7 +177,9 @@ int main(int argc, char** argv) {
   app.footer(kExitCodes);
   app.add_option("-d,--model", o.model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
-  auto* input = app.add_option("-i,--input", o.input, "Audio file to transcribe (WAV, any rate and channel count)");
+  auto* input = app.add_option("-i,--input", o.input,
+                               "Audio file to transcribe (WAV, any rate and channel count); a FIFO or a device "
+                               "is read as it arrives, like --stdin");
   auto* stdin_flag = app.add_flag("--stdin", o.from_stdin,
                                   "Transcribe standard input as it arrives (WAV or raw s16le 16 kHz mono), e.g.\n"
                                   "ffmpeg -i talk.mp3 -ar 16000 -ac 1 -f s16le - | voxtral -d MODEL --stdin");
@@ -220,7 +235,7 @@ int main(int argc, char** argv) {
   try {
     o.model.quiet = o.silent;
     model = Model::load(o.model_dir, o.model);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // Error, and anything else (e.g. out of memory)
     std::fprintf(stderr, "voxtral: %s\n", e.what());
     return kModelError;
   }
@@ -256,21 +271,34 @@ int main(int argc, char** argv) {
   }
   const int rate = model->config().audio.sampling_rate;
 
+  // A file is read whole; a FIFO or a device named by -i is streamed like stdin (WAV only).
   std::vector<float> samples;
+  int input_fd = -1;
+  struct CloseFd {
+    int& fd;
+    ~CloseFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } close_input{input_fd};
   if (!o.input.empty()) {
     try {
-      samples = load_audio_file(o.input, rate);
-    } catch (const Error& e) {
+      if (file_kind(o.input) == FileKind::Stream) {
+        input_fd = ::open(o.input.c_str(), O_RDONLY | O_CLOEXEC);
+        if (input_fd < 0) fail(o.input, cat("cannot open: ", std::strerror(errno)));
+      } else {
+        samples = load_audio_file(o.input, rate, AudioFormat::Wav, audio_warnings(o));
+      }
+    } catch (const std::exception& e) {
       std::fprintf(stderr, "voxtral: %s\n", e.what());
       return kAudioError;
     }
   }
   catch_interrupt();
-  TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer());
   const auto start = std::chrono::steady_clock::now();
   StreamStats stats;
   try {
-    if (!o.input.empty()) {
+    TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer());
+    if (!o.input.empty() && input_fd < 0) {
       const auto t = transcribe(*model, samples, so, [&](const TextPiece& p) { printer.add(p); });
       stats = t.stats;
     } else {
@@ -278,8 +306,10 @@ int main(int argc, char** argv) {
       auto drain = [&] {
         for (const auto& p : stream.take_pieces()) printer.add(p);
       };
-      if (o.from_stdin) {
-        stream_stdin(stream, o, rate, drain);
+      if (input_fd >= 0) {
+        stream_input(stream, o, rate, input_fd, o.input, AudioFormat::Wav, drain);
+      } else if (o.from_stdin) {
+        stream_input(stream, o, rate, STDIN_FILENO, "stdin", AudioFormat::Auto, drain);
       } else {
         stream_microphone(stream, o, rate, drain);
       }
@@ -288,10 +318,13 @@ int main(int argc, char** argv) {
       stats = stream.stats();
     }
     printer.finish(stats.audio_seconds);
+  } catch (const OutputError& e) {
+    std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
+    return kOutputError;
   } catch (const AudioError& e) {
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kAudioError;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // Error, and anything else (e.g. out of memory)
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kTranscriptionError;
   }

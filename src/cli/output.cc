@@ -1,5 +1,8 @@
 #include "cli/output.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include "model/formats.h"
 
 namespace voxtral {
@@ -15,8 +18,13 @@ TranscriptPrinter::TranscriptPrinter(OutputFormat format, bool timestamps, bool 
 }
 
 void TranscriptPrinter::out(const std::string& s) {
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fflush(stdout);
+  // Flushed at once (the transcript is live), so a write error shows here, not at exit.
+  errno = 0;
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0) {
+    const int error = errno;
+    std::clearerr(stdout);
+    throw OutputError(cat("stdout: cannot write the transcript: ", error != 0 ? std::strerror(error) : "write error"));
+  }
 }
 
 void TranscriptPrinter::print_segments(const std::vector<Segment>& segments) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "core/error.h"
 #include "core/tokenizer.h"
 #include "model/segments.h"
 #include "model/stream.h"
@@ -13,9 +14,16 @@ namespace voxtral {
 
 enum class OutputFormat { Text, Json, Srt, Vtt };
 
+// The transcript could not be written to stdout (disk full, closed descriptor, ...).
+class OutputError : public Error {
+ public:
+  using Error::Error;
+};
+
 class TranscriptPrinter {
  public:
   TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer);
+  // Each throws OutputError when stdout refuses the text.
   void add(const TextPiece& piece);
   void finish(double duration);
 

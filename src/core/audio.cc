@@ -151,6 +151,7 @@ struct AudioDecoder::Impl {
   std::string source;
   int target_rate;
   AudioFormat requested;
+  WarningHandler on_warning;
   AudioFormat detected = AudioFormat::Auto;
   std::vector<std::byte> head;  // bytes held back until the container is known
   std::optional<WavReader> wav;
@@ -167,7 +168,7 @@ struct AudioDecoder::Impl {
     }
     if (starts_like_riff(head)) {
       detected = AudioFormat::Wav;  // WavReader reports RIFX and non-WAVE forms itself
-      wav.emplace(source);
+      wav.emplace(source, on_warning);
       return;
     }
     const bool wav_required = requested == AudioFormat::Wav;
@@ -219,12 +220,16 @@ struct AudioDecoder::Impl {
   }
 };
 
-AudioDecoder::AudioDecoder(std::string source, int target_rate, AudioFormat format)
+AudioDecoder::AudioDecoder(std::string source, int target_rate, AudioFormat format, WarningHandler on_warning)
     : impl_(std::make_unique<Impl>()) {
-  if (target_rate <= 0) fail(source, cat("invalid target sample rate ", target_rate, " Hz"));
+  if (target_rate < kMinTargetRate || target_rate > kMaxTargetRate) {
+    fail(source, cat("invalid target sample rate ", target_rate, " Hz (supported: ", kMinTargetRate, " to ",
+                     kMaxTargetRate, " Hz)"));
+  }
   impl_->source = std::move(source);
   impl_->target_rate = target_rate;
   impl_->requested = format;
+  impl_->on_warning = std::move(on_warning);
 }
 
 AudioDecoder::~AudioDecoder() = default;
@@ -248,7 +253,12 @@ void AudioDecoder::finish(std::vector<float>& out) {
     d.decide();
     d.feed_head(out);
   }
-  if (d.wav) d.wav->finish();  // a truncated header says more than "no samples"
+  if (d.wav) {
+    d.mono.clear();
+    d.wav->finish(d.mono);  // a truncated header says more than "no samples"
+    d.samples_in += d.mono.size();
+    if (!d.mono.empty()) d.resampler->push(d.mono, out);
+  }
   if (d.samples_in == 0) {
     fail(d.source, d.bytes_in == 0 ? "no audio samples (the input is empty)" : "no audio samples");
   }
@@ -271,10 +281,16 @@ int AudioDecoder::input_channels() const {
 
 // ---------------------------------------------------------------------------------------
 
-std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate, AudioFormat format) {
+std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate, AudioFormat format,
+                                   const WarningHandler& on_warning) {
+  if (file_kind(path.string()) == FileKind::Stream) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (stream == nullptr) fail(path.string(), cat("cannot open: ", std::strerror(errno)));
+    return read_audio_stream(stream.get(), path.string(), target_rate, format, on_warning);
+  }
   const MappedFile file(path);
   if (file.bytes().empty()) fail(file.path(), "empty file");
-  AudioDecoder decoder(file.path(), target_rate, format);
+  AudioDecoder decoder(file.path(), target_rate, format, on_warning);
   std::vector<float> samples;
   decoder.push(file.bytes(), samples);
   decoder.finish(samples);
@@ -282,8 +298,8 @@ std::vector<float> load_audio_file(const std::filesystem::path& path, int target
 }
 
 std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
-                                     AudioFormat format) {
-  AudioDecoder decoder(source, target_rate, format);
+                                     AudioFormat format, const WarningHandler& on_warning) {
+  AudioDecoder decoder(source, target_rate, format, on_warning);
   std::vector<float> samples;
   std::vector<std::byte> piece(kStreamReadBytes);
   for (;;) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/channel_mix.h"
+
 namespace voxtral {
 
 enum class AudioFormat {
@@ -37,7 +39,9 @@ class Resampler {
 
 class AudioDecoder {
  public:
-  AudioDecoder(std::string source, int target_rate, AudioFormat format = AudioFormat::Auto);
+  // `on_warning` hears about input read other than as plain averaging (channels that cancel).
+  AudioDecoder(std::string source, int target_rate, AudioFormat format = AudioFormat::Auto,
+               WarningHandler on_warning = {});
   ~AudioDecoder();
   AudioDecoder(const AudioDecoder&) = delete;
   AudioDecoder& operator=(const AudioDecoder&) = delete;
@@ -58,13 +62,19 @@ class AudioDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-// Reads a whole audio file (WAV unless `format` says raw). Errors name the path.
+// The sample rates a caller may ask audio to be resampled to (Hz): below, nothing of speech
+// survives; above, no audio hardware runs, and the resampler's output would be enormous.
+inline constexpr int kMinTargetRate = 1000;
+inline constexpr int kMaxTargetRate = 384000;
+
+// Reads a whole audio file (WAV unless `format` says raw). Errors name the path. A FIFO or
+// a character device (e.g. /dev/stdin) is read as a stream to its end.
 std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate,
-                                   AudioFormat format = AudioFormat::Wav);
+                                   AudioFormat format = AudioFormat::Wav, const WarningHandler& on_warning = {});
 
 // Reads a stream to its end (e.g. stdin), auto-detecting WAV or raw s16le by default.
 std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
-                                     AudioFormat format = AudioFormat::Auto);
+                                     AudioFormat format = AudioFormat::Auto, const WarningHandler& on_warning = {});
 
 // Names a known non-WAV container from its first bytes ("MP3", "Ogg", "FLAC", ...), or ""
 // when the bytes match none of them.

@@ -22,7 +22,14 @@ int int_in(const JsonObject& o, std::string_view key, int lo, int hi) {
 
 float positive_float(const JsonObject& o, std::string_view key) {
   const double v = o.number(key);
-  if (!(v > 0)) o.fail_at(key, cat("must be positive, found ", v));
+  // (as a float: 1e39 passes as a double and becomes infinity, and every norm NaN)
+  if (!(v > 0) || !std::isfinite(static_cast<float>(v))) o.fail_at(key, cat("must be positive and finite, found ", v));
+  return static_cast<float>(v);
+}
+
+float finite_float(const JsonObject& o, std::string_view key) {
+  const double v = o.number(key);
+  if (!std::isfinite(static_cast<float>(v))) o.fail_at(key, cat("must be finite, found ", v));
   return static_cast<float>(v);
 }
 
@@ -88,7 +95,7 @@ ModelConfig ModelConfig::from_json_text(std::string_view text, const std::string
   c.audio.hop_length = int_in(audio, "hop_length", 1, 1 << 16);
   c.audio.window_size = int_in(audio, "window_size", 2, 1 << 16);
   c.audio.frame_rate = audio.number("frame_rate");
-  c.audio.global_log_mel_max = static_cast<float>(audio.number("global_log_mel_max"));
+  c.audio.global_log_mel_max = finite_float(audio, "global_log_mel_max");
   require_string(audio, "transcription_format", "streaming");
   if (c.audio.window_size % 2 != 0) {
     audio.fail_at("window_size", cat("must be even (it is also the FFT size), found ", c.audio.window_size));

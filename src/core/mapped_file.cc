@@ -7,8 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
 
@@ -23,22 +21,36 @@ struct Fd {
   }
 };
 
-void check_regular_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    fail(path, errno == ENOENT ? "no such file" : cat("cannot open: ", std::strerror(errno)));
-  }
-  if (S_ISDIR(st.st_mode)) fail(path, "is a directory, expected a file");
+std::string_view file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
 }
 
 }  // namespace
 
+FileKind file_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    fail(path, errno == ENOENT ? "no such file" : cat("cannot open: ", std::strerror(errno)));
+  }
+  if (S_ISREG(st.st_mode)) return FileKind::Regular;
+  if (S_ISDIR(st.st_mode)) return FileKind::Directory;
+  return FileKind::Stream;
+}
+
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path.string()) {
-  check_regular_file(path_);
-  Fd file{::open(path_.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (file.fd < 0) fail(path_, cat("cannot open: ", std::strerror(errno)));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on the open
+  // file itself, so nothing can be swapped in between the check and the read.
+  Fd file{::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+  if (file.fd < 0) fail(path_, errno == ENOENT ? "no such file" : cat("cannot open: ", std::strerror(errno)));
   struct stat st {};
   if (::fstat(file.fd, &st) != 0) fail(path_, cat("cannot stat: ", std::strerror(errno)));
+  // A device or a pipe has no size and may never end (/dev/zero): refused before reading.
+  if (!S_ISREG(st.st_mode)) fail(path_, cat("is ", file_type_name(st.st_mode), ", expected a regular file"));
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ == 0) return;  // an empty map is legal; parsers report "empty file"
   void* map = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd, 0);
@@ -51,14 +63,9 @@ MappedFile::~MappedFile() {
 }
 
 std::string read_text_file(const std::filesystem::path& path) {
-  const std::string name = path.string();
-  check_regular_file(name);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(name, cat("cannot open: ", std::strerror(errno)));
-  std::ostringstream content;
-  content << in.rdbuf();
-  if (in.bad()) fail(name, "read error");
-  return content.str();
+  const MappedFile file(path);
+  const auto bytes = file.bytes();
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
 }  // namespace voxtral

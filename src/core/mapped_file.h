@@ -10,7 +10,9 @@ namespace voxtral {
 
 class MappedFile {
  public:
-  // Throws Error naming the path when it is missing, unreadable, a directory or not mappable.
+  // Throws Error naming the path when it is missing, unreadable, not mappable, or not a
+  // regular file: a directory, and also a device or a pipe, which may never end (/dev/zero),
+  // is refused before anything is read.
   explicit MappedFile(const std::filesystem::path& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -25,7 +27,16 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string; errors name the path.
+// What a path names (following symlinks); throws Error naming the path when it is missing
+// or cannot be examined (e.g. a symlink loop).
+enum class FileKind {
+  Regular,
+  Directory,
+  Stream,  // a FIFO, a character device, a socket: read as a stream, never mapped
+};
+FileKind file_kind(const std::string& path);
+
+// Reads a whole (small) regular file into a string; errors name the path, as MappedFile's.
 std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace voxtral

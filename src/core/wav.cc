@@ -17,6 +17,8 @@ constexpr std::size_t kExtensibleFmtBytes = 40;
 constexpr std::size_t kMinDs64Bytes = 28;  // riff size, data size, sample count, table length
 // A fmt or ds64 body is buffered whole; a corrupt size must not turn into a huge allocation.
 constexpr std::uint32_t kMaxBufferedChunkBytes = 64 * 1024;
+// Samples (all channels) decoded per step before mixing to mono.
+constexpr std::size_t kDecodeBlockSamples = 1 << 16;
 constexpr int kMaxChannels = 1024;
 // Below 1 kHz nothing of speech survives, and extreme upsampling ratios would make the
 // resampler produce enormous outputs from tiny inputs.
@@ -61,6 +63,34 @@ std::string printable_id(std::string_view id) {
   std::string out;
   for (char c : id) out += (c >= 0x20 && c < 0x7F) ? c : '?';
   return out;
+}
+
+// A FOURCC as RIFF writers make them: printable ASCII, not starting with a space.
+bool is_plausible_chunk_id(std::string_view id) {
+  if (id.size() != 4 || id[0] == ' ') return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+}
+
+// Chunk ids of the WAV specifications and of common writers (Broadcast WAV, ID3, iXML, ...).
+bool is_known_chunk_id(std::string_view id) {
+  static constexpr std::string_view kKnown[] = {"fmt ", "data", "LIST", "fact", "JUNK", "junk", "PAD ", "FLLR",
+                                                "bext", "cue ", "smpl", "inst", "id3 ", "ID3 ", "iXML", "ds64",
+                                                "acid", "cart", "plst", "labl", "note", "ltxt", "DISP", "PEAK",
+                                                "minf", "elm1", "regn", "umid", "levl", "afsp", "axml", "chna"};
+  return std::find(std::begin(kKnown), std::end(kKnown), id) != std::end(kKnown);
+}
+
+// After an odd-sized chunk the next header follows one pad byte later (RIFF), but some
+// writers leave the pad byte out. Given the nine bytes after the chunk, true when the
+// header starts at the first of them rather than the second: only when the unpadded
+// reading gives a known chunk id and the padded one does not, or else a plausible id
+// where the padded one gives none. Anything else keeps to the specification.
+bool pad_byte_missing(const std::byte* nine) {
+  const std::string_view padded = as_chars(nine + 1, 4);
+  const std::string_view unpadded = as_chars(nine, 4);
+  if (is_known_chunk_id(padded)) return false;
+  if (is_known_chunk_id(unpadded)) return true;
+  return !is_plausible_chunk_id(padded) && is_plausible_chunk_id(unpadded);
 }
 
 // Moves bytes from `input` into `buffer` until it holds `wanted` bytes; true once it does.
@@ -170,20 +200,13 @@ struct ReadF64 {
   }
 };
 
+// Decodes `count` frames of `channels` samples each into interleaved values.
 template <typename ReadSample>
-void mix_to_mono(const std::byte* frames, std::size_t count, int channels, int sample_bytes,
-                 const ReadSample& read, std::vector<float>& mono) {
-  const std::size_t frame_bytes = static_cast<std::size_t>(channels) * static_cast<std::size_t>(sample_bytes);
-  if (channels == 1) {
-    for (std::size_t i = 0; i < count; ++i) mono.push_back(static_cast<float>(read(frames + i * frame_bytes)));
-    return;
-  }
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::byte* frame = frames + i * frame_bytes;
-    double sum = 0.0;  // double: a sum of up to 1024 integer samples stays exact
-    for (int c = 0; c < channels; ++c) sum += read(frame + c * sample_bytes);
-    mono.push_back(static_cast<float>(sum / channels));
-  }
+void decode_interleaved(const std::byte* frames, std::size_t count, int channels, int sample_bytes,
+                        const ReadSample& read, std::vector<double>& out) {
+  const std::size_t samples = count * static_cast<std::size_t>(channels);
+  out.resize(samples);
+  for (std::size_t i = 0; i < samples; ++i) out[i] = read(frames + i * static_cast<std::size_t>(sample_bytes));
 }
 
 }  // namespace
@@ -200,43 +223,74 @@ std::string_view encoding_name(SampleEncoding encoding) {
   return "unknown";
 }
 
-WavReader::WavReader(std::string source) : source_(std::move(source)) {}
+WavReader::WavReader(std::string source, WarningHandler on_warning)
+    : source_(std::move(source)), on_warning_(std::move(on_warning)) {}
 
 void WavReader::push(std::span<const std::byte> bytes, std::vector<float>& mono) {
   input_bytes_ += bytes.size();
+  consume(bytes, mono);
+}
+
+bool WavReader::buffer_up_to(std::size_t wanted, std::span<const std::byte>& input) {
+  const std::size_t before = input.size();
+  const bool full = fill(buffer_, wanted, input);
+  position_ += before - input.size();
+  return full;
+}
+
+std::string WavReader::where() const {
+  return cat("the '", printable_id(chunk_id_), "' chunk at offset ", chunk_offset_);
+}
+
+void WavReader::consume(std::span<const std::byte> bytes, std::vector<float>& mono) {
   while (!bytes.empty()) {
     switch (state_) {
       case State::RiffHeader:
-        if (!fill(buffer_, kRiffHeaderBytes, bytes)) return;
+        if (!buffer_up_to(kRiffHeaderBytes, bytes)) return;
         parse_riff_header(buffer_);
         buffer_.clear();
         state_ = State::ChunkHeader;
         break;
       case State::ChunkHeader:
-        if (!fill(buffer_, kChunkHeaderBytes, bytes)) return;
+        if (!buffer_up_to(kChunkHeaderBytes, bytes)) return;
         {
           const std::string id(as_chars(buffer_.data(), 4));
           const std::uint32_t size = le32(buffer_.data() + 4);
           buffer_.clear();
-          start_chunk(id, size);
+          start_chunk(id, size, position_ - kChunkHeaderBytes);
+        }
+        break;
+      case State::PadOrChunkHeader:
+        if (!buffer_up_to(kChunkHeaderBytes + 1, bytes)) return;
+        {
+          const bool unpadded = pad_byte_missing(buffer_.data());
+          const std::byte* header = buffer_.data() + (unpadded ? 0 : 1);
+          const std::string id(as_chars(header, 4));
+          const std::uint32_t size = le32(header + 4);
+          const std::byte first_body_byte = buffer_.back();
+          buffer_.clear();
+          if (unpadded) position_ -= 1;  // the ninth byte is the new chunk's first
+          start_chunk(id, size, position_ - kChunkHeaderBytes);
+          if (unpadded) consume(std::span(&first_body_byte, 1), mono);
         }
         break;
       case State::FmtBody:
       case State::Ds64Body:
-        if (!fill(buffer_, chunk_size_, bytes)) return;
+        if (!buffer_up_to(chunk_size_, bytes)) return;
         if (state_ == State::FmtBody) {
           parse_fmt(buffer_);
         } else {
           parse_ds64(buffer_);
         }
         buffer_.clear();
-        skip_then_next_chunk(chunk_padded_ ? 1 : 0);
+        skip_then_next_chunk(0);
         break;
       case State::SkipChunk: {
         const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_remaining_, bytes.size()));
         bytes = bytes.subspan(n);
+        position_ += n;
         chunk_remaining_ -= n;
-        if (chunk_remaining_ == 0) state_ = State::ChunkHeader;
+        if (chunk_remaining_ == 0) skip_then_next_chunk(0);
         break;
       }
       case State::Data: {
@@ -245,6 +299,7 @@ void WavReader::push(std::span<const std::byte> bytes, std::vector<float>& mono)
                                   : static_cast<std::size_t>(std::min<std::uint64_t>(chunk_remaining_, bytes.size()));
         decode_frames(bytes.first(n), mono);
         bytes = bytes.subspan(n);
+        position_ += n;
         data_received_ += n;
         if (!data_unbounded_) {
           chunk_remaining_ -= n;
@@ -262,16 +317,34 @@ void WavReader::push(std::span<const std::byte> bytes, std::vector<float>& mono)
   }
 }
 
-void WavReader::finish() {
+void WavReader::finish(std::vector<float>& mono) {
+  if (state_ == State::PadOrChunkHeader && buffer_.size() == kChunkHeaderBytes &&
+      is_known_chunk_id(as_chars(buffer_.data(), 4))) {
+    // The input ends with an unpadded header of an empty chunk (e.g. "data" of 0 bytes).
+    const std::string id(as_chars(buffer_.data(), 4));
+    const std::uint32_t size = le32(buffer_.data() + 4);
+    buffer_.clear();
+    start_chunk(id, size, position_ - kChunkHeaderBytes);
+  }
+  const std::string ends = cat("input ends after ", input_bytes_, " bytes");
   switch (state_) {
     case State::RiffHeader:
-      fail(source_, cat("truncated WAV header: input ends after ", input_bytes_, " bytes"));
+      fail(source_, cat("truncated WAV header: ", ends));
     case State::ChunkHeader:
+    case State::PadOrChunkHeader:
+      if (chunk_id_.empty()) fail(source_, cat("truncated WAV header: ", ends, ", before the first chunk"));
+      fail(source_, cat("truncated WAV header: ", ends, ", after ", where(), ", before the data chunk"));
     case State::FmtBody:
     case State::Ds64Body:
-    case State::SkipChunk:
-      fail(source_, cat("truncated WAV header: input ends after ", input_bytes_,
-                        " bytes, before the data chunk"));
+    case State::SkipChunk: {
+      std::string problem = cat("truncated WAV header: ", ends, ", inside ", where(), " (which declares ",
+                                chunk_size_, " bytes), before the data chunk");
+      if (!is_plausible_chunk_id(chunk_id_)) {
+        problem += "; that chunk id is not text, so the chunk walk lost its place: a chunk before it is "
+                   "malformed or its size is wrong";
+      }
+      fail(source_, problem);
+    }
     case State::Data:
       if (!data_unbounded_ && chunk_remaining_ > 0) {
         fail(source_, cat("truncated data: header declares ", data_declared_, " bytes, file has ",
@@ -281,6 +354,7 @@ void WavReader::finish() {
     case State::AfterData: break;
   }
   buffer_.clear();
+  if (mixer_) mixer_->finish(mono);
 }
 
 void WavReader::parse_riff_header(std::span<const std::byte> header) {
@@ -299,15 +373,20 @@ void WavReader::parse_riff_header(std::span<const std::byte> header) {
   riff_size_ = le32(header.data() + 4);
 }
 
-void WavReader::start_chunk(std::string_view id, std::uint32_t size) {
+void WavReader::start_chunk(std::string_view id, std::uint32_t size, std::uint64_t offset) {
+  chunk_id_ = id;
+  chunk_offset_ = offset;
   chunk_size_ = size;
   chunk_padded_ = (size & 1) != 0;
   if (id == "fmt " || (id == "ds64" && rf64_)) {
     const std::size_t minimum = id == "fmt " ? kMinFmtBytes : kMinDs64Bytes;
     const std::string_view name = id == "fmt " ? "fmt" : "ds64";
-    if (size < minimum) fail(source_, cat("malformed WAV: ", name, " chunk of ", size, " bytes is too short"));
+    if (size < minimum) {
+      fail(source_, cat("malformed WAV: ", name, " chunk of ", size, " bytes at offset ", offset, " is too short"));
+    }
     if (size > kMaxBufferedChunkBytes) {
-      fail(source_, cat("malformed WAV: ", name, " chunk of ", size, " bytes is implausibly large"));
+      fail(source_, cat("malformed WAV: ", name, " chunk of ", size, " bytes at offset ", offset,
+                        " is implausibly large"));
     }
     state_ = id == "fmt " ? State::FmtBody : State::Ds64Body;
     return;
@@ -316,7 +395,7 @@ void WavReader::start_chunk(std::string_view id, std::uint32_t size) {
     start_data_chunk(size);
     return;
   }
-  skip_then_next_chunk(static_cast<std::uint64_t>(size) + (chunk_padded_ ? 1 : 0));
+  skip_then_next_chunk(size);
 }
 
 void WavReader::start_data_chunk(std::uint32_t size) {
@@ -339,7 +418,11 @@ void WavReader::start_data_chunk(std::uint32_t size) {
 
 void WavReader::skip_then_next_chunk(std::uint64_t bytes) {
   chunk_remaining_ = bytes;
-  state_ = bytes > 0 ? State::SkipChunk : State::ChunkHeader;
+  if (bytes > 0) {
+    state_ = State::SkipChunk;
+  } else {
+    state_ = chunk_padded_ ? State::PadOrChunkHeader : State::ChunkHeader;
+  }
 }
 
 void WavReader::parse_fmt(std::span<const std::byte> body) {
@@ -414,17 +497,35 @@ void WavReader::decode_frames(std::span<const std::byte> bytes, std::vector<floa
 }
 
 void WavReader::decode_whole_frames(const std::byte* frames, std::size_t count, std::vector<float>& mono) {
-  if (count == 0) return;
-  mono.reserve(mono.size() + count);
+  // In blocks, so that the decoded values of a whole file are never held at once.
+  const std::size_t block = std::max<std::size_t>(1, kDecodeBlockSamples / static_cast<std::size_t>(format_.channels));
+  const auto frame_bytes = static_cast<std::size_t>(format_.block_align);
+  for (std::size_t done = 0; done < count; done += block) {
+    decode_frame_block(frames + done * frame_bytes, std::min(block, count - done), mono);
+  }
+}
+
+void WavReader::decode_frame_block(const std::byte* frames, std::size_t count, std::vector<float>& mono) {
   const int channels = format_.channels;
   const int width = bytes_per_sample(format_.encoding);
   switch (format_.encoding) {
-    case SampleEncoding::PcmU8: mix_to_mono(frames, count, channels, width, ReadU8{}, mono); break;
-    case SampleEncoding::PcmS16: mix_to_mono(frames, count, channels, width, ReadS16{}, mono); break;
-    case SampleEncoding::PcmS24: mix_to_mono(frames, count, channels, width, ReadS24{}, mono); break;
-    case SampleEncoding::PcmS32: mix_to_mono(frames, count, channels, width, ReadS32{}, mono); break;
-    case SampleEncoding::Float32: mix_to_mono(frames, count, channels, width, ReadF32{source_}, mono); break;
-    case SampleEncoding::Float64: mix_to_mono(frames, count, channels, width, ReadF64{source_}, mono); break;
+    case SampleEncoding::PcmU8: decode_interleaved(frames, count, channels, width, ReadU8{}, interleaved_); break;
+    case SampleEncoding::PcmS16: decode_interleaved(frames, count, channels, width, ReadS16{}, interleaved_); break;
+    case SampleEncoding::PcmS24: decode_interleaved(frames, count, channels, width, ReadS24{}, interleaved_); break;
+    case SampleEncoding::PcmS32: decode_interleaved(frames, count, channels, width, ReadS32{}, interleaved_); break;
+    case SampleEncoding::Float32:
+      decode_interleaved(frames, count, channels, width, ReadF32{source_}, interleaved_);
+      break;
+    case SampleEncoding::Float64:
+      decode_interleaved(frames, count, channels, width, ReadF64{source_}, interleaved_);
+      break;
+  }
+  if (channels == 1) {
+    mono.reserve(mono.size() + count);
+    for (double v : interleaved_) mono.push_back(static_cast<float>(v));
+  } else {
+    if (!mixer_) mixer_.emplace(source_, channels, format_.sample_rate, on_warning_);
+    mixer_->push(interleaved_.data(), count, mono);
   }
   frames_decoded_ += count;
 }

@@ -17,6 +17,7 @@
 #include "model/decoder.h"
 #include "model/encoder.h"
 #include "model/schedule.h"
+#include "model/usable.h"
 
 namespace voxtral {
 
@@ -88,14 +89,19 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  if (!std::filesystem::is_directory(dir)) {
-    fail(dir.string(), std::filesystem::exists(dir) ? "is not a directory" : "no such model directory");
-  }
+  // The error_code form: a symlink loop or an unreadable parent is an Error, not a
+  // filesystem_error that nobody expects.
+  std::error_code ec;
+  const auto status = std::filesystem::status(dir, ec);
+  if (status.type() == std::filesystem::file_type::not_found) fail(dir.string(), "no such model directory");
+  if (ec) fail(dir.string(), cat("cannot read the model directory: ", ec.message()));
+  if (!std::filesystem::is_directory(status)) fail(dir.string(), "is not a directory");
   std::unique_ptr<Model> m(new Model());
   m->directory_ = dir;
   m->config_ = ModelConfig::load(dir / "params.json");
   m->tokenizer_ = Tokenizer::load(dir / "tekken.json");
   check_consistent(m->config_, m->tokenizer_);
+  check_model_usable(m->config_, m->tokenizer_, (dir / "params.json").string(), physical_memory_bytes());
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
   m->backend_ = make_backend(options);

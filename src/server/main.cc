@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     sigwait(&signals, &received);
     std::fprintf(stderr, "voxtral-server: stopping\n");
     http.stop();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // Error, and anything else (a filesystem or system error)
     std::fprintf(stderr, "voxtral-server: %s\n", e.what());
     return 3;
   }

@@ -25,8 +25,10 @@ TEST(CApiTimes, PiecesCarryTheirWordsTimes) {
   voxtral_model_options mo;
   voxtral_model_options_init(&mo);
   mo.backend = std::getenv("VOXTRAL_TEST_BACKEND") != nullptr ? std::getenv("VOXTRAL_TEST_BACKEND") : "cpu";
+  // voxtral_model_free returns whether it freed; the stream below goes first (declared later).
   std::unique_ptr<voxtral_model, void (*)(voxtral_model*)> model(
-      voxtral_model_load(source("models/demo").c_str(), &mo, err, sizeof err), voxtral_model_free);
+      voxtral_model_load(source("models/demo").c_str(), &mo, err, sizeof err),
+      [](voxtral_model* m) { EXPECT_EQ(voxtral_model_free(m), 0); });
   ASSERT_NE(model, nullptr) << err;
   size_t n = 0;
   std::unique_ptr<float, void (*)(float*)> samples(

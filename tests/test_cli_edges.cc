@@ -1,0 +1,214 @@
+// The voxtral command line (and voxtral-server's start) on inputs users meet in the first
+// hour: stereo files whose channels cancel, WAV writers that skip a pad byte, a FIFO given
+// to -i, a full disk on stdout, model directories that are symlink loops, devices or FIFOs
+// in place of model files, and a params.json whose values leave the model unusable. Each
+// transcript is compared with the one transformers recorded for the fixture clip.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "core/audio.h"
+#include "wav_builder.h"
+
+namespace voxtral::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+nlohmann::json tiny_a_clip(int index) {
+  std::ifstream in(fixture("tiny-a.json"));
+  return nlohmann::json::parse(in)["clips"][static_cast<std::size_t>(index)];
+}
+
+// What the CLI prints for a recorded clip: transformers' text without the model's leading
+// space, and a newline.
+std::string printed(const nlohmann::json& clip) {
+  const std::string text = clip["text"];
+  return text.substr(std::min(text.find_first_not_of(' '), text.size())) + "\n";
+}
+
+// The clip's 16 kHz mono samples as 16-bit PCM (the fixtures are 16-bit: exact).
+std::vector<std::int16_t> clip_pcm(const nlohmann::json& clip) {
+  std::vector<std::int16_t> out;
+  for (float v : load_audio_file(fixture(clip["audio"]), 16000)) {
+    out.push_back(static_cast<std::int16_t>(std::lround(std::clamp(v * 32768.0f, -32767.0f, 32767.0f))));
+  }
+  return out;
+}
+
+std::string tiny_a() { return "-d " + shell_quoted(fixture("tiny-a")) + " "; }
+
+CliResult run_cli(const std::string& args, const std::string& prefix = "", const std::string& stdout_to = "") {
+  return run_binary(cli_binary(), args, prefix, stdout_to);
+}
+
+// A model directory in `dir` whose files link to tiny-a's, except one written with `content`.
+std::filesystem::path model_copy(const TempDir& dir, const std::string& replaced = "", const std::string& content = "") {
+  const auto model = dir.path() / "model";
+  std::filesystem::create_directories(model);
+  for (const std::string name : {"tekken.json", "consolidated.safetensors", "params.json"}) {
+    if (name != replaced) std::filesystem::create_symlink(fixture("tiny-a/" + name), model / name);
+  }
+  if (!replaced.empty()) dir.write("model/" + replaced, content);
+  return model;
+}
+
+nlohmann::json tiny_a_json(const std::string& name) {
+  std::ifstream in(fixture("tiny-a/" + name));
+  return nlohmann::json::parse(in);
+}
+
+TEST(CliInputs, StereoWhoseChannelsCancelIsTranscribedFromOneChannel) {
+  // The right channel is the left one inverted: averaged, the file is silence and the
+  // transcript would be empty with exit 0.
+  const auto c = tiny_a_clip(0);
+  std::vector<std::int16_t> frames;
+  for (std::int16_t v : clip_pcm(c)) {
+    frames.push_back(v);
+    frames.push_back(static_cast<std::int16_t>(-v));
+  }
+  TempDir dir;
+  const auto wav = dir.write("flipped.wav", simple_wav(fmt_body(kPcm, 2, 16000, 16), s16_bytes(frames)));
+  const auto r = run_cli(tiny_a() + "-i " + shell_quoted(wav));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, printed(c));
+  EXPECT_THAT(r.err, HasSubstr("flipped.wav: the 2 channels cancel when averaged to mono"));
+  EXPECT_THAT(r.err, HasSubstr("using channel 1 alone"));
+}
+
+TEST(CliInputs, WavWhoseOddChunkLacksItsPadByteIsRead) {
+  // Some writers leave out the pad byte after an odd-sized chunk; the "data" id one byte
+  // early shows it. (It was reported as "truncated ... before the data chunk".)
+  const auto c = tiny_a_clip(0);
+  const std::string list = std::string("LIST") + le32(13) + "INFOISFT" + le32(1) + "x";  // 13 bytes, no pad
+  TempDir dir;
+  const auto wav = dir.write("nopad.wav", riff(chunk("fmt ", fmt_body(kPcm, 1, 16000, 16)) + list +
+                                               chunk("data", s16_bytes(clip_pcm(c)))));
+  const auto r = run_cli(tiny_a() + "--silent -i " + shell_quoted(wav));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, printed(c));
+}
+
+TEST(CliInputs, InputFromAFifo) {
+  const auto c = tiny_a_clip(0);
+  TempDir dir;
+  const auto fifo = dir.path() / "audio.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto r = run_cli(tiny_a() + "--silent -i " + shell_quoted(fifo),
+                         // (the writer gives up if voxtral never opens the FIFO)
+                         "timeout 60 sh -c \"cat " + shell_quoted(fixture(c["audio"])) + " > " + shell_quoted(fifo) +
+                             "\" & ");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, printed(c));
+}
+
+TEST(CliInputs, ATranscriptThatCannotBeWrittenIsAnError) {
+  const auto c = tiny_a_clip(0);
+  for (const std::string format : {"text", "json", "srt"}) {
+    const auto r = run_cli(tiny_a() + "--silent --format " + format + " -i " + shell_quoted(fixture(c["audio"])), "",
+                           "/dev/full");
+    EXPECT_EQ(r.exit_code, 6) << format;
+    EXPECT_THAT(r.err, HasSubstr("stdout: cannot write the transcript: No space left on device")) << format;
+  }
+}
+
+TEST(CliModel, SymlinkLoopModelDirectoryExitsWith3) {
+  TempDir dir;
+  std::filesystem::create_symlink("loop", dir.path() / "loop");
+  auto r = run_cli("-d " + shell_quoted(dir.path() / "loop") + " -i x.wav");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("loop: cannot read the model directory: Too many levels of symbolic links"));
+  // A model file that is a loop.
+  const auto model = dir.path() / "model";
+  std::filesystem::create_directories(model);
+  std::filesystem::create_symlink("params.json", model / "params.json");
+  r = run_cli("-d " + shell_quoted(model) + " -i x.wav");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("params.json: cannot open: Too many levels of symbolic links"));
+}
+
+TEST(ServerStart, SymlinkLoopModelDirectoryExitsWith3) {
+  TempDir dir;
+  std::filesystem::create_symlink("loop", dir.path() / "loop");
+  const auto r = run_binary(VOXTRAL_SERVER, "-d " + shell_quoted(dir.path() / "loop") + " --port 0");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("voxtral-server: "));
+  EXPECT_THAT(r.err, HasSubstr("Too many levels of symbolic links"));
+}
+
+TEST(CliModel, ModelFilesThatAreDevicesOrFifosAreRefusedBeforeReading) {
+  // A FIFO with no writer would block the open (hence the timeout); /dev/zero never ends.
+  // (A text file on /dev/zero would fill the memory if it were read: /dev/null stands in
+  // for it, the safetensors file, which is mapped, is /dev/zero itself.)
+  const std::string guard = "timeout 60 ";
+  TempDir dir;
+  const auto model = dir.path() / "model";
+  std::filesystem::create_directories(model);
+  ASSERT_EQ(::mkfifo((model / "params.json").c_str(), 0600), 0);
+  for (const char* name : {"tekken.json", "consolidated.safetensors"}) {
+    std::filesystem::create_symlink(fixture(std::string("tiny-a/") + name), model / name);
+  }
+  auto r = run_cli("-d " + shell_quoted(model) + " -i x.wav", guard);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("params.json: is a FIFO (named pipe), expected a regular file"));
+
+  std::filesystem::remove(model / "params.json");
+  std::filesystem::create_symlink(fixture("tiny-a/params.json"), model / "params.json");
+  std::filesystem::remove(model / "tekken.json");
+  std::filesystem::create_symlink("/dev/null", model / "tekken.json");
+  r = run_cli("-d " + shell_quoted(model) + " -i x.wav", guard);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("tekken.json: is a character device, expected a regular file"));
+
+  std::filesystem::remove(model / "tekken.json");
+  std::filesystem::create_symlink(fixture("tiny-a/tekken.json"), model / "tekken.json");
+  std::filesystem::remove(model / "consolidated.safetensors");
+  std::filesystem::create_symlink("/dev/zero", model / "consolidated.safetensors");
+  r = run_cli("-d " + shell_quoted(model) + " -i x.wav", guard);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("consolidated.safetensors: is a character device, expected a regular file"));
+}
+
+TEST(CliModel, ParamsThatLeaveTheModelUnusableFailAtLoad) {
+  // model_max_length 1: nothing fits after the prompt's padding. It loaded, and failed at
+  // the first transcription (exit 5); it is a model problem (exit 3), named at load.
+  auto params = tiny_a_json("params.json");
+  for (int length : {1, 49, 60}) {
+    params["model_max_length"] = length;
+    TempDir dir;
+    const auto model = model_copy(dir, "params.json", params.dump());
+    const auto r = run_cli("-d " + shell_quoted(model) + " -i " + shell_quoted(fixture("audio/speech_short.wav")));
+    EXPECT_EQ(r.exit_code, 3) << length;
+    EXPECT_THAT(r.err, HasSubstr("params.json: model_max_length: " + std::to_string(length) +
+                                 " positions leave no room for audio"))
+        << length;
+  }
+  // The smallest usable length (padding 49 + one second, 13 positions) loads and transcribes.
+  params["model_max_length"] = 62;
+  TempDir dir;
+  const auto model = model_copy(dir, "params.json", params.dump());
+  const auto c = tiny_a_clip(0);
+  const auto r = run_cli("-d " + shell_quoted(model) + " --silent -i " + shell_quoted(fixture(c["audio"])));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(CliModel, AnUnusableDefaultDelayFailsAtLoad) {
+  // tekken.json's own delay must be one the model supports (a multiple of 80 ms).
+  auto tekken = tiny_a_json("tekken.json");
+  tekken["audio"]["transcription_delay_ms"] = 100;
+  TempDir dir;
+  const auto model = model_copy(dir, "tekken.json", tekken.dump());
+  const auto r = run_cli("-d " + shell_quoted(model) + " -i " + shell_quoted(fixture("audio/speech_short.wav")));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("tekken.json: audio.transcription_delay_ms: the model's own delay is unusable: "
+                               "delay: 100 ms is not supported"));
+}
+
+}  // namespace
+}  // namespace voxtral::testing

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   EngineOptions engine;
   ModelOptions model{"auto"};
   double max_upload_mb = 100;
-  double max_message_kb = 1024;
+  double max_message_kb = 16384;
   app.add_option("-d,--model", model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
   app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
@@ -33,8 +33,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-audio-seconds", server.max_audio_seconds,
                  "Longest audio per upload or realtime session (default 14400)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--max-message-kb", max_message_kb, "Largest WebSocket message in KiB (default 1024)")
+  app.add_option("--max-message-kb", max_message_kb,
+                 "Largest WebSocket message in KiB (default 16384: one append of ~390 s of audio)")
       ->check(CLI::Range(1.0, 1048576.0));
+  app.add_option("--max-buffered-audio-seconds", server.max_buffered_audio_seconds,
+                 "Audio a realtime session may send ahead of its transcription (default 600)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));

@@ -33,11 +33,12 @@ struct Server::Impl {
   }
 
   ServerOptions options;
+  // Before io: sessions still queued in io when it is destroyed unregister from these.
+  Lifecycle lifecycle;
+  MemoryBudget memory;
   net::io_context io;
   tcp::acceptor acceptor;
   net::thread_pool blocking_pool;
-  Lifecycle lifecycle;
-  MemoryBudget memory;
   ServerContext context;
   std::vector<std::thread> threads;
   unsigned short port = 0;
@@ -84,6 +85,8 @@ void Server::stop() {
   });
   impl_->io.stop();
 }
+
+void Server::abort_remaining() { impl_->lifecycle.abort_all(); }
 
 unsigned short Server::port() const { return impl_->port; }
 

@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   app.add_option("--api-key", server.api_key,
                  "Require \"Authorization: Bearer KEY\" on /v1/* (default: none; also read from VOXTRAL_API_KEY)")
       ->envname("VOXTRAL_API_KEY");
-  app.add_option("--max-sessions", engine.max_jobs, "Transcriptions running at once, uploads and live (default 16)")
+  app.add_option("--max-sessions", engine.max_jobs,
+                 "Transcriptions at once: uploads, and realtime sessions from their first audio until they close "
+                 "(default 16)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
   app.add_option("--max-audio-seconds", server.max_audio_seconds,

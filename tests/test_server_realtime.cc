@@ -58,7 +58,11 @@ TEST(RealtimeEvents, FieldsAreTypeCheckedAndNamed) {
   EXPECT_EQ(r.last(R"({"type":"input_audio_buffer.commit","final":null})"), "error invalid_type final");
   EXPECT_EQ(r.last(R"({"type":"session.update"})"), "update -");
   EXPECT_EQ(r.last(R"({"type":"session.update","model":"whisper-1"})"), "update whisper-1");
+  EXPECT_EQ(r.last(R"({"type":"session.update","model":null,"language":"en"})"), "update -");
   EXPECT_EQ(r.last(R"({"type":"session.update","model":7})"), "error invalid_type model");
+  EXPECT_EQ(r.last(R"({"type":"session.update","model":["demo"]})"), "error invalid_type model");
+  EXPECT_EQ(r.last(R"({"type":"session.update","language":1})"), "error invalid_type language");
+  EXPECT_EQ(r.last(R"({"type":"session.update","prompt":{}})"), "error invalid_type prompt");
   EXPECT_EQ(r.last(R"({"type":"input_audio_buffer.append","audio":"AAABAA=="})"), "append 2");
   EXPECT_EQ(r.last(R"({"type":"input_audio_buffer.append","audio":["AAAA"]})"), "error invalid_type audio");
   EXPECT_EQ(r.last(R"({"type":"input_audio_buffer.append"})"), "error missing_field audio");

@@ -37,14 +37,17 @@ bool has_type(const json& value) {
   return value.is_number();
 }
 
+enum class Null { refused, absent };  // whether `null` counts as an absent field
+
 // The field `name` of `event` when present, nullopt when absent; present with another type
-// (null included) throws FieldError naming the field.
+// (null too, unless `null` is Null::absent) throws FieldError naming the field.
 template <class T>
-std::optional<T> optional_field(const json& event, const char* name) {
+std::optional<T> optional_field(const json& event, const char* name, Null null = Null::refused) {
   const auto it = event.find(name);
-  if (it == event.end()) return std::nullopt;
+  if (it == event.end() || (it->is_null() && null == Null::absent)) return std::nullopt;
   if (!has_type<T>(*it)) {
-    throw FieldError{{std::string("`") + name + "` must be " + type_phrase<T>() + ", not " + it->type_name(),
+    throw FieldError{{std::string("`") + name + "` must be " + type_phrase<T>() +
+                          (null == Null::absent ? " or null" : "") + ", not " + it->type_name(),
                       "invalid_type", name}};
   }
   return it->template get<T>();
@@ -96,7 +99,12 @@ void dispatch(const json& event, RealtimeEventSink& sink) {
   const auto type = optional_field<std::string>(event, "type");
   if (!type) return sink.on_error({"an event needs a string `type`", "invalid_event", "type"});
   if (*type == "session.update") {
-    return sink.on_session_update(optional_field<std::string>(event, "model"));
+    // vLLM's fields: model, and (by version) language and prompt, each a string or null.
+    // The model takes neither a language nor a prompt: they are checked, not used.
+    auto model = optional_field<std::string>(event, "model", Null::absent);
+    optional_field<std::string>(event, "language", Null::absent);
+    optional_field<std::string>(event, "prompt", Null::absent);
+    return sink.on_session_update(model);
   }
   if (*type == "input_audio_buffer.append") {
     const auto audio = required_field<std::string>(event, "audio");

@@ -3,7 +3,8 @@
 // engine, so the fuzzer (fuzz/fuzz_realtime_event.cc) and tests drive them directly.
 //
 // Client events and their fields (any other field is ignored):
-//   session.update            model: string (optional)
+//   session.update            model: string or null (optional); language, prompt: string or
+//                             null (optional; checked, not used: the model takes neither)
 //   input_audio_buffer.append audio: string, required; base64 (RFC 4648) of 16-bit
 //                             little-endian PCM, mono, 16 kHz
 //   input_audio_buffer.commit final: boolean (optional, default false)

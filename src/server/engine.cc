@@ -192,15 +192,15 @@ bool Engine::serve(Job& job, std::int64_t max_samples) {
         break;
       }
       const auto want = static_cast<std::size_t>(max_samples) - samples.size();
-      if (front.samples.size() <= want) {
-        samples.insert(samples.end(), front.samples.begin(), front.samples.end());
+      const auto take = std::min(want, front.samples.size() - front.taken);
+      const auto from = front.samples.begin() + static_cast<std::ptrdiff_t>(front.taken);
+      samples.insert(samples.end(), from, from + static_cast<std::ptrdiff_t>(take));
+      front.taken += take;
+      if (front.taken == front.samples.size()) {
+        job.queued_samples_ -= static_cast<std::int64_t>(front.samples.size());
         job.input_.pop_front();
-      } else {
-        samples.insert(samples.end(), front.samples.begin(), front.samples.begin() + static_cast<std::ptrdiff_t>(want));
-        front.samples.erase(front.samples.begin(), front.samples.begin() + static_cast<std::ptrdiff_t>(want));
       }
     }
-    job.queued_samples_ -= static_cast<std::int64_t>(samples.size());
     if (mark == Job::Mark::None && job.input_.empty()) do_finish = job.finish_;
   }
   try {

@@ -47,7 +47,8 @@ class Job {
   void end_utterance();
   void finish();  // end of input: the last on_done, then the job is over
   void cancel();  // the client went away: drop everything
-  // Samples appended and not yet taken by the engine (what the connection still holds).
+  // Samples the job holds: appended, and not yet all served (an append is released once
+  // the engine has served all of it). What a connection's memory accounting follows.
   std::int64_t queued_samples() const;
 
  private:
@@ -62,6 +63,7 @@ class Job {
   struct Input {
     std::vector<float> samples;  // empty for a mark
     Mark mark = Mark::None;
+    std::size_t taken = 0;       // samples already served (a long append is served in slices)
   };
   void push(Input input);
 

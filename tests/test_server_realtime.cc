@@ -1,6 +1,8 @@
 // The realtime WebSocket (/v1/realtime) against hostile and careless clients, its limits,
 // utterance order, commits and shutdown; over loopback with the demo model. Expected words
 // come from the samples' scripts (samples/*.json), never from the engine.
+#include <mutex>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -97,6 +99,55 @@ TEST(RealtimeEvents, ClientTextInMessagesIsShortAndAlwaysSerializable) {
   EXPECT_LT(c.error.message.size(), 120u);
   const auto text = json_text({{"type", "error"}, {"error", c.error.message}});
   EXPECT_THAT(json::parse(text)["error"].get<std::string>(), HasSubstr("..."));
+}
+
+// The engine serves a job's appends, flushes and utterance ends in the order they came.
+TEST(Engine, UtteranceEndsAndFlushesAreServedInOrderWithTheAudio) {
+  Engine engine(demo_model(), EngineOptions{});
+  std::mutex m;
+  std::string text;
+  std::vector<std::string> done;
+  JobCallbacks callbacks;
+  callbacks.on_pieces = [&](std::vector<TextPiece> pieces) {
+    std::lock_guard lock(m);
+    for (const auto& piece : pieces) text += piece.text;
+  };
+  callbacks.on_done = [&](const StreamStats&) {
+    std::lock_guard lock(m);
+    done.push_back(text.substr(std::min(text.find_first_not_of(' '), text.size())));
+    text.clear();
+  };
+  StreamOptions options;
+  options.continuous = true;
+  auto job = engine.start(JobKind::Live, options, std::move(callbacks));
+  const auto audio = [](const std::string& name) {
+    return load_audio_file(voxtral::testing::source_path("samples/" + name + ".wav"), 16000);
+  };
+  job->append(audio("lights"));
+  job->flush();
+  job->append(audio("timer"));
+  job->end_utterance();
+  job->append(audio("numbers"));
+  EXPECT_GT(job->queued_samples(), 0);
+  job->end_utterance();
+  for (int i = 0; i < 600; ++i) {
+    {
+      std::lock_guard lock(m);
+      if (done.size() == 2) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::vector<std::string> texts;
+  {
+    std::lock_guard lock(m);
+    texts = done;
+  }
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[0], sample_text("lights") + " " + sample_text("timer"));
+  EXPECT_EQ(texts[1], sample_text("numbers"));
+  EXPECT_EQ(job->queued_samples(), 0);
+  EXPECT_EQ(engine.counters().active_jobs, 1);  // the job stays for the next utterance
+  job->cancel();
 }
 
 TEST(Realtime, FinalOfAnotherTypeIsAnErrorAndTheServerLives) {

@@ -53,11 +53,15 @@ std::optional<T> optional_field(const json& event, const char* name, Null null =
   return it->template get<T>();
 }
 
-template <class T>
-T required_field(const json& event, const char* name) {
-  auto value = optional_field<T>(event, name);
-  if (!value) throw FieldError{{std::string("`") + name + "` is required", "missing_field", name}};
-  return std::move(*value);
+// A required string field, by reference (an append's audio may be 16 MiB: no copy).
+const std::string& required_string(const json& event, const char* name) {
+  const auto it = event.find(name);
+  if (it == event.end()) throw FieldError{{std::string("`") + name + "` is required", "missing_field", name}};
+  if (!it->is_string()) {
+    throw FieldError{{std::string("`") + name + "` must be " + type_phrase<std::string>() + ", not " + it->type_name(),
+                      "invalid_type", name}};
+  }
+  return it->get_ref<const std::string&>();
 }
 
 std::optional<json> parse_event(std::string_view message, RealtimeError& error) {
@@ -107,8 +111,7 @@ void dispatch(const json& event, RealtimeEventSink& sink) {
     return sink.on_session_update(model);
   }
   if (*type == "input_audio_buffer.append") {
-    const auto audio = required_field<std::string>(event, "audio");
-    const auto bytes = base64_decode(audio);
+    const auto bytes = base64_decode(required_string(event, "audio"));
     if (!bytes || bytes->empty() || bytes->size() % 2 != 0) {
       return sink.on_error({"`audio` must be base64 of 16-bit PCM samples (an even, non-zero number of bytes)",
                             "invalid_audio", "audio"});

@@ -249,6 +249,21 @@ TEST(Realtime, AudioHeldBeyondTheBoundGetsAnError) {
   EXPECT_EQ(c.collect().second["text"], sample_text("lights"));
 }
 
+TEST(Realtime, AClientFasterThanTheEngineIsHeldBackNotCut) {
+  ServerOptions options = small_limits();
+  options.max_buffered_audio_seconds = 2;
+  RunningServer s(options);
+  WsClient c(s.port());
+  c.read();
+  c.validate();
+  const std::string commands = pcm16("commands");  // 16.3 s as fast as the socket takes it
+  for (std::size_t at = 0; at < commands.size(); at += 32000) c.append(commands.substr(at, 32000));
+  c.commit(true);
+  const auto [deltas, done] = c.collect();  // an error event instead fails here
+  EXPECT_EQ(done["text"], sample_text("commands"));
+  EXPECT_EQ(deltas, sample_text("commands"));
+}
+
 TEST(Realtime, HeldAudioIsTakenFromTheMemoryBudget) {
   ServerOptions options = small_limits();
   options.memory_budget_bytes = 200u << 10;  // 3.2 s of held samples

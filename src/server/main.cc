@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
                  "Largest WebSocket message in KiB (default 16384: one append of ~390 s of audio)")
       ->check(CLI::Range(1.0, 1048576.0));
   app.add_option("--max-buffered-audio-seconds", server.max_buffered_audio_seconds,
-                 "Audio a realtime session may send ahead of its transcription (default 600)")
+                 "Audio a realtime session may send ahead of its transcription; a faster client is held back "
+                 "(default 600)")
       ->check(CLI::PositiveNumber);
   app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
       ->check(CLI::Range(1, 100000));

@@ -24,6 +24,8 @@ constexpr std::size_t kMaxBacklog = 4u << 20;
 constexpr std::size_t kReadPiece = 64u << 10;
 // After a larger message the read buffer gives its memory back.
 constexpr std::size_t kKeptReadBuffer = 1u << 20;
+// How often a session held back by its buffered-audio limit looks for room again.
+constexpr std::chrono::milliseconds kRetryFeed{20};
 
 std::string session_id() {
   static std::mt19937_64 random{std::random_device{}()};
@@ -45,6 +47,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   ~RealtimeSession() override {
     if (job_) job_->cancel();
+    deferred_.clear();
     settle_memory(0);
     if (lifecycle_id_ != 0) context_.lifecycle->forget(lifecycle_id_);
     if (opened_) context_.metrics.realtime_closed();
@@ -128,7 +131,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     guarded(false, [&] { dispatch_realtime_event(message, *this); });
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > kKeptReadBuffer) buffer_.shrink_to_fit();
-    if (!closing_ && !closed_) read();
+    if (!closing_ && !closed_ && !paused_) read();
   }
 
   // RealtimeEventSink: one client event each.
@@ -151,16 +154,14 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
                         "audio_too_long", "audio");
     }
     if (!ensure_job()) return;
-    const std::int64_t queued = job_->queued_samples();
-    settle_memory(queued);
     const double limit = context_.options.max_buffered_audio_seconds;
-    if (static_cast<double>(queued + count) / rate > limit) {
-      return send_error("the session would hold " + seconds_text(static_cast<double>(queued + count) / rate) +
-                            " s of audio not yet transcribed, over this server's limit of " + seconds_text(limit) +
-                            " s (--max-buffered-audio-seconds); this append was dropped: send audio in smaller "
-                            "pieces, no faster than it is transcribed",
+    if (seconds > limit) {
+      return send_error("one append of " + seconds_text(seconds) + " s is more audio than this server holds for a "
+                            "session (" + seconds_text(limit) + " s, --max-buffered-audio-seconds); it was dropped: "
+                            "send audio in smaller appends",
                         "audio_buffer_full", "audio");
     }
+    settle_memory(job_->queued_samples());
     const auto bytes = samples.size() * sizeof(float);
     if (context_.memory && !context_.memory->try_take(bytes)) {
       return send_error("the server's memory for client audio is spent; this append was dropped, try again shortly",
@@ -168,7 +169,39 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     }
     held_bytes_ += context_.memory ? bytes : 0;
     audio_seconds_ += seconds;
-    job_->append(std::move(samples));
+    deferred_ = std::move(samples);
+    feed_deferred();
+  }
+
+  // Hands the append read last to the job once the audio the session holds leaves room for
+  // it (max_buffered_audio_seconds). Until then no further message is read: a client that
+  // sends faster than the engine transcribes is held back by TCP, and its events keep their
+  // order.
+  void feed_deferred() {
+    if (!job_) {  // the job failed or the session is closing: nothing to feed
+      deferred_.clear();
+      settle_memory(0);
+    } else if (!deferred_.empty()) {
+      const std::int64_t queued = job_->queued_samples();
+      settle_memory(queued);
+      const auto held = static_cast<double>(queued + static_cast<std::int64_t>(deferred_.size()));
+      if (held / context_.sample_rate > context_.options.max_buffered_audio_seconds) {
+        paused_ = true;
+        retry_.expires_after(kRetryFeed);
+        retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+          self->guarded(true, [&] {
+            if (!ec && !self->closing_ && !self->closed_) self->feed_deferred();
+          });
+        });
+        return;
+      }
+      job_->append(std::move(deferred_));
+      deferred_.clear();
+    }
+    if (paused_) {
+      paused_ = false;
+      if (!closing_ && !closed_) read();
+    }
   }
 
   void on_commit(bool final) override {
@@ -260,15 +293,16 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   void on_job_error(const std::string& message) {
     job_.reset();  // the engine has dropped it; the next append or commit starts another
-    settle_memory(0);
     start_utterance();
     send_error("transcription failed: " + message, "processing_error");
+    feed_deferred();  // drops a waiting append and reads on
   }
 
-  // Keeps the memory budget's hold at what the engine has not taken yet (`queued` samples).
+  // Keeps the memory budget's hold at the audio held: `queued` samples in the job, and the
+  // append waiting for room.
   void settle_memory(std::int64_t queued) {
     if (!context_.memory) return;
-    const auto keep = static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)) * sizeof(float);
+    const auto keep = (static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)) + deferred_.size()) * sizeof(float);
     if (held_bytes_ > keep) {
       context_.memory->give_back(held_bytes_ - keep);
       held_bytes_ = keep;
@@ -278,6 +312,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   void drop_job() {
     if (job_) job_->cancel();
     job_.reset();
+    deferred_.clear();
     settle_memory(0);
   }
 
@@ -370,6 +405,9 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   websocket::stream<beast::tcp_stream> ws_;
   ServerContext& context_;
   beast::flat_buffer buffer_;
+  std::vector<float> deferred_;  // an append waiting for room in the job
+  bool paused_ = false;          // reading waits for deferred_ to go
+  net::steady_timer retry_{ws_.get_executor()};
   std::deque<std::string> out_;
   std::size_t backlog_ = 0;
   bool writing_ = false;

@@ -13,9 +13,10 @@
 // Limits (ServerOptions): a message over max_message_bytes gets an `error` event, then the
 // close (1009); a session takes an engine slot (--max-sessions) at its first append or
 // commit and keeps it until it closes; audio appended and not yet transcribed is bounded
-// per session (max_buffered_audio_seconds) and taken from the server's memory budget; a
-// session's audio in total is bounded by max_audio_seconds. A refused append gets an `error`
-// event and the session goes on. At shutdown (Lifecycle::abort_all) a session gets an
+// per session (max_buffered_audio_seconds: a faster client is held back, reading its next
+// message once there is room; one longer append is refused) and taken from the server's
+// memory budget; a session's audio in total is bounded by max_audio_seconds. A refused
+// append gets an `error` event and the session goes on. At shutdown (Lifecycle::abort_all) a session gets an
 // `error` event (server_shutdown) and the close 1001 (going away).
 #pragma once
 

@@ -42,8 +42,9 @@ struct ServerOptions {
   double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
   // One WebSocket message: 16 MiB holds one append of ~390 s of audio (base64 PCM16).
   std::size_t max_message_bytes = 16u << 20;
-  // Audio a realtime session has appended and the engine not yet taken (4 bytes a sample
-  // while held): more is refused with an `error` event. Above one largest message's audio.
+  // Audio a realtime session has appended and the engine not yet served (4 bytes a sample
+  // while held): a faster client is held back; one append longer than this is refused.
+  // Above one largest message's audio.
   double max_buffered_audio_seconds = 600;
   int delay_ms = 0;                         // 0: the model's default
   double idle_timeout_seconds = 60;         // a connection silent this long is closed

@@ -16,22 +16,27 @@ constexpr double kLiveSliceSeconds = 1.0;
 Job::Job(Engine& engine, JobKind kind, StreamOptions options, JobCallbacks callbacks)
     : engine_(engine), kind_(kind), options_(std::move(options)), callbacks_(std::move(callbacks)) {}
 
-void Job::append(std::vector<float> samples) {
-  if (samples.empty()) return;
+void Job::push(Input input) {
   {
     std::lock_guard lock(mutex_);
     if (finish_ || cancelled_) return;
-    input_.push_back(std::move(samples));
+    queued_samples_ += static_cast<std::int64_t>(input.samples.size());
+    input_.push_back(std::move(input));
   }
   engine_.wake();
 }
 
-void Job::flush() {
-  {
-    std::lock_guard lock(mutex_);
-    flush_ = true;
-  }
-  engine_.wake();
+void Job::append(std::vector<float> samples) {
+  if (!samples.empty()) push({std::move(samples), Mark::None});
+}
+
+void Job::flush() { push({{}, Mark::Flush}); }
+
+void Job::end_utterance() { push({{}, Mark::EndUtterance}); }
+
+std::int64_t Job::queued_samples() const {
+  std::lock_guard lock(mutex_);
+  return queued_samples_;
 }
 
 void Job::finish() {
@@ -47,6 +52,7 @@ void Job::cancel() {
     std::lock_guard lock(mutex_);
     cancelled_ = true;
     input_.clear();
+    queued_samples_ = 0;
   }
   engine_.wake();
 }
@@ -84,6 +90,7 @@ void Engine::cancel_all() {
     std::lock_guard job_lock(job->mutex_);
     job->cancelled_ = true;
     job->input_.clear();
+    job->queued_samples_ = 0;
   }
   pending_ = true;
   wake_.notify_all();
@@ -99,7 +106,7 @@ void Engine::wake() {
 }
 
 bool Engine::has_work(const Job& job) const {
-  return !job.input_.empty() || job.flush_ || job.finish_ || job.cancelled_;
+  return !job.input_.empty() || job.finish_ || job.cancelled_;
 }
 
 void Engine::run() {
@@ -169,7 +176,8 @@ void Engine::run() {
 
 bool Engine::serve(Job& job, std::int64_t max_samples) {
   std::vector<float> samples;
-  bool do_flush = false, do_finish = false;
+  Job::Mark mark = Job::Mark::None;
+  bool do_finish = false;
   {
     std::lock_guard lock(job.mutex_);
     if (job.cancelled_) {
@@ -178,28 +186,32 @@ bool Engine::serve(Job& job, std::int64_t max_samples) {
     }
     while (!job.input_.empty() && static_cast<std::int64_t>(samples.size()) < max_samples) {
       auto& front = job.input_.front();
-      const auto want = static_cast<std::size_t>(max_samples) - samples.size();
-      if (front.size() <= want) {
-        samples.insert(samples.end(), front.begin(), front.end());
+      if (front.mark != Job::Mark::None) {  // the audio before it, then the mark
+        mark = front.mark;
         job.input_.pop_front();
-      } else {
-        samples.insert(samples.end(), front.begin(), front.begin() + static_cast<std::ptrdiff_t>(want));
-        front.erase(front.begin(), front.begin() + static_cast<std::ptrdiff_t>(want));
+        break;
+      }
+      const auto want = static_cast<std::size_t>(max_samples) - samples.size();
+      const auto take = std::min(want, front.samples.size() - front.taken);
+      const auto from = front.samples.begin() + static_cast<std::ptrdiff_t>(front.taken);
+      samples.insert(samples.end(), from, from + static_cast<std::ptrdiff_t>(take));
+      front.taken += take;
+      if (front.taken == front.samples.size()) {
+        job.queued_samples_ -= static_cast<std::int64_t>(front.samples.size());
+        job.input_.pop_front();
       }
     }
-    if (job.input_.empty()) {
-      do_flush = std::exchange(job.flush_, false);
-      do_finish = job.finish_;
-    }
+    if (mark == Job::Mark::None && job.input_.empty()) do_finish = job.finish_;
   }
   try {
     if (!job.stream_) job.stream_ = std::make_unique<Stream>(model_, job.options_);
     Stream& stream = *job.stream_;
     const auto steps_before = stream.stats().step_ms.size();
     const double decode_before = stream.stats().decode_ms;
+    const bool utterance_over = do_finish || mark == Job::Mark::EndUtterance;
     if (!samples.empty()) stream.feed(samples);
-    if (do_flush && !do_finish) stream.flush();
-    if (do_finish) stream.finish();
+    if (mark == Job::Mark::Flush) stream.flush();
+    if (utterance_over) stream.finish();
     {
       std::lock_guard lock(mutex_);
       counters_.audio_seconds += static_cast<double>(samples.size()) / kSampleRate;
@@ -207,10 +219,10 @@ bool Engine::serve(Job& job, std::int64_t max_samples) {
       counters_.decode_ms += stream.stats().decode_ms - decode_before;
     }
     deliver(job);
-    if (do_finish) {
+    if (utterance_over) {
       if (job.callbacks_.on_done) job.callbacks_.on_done(stream.stats());
       job.stream_.reset();
-      return false;
+      return !do_finish;
     }
   } catch (const std::exception& e) {
     {
@@ -218,6 +230,12 @@ bool Engine::serve(Job& job, std::int64_t max_samples) {
       ++counters_.failures;
     }
     job.stream_.reset();
+    {
+      std::lock_guard lock(job.mutex_);  // the job is gone: later input is refused, not held
+      job.cancelled_ = true;
+      job.input_.clear();
+      job.queued_samples_ = 0;
+    }
     if (job.callbacks_.on_error) job.callbacks_.on_error(e.what());
     return false;
   }

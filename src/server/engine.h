@@ -34,12 +34,22 @@ enum class JobKind { Live, Batch };
 class Engine;
 
 // A connection's handle on its transcription. Thread-safe; callbacks stop after cancel().
+// append(), flush() and end_utterance() are served in the order they were called.
 class Job {
  public:
-  void append(std::vector<float> samples);
-  void flush();   // end the current segment at a pause: pending words come out
-  void finish();  // end of input
+  void append(std::vector<float> samples);  // 16 kHz mono
+  // Ends the current segment after the audio appended so far (a pause): its pending words
+  // come out without waiting for more audio. Nothing happens when no audio came since.
+  void flush();
+  // The audio appended so far is one utterance: its words come out, then on_done; audio
+  // appended later is a new utterance with a fresh stream. The job stays (a realtime
+  // session keeps its slot between utterances).
+  void end_utterance();
+  void finish();  // end of input: the last on_done, then the job is over
   void cancel();  // the client went away: drop everything
+  // Samples the job holds: appended, and not yet all served (an append is released once
+  // the engine has served all of it). What a connection's memory accounting follows.
+  std::int64_t queued_samples() const;
 
  private:
   friend class Engine;
@@ -49,9 +59,18 @@ class Job {
   const JobKind kind_;
   const StreamOptions options_;
   JobCallbacks callbacks_;  // used on the engine thread only
+  enum class Mark { None, Flush, EndUtterance };
+  struct Input {
+    std::vector<float> samples;  // empty for a mark
+    Mark mark = Mark::None;
+    std::size_t taken = 0;       // samples already served (a long append is served in slices)
+  };
+  void push(Input input);
+
   mutable std::mutex mutex_;
-  std::deque<std::vector<float>> input_;
-  bool flush_ = false, finish_ = false, cancelled_ = false;
+  std::deque<Input> input_;
+  std::int64_t queued_samples_ = 0;
+  bool finish_ = false, cancelled_ = false;
   std::unique_ptr<Stream> stream_;  // engine thread only
 };
 
@@ -89,7 +108,7 @@ class Engine {
   void wake();
   void run();
   bool has_work(const Job& job) const;  // job's mutex held
-  // Serves one job up to `max_samples` of audio (0: all pending); false when it is over.
+  // Serves one job up to `max_samples` of audio and the mark after it; false when it is over.
   bool serve(Job& job, std::int64_t max_samples);
   void deliver(Job& job);
 

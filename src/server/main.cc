@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   EngineOptions engine;
   ModelOptions model{"auto"};
   double max_upload_mb = 100;
-  double max_message_kb = 1024;
+  double max_message_kb = 16384;
   app.add_option("-d,--model", model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
   app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
@@ -47,14 +47,21 @@ int main(int argc, char** argv) {
                  "A Host name served without an API key besides IP addresses, localhost, LAN names and --host (repeatable; "
                  "* allows any; a guard against DNS rebinding)")
       ->take_all();
-  app.add_option("--max-sessions", engine.max_jobs, "Transcriptions running at once, uploads and live (default 16)")
+  app.add_option("--max-sessions", engine.max_jobs,
+                 "Transcriptions at once: uploads, and realtime sessions from their first audio until they close "
+                 "(default 16)")
       ->check(CLI::Range(1, 4096));
   app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
   app.add_option("--max-audio-seconds", server.max_audio_seconds,
                  "Longest audio per upload or realtime session (default 14400)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--max-message-kb", max_message_kb, "Largest WebSocket message in KiB (default 1024)")
+  app.add_option("--max-message-kb", max_message_kb,
+                 "Largest WebSocket message in KiB (default 16384: one append of ~390 s of audio)")
       ->check(CLI::Range(1.0, 1048576.0));
+  app.add_option("--max-buffered-audio-seconds", server.max_buffered_audio_seconds,
+                 "Audio a realtime session may send ahead of its transcription; a faster client is held back "
+                 "(default 600)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));

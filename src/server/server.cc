@@ -11,10 +11,10 @@ namespace voxtral {
 struct Server::Impl {
   Impl(Engine& engine, Metrics& metrics, ServerOptions opts)
       : options(std::move(opts)),
+        context{engine, metrics, options},
         io(options.io_threads),
         acceptor(net::make_strand(io)),
-        blocking_pool(2),
-        context{engine, metrics, options} {
+        blocking_pool(2) {
     context.blocking_pool = &blocking_pool;
     context.lifecycle = &lifecycle;
     context.memory = &memory;
@@ -33,12 +33,13 @@ struct Server::Impl {
   }
 
   ServerOptions options;
-  net::io_context io;
-  tcp::acceptor acceptor;
-  net::thread_pool blocking_pool;
+  // Before io: sessions still queued in io when it is destroyed use these in their destructors.
   Lifecycle lifecycle;
   MemoryBudget memory;
   ServerContext context;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  net::thread_pool blocking_pool;
   std::vector<std::thread> threads;
   unsigned short port = 0;
 };
@@ -84,6 +85,8 @@ void Server::stop() {
   });
   impl_->io.stop();
 }
+
+void Server::abort_remaining() { impl_->lifecycle.abort_all(); }
 
 unsigned short Server::port() const { return impl_->port; }
 

@@ -48,7 +48,12 @@ struct ServerOptions {
   std::size_t memory_budget_bytes = 0;      // client-held bytes in total (0: derived at start)
   std::size_t max_upload_bytes = 100u << 20;
   double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
-  std::size_t max_message_bytes = 1u << 20; // one WebSocket message
+  // One WebSocket message: 16 MiB holds one append of ~390 s of audio (base64 PCM16).
+  std::size_t max_message_bytes = 16u << 20;
+  // Audio a realtime session has appended and the engine not yet served (4 bytes a sample
+  // while held): a faster client is held back; one append longer than this is refused.
+  // Above one largest message's audio.
+  double max_buffered_audio_seconds = 600;
   int delay_ms = 0;                         // 0: the model's default
   double idle_timeout_seconds = 60;         // a connection silent this long is closed
 
@@ -95,6 +100,9 @@ class Server {
   // Blocks until stop() (e.g. from a signal handler thread).
   void wait();
   void stop();
+  // The end of the shutdown grace period: every session still registered with the
+  // Lifecycle is aborted (a realtime session closes with 1001).
+  void abort_remaining();
   unsigned short port() const;
   Metrics& metrics() { return metrics_; }
 

@@ -1,0 +1,205 @@
+// Loopback clients for the server tests: a server on a free port with the demo model, a
+// blocking HTTP request, and a WebSocket client for /v1/realtime whose reads give up after
+// 30 s (a broken server fails the test instead of hanging it).
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/audio.h"
+#include "server/base64.h"
+#include "server/server.h"
+#include "test_util.h"
+
+namespace voxtral::testing::loopback {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using nlohmann::json;
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The sample's script (samples/<name>.json): what the speech says.
+inline std::string sample_text(const std::string& name) {
+  std::ifstream in(source_path("samples/" + name + ".json"));
+  return json::parse(in)["text"];
+}
+
+// 16-bit little-endian PCM of a sample at 16 kHz, for the realtime protocol.
+inline std::string pcm16(const std::string& name) {
+  const auto samples = load_audio_file(source_path("samples/" + name + ".wav"), 16000);
+  std::string bytes(samples.size() * 2, '\0');
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const auto v = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 32767.0f / 32768) * 32768));
+    bytes[2 * i] = static_cast<char>(v & 0xFF);
+    bytes[2 * i + 1] = static_cast<char>((v >> 8) & 0xFF);
+  }
+  return bytes;
+}
+
+struct Reply {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+inline Reply request(unsigned short port, http::verb method, const std::string& target, std::string body = "",
+                     const std::string& content_type = "") {
+  net::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{method, target, 11};
+  req.set(http::field::host, "localhost");
+  if (!content_type.empty()) req.set(http::field::content_type, content_type);
+  req.body() = std::move(body);
+  req.prepare_payload();
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  beast::error_code result;
+  stream.expires_after(std::chrono::seconds(60));
+  http::async_write(stream, req, [&](beast::error_code, std::size_t) {
+    http::async_read(stream, buffer, parser, [&](beast::error_code read_ec, std::size_t) { result = read_ec; });
+  });
+  io.run();
+  if (result) throw beast::system_error(result);
+  auto res = parser.release();
+  return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body()};
+}
+
+// POST /v1/audio/transcriptions with one sample as the file (response_format json).
+inline Reply upload(unsigned short port, const std::string& name) {
+  const std::string boundary = "voxtral-loopback-7f3a";
+  const std::string body = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name +
+                           ".wav\"\r\nContent-Type: audio/wav\r\n\r\n" + slurp(source_path("samples/" + name + ".wav")) +
+                           "\r\n--" + boundary + "--\r\n";
+  return request(port, http::verb::post, "/v1/audio/transcriptions", body, "multipart/form-data; boundary=" + boundary);
+}
+
+class WsClient {
+ public:
+  explicit WsClient(unsigned short port, const std::string& target = "/v1/realtime") : ws_(io_) {
+    ws_.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
+    timeval tv{30, 0};
+    ::setsockopt(ws_.next_layer().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ws_.handshake("localhost", target);
+  }
+  // The next message; an error (or a 30 s wait) is returned, not thrown.
+  beast::error_code read_into(beast::flat_buffer& buffer) {
+    beast::error_code result = net::error::timed_out;
+    bool done = false;
+    ws_.async_read(buffer, [&](beast::error_code ec, std::size_t) {
+      result = ec;
+      done = true;
+    });
+    io_.restart();
+    io_.run_for(std::chrono::seconds(30));
+    if (!done) {
+      beast::error_code ignored;
+      ws_.next_layer().close(ignored);
+      io_.restart();
+      io_.run();
+    }
+    return result;
+  }
+  json read() {
+    beast::flat_buffer buffer;
+    if (const auto ec = read_into(buffer)) throw beast::system_error(ec);
+    return json::parse(beast::buffers_to_string(buffer.data()));
+  }
+  // The next event that is not a transcription.delta.
+  json read_skipping_deltas() {
+    for (;;) {
+      auto event = read();
+      if (event["type"] != "transcription.delta") return event;
+    }
+  }
+  void send(const json& event) { send_text(event.dump()); }
+  void send_text(const std::string& text) {
+    ws_.text(true);
+    ws_.write(net::buffer(text));
+  }
+  void send_binary(const std::string& bytes) {
+    ws_.binary(true);
+    ws_.write(net::buffer(bytes));
+  }
+  void append(const std::string& pcm) {
+    send({{"type", "input_audio_buffer.append"}, {"audio", base64_encode(pcm)}});
+  }
+  // Sends PCM in 100 ms appends.
+  void append_in_pieces(const std::string& pcm) {
+    for (std::size_t at = 0; at < pcm.size(); at += 3200) append(pcm.substr(at, 3200));
+  }
+  void validate(const std::string& model = "demo") { send({{"type", "session.update"}, {"model", model}}); }
+  void commit(bool final) { send({{"type", "input_audio_buffer.commit"}, {"final", final}}); }
+  // Reads deltas until transcription.done; returns (the deltas joined, the done event).
+  std::pair<std::string, json> collect() {
+    std::string deltas;
+    for (;;) {
+      auto event = read();
+      if (event["type"] == "transcription.delta") {
+        deltas += event["delta"].get<std::string>();
+      } else {
+        EXPECT_EQ(event["type"], "transcription.done") << event.dump();
+        return {deltas, event};
+      }
+    }
+  }
+  websocket::stream<tcp::socket>& ws() { return ws_; }
+
+ private:
+  net::io_context io_;
+  websocket::stream<tcp::socket> ws_;
+};
+
+// The demo model, loaded once for every test.
+inline Model& demo_model() {
+  static std::unique_ptr<Model> model = Model::load(source_path("models/demo"), test_model_options());
+  return *model;
+}
+
+struct RunningServer {
+  explicit RunningServer(ServerOptions options, EngineOptions engine_options = {})
+      : engine(demo_model(), engine_options), server(engine, with_defaults(std::move(options))) {
+    server.start();
+  }
+  static ServerOptions with_defaults(ServerOptions o) {
+    o.port = 0;
+    if (o.model_id.empty()) o.model_id = "demo";
+    return o;
+  }
+  unsigned short port() const { return server.port(); }
+  // Waits (up to 10 s) until `active` transcriptions run on the engine.
+  bool jobs(int active) {
+    for (int i = 0; i < 200; ++i) {
+      if (engine.counters().active_jobs == active) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  Engine engine;
+  Server server;
+};
+
+}  // namespace voxtral::testing::loopback

@@ -8,6 +8,7 @@
 // Connections run on a few I/O threads; all model work runs on the Engine's thread.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -37,12 +38,19 @@ struct ServerOptions {
   // accepted, as local whisper servers do, so OpenAI and vLLM clients work unchanged).
   bool strict_model_name = false;
   double shutdown_timeout_seconds = 30;     // grace period for in-flight work on SIGTERM/SIGINT
-  std::size_t memory_budget_bytes = 0;      // client-held bytes in total (0: derived at start)
-  std::size_t max_upload_bytes = 100u << 20;
+  // Bytes clients make the server hold in total (upload bodies, decoded audio, realtime
+  // audio); past it requests get 503. 0: default_memory_budget_bytes().
+  std::size_t memory_budget_bytes = 0;
+  std::size_t max_upload_bytes = 100u << 20;  // the file part of an upload
+  // An upload body must arrive at this average rate (bytes/s), after a grace of
+  // idle_timeout_seconds: a slow client on a slow link is served, a trickle is cut. 0: no floor.
+  double min_upload_bytes_per_second = 4096;
+  double header_timeout_seconds = 30;       // a request's header, from its first byte
   double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
   std::size_t max_message_bytes = 1u << 20; // one WebSocket message
   int delay_ms = 0;                         // 0: the model's default
-  double idle_timeout_seconds = 60;         // a connection silent this long is closed
+  double idle_timeout_seconds = 60;         // a connection silent this long (between requests,
+                                            // or within a body) is closed
 
   // Whether a request naming `model` is served ("" always is).
   bool accepts_model(std::string_view model) const {
@@ -63,6 +71,7 @@ struct ServerContext {
   boost::asio::thread_pool* blocking_pool = nullptr;  // audio decoding, off the I/O threads
   Lifecycle* lifecycle = nullptr;  // graceful shutdown: drain, then abort what remains
   MemoryBudget* memory = nullptr;  // bytes clients make the server hold, in total
+  std::atomic<int> busy_requests{0};  // HTTP requests read and not yet fully answered
   double position_seconds = 0.08;  // one decoder position
   int sample_rate = 16000;
 };
@@ -78,7 +87,15 @@ class Server {
   void start();
   // Blocks until stop() (e.g. from a signal handler thread).
   void wait();
+  // Stops at once: connections and running requests are dropped without an answer.
   void stop();
+  // Graceful stop (SIGTERM/SIGINT): stops accepting; requests and realtime sessions already
+  // running go on for up to `grace_seconds` (new requests on open connections get 503 and
+  // Connection: close); then what remains is aborted (HTTP 503, WebSocket close 1001) and the
+  // server stops. Returns once the I/O threads have ended. cut_grace() (any thread) ends the
+  // grace period early.
+  void shutdown(double grace_seconds);
+  void cut_grace();
   unsigned short port() const;
   Metrics& metrics() { return metrics_; }
 
@@ -87,5 +104,8 @@ class Server {
   Metrics metrics_;  // before impl_: sessions torn down with the I/O context still count in it
   std::unique_ptr<Impl> impl_;
 };
+
+// Half of the physical memory or of the address-space limit (RLIMIT_AS), whichever is lower.
+std::size_t default_memory_budget_bytes();
 
 }  // namespace voxtral

@@ -1,5 +1,7 @@
 #include "server/http_session.h"
 
+#include <poll.h>
+
 #include <chrono>
 #include <cstdio>
 #include <sstream>
@@ -70,7 +72,10 @@ bool authorized(const http::request<http::string_body>& request, const std::stri
 }
 
 HttpSession::HttpSession(tcp::socket socket, ServerContext& context)
-    : stream_(std::move(socket)), context_(context), buffer_(kHeaderLimit + kPipelineLimit + kReadSize) {}
+    : stream_(std::move(socket)),
+      context_(context),
+      buffer_(kHeaderLimit + kPipelineLimit + kReadSize),
+      pause_timer_(stream_.get_executor()) {}
 
 HttpSession::~HttpSession() { request_finished(); }
 
@@ -185,6 +190,7 @@ bool HttpSession::on_header() {
 }
 
 void HttpSession::on_read(beast::error_code ec) {
+  if (ec) release_body();
   if (ec == http::error::body_limit) {
     keep_alive_ = false;
     endpoint_ = "upload";
@@ -355,9 +361,25 @@ void HttpSession::watch_for_disconnect(std::function<void()> on_gone) {
 
 // A read while the request is processed: EOF or a reset means the client left (its work
 // is cancelled); bytes that arrive (a pipelined request, a stray CRLF) stay in the buffer
-// for the next request, and the watch goes on.
+// for the next request, and the watch goes on. Once kPipelineLimit bytes wait, reading
+// pauses (the client's further bytes wait in the socket) and a timer asks the kernel
+// whether the client hung up; the timer also keeps this connection alive meanwhile.
 void HttpSession::watch() {
-  if (closed_ || buffer_.size() >= kPipelineLimit) return;
+  if (closed_) return;
+  if (buffer_.size() >= kPipelineLimit) {
+    pause_timer_.expires_after(std::chrono::milliseconds(250));
+    pause_timer_.async_wait([self = shared_from_this(), number = request_number_](beast::error_code ec) {
+      self->guarded("a timer", [&] {
+        if (ec || self->closed_ || self->response_done_ || self->request_number_ != number) return;
+        pollfd fd{self->stream_.socket().native_handle(), POLLRDHUP, 0};
+        if (::poll(&fd, 1, 0) == 1 && (fd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+          return self->on_watch(net::error::eof, 0);
+        }
+        self->watch();
+      });
+    });
+    return;
+  }
   watching_ = true;
   stream_.expires_never();
   stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
@@ -407,6 +429,15 @@ void HttpSession::abort_for_shutdown() {
   }
 }
 
+// A refused or abandoned request's bytes go back to the memory budget at once.
+void HttpSession::release_body() {
+  upload_hold_.reset();
+  if (!parser_) return;
+  auto& body = parser_->get().body();
+  body.data = std::string();
+  body.hold.reset();
+}
+
 void HttpSession::request_finished() {
   if (counted_) {
     counted_ = false;
@@ -450,6 +481,7 @@ void HttpSession::write_next() {
     if (!response_done_) return;
     on_gone_ = nullptr;
     request_finished();
+    pause_timer_.cancel();
     if (keep_alive_) {
       if (watching_) {
         // One read at a time: the next request is read once the cancelled watch completes.
@@ -492,6 +524,8 @@ void HttpSession::close() {
   if (closed_) return;
   closed_ = true;
   request_finished();
+  release_body();
+  pause_timer_.cancel();
   // Unsent output is dropped, except a buffer an in-flight write still reads.
   out_.erase(out_.begin() + (writing_ && !out_.empty() ? 1 : 0), out_.end());
   // Half-close, then read and drop what the client still sends (e.g. the rest of an upload

@@ -99,6 +99,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void watch();
   void on_watch(beast::error_code ec, std::size_t n);
   void request_finished();
+  void release_body();
   void abort_for_shutdown();
   void internal_error(const char* where, const char* what) noexcept;
   std::size_t upload_limit() const;
@@ -106,6 +107,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::tcp_stream stream_;
   ServerContext& context_;
   beast::flat_buffer buffer_;
+  net::steady_timer pause_timer_;  // see watch()
   std::optional<http::request_parser<UploadBody>> parser_;
   MemoryBudget::Hold upload_hold_;
   std::uint64_t request_number_ = 0;

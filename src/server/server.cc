@@ -16,10 +16,10 @@ namespace voxtral {
 struct Server::Impl {
   Impl(Engine& engine, Metrics& metrics, ServerOptions opts)
       : options(std::move(opts)),
+        context{engine, metrics, options},
         io(options.io_threads),
         acceptor(net::make_strand(io)),
-        blocking_pool(2),
-        context{engine, metrics, options} {
+        blocking_pool(2) {
     context.blocking_pool = &blocking_pool;
     context.lifecycle = &lifecycle;
     context.memory = &memory;
@@ -65,13 +65,15 @@ struct Server::Impl {
     return true;
   }
 
+  // What connections use is declared before the I/O context and the pool: their pending
+  // handlers and tasks (holding connections) are destroyed with those, before this is.
   ServerOptions options;
-  net::io_context io;
-  tcp::acceptor acceptor;
-  net::thread_pool blocking_pool;
   Lifecycle lifecycle;
   MemoryBudget memory;
   ServerContext context;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  net::thread_pool blocking_pool;
   std::vector<std::thread> threads;
   unsigned short port = 0;
   std::atomic<bool> grace_cut{false};

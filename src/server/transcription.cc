@@ -235,7 +235,7 @@ void handle_transcription(std::shared_ptr<HttpSession> session, http::request<ht
   ServerContext& context = session->context();
   if (auto [message, param] = parse_form(*r, content_type, context.options.model_id); !message.empty()) {
     context.metrics.error("bad_request");
-    const bool unknown_model = param == "model";
+    const bool unknown_model = param == "model" && message.find("UTF-8") == std::string::npos;
     session->respond_error(unknown_model ? http::status::not_found : http::status::bad_request, message,
                            unknown_model ? "NotFoundError" : "invalid_request_error", param);
     return;

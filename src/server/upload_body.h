@@ -50,11 +50,13 @@ struct UploadBody {
         if (body_.declared != 0 && body_.declared >= needed) {
           capacity = std::min<std::size_t>(capacity, static_cast<std::size_t>(body_.declared));
         }
-        if (!within_budget(capacity) && (capacity == needed || !within_budget(needed))) {
-          ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
-          return 0;
-        }
-        data.reserve(std::max(needed, std::min(capacity, body_.hold.bytes())));
+        if (!within_budget(capacity) && (capacity == needed || !within_budget(needed))) return refuse(ec);
+        // A fresh string reserves exactly (growing one in place may round up, e.g. double).
+        std::string grown;
+        grown.reserve(std::max(needed, std::min(capacity, body_.hold.bytes())));
+        if (!within_budget(grown.capacity())) return refuse(ec);
+        grown.append(data);
+        data.swap(grown);
       }
       const std::size_t at = data.size();
       data.resize(needed);
@@ -66,6 +68,10 @@ struct UploadBody {
     void finish(boost::beast::error_code& ec) { ec = {}; }
 
    private:
+    std::size_t refuse(boost::beast::error_code& ec) {
+      ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+      return 0;
+    }
     // Whether the hold covers `bytes` (growing it from the budget if needed).
     bool within_budget(std::size_t bytes) {
       return bytes <= body_.hold.bytes() || body_.hold.grow(bytes - body_.hold.bytes());

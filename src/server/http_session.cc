@@ -279,14 +279,13 @@ void HttpSession::route(http::request<http::string_body>&& request) {
   }
   if (path == "/health") {
     respond(http::status::ok, "application/json",
-            nlohmann::json{{"status", "ok"}, {"model", context_.options.model_id},
-                           {"backend", context_.engine.model().backend().name()}}
-                .dump());
+            json_text({{"status", "ok"}, {"model", context_.options.model_id},
+                       {"backend", context_.engine.model().backend().name()}}));
   } else if (path == "/v1/models") {
     nlohmann::json model = {{"id", context_.options.model_id}, {"object", "model"}, {"created", 0},
                             {"owned_by", "voxtral"}};
     respond(http::status::ok, "application/json",
-            nlohmann::json{{"object", "list"}, {"data", nlohmann::json::array({model})}}.dump());
+            json_text({{"object", "list"}, {"data", nlohmann::json::array({model})}}));
   } else if (path == "/metrics") {
     respond(http::status::ok, "text/plain; version=0.0.4",
             context_.metrics.prometheus(context_.engine.counters()));

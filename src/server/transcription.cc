@@ -267,6 +267,10 @@ void handle_transcription(std::shared_ptr<HttpSession> session, http::request<ht
       std::fprintf(stderr, "voxtral-server: internal error decoding an upload: %s\n", e.what());
       status = http::status::internal_server_error;
       error = "internal server error while decoding the audio (the server logged it)";
+    } catch (...) {
+      std::fprintf(stderr, "voxtral-server: internal error decoding an upload: an unknown exception\n");
+      status = http::status::internal_server_error;
+      error = "internal server error while decoding the audio (the server logged it)";
     }
     // The encoded bytes are not needed any more.
     r->audio = {};

@@ -4,6 +4,7 @@
 // uploads, decoded-audio limits, and graceful shutdown of the real binary on SIGTERM.
 // Every request here once ended the whole process or lost its answer (issue 14).
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -334,6 +335,23 @@ TEST(ServerHttp, DeclaredBodiesAreNotReservedAndTheBudgetAnswers503) {
   EXPECT_EQ(fine.status, 200) << fine.body;
   EXPECT_EQ(json::parse(fine.body)["text"], sample_text("timer"));
   EXPECT_THAT(s.metrics(), HasSubstr("voxtral_errors_total{kind=\"memory_budget\"} 27"));
+}
+
+TEST(ServerHttp, TheDefaultMemoryBudgetFollowsTheMachine) {
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  EXPECT_GT(default_memory_budget_bytes(), 0u);
+  EXPECT_LE(static_cast<double>(default_memory_budget_bytes()), physical / 2 + 1);
+  // Under an address-space limit (ulimit -v) below the physical memory: half of that limit.
+  const std::size_t limit = std::min<std::size_t>(static_cast<std::size_t>(physical / 2), std::size_t{3} << 30);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const rlimit as{limit, limit};
+    ::setrlimit(RLIMIT_AS, &as);
+    ::_exit(default_memory_budget_bytes() == limit / 2 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST(ServerHttp, DecodedAudioIsTakenFromTheBudget) {

@@ -591,8 +591,20 @@ TEST(ServerHttp, SigtermLetsRunningUploadsFinishThenExits) {
   EXPECT_EQ(first.result_int(), 200u);
   auto upload = std::async(std::launch::async, [&] { return one_reply(p.port, long_upload(), 300); });
   ASSERT_TRUE(p.busy());
+  // An upload whose body is on the way when the signal comes.
+  const std::string transit_request = post(form({wav("lights")}));
+  tcp::socket transit(io);
+  transit.connect({net::ip::make_address("127.0.0.1"), p.port});
+  net::write(transit, net::buffer(transit_request.substr(0, transit_request.size() / 2)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ::kill(p.pid, SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  net::write(transit, net::buffer(transit_request.substr(transit_request.size() / 2)));
+  beast::flat_buffer transit_buffer;
+  http::response<http::string_body> transit_reply;
+  http::read(transit, transit_buffer, transit_reply);
+  EXPECT_EQ(transit_reply.result_int(), 200u) << transit_reply.body();
+  EXPECT_EQ(json::parse(transit_reply.body())["text"], sample_text("lights"));
   // A new request on the open connection: 503 and Connection: close.
   net::write(idle, net::buffer(get("/health")));
   http::response<http::string_body> refused;

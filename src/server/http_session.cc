@@ -172,6 +172,18 @@ bool HttpSession::on_header() {
     on_read(boost::system::errc::make_error_code(boost::system::errc::not_enough_memory));
     return false;
   }
+  if (context_.lifecycle != nullptr && context_.lifecycle->draining()) {  // refused before its body is sent
+    release_body();
+    keep_alive_ = false;
+    endpoint_ = "shutdown";
+    context_.metrics.error("shutting_down");
+    respond_error(http::status::service_unavailable, "the server is shutting down", "server_error");
+    return false;
+  }
+  // From here the request is in flight: a graceful shutdown waits for it (its body may
+  // still be on the way) and serves it.
+  ++context_.busy_requests;
+  counted_ = true;
   body_start_ = Clock::now();
   body_bytes_ = buffer_.size();
   parser_->eager(true);
@@ -229,16 +241,6 @@ void HttpSession::on_read(beast::error_code ec) {
   auto message = parser_->release();
   upload_hold_ = std::move(message.body().hold);
   http::request<http::string_body> request(std::move(message.base()), std::move(message.body().data));
-  ++context_.busy_requests;
-  counted_ = true;
-  if (context_.lifecycle != nullptr && context_.lifecycle->draining()) {
-    keep_alive_ = false;
-    version_ = request.version();
-    endpoint_ = "shutdown";
-    context_.metrics.error("shutting_down");
-    respond_error(http::status::service_unavailable, "the server is shutting down", "server_error");
-    return;
-  }
   route(std::move(request));
 }
 

@@ -134,10 +134,17 @@ void HttpSession::parse_buffered() {
   const std::size_t room = buffer_.max_size() - buffer_.size();
   if (room == 0) return on_read(http::error::header_limit);  // cannot happen: the parser bounds the header
   stream_.expires_at(read_deadline());
+  reading_ = true;
   stream_.async_read_some(buffer_.prepare(std::min(room, kReadSize)),
                           [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                             self->guarded("a read", [&] {
+                              self->reading_ = false;
                               self->buffer_.commit(n);
+                              if (self->closed_) {  // close() left the draining to this read
+                                if (!ec) self->drain();
+                                else self->stream_.close();
+                                return;
+                              }
                               if (self->header_handled_) self->body_bytes_ += n;
                               if (ec) return self->on_read(ec);
                               self->parse_buffered();
@@ -483,7 +490,7 @@ void HttpSession::write_next() {
     on_gone_ = nullptr;
     request_finished();
     pause_timer_.cancel();
-    if (keep_alive_) {
+    if (keep_alive_ && !reading_) {  // (a read still pending here belongs to a request that failed)
       if (watching_) {
         // One read at a time: the next request is read once the cancelled watch completes.
         read_after_watch_ = true;
@@ -535,7 +542,7 @@ void HttpSession::close() {
   beast::error_code ignored;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   stream_.expires_after(std::chrono::seconds(5));
-  if (!watching_) drain();  // else the pending watch read continues into drain()
+  if (!watching_ && !reading_) drain();  // else the pending read continues into drain()
 }
 
 void HttpSession::drain() {

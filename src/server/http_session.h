@@ -128,6 +128,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool writing_ = false;
   bool response_done_ = false;  // the last bytes of the current response are queued
   bool closed_ = false;
+  bool reading_ = false;   // a request read is pending (one read at a time: Beast asserts it)
   bool watching_ = false;  // a disconnect-watch read is pending
   bool read_after_watch_ = false;  // read the next request when that read completes
   std::array<char, 4096> scratch_{};  // what drain() reads and drops

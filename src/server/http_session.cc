@@ -1,6 +1,9 @@
 #include "server/http_session.h"
 
+#include <poll.h>
+
 #include <chrono>
+#include <cstdio>
 #include <sstream>
 
 #include <boost/beast/websocket.hpp>
@@ -16,6 +19,29 @@ namespace voxtral {
 namespace {
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 constexpr std::size_t kMultipartOverhead = 64 * 1024;  // form fields and part headers beside the file
+// Bytes a client may send ahead while its request is processed (pipelined requests); more
+// wait in the socket until their turn (TCP flow control).
+constexpr std::size_t kPipelineLimit = 64 * 1024;
+constexpr std::size_t kReadSize = 64 * 1024;
+
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
+
+// "0.5 MiB", "100 MiB", "12 KiB", "300 bytes": a limit as the user would write it.
+std::string format_bytes(std::size_t bytes) {
+  auto number = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", v);
+    std::string s = text;
+    s.erase(s.find_last_not_of('0') + 1);
+    if (s.back() == '.') s.pop_back();
+    return s;
+  };
+  if (bytes >= (100u << 10)) return number(static_cast<double>(bytes) / (1u << 20)) + " MiB";
+  if (bytes >= 1024) return number(static_cast<double>(bytes) / 1024) + " KiB";
+  return std::to_string(bytes) + " bytes";
+}
 
 std::string_view view(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -35,52 +61,161 @@ std::string error_body(const std::string& message, const std::string& type, cons
 }
 
 HttpSession::HttpSession(tcp::socket socket, ServerContext& context)
-    : stream_(std::move(socket)), context_(context) {}
+    : stream_(std::move(socket)),
+      context_(context),
+      buffer_(kHeaderLimit + kPipelineLimit + kReadSize),
+      pause_timer_(stream_.get_executor()) {}
+
+HttpSession::~HttpSession() { request_finished(); }
 
 void HttpSession::run() {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
-}
-
-void HttpSession::read_request() {
-  parser_.emplace();
-  parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(context_.options.max_upload_bytes + kMultipartOverhead);
-  response_done_ = false;
-  on_gone_ = nullptr;
-  stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
-  // The header first: a client that sent "Expect: 100-continue" (curl does, for large
-  // uploads) waits for our go-ahead before it sends the body.
-  http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    if (ec) return self->on_read(ec);
-    const auto& header = self->parser_->get();
-    const bool expects_continue = beast::iequals(header[http::field::expect], "100-continue");
-    const auto length = self->parser_->content_length();
-    if (length && *length > self->context_.options.max_upload_bytes + kMultipartOverhead) {
-      return self->on_read(http::error::body_limit);  // refuse before the body is sent
-    }
-    auto read_body = [self] {
-      http::async_read(self->stream_, self->buffer_, *self->parser_,
-                       [self](beast::error_code body_ec, std::size_t) { self->on_read(body_ec); });
-    };
-    if (!expects_continue || self->parser_->is_done()) return read_body();
-    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    net::async_write(self->stream_, net::buffer(kContinue), [self, read_body](beast::error_code write_ec, std::size_t) {
-      if (write_ec) return self->close();
-      read_body();
-    });
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    self->guarded("the first read", [&] { self->read_request(); });
   });
 }
 
+std::size_t HttpSession::upload_limit() const { return context_.options.max_upload_bytes + kMultipartOverhead; }
+
+void HttpSession::read_request() {
+  request_finished();
+  ++request_number_;
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(upload_limit());
+  parser_->get().body().hold = MemoryBudget::Hold(context_.memory);
+  upload_hold_.reset();
+  header_handled_ = false;
+  response_done_ = response_started_ = events_ = false;
+  on_gone_ = nullptr;
+  body_bytes_ = 0;
+  wait_deadline_ = Clock::now() + seconds(context_.options.idle_timeout_seconds);
+  header_deadline_ = {};
+  parse_buffered();
+}
+
+// Feeds the buffered bytes to the parser, then reads more until the request is complete.
+// One raw read at a time, so that each phase has its own deadline (see read_deadline()).
+void HttpSession::parse_buffered() {
+  while (!parser_->is_done()) {
+    if (!parser_->got_some()) {  // RFC 9112 2.2: empty lines before a request line are ignored
+      const auto* bytes = static_cast<const char*>(buffer_.data().data());
+      std::size_t skip = 0;
+      while (skip < buffer_.size() && (bytes[skip] == '\r' || bytes[skip] == '\n')) ++skip;
+      buffer_.consume(skip);
+    }
+    if (buffer_.size() == 0) break;
+    beast::error_code ec;
+    const std::size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) break;
+    if (ec) return on_read(ec);
+    if (parser_->is_header_done() && !header_handled_) {
+      header_handled_ = true;
+      if (!on_header()) return;
+      continue;
+    }
+    if (used == 0) break;
+  }
+  if (parser_->is_done()) return on_read({});
+  if (!header_handled_ && header_deadline_ == Clock::time_point{} && (buffer_.size() > 0 || parser_->got_some())) {
+    header_deadline_ = Clock::now() + seconds(context_.options.header_timeout_seconds);
+  }
+  const std::size_t room = buffer_.max_size() - buffer_.size();
+  if (room == 0) return on_read(http::error::header_limit);  // cannot happen: the parser bounds the header
+  stream_.expires_at(read_deadline());
+  reading_ = true;
+  stream_.async_read_some(buffer_.prepare(std::min(room, kReadSize)),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                            self->guarded("a read", [&] {
+                              self->reading_ = false;
+                              self->buffer_.commit(n);
+                              if (self->closed_) {  // close() left the draining to this read
+                                if (!ec) self->drain();
+                                else self->stream_.close();
+                                return;
+                              }
+                              if (self->header_handled_) self->body_bytes_ += n;
+                              if (ec) return self->on_read(ec);
+                              self->parse_buffered();
+                            });
+                          });
+}
+
+// Before a request: the idle timeout. Its header: the header timeout from its first byte.
+// Its body: no silence longer than the idle timeout, and on average at least the minimum
+// upload rate after a grace of one idle timeout (a trickle cannot hold a connection, a
+// large upload over a slow link is not cut at a fixed time).
+HttpSession::Clock::time_point HttpSession::read_deadline() {
+  const auto& o = context_.options;
+  if (!header_handled_) return header_deadline_ == Clock::time_point{} ? wait_deadline_ : header_deadline_;
+  const auto silence = Clock::now() + seconds(o.idle_timeout_seconds);
+  if (o.min_upload_bytes_per_second <= 0) return silence;
+  const double allowed = o.idle_timeout_seconds + static_cast<double>(body_bytes_) / o.min_upload_bytes_per_second;
+  return std::min(silence, body_start_ + seconds(allowed));
+}
+
+bool HttpSession::on_header() {
+  auto& message = parser_->get();
+  version_ = message.version();
+  const auto length = parser_->content_length();
+  if (length && *length > upload_limit()) {
+    on_read(http::error::body_limit);  // refuse before the body is sent
+    return false;
+  }
+  // Admission by the declared size: it is taken from the budget (nothing is allocated; the
+  // body grows as bytes arrive), so an accepted upload cannot fail half-way for memory.
+  if (length && *length > 0 && !message.body().hold.grow(static_cast<std::size_t>(*length))) {
+    on_read(boost::system::errc::make_error_code(boost::system::errc::not_enough_memory));
+    return false;
+  }
+  if (context_.lifecycle != nullptr && context_.lifecycle->draining()) {  // refused before its body is sent
+    release_body();
+    keep_alive_ = false;
+    endpoint_ = "shutdown";
+    context_.metrics.error("shutting_down");
+    respond_error(http::status::service_unavailable, "the server is shutting down", "server_error");
+    return false;
+  }
+  // From here the request is in flight: a graceful shutdown waits for it (its body may
+  // still be on the way) and serves it.
+  ++context_.busy_requests;
+  counted_ = true;
+  body_start_ = Clock::now();
+  body_bytes_ = buffer_.size();
+  parser_->eager(true);
+  // A client that sent "Expect: 100-continue" (curl does, for large uploads) waits for our
+  // go-ahead before it sends the body.
+  if (parser_->is_done() || !beast::iequals(message[http::field::expect], "100-continue")) return true;
+  static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  stream_.expires_after(seconds(context_.options.idle_timeout_seconds));
+  net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->guarded("a write", [&] {
+      if (ec) return self->close();
+      self->parse_buffered();
+    });
+  });
+  return false;
+}
+
 void HttpSession::on_read(beast::error_code ec) {
+  if (ec) release_body();
   if (ec == http::error::body_limit) {
     keep_alive_ = false;
     endpoint_ = "upload";
     context_.metrics.error("upload_too_large");
     respond_error(http::status::payload_too_large,
                   "the request body is larger than this server's limit of " +
-                      std::to_string(context_.options.max_upload_bytes >> 20) + " MiB",
+                      format_bytes(context_.options.max_upload_bytes) + " per file",
                   "invalid_request_error", "file");
+    return;
+  }
+  if (ec == boost::system::errc::not_enough_memory) {
+    keep_alive_ = false;
+    endpoint_ = "upload";
+    context_.metrics.error("memory_budget");
+    respond_error(http::status::service_unavailable,
+                  "the server holds as much upload data as its memory budget allows; try again shortly",
+                  "server_error");
     return;
   }
   if (ec == http::error::header_limit) {
@@ -91,7 +226,7 @@ void HttpSession::on_read(beast::error_code ec) {
   }
   if (ec) {  // end of stream, timeout, reset, malformed request line
     if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != net::error::connection_reset &&
-        ec != net::error::eof) {
+        ec != net::error::eof && ec != net::error::operation_aborted) {
       keep_alive_ = false;
       respond_error(http::status::bad_request, "malformed HTTP request: " + ec.message(), "invalid_request_error");
       return;
@@ -99,7 +234,10 @@ void HttpSession::on_read(beast::error_code ec) {
     close();
     return;
   }
-  route(parser_->release());
+  auto message = parser_->release();
+  upload_hold_ = std::move(message.body().hold);
+  http::request<http::string_body> request(std::move(message.base()), std::move(message.body().data));
+  route(std::move(request));
 }
 
 bool HttpSession::refused(const http::request<http::string_body>& request, const Route& route) {
@@ -254,7 +392,8 @@ void HttpSession::route(http::request<http::string_body>&& request) {
 }
 
 void HttpSession::respond(http::status status, const std::string& content_type, std::string body) {
-  if (closed_) return;
+  if (closed_ || response_done_) return;  // e.g. the shutdown abort answered first
+  if (context_.lifecycle != nullptr && context_.lifecycle->draining()) keep_alive_ = false;
   context_.metrics.request(endpoint_, static_cast<int>(status));
   http::response<http::string_body> response{status, version_};
   response.set(http::field::server, "voxtral-server");
@@ -274,7 +413,7 @@ void HttpSession::respond(http::status status, const std::string& content_type, 
   } else {
     bytes << response;
   }
-  response_done_ = true;
+  response_started_ = response_done_ = true;
   write(bytes.str());
 }
 
@@ -284,6 +423,8 @@ void HttpSession::respond_error(http::status status, const std::string& message,
 }
 
 void HttpSession::begin_events() {
+  if (closed_ || response_started_) return;
+  if (context_.lifecycle != nullptr && context_.lifecycle->draining()) keep_alive_ = false;
   context_.metrics.request(endpoint_, 200);
   http::response<http::empty_body> response{http::status::ok, version_};
   response.set(http::field::server, "voxtral-server");
@@ -298,10 +439,12 @@ void HttpSession::begin_events() {
   response.chunked(!raw_events_);
   std::ostringstream bytes;
   bytes << response.base();
+  response_started_ = events_ = true;
   write(bytes.str());
 }
 
 void HttpSession::send_event(const nlohmann::json& event) {
+  if (!events_ || response_done_) return;
   std::string data = "data: " + json_text(event) + "\n\n";
   if (raw_events_) return write(std::move(data));
   std::ostringstream chunk;
@@ -310,35 +453,129 @@ void HttpSession::send_event(const nlohmann::json& event) {
 }
 
 void HttpSession::end_events() {
+  if (!events_ || response_done_) return;
   response_done_ = true;
   write(raw_events_ ? "" : "0\r\n\r\n");  // HTTP/1.0: the close that follows ends the events
 }
 
 void HttpSession::watch_for_disconnect(std::function<void()> on_gone) {
   on_gone_ = std::move(on_gone);
-  // A read that ends in EOF or an error means the client left. Bytes that do arrive (a
-  // pipelined request) stay in the buffer for the next request.
+  if (lifecycle_id_ == 0 && context_.lifecycle != nullptr) {
+    std::weak_ptr<HttpSession> weak = shared_from_this();
+    lifecycle_id_ = context_.lifecycle->on_abort([weak] {
+      if (auto self = weak.lock()) self->post([self] { self->abort_for_shutdown(); });
+    });
+  }
+  if (!watching_) watch();
+}
+
+// A read while the request is processed: EOF or a reset means the client left (its work
+// is cancelled); bytes that arrive (a pipelined request, a stray CRLF) stay in the buffer
+// for the next request, and the watch goes on. Once kPipelineLimit bytes wait, reading
+// pauses (the client's further bytes wait in the socket) and a timer asks the kernel
+// whether the client hung up; the timer also keeps this connection alive meanwhile.
+void HttpSession::watch() {
+  if (closed_) return;
+  if (buffer_.size() >= kPipelineLimit) {
+    pause_timer_.expires_after(std::chrono::milliseconds(250));
+    pause_timer_.async_wait([self = shared_from_this(), number = request_number_](beast::error_code ec) {
+      self->guarded("a timer", [&] {
+        if (ec || self->closed_ || self->response_done_ || self->request_number_ != number) return;
+        pollfd fd{self->stream_.socket().native_handle(), POLLRDHUP, 0};
+        if (::poll(&fd, 1, 0) == 1 && (fd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+          return self->on_watch(net::error::eof, 0);
+        }
+        self->watch();
+      });
+    });
+    return;
+  }
   watching_ = true;
+  stream_.expires_never();
   stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-    self->watching_ = false;
-    self->buffer_.commit(n);
-    if (self->closed_) {  // close() left the draining to this read
-      if (!ec) self->drain();
-      else self->stream_.close();
-      return;
-    }
-    if (std::exchange(self->read_after_watch_, false)) {  // the response is out: next request
-      self->read_request();
-      return;
-    }
-    if (ec == net::error::operation_aborted || !self->on_gone_) return;
-    if (ec) {
-      auto gone = std::move(self->on_gone_);
-      self->on_gone_ = nullptr;
-      gone();
-      self->close();
-    }
+    self->guarded("a read", [&] { self->on_watch(ec, n); });
   });
+}
+
+void HttpSession::on_watch(beast::error_code ec, std::size_t n) {
+  watching_ = false;
+  buffer_.commit(n);
+  if (closed_) {  // close() left the draining to this read
+    if (!ec) drain();
+    else stream_.close();
+    return;
+  }
+  if (std::exchange(read_after_watch_, false)) {  // the response is out: next request
+    read_request();
+    return;
+  }
+  if (ec == net::error::operation_aborted) return;
+  if (ec) {
+    if (auto gone = std::exchange(on_gone_, nullptr)) {
+      context_.metrics.error("client_disconnected");
+      gone();
+    }
+    close();
+    return;
+  }
+  watch();
+}
+
+void HttpSession::abort_for_shutdown() {
+  lifecycle_id_ = 0;  // abort_all() dropped the registration
+  auto gone = std::exchange(on_gone_, nullptr);
+  if (closed_ || response_done_ || !gone) return;
+  context_.metrics.error("shutdown_abort");
+  gone();
+  keep_alive_ = false;
+  if (events_) {
+    send_event({{"type", "error"},
+                {"error", {{"message", "the server shut down before this transcription finished"},
+                           {"type", "server_error"}}}});
+    end_events();
+  } else {
+    respond_error(http::status::service_unavailable, "the server shut down before this transcription finished",
+                  "server_error");
+  }
+}
+
+// A refused or abandoned request's bytes go back to the memory budget at once.
+void HttpSession::release_body() {
+  upload_hold_.reset();
+  if (!parser_) return;
+  auto& body = parser_->get().body();
+  body.data = std::string();
+  body.hold.reset();
+}
+
+void HttpSession::request_finished() {
+  if (counted_) {
+    counted_ = false;
+    --context_.busy_requests;
+  }
+  if (lifecycle_id_ != 0) {
+    context_.lifecycle->forget(lifecycle_id_);
+    lifecycle_id_ = 0;
+  }
+}
+
+void HttpSession::internal_error(const char* where, const char* what) noexcept {
+  try {
+    std::fprintf(stderr, "voxtral-server: internal error in %s: %s\n", where, what);
+    context_.metrics.error("internal");
+    if (auto gone = std::exchange(on_gone_, nullptr)) gone();
+    if (closed_) return;
+    if (!response_started_) {
+      keep_alive_ = false;
+      respond_error(http::status::internal_server_error,
+                    "internal server error while handling this request (the server logged it)", "server_error");
+    } else {
+      close();
+    }
+  } catch (...) {
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
 }
 
 void HttpSession::write(std::string bytes) {
@@ -353,7 +590,9 @@ void HttpSession::write_next() {
     writing_ = false;
     if (!response_done_) return;
     on_gone_ = nullptr;
-    if (keep_alive_) {
+    request_finished();
+    pause_timer_.cancel();
+    if (keep_alive_ && !reading_) {  // (a read still pending here belongs to a request that failed)
       if (watching_) {
         // One read at a time: the next request is read once the cancelled watch completes.
         read_after_watch_ = true;
@@ -369,32 +608,34 @@ void HttpSession::write_next() {
   }
   writing_ = true;
   // A client that stops reading cannot hold the connection forever.
-  stream_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
-  net::async_write(stream_, net::buffer(out_.front()),
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                     self->backlog_ -= self->out_.front().size();
-                     self->out_.pop_front();
-                     if (self->closed_) {
-                       self->writing_ = false;
-                       return;
-                     }
-                     if (ec) {
-                       if (self->on_gone_) {
-                         auto gone = std::move(self->on_gone_);
-                         self->on_gone_ = nullptr;
-                         gone();
-                       }
-                       self->close();
-                       return;
-                     }
-                     self->write_next();
-                   });
+  stream_.expires_after(seconds(context_.options.idle_timeout_seconds));
+  net::async_write(stream_, net::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    self->guarded("a write", [&] {
+      self->backlog_ -= self->out_.front().size();
+      self->out_.pop_front();
+      if (self->closed_) {
+        self->writing_ = false;
+        return;
+      }
+      if (ec) {
+        if (auto gone = std::exchange(self->on_gone_, nullptr)) {
+          self->context_.metrics.error("client_disconnected");
+          gone();
+        }
+        self->close();
+        return;
+      }
+      self->write_next();
+    });
+  });
 }
 
 void HttpSession::close() {
   if (closed_) return;
   closed_ = true;
+  request_finished();
+  release_body();
+  pause_timer_.cancel();
   // Unsent output is dropped, except a buffer an in-flight write still reads.
   out_.erase(out_.begin() + (writing_ && !out_.empty() ? 1 : 0), out_.end());
   // Half-close, then read and drop what the client still sends (e.g. the rest of an upload
@@ -403,16 +644,18 @@ void HttpSession::close() {
   beast::error_code ignored;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   stream_.expires_after(std::chrono::seconds(5));
-  if (!watching_) drain();  // else the pending watch read continues into drain()
+  if (!watching_ && !reading_) drain();  // else the pending read continues into drain()
 }
 
 void HttpSession::drain() {
   stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    if (ec) {
-      self->stream_.close();
-      return;
-    }
-    self->drain();
+    self->guarded("a read", [&] {
+      if (ec) {
+        self->stream_.close();
+        return;
+      }
+      self->drain();
+    });
   });
 }
 

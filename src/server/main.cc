@@ -1,7 +1,9 @@
 // voxtral-server: loads the model once and serves transcription over HTTP and WebSocket.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -20,6 +22,8 @@ int main(int argc, char** argv) {
   ModelOptions model{"auto"};
   double max_upload_mb = 100;
   double max_message_kb = 16384;
+  double memory_budget_mb = 0;
+  double min_upload_kib_per_second = server.min_upload_bytes_per_second / 1024;
   app.add_option("-d,--model", model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
   app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
@@ -62,6 +66,24 @@ int main(int argc, char** argv) {
                  "Audio a realtime session may send ahead of its transcription; a faster client is held back "
                  "(default 600)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--memory-budget-mb", memory_budget_mb,
+                 "Upload bodies and decoded audio held at once, all clients, in MiB; past it requests get 503\n"
+                 "(default: half of the physical memory or of the address-space limit, whichever is lower)")
+      ->check(CLI::Range(1.0, 1e9));
+  app.add_option("--min-upload-rate", min_upload_kib_per_second,
+                 "Slowest upload accepted, in KiB/s averaged over the body after a grace of --idle-timeout\n"
+                 "(default 4; 0: no floor)")
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--header-timeout", server.header_timeout_seconds,
+                 "Seconds a request's header may take from its first byte (default 30)")
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--idle-timeout", server.idle_timeout_seconds,
+                 "Seconds a connection may stay silent between requests or within a body (default 60)")
+      ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--shutdown-timeout", server.shutdown_timeout_seconds,
+                 "On SIGTERM/SIGINT, seconds running requests and sessions get to finish before they are\n"
+                 "ended (HTTP 503, WebSocket close 1001); a second signal ends them at once (default 30)")
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));
@@ -85,6 +107,8 @@ int main(int argc, char** argv) {
     }
   }
   if (server.model_id.empty() && !server.served_model_names.empty()) server.model_id = server.served_model_names.front();
+  server.memory_budget_bytes = static_cast<std::size_t>(memory_budget_mb * (1 << 20));
+  server.min_upload_bytes_per_second = min_upload_kib_per_second * 1024;
   if (server.model_id.empty()) {
     server.model_id = std::filesystem::path(model_dir).lexically_normal().filename().string();
     if (server.model_id.empty()) server.model_id = std::filesystem::path(model_dir).parent_path().filename().string();
@@ -108,8 +132,20 @@ int main(int argc, char** argv) {
                  loaded->backend().name().c_str(), server.host.c_str(), http.port());
     int received = 0;
     sigwait(&signals, &received);
-    std::fprintf(stderr, "voxtral-server: stopping\n");
-    http.stop();
+    std::fprintf(stderr, "voxtral-server: stopping: no new connections; running work gets %g s to finish\n",
+                 server.shutdown_timeout_seconds);
+    // A second signal ends the grace period at once.
+    std::atomic<bool> stopped{false};
+    std::thread second_signal([&] {
+      const timespec tick{0, 100'000'000};
+      while (!stopped.load()) {
+        if (sigtimedwait(&signals, nullptr, &tick) > 0) http.cut_grace();
+      }
+    });
+    http.shutdown(server.shutdown_timeout_seconds);
+    stopped = true;
+    second_signal.join();
+    std::fprintf(stderr, "voxtral-server: stopped\n");
   } catch (const std::exception& e) {  // Error, and anything else (a filesystem or system error)
     std::fprintf(stderr, "voxtral-server: %s\n", e.what());
     return 3;

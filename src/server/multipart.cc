@@ -4,12 +4,15 @@
 #include <cctype>
 
 #include "core/error.h"
+#include "server/client_text.h"
 
 namespace voxtral {
 
 namespace {
 
 constexpr std::string_view kSource = "multipart body";
+// OpenAI's form has a handful of fields; a body of a million empty parts is not a form.
+constexpr std::size_t kMaxParts = 100;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -57,7 +60,7 @@ std::string parameter(std::string_view header, std::string_view key) {
 
 std::string multipart_boundary(std::string_view content_type) {
   if (!lower(trim(content_type)).starts_with("multipart/form-data")) {
-    fail("request", cat("Content-Type must be multipart/form-data, not \"", content_type, "\""));
+    fail("request", cat("Content-Type must be multipart/form-data, not \"", client_text(content_type), "\""));
   }
   std::string boundary = parameter(content_type, "boundary");
   if (boundary.empty() || boundary.size() > 200) fail("request", "multipart/form-data without a valid boundary");
@@ -73,6 +76,7 @@ std::vector<FormPart> parse_multipart(std::string_view body, std::string_view bo
     at += delimiter.size();
     if (body.substr(at, 2) == "--") return parts;  // the closing delimiter
     if (body.substr(at, 2) != "\r\n") fail(kSource, "a boundary line does not end with CRLF");
+    if (parts.size() == kMaxParts) fail(kSource, cat("more than ", kMaxParts, " parts"));
     at += 2;
     const std::size_t headers_end = body.find("\r\n\r\n", at);
     if (headers_end == std::string_view::npos) fail(kSource, "a part's headers do not end");
@@ -83,7 +87,7 @@ std::vector<FormPart> parse_multipart(std::string_view body, std::string_view bo
       const std::string_view line = headers.substr(0, eol);
       headers.remove_prefix(std::min(eol + 2, headers.size()));
       const std::size_t colon = line.find(':');
-      if (colon == std::string_view::npos) fail(kSource, cat("malformed part header \"", line, "\""));
+      if (colon == std::string_view::npos) fail(kSource, cat("malformed part header \"", client_text(line), "\""));
       const std::string name = lower(trim(line.substr(0, colon)));
       const std::string_view value = trim(line.substr(colon + 1));
       if (name == "content-disposition") {
@@ -98,7 +102,7 @@ std::vector<FormPart> parse_multipart(std::string_view body, std::string_view bo
     if (!disposition || part.name.empty()) fail(kSource, "a part has no Content-Disposition name");
     const std::size_t data_start = headers_end + 4;
     const std::size_t next = body.find(cat("\r\n", delimiter), data_start);
-    if (next == std::string_view::npos) fail(kSource, cat("part \"", part.name, "\" is cut off (no closing boundary)"));
+    if (next == std::string_view::npos) fail(kSource, cat("part \"", client_text(part.name), "\" is cut off (no closing boundary)"));
     part.data = body.substr(data_start, next - data_start);
     parts.push_back(std::move(part));
     at = next + 2;

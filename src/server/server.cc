@@ -1,5 +1,10 @@
 #include "server/server.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -18,7 +23,7 @@ struct Server::Impl {
     context.blocking_pool = &blocking_pool;
     context.lifecycle = &lifecycle;
     context.memory = &memory;
-    memory.set_limit(options.memory_budget_bytes);
+    memory.set_limit(options.memory_budget_bytes != 0 ? options.memory_budget_bytes : default_memory_budget_bytes());
     const auto& config = engine.model().config();
     context.sample_rate = config.audio.sampling_rate;
     context.position_seconds = static_cast<double>(config.samples_per_position()) / config.audio.sampling_rate;
@@ -32,8 +37,37 @@ struct Server::Impl {
     });
   }
 
+  // The I/O loop of one thread. Connections catch their own exceptions; one that escapes
+  // anyway (from any handler) is logged and counted, and the loop goes on: one request
+  // never ends the process.
+  void run_io() {
+    for (;;) {
+      try {
+        io.run();
+        return;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "voxtral-server: internal error in the I/O loop: %s\n", e.what());
+        context.metrics.error("internal");
+      } catch (...) {
+        std::fprintf(stderr, "voxtral-server: internal error in the I/O loop: an unknown exception\n");
+        context.metrics.error("internal");
+      }
+    }
+  }
+
+  // Waits until `done` or the deadline (or cut_grace()); true if `done`.
+  template <class Done>
+  bool wait_until(std::chrono::steady_clock::time_point deadline, Done done) {
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline || grace_cut.load()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  }
+
+  // What connections use is declared before the I/O context and the pool: their pending
+  // handlers and tasks (holding connections) are destroyed with those, before this is.
   ServerOptions options;
-  // Before io: sessions still queued in io when it is destroyed use these in their destructors.
   Lifecycle lifecycle;
   MemoryBudget memory;
   ServerContext context;
@@ -42,7 +76,18 @@ struct Server::Impl {
   net::thread_pool blocking_pool;
   std::vector<std::thread> threads;
   unsigned short port = 0;
+  std::atomic<bool> grace_cut{false};
 };
+
+std::size_t default_memory_budget_bytes() {
+  double limit = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  rlimit as{};
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+    limit = std::min(limit, static_cast<double>(as.rlim_cur));
+  }
+  if (!(limit > 0)) limit = 8.0 * (1u << 30);  // sysconf failed: assume a small machine
+  return static_cast<std::size_t>(limit / 2);
+}
 
 Server::Server(Engine& engine, ServerOptions options)
     : impl_(std::make_unique<Impl>(engine, metrics_, std::move(options))) {}
@@ -69,7 +114,7 @@ void Server::start() {
   if (ec) fail(where, cat("cannot listen: ", ec.message()));
   s.port = s.acceptor.local_endpoint().port();
   s.accept();
-  for (int i = 0; i < std::max(1, s.options.io_threads); ++i) s.threads.emplace_back([&s] { s.io.run(); });
+  for (int i = 0; i < std::max(1, s.options.io_threads); ++i) s.threads.emplace_back([&s] { s.run_io(); });
 }
 
 void Server::wait() {
@@ -87,6 +132,30 @@ void Server::stop() {
 }
 
 void Server::abort_remaining() { impl_->lifecycle.abort_all(); }
+
+void Server::shutdown(double grace_seconds) {
+  auto& s = *impl_;
+  using Clock = std::chrono::steady_clock;
+  net::post(s.acceptor.get_executor(), [&s] {
+    beast::error_code ignored;
+    s.acceptor.close(ignored);
+  });
+  s.lifecycle.begin_drain();
+  const auto grace_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(std::max(0.0, grace_seconds)));
+  s.wait_until(grace_end, [&s] { return s.context.busy_requests.load() == 0 && s.lifecycle.active() == 0; });
+  // What remains is answered 503 (HTTP) or closed with 1001 (WebSocket); those last bytes
+  // get a moment to go out before the I/O threads stop.
+  s.lifecycle.abort_all();
+  s.grace_cut = false;
+  s.wait_until(Clock::now() + std::chrono::seconds(2), [&s, this] {
+    return s.context.busy_requests.load() == 0 && metrics_.realtime_sessions() == 0;
+  });
+  stop();
+  wait();
+}
+
+void Server::cut_grace() { impl_->grace_cut = true; }
 
 unsigned short Server::port() const { return impl_->port; }
 

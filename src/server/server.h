@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -45,8 +46,14 @@ struct ServerOptions {
   // accepted, as local whisper servers do, so OpenAI and vLLM clients work unchanged).
   bool strict_model_name = false;
   double shutdown_timeout_seconds = 30;     // grace period for in-flight work on SIGTERM/SIGINT
-  std::size_t memory_budget_bytes = 0;      // client-held bytes in total (0: derived at start)
-  std::size_t max_upload_bytes = 100u << 20;
+  // Bytes clients make the server hold in total (upload bodies, decoded audio, realtime
+  // audio); past it requests get 503. 0: default_memory_budget_bytes().
+  std::size_t memory_budget_bytes = 0;
+  std::size_t max_upload_bytes = 100u << 20;  // the file part of an upload
+  // An upload body must arrive at this average rate (bytes/s), after a grace of
+  // idle_timeout_seconds: a slow client on a slow link is served, a trickle is cut. 0: no floor.
+  double min_upload_bytes_per_second = 4096;
+  double header_timeout_seconds = 30;       // a request's header, from its first byte
   double max_audio_seconds = 4 * 3600.0;   // per upload, and per realtime session
   // One WebSocket message: 16 MiB holds one append of ~390 s of audio (base64 PCM16).
   std::size_t max_message_bytes = 16u << 20;
@@ -55,7 +62,8 @@ struct ServerOptions {
   // Above one largest message's audio.
   double max_buffered_audio_seconds = 600;
   int delay_ms = 0;                         // 0: the model's default
-  double idle_timeout_seconds = 60;         // a connection silent this long is closed
+  double idle_timeout_seconds = 60;         // a connection silent this long (between requests,
+                                            // or within a body) is closed
 
   // What /v1/models lists: model_id, then the other served names.
   std::vector<std::string> listed_models() const {
@@ -84,6 +92,7 @@ struct ServerContext {
   boost::asio::thread_pool* blocking_pool = nullptr;  // audio decoding, off the I/O threads
   Lifecycle* lifecycle = nullptr;  // graceful shutdown: drain, then abort what remains
   MemoryBudget* memory = nullptr;  // bytes clients make the server hold, in total
+  std::atomic<int> busy_requests{0};  // HTTP requests read and not yet fully answered
   double position_seconds = 0.08;  // one decoder position
   int sample_rate = 16000;
 };
@@ -99,10 +108,18 @@ class Server {
   void start();
   // Blocks until stop() (e.g. from a signal handler thread).
   void wait();
+  // Stops at once: connections and running requests are dropped without an answer.
   void stop();
   // The end of the shutdown grace period: every session still registered with the
   // Lifecycle is aborted (a realtime session closes with 1001).
   void abort_remaining();
+  // Graceful stop (SIGTERM/SIGINT): stops accepting; requests and realtime sessions already
+  // running go on for up to `grace_seconds` (new requests on open connections get 503 and
+  // Connection: close); then what remains is aborted (HTTP 503, WebSocket close 1001) and the
+  // server stops. Returns once the I/O threads have ended. cut_grace() (any thread) ends the
+  // grace period early.
+  void shutdown(double grace_seconds);
+  void cut_grace();
   unsigned short port() const;
   Metrics& metrics() { return metrics_; }
 
@@ -111,5 +128,8 @@ class Server {
   Metrics metrics_;  // before impl_: sessions torn down with the I/O context still count in it
   std::unique_ptr<Impl> impl_;
 };
+
+// Half of the physical memory or of the address-space limit (RLIMIT_AS), whichever is lower.
+std::size_t default_memory_budget_bytes();
 
 }  // namespace voxtral

@@ -1,10 +1,16 @@
 #include "server/transcription.h"
 
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "core/error.h"
 #include "model/formats.h"
 #include "model/segments.h"
+#include "server/client_text.h"
+#include "server/json_text.h"
 #include "server/multipart.h"
 #include "server/upload_audio.h"
 
@@ -20,6 +26,10 @@ constexpr const char* kUnreportedLanguage = "auto";
 
 struct Request {
   std::string body;  // owns the bytes the parts view
+  MemoryBudget::Hold body_hold;   // what `body` holds from the server's memory budget
+  MemoryBudget::Hold audio_hold;  // what the decoded samples hold
+  std::uint64_t number = 0;       // the connection's request number
+  std::atomic<bool> gone{false};  // the client left (or the server shut down) before decoding ended
   std::string filename;
   std::string_view audio;
   std::string format = "json";
@@ -28,7 +38,15 @@ struct Request {
   bool stream = false;
 };
 
-// Validates the form; returns an error message (and the offending field) or "".
+// A form value, quoted for a message if it is short printable text (else left out).
+std::string shown(std::string_view value) {
+  const std::string text = client_text(value, 40);
+  return text == value ? " `" + text + "`" : "";
+}
+
+// Validates the form; returns an error message (and the offending field) or "". Every field
+// is checked for its type (text fields must be UTF-8); messages name the field and quote
+// client text only when it is short, printable and valid.
 std::pair<std::string, std::string> parse_form(Request& r, const std::string& content_type, const ServerOptions& options) {
   std::vector<FormPart> parts;
   try {
@@ -38,34 +56,47 @@ std::pair<std::string, std::string> parse_form(Request& r, const std::string& co
   }
   bool have_file = false;
   for (const auto& part : parts) {
-    const std::string value(part.data);
+    const std::string value(part.name == "file" ? std::string_view() : part.data);
+    const std::string param = part.name == "timestamp_granularities[]" ? "timestamp_granularities" : part.name;
+    const bool known = part.name == "model" || part.name == "response_format" || part.name == "stream" ||
+                       param == "timestamp_granularities" || part.name == "language" || part.name == "prompt" ||
+                       part.name == "temperature";
+    if (known && !is_valid_utf8(value)) return {"`" + part.name + "` is not valid UTF-8 text", param};
     if (part.name == "file") {
       have_file = true;
       r.audio = part.data;
-      r.filename = part.filename.empty() ? "file" : part.filename;
+      // The name appears in error messages about the audio: valid UTF-8, no control characters.
+      r.filename = part.filename.empty() ? "file" : client_text(part.filename, 128);
     } else if (part.name == "model") {
       if (!options.accepts_model(value)) {
         std::string served;
         for (const auto& name : options.listed_models()) served += (served.empty() ? "`" : ", `") + name + "`";
-        return {"The model `" + value + "` does not exist; this server serves " + served, "model"};
+        return {"The model" + shown(value) + " does not exist; this server serves " + served, "model"};
       }
     } else if (part.name == "response_format") {
       if (value != "json" && value != "text" && value != "srt" && value != "vtt" && value != "verbose_json") {
-        return {"response_format must be json, text, srt, vtt or verbose_json, not `" + value + "`", "response_format"};
+        return {"response_format must be json, text, srt, vtt or verbose_json, not" + shown(value), "response_format"};
       }
       r.format = value;
-    } else if (part.name == "timestamp_granularities[]" || part.name == "timestamp_granularities") {
+    } else if (param == "timestamp_granularities") {
       if (value != "word" && value != "segment") {
-        return {"timestamp_granularities[] must be word or segment, not `" + value + "`", "timestamp_granularities"};
+        return {"timestamp_granularities[] must be word or segment, not" + shown(value), "timestamp_granularities"};
       }
       r.granularities.insert(value);
     } else if (part.name == "stream") {
-      if (value != "true" && value != "false") return {"stream must be true or false, not `" + value + "`", "stream"};
+      if (value != "true" && value != "false") return {"stream must be true or false, not" + shown(value), "stream"};
       r.stream = value == "true";
     } else if (part.name == "language") {
+      if (value.size() > 32) return {"language must be a language code such as `en`", "language"};
       r.language = value;
+    } else if (part.name == "temperature") {
+      char* end = nullptr;
+      const double t = std::strtod(value.c_str(), &end);
+      if (value.empty() || end != value.c_str() + value.size() || !(t >= 0 && t <= 1)) {
+        return {"temperature must be a number from 0 to 1", "temperature"};
+      }
     }
-    // prompt, temperature, chunking_strategy, include[]: accepted; decoding is greedy.
+    // prompt, temperature, chunking_strategy, include[]: accepted, unused: decoding is greedy.
   }
   if (!have_file) return {"the form has no `file` part", "file"};
   if (r.granularities.empty()) r.granularities.insert("segment");
@@ -100,7 +131,7 @@ std::pair<std::string, std::string> render(const Request& r, Collected& c, doubl
     return {"text/vtt; charset=utf-8", out};
   }
   nlohmann::json usage = {{"type", "duration"}, {"seconds", std::ceil(duration)}};
-  if (r.format == "json") return {"application/json", nlohmann::json{{"text", text}, {"usage", usage}}.dump()};
+  if (r.format == "json") return {"application/json", json_text(nlohmann::json{{"text", text}, {"usage", usage}})};
   auto doc = segments_json(c.segments, c.segmenter.all_words(), text, duration);
   // The model takes no language input and reports none: it writes whatever language is
   // spoken. The request's `language` is not used, so it is not echoed as if it were.
@@ -108,7 +139,7 @@ std::pair<std::string, std::string> render(const Request& r, Collected& c, doubl
   doc["usage"] = usage;
   if (!r.granularities.contains("word")) doc.erase("words");
   if (!r.granularities.contains("segment")) doc.erase("segments");
-  return {"application/json", doc.dump()};
+  return {"application/json", json_text(doc)};
 }
 
 void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r, std::vector<float> samples) {
@@ -141,7 +172,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
       }
       if (!r->stream) return;
       auto client = weak.lock();
-      if (!client) return;
+      if (!client || client->request_number() != r->number) return;
       if (!collected->started_text) {
         delta = trim_start(delta);
         collected->started_text = !delta.empty();
@@ -161,7 +192,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
     if (!target) return;
     target->post([weak, r, collected, duration] {
       auto client = weak.lock();
-      if (!client) return;
+      if (!client || client->request_number() != r->number) return;
       if (r->stream) {
         client->send_event({{"type", "transcript.text.done"},
                              {"text", trim_start(collected->text)},
@@ -178,7 +209,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
     if (!target) return;
     target->post([weak, r, message] {
       auto client = weak.lock();
-      if (!client) return;
+      if (!client || client->request_number() != r->number) return;
       client->context().metrics.error("transcription_failed");
       if (r->stream) {
         client->send_event({{"type", "error"}, {"error", {{"message", message}, {"type", "server_error"}}}});
@@ -198,10 +229,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
     return;
   }
   *job_holder = job;
-  session->watch_for_disconnect([job, &context] {
-    context.metrics.error("client_disconnected");
-    job->cancel();
-  });
+  session->watch_for_disconnect([job] { job->cancel(); });
   if (r->stream) session->begin_events();
   job->append(std::move(samples));
   job->finish();
@@ -212,34 +240,73 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
 void handle_transcription(std::shared_ptr<HttpSession> session, http::request<http::string_body>&& request) {
   auto r = std::make_shared<Request>();
   r->body = std::move(request.body());
+  r->body_hold = session->take_upload_hold();
+  r->number = session->request_number();
   const std::string content_type(request[http::field::content_type]);
   ServerContext& context = session->context();
   if (auto [message, param] = parse_form(*r, content_type, context.options); !message.empty()) {
     context.metrics.error("bad_request");
-    const bool unknown_model = param == "model";
+    const bool unknown_model = param == "model" && message.find("UTF-8") == std::string::npos;
     session->respond_error(unknown_model ? http::status::not_found : http::status::bad_request, message,
                            "invalid_request_error", param, unknown_model ? "model_not_found" : "");
     return;
   }
-  // Decoding (libav, resampling) runs off the I/O threads.
+  // From here the client's leaving (or the shutdown abort) ends the work.
+  session->watch_for_disconnect([r] { r->gone = true; });
+  r->audio_hold = MemoryBudget::Hold(context.memory);
+  // Decoding (libav, resampling) runs off the I/O threads, inside its own exception boundary.
   net::post(*context.blocking_pool, [session, r] {
-    const ServerContext& shared = session->context();
+    ServerContext& shared = session->context();
     std::vector<float> samples;
+    http::status status = http::status::ok;
     std::string error;
     try {
-      samples = decode_upload(r->audio, r->filename, shared.sample_rate, shared.options.max_audio_seconds);
-    } catch (const Error& e) {
+      if (!r->gone) {
+        samples = decode_upload(r->audio, r->filename, shared.sample_rate, shared.options.max_audio_seconds,
+                                &r->audio_hold);
+      }
+    } catch (const UploadOverBudget& e) {
+      status = http::status::service_unavailable;
       error = e.what();
+    } catch (const Error& e) {
+      status = http::status::bad_request;
+      error = e.what();
+    } catch (const std::bad_alloc&) {
+      status = http::status::service_unavailable;
+      error = r->filename + ": the server is out of memory for this audio now; try again shortly";
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "voxtral-server: internal error decoding an upload: %s\n", e.what());
+      status = http::status::internal_server_error;
+      error = "internal server error while decoding the audio (the server logged it)";
+    } catch (...) {
+      std::fprintf(stderr, "voxtral-server: internal error decoding an upload: an unknown exception\n");
+      status = http::status::internal_server_error;
+      error = "internal server error while decoding the audio (the server logged it)";
     }
-    session->post([session, r, error, samples = std::move(samples)]() mutable {
-      if (!error.empty()) {
-        session->context().metrics.error("bad_audio");
-        session->respond_error(http::status::bad_request, error, "invalid_request_error", "file");
+    // The encoded bytes are not needed any more.
+    r->audio = {};
+    r->body = std::string();
+    r->body_hold.reset();
+    session->post([session, r, status, error, samples = std::move(samples)]() mutable {
+      if (r->gone || session->request_number() != r->number) return;
+      if (status != http::status::ok) {
+        session->context().metrics.error(status == http::status::bad_request            ? "bad_audio"
+                                         : status == http::status::service_unavailable ? "memory_budget"
+                                                                                        : "internal");
+        session->respond_error(status, error, status == http::status::bad_request ? "invalid_request_error" : "server_error",
+                               status == http::status::bad_request ? "file" : "");
         return;
       }
       run(session, r, std::move(samples));
     });
   });
+}
+
+std::pair<std::string, std::string> check_transcription_form(std::string body, const std::string& content_type,
+                                                             const ServerOptions& options) {
+  Request r;
+  r.body = std::move(body);
+  return parse_form(r, content_type, options);
 }
 
 }  // namespace voxtral

@@ -7,11 +7,18 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "server/http_session.h"
 
 namespace voxtral {
 
 void handle_transcription(std::shared_ptr<HttpSession> session, http::request<http::string_body>&& request);
+
+// The form check alone, without a connection (for the fuzzer): "" or the error message,
+// and the field it names.
+std::pair<std::string, std::string> check_transcription_form(std::string body, const std::string& content_type,
+                                                             const ServerOptions& options);
 
 }  // namespace voxtral

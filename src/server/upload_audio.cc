@@ -20,6 +20,34 @@ namespace voxtral {
 
 namespace {
 
+// Appends `block` to `out`, growing `out` only within the budget (when there is one).
+void append_within_budget(std::vector<float>& out, const std::vector<float>& block, MemoryBudget::Hold* budget,
+                          const std::string& source) {
+  const std::size_t needed = out.size() + block.size();
+  if (needed > out.capacity()) {
+    std::size_t capacity = std::max(needed, out.capacity() * 2);
+    if (budget != nullptr) {
+      auto covered = [&](std::size_t samples) {
+        const std::size_t bytes = samples * sizeof(float);
+        return bytes <= budget->bytes() || budget->grow(bytes - budget->bytes());
+      };
+      if (!covered(capacity)) {
+        if (!covered(needed)) {
+          throw UploadOverBudget(cat(source, ": the decoded audio does not fit in the server's memory budget now (",
+                                     needed * sizeof(float) >> 20, " MiB); try again shortly"));
+        }
+        capacity = needed;
+      }
+    }
+    out.reserve(capacity);
+  }
+  out.insert(out.end(), block.begin(), block.end());
+}
+
+[[noreturn]] void fail_too_long(const std::string& source, double max_seconds) {
+  fail(source, cat("the audio is longer than this server's limit of ", max_seconds, " s (--max-audio-seconds)"));
+}
+
 #if VOXTRAL_HAVE_LIBAV
 std::string av_message(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {};
@@ -83,7 +111,7 @@ struct PacketDeleter {
 // Any container and codec libav knows, to mono float at the source rate, then our soxr
 // resampler (the same one WAV input goes through).
 std::vector<float> decode_with_libav(std::string_view bytes, const std::string& source, int target_rate,
-                                     double max_seconds) {
+                                     double max_seconds, MemoryBudget::Hold* budget) {
   av_log_set_level(AV_LOG_QUIET);
   MemoryInput input{bytes};
   constexpr int kIoBuffer = 1 << 16;
@@ -132,7 +160,7 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
   if (swr_rc < 0 || swr_init(swr.get()) < 0) fail(source, "cannot convert this audio to mono");
 
   Resampler resampler(source_rate, target_rate);
-  std::vector<float> out, mono_block;
+  std::vector<float> out, mono_block, block;
   const auto max_source_samples = static_cast<std::int64_t>(max_seconds * source_rate);
   std::int64_t source_samples = 0;
   std::unique_ptr<AVPacket, PacketDeleter> packet(av_packet_alloc());
@@ -149,10 +177,10 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
       av_frame_unref(frame.get());
       if (n < 0) fail(source, "cannot convert this audio to mono");
       source_samples += n;
-      if (max_seconds > 0 && source_samples > max_source_samples) {
-        fail(source, cat("the audio is longer than this server's limit of ", max_seconds, " s"));
-      }
-      resampler.push(std::span(mono_block.data(), static_cast<std::size_t>(n)), out);
+      if (max_seconds > 0 && source_samples > max_source_samples) fail_too_long(source, max_seconds);
+      block.clear();
+      resampler.push(std::span(mono_block.data(), static_cast<std::size_t>(n)), block);
+      append_within_budget(out, block, budget, source);
     }
   };
   while (av_read_frame(format.get(), packet.get()) >= 0) {
@@ -167,13 +195,16 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
   }
   avcodec_send_packet(decoder.get(), nullptr);
   drain();
-  resampler.finish(out);
+  block.clear();
+  resampler.finish(block);
+  append_within_budget(out, block, budget, source);
   if (out.empty()) fail(source, "holds no audio samples");
   return out;
 }
 
 #else
-std::vector<float> decode_with_libav(std::string_view bytes, const std::string& source, int, double) {
+std::vector<float> decode_with_libav(std::string_view bytes, const std::string& source, int, double,
+                                     MemoryBudget::Hold*) {
   const std::string kind = sniff_compressed_format(std::as_bytes(std::span(bytes.data(), std::min<std::size_t>(bytes.size(), 64))));
   fail(source, cat(kind.empty() ? "not a WAV file" : kind + " audio",
                    ": this server was built without libav (VOXTRAL_LIBAV=OFF) and reads WAV only"));
@@ -188,15 +219,27 @@ bool is_wav(std::string_view bytes) {
 }  // namespace
 
 std::vector<float> decode_upload(std::string_view bytes, const std::string& source, int target_rate,
-                                 double max_seconds) {
+                                 double max_seconds, MemoryBudget::Hold* budget) {
   if (bytes.empty()) fail(source, "the file is empty");
-  if (!is_wav(bytes)) return decode_with_libav(bytes, source, target_rate, max_seconds);
+  if (!is_wav(bytes)) return decode_with_libav(bytes, source, target_rate, max_seconds, budget);
   AudioDecoder decoder(source, target_rate, AudioFormat::Wav);
-  std::vector<float> out;
-  decoder.push(std::as_bytes(std::span(bytes.data(), bytes.size())), out);
-  decoder.finish(out);
-  if (max_seconds > 0 && static_cast<double>(out.size()) > max_seconds * target_rate) {
-    fail(source, cat("the audio is longer than this server's limit of ", max_seconds, " s"));
+  const double max_samples = max_seconds * target_rate;
+  std::vector<float> out, block;
+  constexpr std::size_t kPiece = 16 << 10;  // bytes decoded at a time: the limits apply as it goes
+  for (std::size_t at = 0;; at += kPiece) {
+    block.clear();
+    const bool last = at >= bytes.size();
+    if (!last) {
+      const std::string_view piece = bytes.substr(at, kPiece);
+      decoder.push(std::as_bytes(std::span(piece.data(), piece.size())), block);
+    } else {
+      decoder.finish(block);
+    }
+    if (max_seconds > 0 && static_cast<double>(out.size() + block.size()) > max_samples) {
+      fail_too_long(source, max_seconds);
+    }
+    append_within_budget(out, block, budget, source);
+    if (last) break;
   }
   return out;
 }

@@ -7,10 +7,21 @@
 #include <string_view>
 #include <vector>
 
+#include "core/error.h"
+#include "server/memory_budget.h"
+
 namespace voxtral {
 
-// max_seconds > 0: fails as soon as the decoded audio passes that length.
+// The decoded audio would pass the server's memory budget (the server answers 503).
+class UploadOverBudget : public Error {
+ public:
+  using Error::Error;
+};
+
+// Decodes block by block; fails as soon as the decoded audio passes `max_seconds` (> 0),
+// before decoding the rest. With `budget`, every byte of the returned samples is taken
+// from it (the hold then owns them) before it is allocated; UploadOverBudget when refused.
 std::vector<float> decode_upload(std::string_view bytes, const std::string& source, int target_rate,
-                                 double max_seconds);
+                                 double max_seconds, MemoryBudget::Hold* budget = nullptr);
 
 }  // namespace voxtral

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -391,13 +392,12 @@ TEST(Auth, ApiKeyFileIsReadWithoutItsLineEnd) {
   EXPECT_EQ(read_api_key_file(dir.write("dos", "s3cr3t\r\n").string()), "s3cr3t");
   EXPECT_EQ(read_api_key_file(dir.write("bare", "s3cr3t").string()), "s3cr3t");
   const std::string empty = dir.write("empty", "\n").string();
-  EXPECT_THAT(testing::error_message([&] { read_api_key_file(empty); }), HasSubstr(empty + ": the API key file is empty"));
-  const std::string two = dir.write("two", "one\ntwo\n").string();
-  EXPECT_THAT(testing::error_message([&] { read_api_key_file(two); }), HasSubstr(two + ": the API key file must hold one line"));
+  EXPECT_THAT(testing::error_message([&] { read_api_key_file(empty); }), HasSubstr(empty + ": the API key file's first line is empty"));
+  EXPECT_EQ(read_api_key_file(dir.write("two", "one\ntwo\n").string()), "one");  // the first line is the key
   const std::string missing = (dir.path() / "missing").string();
   EXPECT_THAT(testing::error_message([&] { read_api_key_file(missing); }), HasSubstr(missing + ": cannot read"));
   const std::string huge = dir.write("huge", std::string(100000, 'k')).string();
-  EXPECT_THAT(testing::error_message([&] { read_api_key_file(huge); }), HasSubstr(huge + ": the API key file is longer"));
+  EXPECT_THAT(testing::error_message([&] { read_api_key_file(huge); }), HasSubstr(huge + ": the API key file's first line is longer"));
 }
 
 // Runs voxtral-server with `args`; returns its pid (stderr to `log`).
@@ -661,6 +661,109 @@ TEST(ServerHttp, VerboseJsonSegmentsCarryOpenAIsFields) {
     joined += (joined.empty() ? "" : " ") + seg["text"].get<std::string>();
   }
   EXPECT_EQ(joined, sample_text("commands"));
+}
+
+}  // namespace
+}  // namespace voxtral
+
+namespace voxtral {
+namespace {
+
+// Found by trying the server as a new user would (issue 14 review).
+TEST(ServerHttp, AnHttp11RequestHasExactlyOneHost) {
+  Running s(http_options());
+  const std::string two = exchange(s.port(), "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n");
+  EXPECT_THAT(two, HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(two, HasSubstr("more than one Host"));
+  EXPECT_THAT(exchange(s.port(), "GET /health HTTP/1.1\r\n\r\n"), HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(exchange(s.port(), "GET /health HTTP/1.0\r\n\r\n"), HasSubstr(" 200 "));  // HTTP/1.0 has no Host
+}
+
+TEST(ServerHttp, UpgradeRequiredSaysWhichProtocol) {
+  Running s(http_options());
+  const auto reply = call(s.port(), http::verb::get, "/v1/realtime");
+  EXPECT_EQ(reply.result_int(), 426);
+  EXPECT_EQ(reply[http::field::upgrade], "websocket");
+}
+
+TEST(ServerHttp, RefusedUploadsAreCountedUnderTheirRoute) {
+  ServerOptions options = http_options();
+  options.max_upload_bytes = 64u << 10;  // commands.wav is ~500 KiB
+  Running s(options);
+  EXPECT_EQ(transcribe(s.port(), {}, "commands").result_int(), 413);
+  const std::string metrics = call(s.port(), http::verb::get, "/metrics").body();
+  EXPECT_THAT(metrics, HasSubstr("endpoint=\"/v1/audio/transcriptions\",status=\"413\""));
+  EXPECT_THAT(metrics, Not(HasSubstr("endpoint=\"upload\"")));
+}
+
+TEST(ServerHttp, AFormWithTwoFilesIsRefused) {
+  Running s(http_options());
+  std::string body = form({}, "timer");
+  body.insert(0, "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n" +
+                     slurp(source_path("samples/numbers.wav")) + "\r\n");
+  const auto reply = call(s.port(), http::verb::post, "/v1/audio/transcriptions",
+                          {{http::field::content_type, "multipart/form-data; boundary=" + kBoundary}}, body);
+  EXPECT_EQ(reply.result_int(), 400);
+  EXPECT_EQ(error_of(reply)["param"], "file");
+  EXPECT_THAT(error_of(reply)["message"].get<std::string>(), HasSubstr("more than one"));
+}
+
+TEST(Auth, TheKeyIsTheFilesFirstLineWhateverItsLineEnd) {
+  testing::TempDir dir;
+  EXPECT_EQ(read_api_key_file(dir.write("crlf", "k1\r\n").string()), "k1");
+  EXPECT_EQ(read_api_key_file(dir.write("two", "k1\nsecond line\n").string()), "k1");
+  EXPECT_EQ(read_api_key_file(dir.write("bare", "k1").string()), "k1");
+  EXPECT_THROW(read_api_key_file(dir.write("blank", "\nk1\n").string()), Error);
+  const std::string fifo = (dir.path() / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  try {  // refused without waiting for a writer
+    read_api_key_file(fifo);
+    ADD_FAILURE() << "a FIFO was read as a key file";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("not a regular file"));
+  }
+}
+
+TEST(Auth, PrivateNetworkNamesAndDefaultPorts) {
+  ServerOptions o;
+  for (const char* host : {"x.home.arpa:8000", "box.lan", "gpu.internal:8000", "h.localdomain"}) {
+    EXPECT_TRUE(host_allowed(host, o)) << host;
+  }
+  EXPECT_FALSE(host_allowed("attacker.example.com:8000", o));
+  o.allowed_origins = {"https://b.example.com:443"};
+  EXPECT_TRUE(origin_allowed("https://b.example.com", "localhost:8000", o));
+  EXPECT_EQ(check_allowed_origin("https://b.example.com:8443"), "");
+  EXPECT_EQ(check_allowed_origin("*"), "");
+  EXPECT_NE(check_allowed_origin("b.example.com"), "");
+  EXPECT_NE(check_allowed_origin("https://b.example.com/app"), "");
+  EXPECT_NE(check_allowed_origin("ftp://b.example.com"), "");
+}
+
+// Each option value that could never work, or would silently serve everyone, stops the
+// start with exit 2 (a bad command line) before the model is loaded (that would be exit 3).
+TEST(ServerProcess, OptionsThatCannotWorkAreRefusedAtStart) {
+  testing::TempDir dir;
+  const std::string key_file = dir.write("key", "k1\n").string();
+  const std::string server = std::string(VOXTRAL_SERVER) + " -d /nonexistent-model --port 0";
+  const std::vector<std::string> cases = {
+      server + " --api-key ''",
+      "VOXTRAL_API_KEY= " + server,
+      server + " --api-key k2 --api-key-file " + key_file,
+      server + " --served-model-name ''",
+      server + " --allowed-origin evil.example.com",
+      server + " --max-upload-mb nan",
+      server + " --max-audio-seconds inf",
+      server + " --shutdown-timeout nan",
+  };
+  for (const auto& command : cases) {
+    const int status = std::system((command + " > /dev/null 2>&1").c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << command;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << command;
+  }
+  // The environment's key and a key file: the file is the key (not a usage error).
+  const int status = std::system(("VOXTRAL_API_KEY=k2 " + server + " --api-key-file " + key_file + " > /dev/null 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3);  // it got as far as loading the (missing) model
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include <boost/asio/ip/address.hpp>
@@ -55,11 +56,15 @@ bool is_ip_literal(const std::string& host) {
   return !ec;
 }
 
-// "HTTP://Example.com:8000/" -> "http://example.com:8000"
+// "HTTP://Example.com:8000/" -> "http://example.com:8000"; the scheme's default port is
+// dropped ("https://a.example:443" -> "https://a.example"), as browsers send it.
 std::string normalized_origin(std::string_view origin) {
   origin = trim(origin);
   while (origin.ends_with('/')) origin.remove_suffix(1);
-  return lowercase(origin);
+  std::string out = lowercase(origin);
+  if (out.starts_with("https://") && out.ends_with(":443")) out.resize(out.size() - 4);
+  if (out.starts_with("http://") && out.ends_with(":80")) out.resize(out.size() - 3);
+  return out;
 }
 
 }  // namespace
@@ -132,20 +137,23 @@ KeyCheck check_api_key(const http::request<http::string_body>& request, const st
 
 std::string read_api_key_file(const std::string& path) {
   constexpr std::size_t kLongest = 4096;
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec) fail(path, cat("cannot read the API key file: ", ec.message()));
+  // A FIFO or a device would block the start or never end; secrets managers write files.
+  if (!std::filesystem::is_regular_file(status)) fail(path, "the API key file is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot read the API key file");
-  std::string key(kLongest + 1, '\0');
-  in.read(key.data(), static_cast<std::streamsize>(key.size()));
+  std::string key;
+  std::getline(in, key);  // the first line; what follows it (a comment, a second key) is not read
   if (in.bad()) fail(path, "cannot read the API key file");
-  key.resize(static_cast<std::size_t>(in.gcount()));
-  if (key.size() > kLongest) fail(path, cat("the API key file is longer than ", kLongest, " bytes"));
-  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-  if (key.empty()) fail(path, "the API key file is empty");
+  if (key.size() > kLongest) fail(path, cat("the API key file's first line is longer than ", kLongest, " bytes"));
+  if (!key.empty() && key.back() == '\r') key.pop_back();  // written on Windows
+  if (key.empty()) fail(path, "the API key file's first line is empty");
   for (const char c : key) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u == 0x7f) {
-      fail(path, "the API key file must hold one line of visible characters (no spaces, tabs or line breaks "
-                 "inside the key)");
+      fail(path, "the API key (the file's first line) must be visible characters, without spaces or tabs");
     }
   }
   return key;
@@ -157,7 +165,12 @@ bool host_allowed(std::string_view host_header, const ServerOptions& options) {
   if (is_ip_literal(host) || host == "localhost" || host.ends_with(".localhost")) return true;
   // LAN names (a single label such as "gpubox", or mDNS's "gpubox.local") are answered only
   // by the user's own network; a rebinding attack needs a public name the attacker controls.
-  if (host.find('.') == std::string::npos || host.ends_with(".local")) return true;
+  // Also the names reserved for private networks, which no public DNS answers: home.arpa
+  // (RFC 8375), .internal (ICANN 2024), and the customary .lan and .localdomain.
+  if (host.find('.') == std::string::npos || host.ends_with(".local") || host.ends_with(".home.arpa") ||
+      host.ends_with(".internal") || host.ends_with(".lan") || host.ends_with(".localdomain")) {
+    return true;
+  }
   if (host == host_name(options.host)) return true;
   for (const auto& allowed : options.allowed_hosts) {
     if (allowed == "*" || host_name(allowed) == host) return true;
@@ -178,6 +191,20 @@ bool origin_allowed(std::string_view origin, std::string_view host_header, const
   const std::string authority = wanted.substr(scheme_end + 3);
   return (!host_header.empty() && authority == lowercase(trim(host_header))) ||
          (!local_authority.empty() && authority == lowercase(local_authority));
+}
+
+std::string check_allowed_origin(std::string_view origin) {
+  if (origin == "*") return "";
+  const std::string normal = normalized_origin(origin);
+  const std::size_t scheme_end = normal.find("://");
+  if (scheme_end == std::string::npos || (normal.substr(0, scheme_end) != "http" && normal.substr(0, scheme_end) != "https")) {
+    return "an origin starts with http:// or https:// (as a browser sends it: https://app.example.com)";
+  }
+  const std::string authority = normal.substr(scheme_end + 3);
+  if (authority.empty() || authority.find_first_of("/?#@ ") != std::string::npos) {
+    return "an origin is scheme://host[:port], without a path (https://app.example.com)";
+  }
+  return "";
 }
 
 void set_cors_headers(http::fields& fields, std::string_view origin) {

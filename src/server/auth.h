@@ -39,8 +39,9 @@ enum class KeyCheck { Ok, Missing, Wrong };
 KeyCheck check_api_key(const boost::beast::http::request<boost::beast::http::string_body>& request,
                        const std::string& api_key);
 
-// The first line of the file at `path`, without its line ending, for --api-key-file.
-// Throws voxtral::Error naming the file when it cannot be read or holds no key.
+// The first line of the file at `path`, without its line ending (LF or CRLF), for
+// --api-key-file. Throws voxtral::Error naming the file when it is not a regular file (a
+// FIFO would block the start), cannot be read, or its first line holds no key.
 std::string read_api_key_file(const std::string& path);
 
 // Whether the Host header names this server. Any Host is fine when an API key is set (the
@@ -55,6 +56,10 @@ bool host_allowed(std::string_view host_header, const ServerOptions& options);
 // "[::1]:8000"), or one listed by --allowed-origin ("*": any).
 bool origin_allowed(std::string_view origin, std::string_view host_header, const ServerOptions& options,
                     std::string_view local_authority = "");
+
+// Why an --allowed-origin value could never match a browser's Origin header ("" if it can):
+// it must be "*" or scheme://host[:port] with http or https and no path.
+std::string check_allowed_origin(std::string_view origin);
 
 // "Access-Control-Allow-Origin" and "Vary: Origin" for a response to an allowed Origin
 // (nothing when `origin` is empty).

@@ -201,7 +201,7 @@ void HttpSession::on_read(beast::error_code ec) {
   if (ec) release_body();
   if (ec == http::error::body_limit) {
     keep_alive_ = false;
-    endpoint_ = "upload";
+    endpoint_ = header_route_label();
     context_.metrics.error("upload_too_large");
     respond_error(http::status::payload_too_large,
                   "the request body is larger than this server's limit of " +
@@ -211,7 +211,7 @@ void HttpSession::on_read(beast::error_code ec) {
   }
   if (ec == boost::system::errc::not_enough_memory) {
     keep_alive_ = false;
-    endpoint_ = "upload";
+    endpoint_ = header_route_label();
     context_.metrics.error("memory_budget");
     respond_error(http::status::service_unavailable,
                   "the server holds as much upload data as its memory budget allows; try again shortly",
@@ -240,8 +240,29 @@ void HttpSession::on_read(beast::error_code ec) {
   route(std::move(request));
 }
 
+std::string HttpSession::header_route_label() const {
+  // The target is stored with the request line, before the header is done (a body over the
+  // limit is refused while the header is finished).
+  if (!parser_) return "unmatched";
+  const auto target = parser_->get().target();
+  const std::string_view path(target.data(), std::min(target.size(), std::string_view(target.data(), target.size()).find('?')));
+  return std::string(match_route(path).label);
+}
+
 bool HttpSession::refused(const http::request<http::string_body>& request, const Route& route) {
   const ServerOptions& options = context_.options;
+  // RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host; none, or two (which
+  // could name different servers to a proxy and to us), is a 400.
+  const auto hosts = std::distance(request.equal_range(http::field::host).first,
+                                   request.equal_range(http::field::host).second);
+  if (hosts > 1 || (hosts == 0 && request.version() >= 11)) {
+    keep_alive_ = false;
+    context_.metrics.error("bad_request");
+    respond_error(http::status::bad_request,
+                  hosts > 1 ? "the request has more than one Host header" : "an HTTP/1.1 request needs a Host header",
+                  "invalid_request_error");
+    return true;
+  }
   // RFC 9112 section 6.3: a request whose Transfer-Encoding does not end in chunked has no
   // knowable length. Reading on would take its body for the next request (smuggling).
   if (request.find(http::field::transfer_encoding) != request.end() && !request.chunked()) {
@@ -345,6 +366,8 @@ void HttpSession::route(http::request<http::string_body>&& request) {
   switch (route.endpoint) {
     case Endpoint::Realtime:
       if (!beast::websocket::is_upgrade(request)) {
+        extra_headers_.set(http::field::upgrade, "websocket");  // RFC 9110 section 15.5.22
+        extra_headers_.set(http::field::connection, "Upgrade");
         respond_error(http::status::upgrade_required, "/v1/realtime is a WebSocket endpoint", "invalid_request_error");
         return;
       }

@@ -114,6 +114,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   net::steady_timer pause_timer_;  // see watch()
   std::optional<http::request_parser<UploadBody>> parser_;
+  // The metrics label of the request whose header parser_ holds ("unmatched" before one).
+  std::string header_route_label() const;
   MemoryBudget::Hold upload_hold_;
   std::uint64_t request_number_ = 0;
   bool header_handled_ = false;

@@ -1,6 +1,9 @@
 // voxtral-server: loads the model once and serves transcription over HTTP and WebSocket.
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -36,13 +39,13 @@ int main(int argc, char** argv) {
       ->take_all();
   app.add_flag("--strict-model-name", server.strict_model_name,
                "Refuse requests naming a model other than --model-id and --served-model-name (404 model_not_found)");
-  auto* api_key = app.add_option("--api-key", server.api_key,
+  app.add_option("--api-key", server.api_key,
                                  "Require \"Authorization: Bearer KEY\" on /v1/* (default: none; also read from "
                                  "VOXTRAL_API_KEY; --api-key-file keeps it out of `ps`)")
                       ->envname("VOXTRAL_API_KEY");
   std::string api_key_file;
-  app.add_option("--api-key-file", api_key_file, "Read the API key from the first line of this file")
-      ->excludes(api_key);
+  app.add_option("--api-key-file", api_key_file,
+                 "Read the API key from the first line of this file (instead of --api-key or VOXTRAL_API_KEY)");
   app.add_option("--allowed-origin", server.allowed_origins,
                  "A web origin (scheme://host:port) besides the server's own whose pages may call the API and open "
                  "the realtime WebSocket (repeatable; * allows any)")
@@ -95,7 +98,45 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "exact", "fast"}));
   app.add_option("--kv-cache", model.kv_cache, "K/V cache type: f32 or bf16 (default: the backend's)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
-  CLI11_PARSE(app, argc, argv);
+  // Every number must be finite: CLI11's ranges let NaN through (its comparisons are false).
+  const CLI::Validator finite(
+      [](std::string& text) {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        return std::isfinite(value) ? std::string() : std::string("must be a finite number");
+      },
+      "FINITE");
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_type_name().starts_with("FLOAT")) option->check(finite);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is 0; every bad command line is 2, as in the CLI
+  }
+  auto usage_error = [](const std::string& message) {
+    std::fprintf(stderr, "voxtral-server: %s\n", message.c_str());
+    return 2;
+  };
+  const bool key_on_command_line = std::any_of(argv + 1, argv + argc, [](const char* a) {
+    return std::string_view(a) == "--api-key" || std::string_view(a).starts_with("--api-key=");
+  });
+  if (!api_key_file.empty() && key_on_command_line) return usage_error("give --api-key or --api-key-file, not both");
+  const char* key_from_environment = std::getenv("VOXTRAL_API_KEY");
+  if (api_key_file.empty() && server.api_key.empty() &&
+      (key_on_command_line || (key_from_environment != nullptr && *key_from_environment == '\0'))) {
+    // An empty key would serve everyone: an operator who set one expects it to be required.
+    return usage_error("the API key is empty (--api-key or VOXTRAL_API_KEY): give a key, or leave both out to "
+                       "serve without one");
+  }
+  for (const auto& name : server.served_model_names) {
+    if (name.empty()) return usage_error("--served-model-name: a model name cannot be empty");
+  }
+  for (const auto& origin : server.allowed_origins) {
+    if (const std::string why = check_allowed_origin(origin); !why.empty()) {
+      return usage_error("--allowed-origin " + origin + ": " + why);
+    }
+  }
   server.max_upload_bytes = static_cast<std::size_t>(max_upload_mb * (1 << 20));
   server.max_message_bytes = static_cast<std::size_t>(max_message_kb * 1024);
   if (!api_key_file.empty()) {

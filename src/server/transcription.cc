@@ -63,6 +63,7 @@ std::pair<std::string, std::string> parse_form(Request& r, const std::string& co
                        part.name == "temperature";
     if (known && !is_valid_utf8(value)) return {"`" + part.name + "` is not valid UTF-8 text", param};
     if (part.name == "file") {
+      if (have_file) return {"the form has more than one `file` part: send one file per request", "file"};
       have_file = true;
       r.audio = part.data;
       // The name appears in error messages about the audio: valid UTF-8, no control characters.

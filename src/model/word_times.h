@@ -14,8 +14,8 @@
 //   percentile over the last 5 s (digital silence left out; for the floor, every frame
 //   more than 45 dB below the peak counts as silence), so the threshold follows the noise
 //   under the speech and the speaker's level. No level is absolute: a gain moves every
-//   energy, the floor, the peak and the threshold by the same dB, and changes no time. Searching from the previous
-//   word's end (at most 2 s before this word's end), the start is one hop before the first
+//   energy, the floor, the peak and the threshold by the same dB, and changes no time.
+//   Searching from the previous word's end (at most 2 s before this word's end), the start is one hop before the first
 //   of two loud frames in a row. When the audio is still loud at the previous word's end
 //   (that end came a little early), its tail is skipped if a quiet frame follows within
 //   100 ms; otherwise the words run together and the start is the previous word's end. A word

@@ -167,6 +167,34 @@ TEST(Stream, AlternativesAreRankedProbabilities) {
   EXPECT_EQ(t.ids, transcribe(*model, samples).ids);  // asking for alternatives changes nothing
 }
 
+TEST(Stream, AControlTokenIsNeverAnAlternative) {
+  // Issue 14 review: "[STREAMING_PAD]" was offered beside " music". A control token writes no
+  // text: only when chosen is it listed, with empty text (its probability still scores it).
+  auto model = Model::load(fixture("tiny-a"), cpu());
+  const Tokenizer& tokenizer = model->tokenizer();
+  const auto samples = load_audio_file(fixture("audio/speech_short.wav"), 16000);
+  StreamOptions options;
+  options.alternatives = 8;
+  options.alternative_cutoff = 0.0;
+  const auto t = transcribe(*model, samples, options);
+  int chosen_control = 0;
+  for (const auto& p : t.pieces) {
+    if (p.id < 0) continue;
+    ASSERT_EQ(p.alternatives.size(), 9u);
+    for (std::size_t i = 0; i < p.alternatives.size(); ++i) {
+      const auto& a = p.alternatives[i];
+      if (a.id == p.id) continue;
+      EXPECT_FALSE(tokenizer.is_special(a.id)) << "position " << p.position << ": " << tokenizer.special_name(a.id);
+    }
+    if (tokenizer.is_special(p.id)) {
+      ++chosen_control;
+      EXPECT_EQ(p.alternatives.front().id, p.id);
+      EXPECT_EQ(p.alternatives.front().text, "");
+    }
+  }
+  EXPECT_GE(chosen_control, 3);  // the fixture's greedy ids begin [STREAMING_PAD] x3
+}
+
 // Heap bytes in use now (not resident pages: freed memory that the allocator, or ASan's
 // quarantine, keeps would look like growth).
 std::size_t heap_in_use() {

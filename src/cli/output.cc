@@ -61,8 +61,10 @@ void TranscriptPrinter::add(const TextPiece& piece) {
   }
   text_ += piece.text;
   if (format_ == OutputFormat::Text && !timestamps_) {
-    // Alternatives inline, as {chosen|other|other}, where any candidate passed the cutoff.
-    if (alternatives_ && piece.alternatives.size() > 1) {
+    // Alternatives inline, as {chosen|other|other}, where any candidate passed the cutoff
+    // and the chosen token writes text (a control token chosen writes nothing, so its
+    // position shows nothing: no control token's name ever appears in the transcript).
+    if (alternatives_ && piece.alternatives.size() > 1 && !piece.text.empty() && !tokenizer_.is_special(piece.id)) {
       std::string shown = "{";
       for (std::size_t i = 0; i < piece.alternatives.size(); ++i) {
         if (i > 0) shown.push_back('|');

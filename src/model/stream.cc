@@ -283,8 +283,14 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
     const float top = *std::max_element(host_logits_.begin(), host_logits_.end());
     double sum = 0;
     for (float v : host_logits_) sum += std::exp(static_cast<double>(v - top));
-    std::vector<int> order(host_logits_.size());
-    std::iota(order.begin(), order.end(), 0);
+    // Candidates: the chosen token and text tokens. A control token ([STREAMING_PAD], ...)
+    // writes no text, so it is never offered as an alternative; chosen, it is listed with
+    // empty text (its probability still scores the piece).
+    std::vector<int> order;
+    order.reserve(host_logits_.size());
+    for (int id = 0; id < static_cast<int>(host_logits_.size()); ++id) {
+      if (id == token || !tokenizer.is_special(id)) order.push_back(id);
+    }
     const auto k = std::min<std::size_t>(static_cast<std::size_t>(options_.alternatives) + 1, order.size());
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
                       [&](int a, int b) { return host_logits_[static_cast<std::size_t>(a)] > host_logits_[static_cast<std::size_t>(b)]; });
@@ -292,8 +298,7 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
       const int id = order[i];
       const auto p = static_cast<float>(std::exp(static_cast<double>(host_logits_[static_cast<std::size_t>(id)] - top)) / sum);
       if (p < options_.alternative_cutoff && id != token) continue;
-      const std::string bytes = tokenizer.is_special(id) ? std::string(tokenizer.special_name(id))
-                                                          : repair_utf8(tokenizer.token_bytes(id));
+      const std::string bytes = tokenizer.is_special(id) ? std::string() : repair_utf8(tokenizer.token_bytes(id));
       piece.alternatives.push_back({id, bytes, p});
     }
   }

@@ -8,7 +8,7 @@ namespace voxtral {
 
 void WordTimer::add_frame(double center_seconds, double mean_square) {
   const double db = 10.0 * std::log10(std::max(mean_square, 1e-30));
-  frames_.push_back({center_seconds, static_cast<float>(std::max(db, kSilenceDb))});
+  frames_.push_back({center_seconds, static_cast<float>(std::max(db, kDigitalSilenceDb))});
   while (!frames_.empty() && frames_.front().time < center_seconds - history_) frames_.pop_front();
 }
 
@@ -24,19 +24,21 @@ WordSpan WordTimer::next_word(double end) {
   };
   const std::size_t first = at_or_after(lo), stop = at_or_after(end);
   if (first < stop) {
-    // The q-quantile of the energies in [from, end + lookahead), digital silence left out
-    // (it tells nothing of the noise under the speech).
-    auto quantile = [&](double from, double q) {
+    // The q-quantile of the energies in [from, end + lookahead) that are above `above` dB
+    // (digital silence, and frames far below the speech, tell nothing of the noise under it).
+    auto quantile = [&](double from, double q, double above) {
       std::vector<float> db;
       for (std::size_t i = at_or_after(from); i < at_or_after(end + lookahead_); ++i) {
-        if (frames_[i].db > kSilenceDb + 1) db.push_back(frames_[i].db);
+        if (frames_[i].db > above) db.push_back(frames_[i].db);
       }
-      if (db.empty()) return kSilenceDb;
+      if (db.empty()) return above;
       auto nth = db.begin() + static_cast<std::ptrdiff_t>(q * static_cast<double>(db.size() - 1));
       std::nth_element(db.begin(), nth, db.end());
       return static_cast<double>(*nth);
     };
-    const double floor = quantile(lo - kFloorSeconds, kFloorQuantile), peak = quantile(end - kPeakSeconds, kPeakQuantile);
+    // Every level is relative to the speech's own (no absolute level a gain could cross).
+    const double peak = quantile(end - kPeakSeconds, kPeakQuantile, kDigitalSilenceDb);
+    const double floor = quantile(lo - kFloorSeconds, kFloorQuantile, peak - kQuietDb);
     const double threshold = floor + std::max(kMarginDb, kRangeFraction * (peak - floor));
     auto loud = [&](std::size_t i) { return frames_[i].db > threshold; };
 

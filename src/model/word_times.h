@@ -11,9 +11,11 @@
 //   mean square of the 400-sample window of a log-mel frame (10 ms hop), in dB. A frame is
 //   loud when it passes floor + max(6 dB, 20% of (peak - floor)): the floor is the 10th
 //   percentile of the energies from 1 s before the previous word's end, the peak the 98th
-//   percentile over the last 5 s (digital silence left out of both), so the threshold
-//   follows the noise under the speech and the speaker's level. Searching from the previous
-//   word's end (at most 2 s before this word's end), the start is one hop before the first
+//   percentile over the last 5 s (digital silence left out; for the floor, every frame
+//   more than 45 dB below the peak counts as silence), so the threshold follows the noise
+//   under the speech and the speaker's level. No level is absolute: a gain moves every
+//   energy, the floor, the peak and the threshold by the same dB, and changes no time.
+//   Searching from the previous word's end (at most 2 s before this word's end), the start is one hop before the first
 //   of two loud frames in a row. When the audio is still loud at the previous word's end
 //   (that end came a little early), its tail is skipped if a quiet frame follows within
 //   100 ms; otherwise the words run together and the start is the previous word's end. A word
@@ -41,7 +43,8 @@ class WordTimer {
   static constexpr double kFloorQuantile = 0.10;
   static constexpr double kMarginDb = 6.0;         // a loud frame is at least this far above the floor...
   static constexpr double kRangeFraction = 0.2;    // ... and this fraction of the way from floor to peak
-  static constexpr double kSilenceDb = -70.0;      // energies below this count as digital silence
+  static constexpr double kQuietDb = 45.0;         // frames this far below the peak count as silence
+  static constexpr double kDigitalSilenceDb = -150.0;  // below any 16-bit sound (one LSB in a window: -116 dB)
   static constexpr double kMaxWordSeconds = 2.0;   // how far before its end a word's onset is sought
   static constexpr double kMinWordSeconds = 0.06;  // the shortest word, where the previous word leaves room
   static constexpr double kTailSeconds = 0.1;      // the previous word's sound skipped after its estimated end

@@ -6,6 +6,7 @@
  * Functions that can fail return NULL or -1 and describe the problem in the error buffer
  * they were given (which may be NULL), or in voxtral_stream_error() / voxtral_model_error().
  * A NULL argument where an object or array is required is such a failure, never a crash.
+ * An option out of its range (given next to each field) is an error naming the field.
  *
  * Lifetimes: free every stream of a model before the model. voxtral_model_free() on a model
  * that still has streams frees nothing and returns -1 (the streams stay usable); freeing
@@ -43,17 +44,18 @@ typedef struct voxtral_stream voxtral_stream;
 
 typedef struct {
   const char* backend;   /* "auto" (GPU if usable, else CPU), "cpu" or "cuda"; NULL = "auto" */
-  int threads;           /* CPU threads; 0 = one per core */
+  int threads;           /* CPU threads: 1 to 1024, or 0 = one per core */
   const char* precision; /* GPU matrix products: "exact" or "fast"; NULL = "exact" */
   const char* kv_cache;  /* "f32", "bf16" or NULL (the backend's default) */
 } voxtral_model_options;
 
 typedef struct {
-  int delay_ms;                 /* transcription delay; 0 = the model's (480 ms) */
-  double processing_interval_s; /* audio gathered per encoder run; 0 = every 80 ms */
+  int delay_ms;                 /* transcription delay: a multiple of 80 from 80 to 1200, or 2400;
+                                   0 = the model's (480 ms) */
+  double processing_interval_s; /* audio gathered per encoder run: 0 to 60 s; 0 = every 80 ms */
   int continuous;               /* 1: restart by itself before the model's length limit */
-  int alternatives;             /* candidates reported per token; 0 = none */
-  double alternative_cutoff;    /* ... with at least this probability */
+  int alternatives;             /* candidates reported per token: 0 (none) to 20 */
+  double alternative_cutoff;    /* ... with at least this probability: 0 to 1 */
 } voxtral_stream_options;
 
 typedef struct {
@@ -87,7 +89,9 @@ VOXTRAL_API voxtral_model* voxtral_model_load(const char* model_dir, const voxtr
 VOXTRAL_API int voxtral_model_free(voxtral_model* model);
 /* The model's input rate in Hz (16000), or 0 for NULL. */
 VOXTRAL_API int voxtral_model_sample_rate(const voxtral_model* model);
-/* The last error on this model (from voxtral_model_free), or "". */
+/* The last error on this model (from voxtral_model_free), or "". The string is owned by the
+ * model and stays valid until the next call on it (a later failure overwrites it) or its free;
+ * copy it to keep it. */
 VOXTRAL_API const char* voxtral_model_error(const voxtral_model* model);
 
 VOXTRAL_API void voxtral_stream_options_init(voxtral_stream_options* options);
@@ -96,7 +100,8 @@ VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const vo
 VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
 
 /* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16.
- * `samples` may be NULL only when `count` is 0. */
+ * `samples` may be NULL only when `count` is 0. A NaN or infinite sample is refused: -1, an
+ * error naming its index, and none of the call's samples are taken (the stream stays usable). */
 VOXTRAL_API int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count);
 VOXTRAL_API int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count);
 /* At a pause: brings out everything said so far; later audio continues the stream. */
@@ -105,12 +110,16 @@ VOXTRAL_API int voxtral_stream_flush(voxtral_stream* stream);
 VOXTRAL_API int voxtral_stream_finish(voxtral_stream* stream);
 /* The pieces produced since the last call; they stay valid until the next call on the stream. */
 VOXTRAL_API size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces);
-/* The last error on this stream, or "". */
+/* The last error on this stream, or "" after a call that succeeded. The string is owned by the
+ * stream and stays valid until the next call on that stream (which may overwrite or clear it)
+ * or its free; copy it to keep it. */
 VOXTRAL_API const char* voxtral_stream_error(const voxtral_stream* stream);
 
 /* Reads an audio file (WAV) as mono floats at `sample_rate` (1000 to 384000 Hz; other rates
  * are an error), with the count in *count (required); free with voxtral_free_samples. A FIFO
- * is read to its end. Channels are averaged, or one is used when they cancel. */
+ * or device is read to its end, at most 4 hours of audio: more is an error (an endless source
+ * must not take all memory; feed a stream piece by piece instead). Channels are averaged, or
+ * one is used when they cancel. */
 VOXTRAL_API float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size);
 VOXTRAL_API void voxtral_free_samples(float* samples);
 

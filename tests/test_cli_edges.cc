@@ -5,6 +5,7 @@
 // transcript is compared with the one transformers recorded for the fixture clip.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -208,6 +209,57 @@ TEST(CliModel, AnUnusableDefaultDelayFailsAtLoad) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_THAT(r.err, HasSubstr("tekken.json: audio.transcription_delay_ms: the model's own delay is unusable: "
                                "delay: 100 ms is not supported"));
+}
+
+TEST(CliOptions, NonFiniteNumbersAreRefusedInAFewWords) {
+  // NaN passed every range check (comparisons with NaN are false); "inf" was reported as a
+  // 309-digit number.
+  const auto c = tiny_a_clip(0);
+  const std::string input = "--silent -i " + shell_quoted(fixture(c["audio"])) + " ";
+  for (const std::string option : {"-I nan", "-I inf", "--alt nan", "--alt -inf", "--flush-after nan",
+                                   "--flush-after inf", "--mic-seconds nan", "--mic-seconds inf"}) {
+    const auto r = run_cli(tiny_a() + input + option);
+    EXPECT_EQ(r.exit_code, 2) << option << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr("is not a finite number")) << option;
+    EXPECT_LT(r.err.size(), 200u) << option << "\n" << r.err;
+    EXPECT_EQ(r.out, "") << option;
+  }
+}
+
+TEST(CliOptions, HugeFlushAfterIsOutOfRange) {
+  // (1e300 s of pause, in ms, does not fit poll()'s int timeout)
+  const auto r = run_cli(tiny_a() + "--stdin --flush-after 1e300 </dev/null");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--flush-after"));
+  EXPECT_LT(r.err.size(), 200u) << r.err;
+}
+
+TEST(CliOptions, AnEmptyInputNameSaysItIsEmpty) {
+  const auto r = run_cli(tiny_a() + "-i ''");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--input: the file name is empty"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("is required")));
+}
+
+TEST(CliOutput, AClosedPipeOnStdoutIsExit6WithAMessage) {
+  // README: exit 6 when stdout cannot be written. A reader that has gone away made the CLI
+  // die of SIGPIPE (exit 141, no message). The test process may ignore SIGPIPE (children
+  // would inherit that): the CLI runs with the default action, as from a shell.
+  const auto c = tiny_a_clip(0);
+  TempDir dir;
+  const auto code = dir.path() / "code", err = dir.path() / "err";
+  const std::string cmd = "{ sleep 0.3; " + shell_quoted(cli_binary()) + " " + tiny_a() + "--silent -i " +
+                          shell_quoted(fixture(c["audio"])) + " 2>" + shell_quoted(err) + "; echo $? >" +
+                          shell_quoted(code) + "; } | (exec 0<&-; sleep 2)";
+  struct sigaction dfl {}, old {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ASSERT_EQ(::sigaction(SIGPIPE, &dfl, &old), 0);
+  const int status = std::system(cmd.c_str());
+  ::sigaction(SIGPIPE, &old, nullptr);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(slurp_file(code), "6\n");
+  EXPECT_THAT(slurp_file(err), HasSubstr("stdout: cannot write the transcript: Broken pipe"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
@@ -76,6 +77,29 @@ void catch_interrupt() {
   sa.sa_flags = 0;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+}
+
+// A closed pipe on stdout is a write error (EPIPE, exit 6 with a message), not a silent death
+// by SIGPIPE.
+void ignore_broken_pipe() {
+  struct sigaction sa {};
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, nullptr);
+}
+
+// Numeric options: NaN passes range checks (every comparison with NaN is false) and infinity
+// prints as hundreds of digits; both are refused, and the range is written the short way.
+CLI::Validator finite_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& value) -> std::string {
+        double d = 0;
+        if (!CLI::detail::lexical_cast(value, d)) return "\"" + value + "\" is not a number";
+        if (!std::isfinite(d)) return "\"" + value + "\" is not a finite number";
+        if (d < lo || d > hi) return cat(value, " is out of range (", lo, " to ", hi, ")");
+        return "";
+      },
+      cat("NUMBER in [", lo, " - ", hi, "]"));
 }
 
 class AudioError : public Error {
@@ -188,28 +212,28 @@ int main(int argc, char** argv) {
   stdin_flag->excludes(mic_flag);
   app.add_option("--mic-device", o.mic_device, "ALSA capture device for --from-mic (default \"default\")");
   app.add_option("--mic-seconds", o.mic_seconds, "Stop --from-mic after this many seconds (default: Ctrl-C)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_range(0.0, 1e7));
   app.add_option("--delay", o.delay_ms, "Transcription delay in ms: a multiple of 80 from 80 to 1200, or 2400 "
                                         "(default: the model's, 480)")
       ->check(CLI::Range(1, 100000));
   app.add_option("-I,--interval", o.interval,
                  "Processing interval in seconds: how much new audio to gather before running the encoder "
                  "(default 0: every 80 ms; larger is more efficient, later)")
-      ->check(CLI::Range(0.0, 60.0));
+      ->check(finite_range(0.0, kMaxProcessingIntervalSeconds));
   app.add_option("--flush-after", o.flush_after,
                  "With --stdin: a pause of this many seconds in the input brings out what was said before it "
                  "(default 1; 0 never)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_range(0.0, 3600.0));
   app.add_flag("--continuous,!--no-continuous", o.continuous,
                "Restart the decoder by itself before the model's maximum length (default on); without it, "
                "longer audio is an error");
   app.add_option("--alt", o.alt_cutoff,
                  "Show alternatives inline as {chosen|other|...}: candidates with at least this probability")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_range(0.0, 1.0));
   app.add_flag("--timestamps", o.timestamps, "Text with one timestamped line per segment");
   app.add_option("--format", o.format, "Output: text, json (segments and words with times), srt or vtt")
       ->check(CLI::IsMember({"text", "json", "srt", "vtt"}));
-  app.add_option("-t,--threads", o.model.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, 1024));
+  app.add_option("-t,--threads", o.model.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, kMaxThreads));
   app.add_option("--backend", o.model.backend,
                  "cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
                  "with a warning (default auto)")
@@ -225,12 +249,14 @@ int main(int argc, char** argv) {
   app.add_flag("--debug", o.debug, "Print every token (id, position, time, text) to stderr");
   try {
     app.parse(argc, argv);
+    if (input->count() > 0 && o.input.empty()) throw CLI::ValidationError("--input", "the file name is empty");
     if (o.input.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kOk : kUsage;
   }
 
+  ignore_broken_pipe();
   std::unique_ptr<Model> model;
   try {
     o.model.quiet = o.silent;
@@ -267,7 +293,7 @@ int main(int argc, char** argv) {
                                                   : OutputFormat::Text;
   if (format == OutputFormat::Json && so.alternatives == 0) {  // the tokens' probabilities, for avg_logprob
     so.alternatives = 1;
-    so.alternative_cutoff = 2;  // above any probability: no other candidate is kept
+    so.alternative_cutoff = 1;  // no other candidate reaches certainty: only the token is kept
   }
   const int rate = model->config().audio.sampling_rate;
 

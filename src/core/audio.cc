@@ -302,9 +302,14 @@ std::vector<float> read_audio_stream(std::FILE* stream, const std::string& sourc
   AudioDecoder decoder(source, target_rate, format, on_warning);
   std::vector<float> samples;
   std::vector<std::byte> piece(kStreamReadBytes);
+  const auto max_samples = static_cast<std::size_t>(kMaxStreamReadSeconds * target_rate);
   for (;;) {
     const std::size_t n = std::fread(piece.data(), 1, piece.size(), stream);
     if (n > 0) decoder.push(std::span(piece).first(n), samples);
+    if (samples.size() > max_samples) {
+      fail(source, cat("longer than ", kMaxStreamReadSeconds / 3600, " hours, the most audio a whole-stream read "
+                       "holds (stream it instead: the CLI's --stdin, or feed a voxtral stream piece by piece)"));
+    }
     if (n < piece.size()) {
       if (std::ferror(stream)) fail(source, cat("read error: ", std::strerror(errno)));
       if (std::feof(stream)) break;

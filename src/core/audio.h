@@ -67,12 +67,20 @@ class AudioDecoder {
 inline constexpr int kMinTargetRate = 1000;
 inline constexpr int kMaxTargetRate = 384000;
 
+// The most audio a whole-stream read (a FIFO, a device, stdin) holds: its end is not known in
+// advance, and an endless source (a WAV header declaring 0xFFFFFFFF bytes, then samples
+// forever) must not take all memory. 4 hours is 230 M samples (0.9 GB) at 16 kHz. A regular
+// file is bounded by its size and read whole.
+inline constexpr double kMaxStreamReadSeconds = 4 * 3600.0;
+
 // Reads a whole audio file (WAV unless `format` says raw). Errors name the path. A FIFO or
-// a character device (e.g. /dev/stdin) is read as a stream to its end.
+// a character device (e.g. /dev/stdin) is read as a stream to its end, at most
+// kMaxStreamReadSeconds of audio (more is an Error).
 std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate,
                                    AudioFormat format = AudioFormat::Wav, const WarningHandler& on_warning = {});
 
-// Reads a stream to its end (e.g. stdin), auto-detecting WAV or raw s16le by default.
+// Reads a stream to its end (e.g. stdin), auto-detecting WAV or raw s16le by default; more
+// than kMaxStreamReadSeconds of audio is an Error.
 std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
                                      AudioFormat format = AudioFormat::Auto, const WarningHandler& on_warning = {});
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <string_view>
 #include <thread>
 
@@ -87,7 +88,26 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
   return backend;
 }
 
+void validate(const ModelOptions& o) {
+  if (o.threads < 0 || o.threads > kMaxThreads) {
+    fail("threads", cat(o.threads, " is out of range (1 to ", kMaxThreads, ", or 0 for one per core)"));
+  }
+  const auto one_of = [](std::string_view field, const std::string& value, std::initializer_list<std::string_view> allowed) {
+    for (auto a : allowed) {
+      if (value == a) return;
+    }
+    std::string list;
+    for (auto a : allowed) list += cat(list.empty() ? "" : ", ", a);
+    fail(field, cat("unknown value \"", value, "\" (use ", list, ")"));
+  };
+  one_of("backend", o.backend, {"auto", "cpu", "cuda"});
+  one_of("precision", o.precision, {"auto", "exact", "fast"});
+  one_of("kv_cache", o.kv_cache, {"auto", "f32", "bf16"});
+  one_of("weights", o.weights, {"bf16", "fp16"});
+}
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
+  validate(options);
   const auto start = std::chrono::steady_clock::now();
   // The error_code form: a symlink loop or an unreadable parent is an Error, not a
   // filesystem_error that nobody expects.

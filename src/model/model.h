@@ -26,6 +26,14 @@ struct ModelOptions {
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
 };
 
+// The most CPU threads a model may be given: far beyond any machine's cores, far below what
+// would exhaust memory with thread stacks.
+inline constexpr int kMaxThreads = 1024;
+
+// Throws Error naming the field ("threads: ...") when an option is out of range or unknown.
+// Model::load calls it, so every front end (CLI, server, C API) gets the same checks.
+void validate(const ModelOptions& options);
+
 class Model {
  public:
   // Loads params.json, tekken.json and consolidated.safetensors from `dir`; every problem

@@ -27,8 +27,28 @@ void wait_for(Backend& backend, const Tensor& any) {
 
 }  // namespace
 
+void validate(const StreamOptions& o) {
+  if (o.delay_ms < 0) fail("delay_ms", cat(o.delay_ms, " is negative (0 = the model's delay)"));
+  if (!(o.processing_interval_s >= 0 && o.processing_interval_s <= kMaxProcessingIntervalSeconds)) {
+    fail("processing_interval_s", cat(o.processing_interval_s, " is out of range (0 to ", kMaxProcessingIntervalSeconds,
+                                      " seconds; 0 = every 80 ms)"));
+  }
+  if (o.alternatives < 0 || o.alternatives > kMaxAlternatives) {
+    fail("alternatives", cat(o.alternatives, " is out of range (0 to ", kMaxAlternatives, ")"));
+  }
+  if (!(o.alternative_cutoff >= 0 && o.alternative_cutoff <= 1)) {
+    fail("alternative_cutoff", cat(o.alternative_cutoff, " is not a probability (0 to 1)"));
+  }
+  if (o.expected_samples < 0) fail("expected_samples", cat(o.expected_samples, " is negative (0 = unknown)"));
+  if (o.encoder_chunk < 1) fail("encoder_chunk", cat(o.encoder_chunk, " is below 1"));
+}
+
 Stream::Stream(Model& model, const StreamOptions& options)
-    : model_(model), options_(options), config_(model.config()), mel_(model.config().audio), text_(model.tokenizer()) {
+    : model_(model),
+      options_((validate(options), options)),
+      config_(model.config()),
+      mel_(model.config().audio),
+      text_(model.tokenizer()) {
   const Tokenizer& tokenizer = model.tokenizer();
   const int delay_ms = options.delay_ms > 0 ? options.delay_ms : tokenizer.audio().transcription_delay_ms;
   n_delay_ = voxtral::delay_positions(delay_ms, config_);
@@ -102,6 +122,12 @@ void Stream::append_padded(std::span<const float> samples) {
 
 void Stream::feed(std::span<const float> samples) {
   if (finished_) fail("stream", "audio fed after finish()");
+  // Checked before anything is taken, so that the stream stays usable after the refusal.
+  const auto bad = std::find_if(samples.begin(), samples.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != samples.end()) {
+    fail("audio", cat("sample ", bad - samples.begin(), " of ", samples.size(), " is ",
+                      std::isnan(*bad) ? "NaN" : "infinite", "; nothing of this call was taken"));
+  }
   if (!started_clock_) {
     started_clock_ = true;
     first_feed_ = Clock::now();

@@ -42,6 +42,18 @@ struct StreamOptions {
   std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
 };
 
+// The most candidates a token may report (what OpenAI's top_logprobs allows).
+inline constexpr int kMaxAlternatives = 20;
+// The longest processing interval: beyond it a "live" stream would sit on a minute of audio.
+inline constexpr double kMaxProcessingIntervalSeconds = 60.0;
+
+// Throws Error naming the field ("processing_interval_s: ...") when an option is out of
+// range: delay_ms < 0 (positive delays are checked against the model by the Stream),
+// processing_interval_s not in [0, 60], alternatives not in [0, 20], alternative_cutoff not
+// in [0, 1], expected_samples < 0, encoder_chunk < 1. NaN and infinity are out of every range.
+// The Stream constructor calls it, so every front end gets the same checks.
+void validate(const StreamOptions& options);
+
 struct Alternative {
   int id = 0;
   std::string text;  // the token's bytes as text (may be a partial character)
@@ -79,7 +91,10 @@ class Stream {
   Stream(Model& model, const StreamOptions& options);
   ~Stream();
 
-  // 16 kHz mono samples; processes whatever the processing interval allows.
+  // 16 kHz mono samples; processes whatever the processing interval allows. A NaN or
+  // infinite sample is an Error naming its index in `samples`, and nothing of the call is
+  // taken: one such value would spread through the mel frames and the encoder's cache and
+  // silence the stream for good.
   void feed(std::span<const float> samples);
   // Ends the current segment (right padding, decodes its tail) so that everything spoken
   // so far comes out; later audio starts a new segment.

@@ -153,7 +153,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   options.encoder_chunk = kOfflineEncoderChunk;
   if (r->format == "verbose_json") {  // the chosen tokens' probabilities, for avg_logprob
     options.alternatives = 1;
-    options.alternative_cutoff = 2;  // above any probability: no other candidate is kept
+    options.alternative_cutoff = 1;  // no other candidate reaches certainty: only the token is kept
   }
   auto collected = std::make_shared<Collected>();
   // The callbacks hold the connection weakly and no executor of it: a job may outlive both.

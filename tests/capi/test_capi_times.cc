@@ -1,6 +1,7 @@
 // The C API's word times (voxtral_piece.start / .end): the demo model on samples/commands.wav
 // fed in uneven pieces, against the true word times, and the same as the CLI prints.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -78,7 +79,8 @@ TEST(CApiTimes, PiecesCarryTheirWordsTimes) {
   voxtral::testing::expect_on_target(voxtral::testing::time_errors(truth, words), "C API, samples/commands.wav");
 
   // The CLI's words for the same file: the same times (its JSON rounds to 1 ms).
-  const std::string out = ::testing::TempDir() + "capi_times_cli.json";
+  // (named per process: test runs of other checkouts share the temporary directory)
+  const std::string out = ::testing::TempDir() + "capi_times_cli_" + std::to_string(::getpid()) + ".json";
   const std::string command = std::string("'") + VOXTRAL_CLI + "' -d '" + source("models/demo") + "' -i '" +
                               source("samples/commands.wav") + "' --format json --silent --backend " + mo.backend +
                               " > '" + out + "'";

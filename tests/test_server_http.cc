@@ -679,6 +679,17 @@ TEST(ServerHttp, AnHttp11RequestHasExactlyOneHost) {
   EXPECT_THAT(exchange(s.port(), "GET /health HTTP/1.0\r\n\r\n"), HasSubstr(" 200 "));  // HTTP/1.0 has no Host
 }
 
+TEST(ServerHttp, AnAbsoluteFormTargetIsServedAndItsAuthorityIsTheHost) {
+  Running s(http_options());
+  EXPECT_THAT(exchange(s.port(), "GET http://localhost:1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+              HasSubstr(" 200 "));
+  EXPECT_THAT(exchange(s.port(), "GET HTTP://127.0.0.1/v1/models?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+              HasSubstr("\"object\":\"list\""));
+  // Its authority is what the Host check sees (no API key here: a foreign name is refused).
+  EXPECT_THAT(exchange(s.port(), "GET http://evil.example/v1/models HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+              HasSubstr(" 403 "));
+}
+
 TEST(ServerHttp, UpgradeRequiredSaysWhichProtocol) {
   Running s(http_options());
   const auto reply = call(s.port(), http::verb::get, "/v1/realtime");

@@ -353,7 +353,28 @@ std::string HttpSession::local_authority() {
   return (local.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(local.port());
 }
 
+// RFC 9112 section 3.2.2: a server must accept a target in absolute form
+// ("GET http://host:8000/path"), whose authority takes the place of the Host header.
+static void to_origin_form(http::request<http::string_body>& request) {
+  const std::string_view target(request.target().data(), request.target().size());
+  for (const std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.size() < scheme.size() ||
+        !beast::iequals(beast::string_view(target.data(), scheme.size()), beast::string_view(scheme.data(), scheme.size()))) {
+      continue;
+    }
+    const std::string_view rest = target.substr(scheme.size());
+    const std::size_t path_start = std::min(rest.find_first_of("/?"), rest.size());
+    const std::string authority(rest.substr(0, path_start));
+    std::string path(rest.substr(path_start));
+    if (path.empty() || path.front() == '?') path.insert(0, "/");
+    request.set(http::field::host, authority);
+    request.target(path);
+    return;
+  }
+}
+
 void HttpSession::route(http::request<http::string_body>&& request) {
+  to_origin_form(request);
   keep_alive_ = request.keep_alive();
   version_ = request.version();
   head_ = request.method() == http::verb::head;

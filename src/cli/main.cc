@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cli/microphone.h"
+#include "cli/option_checks.h"
 #include "cli/output.h"
 #include "core/audio.h"
 #include "core/error.h"
@@ -86,20 +87,6 @@ void ignore_broken_pipe() {
   sa.sa_handler = SIG_IGN;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGPIPE, &sa, nullptr);
-}
-
-// Numeric options: NaN passes range checks (every comparison with NaN is false) and infinity
-// prints as hundreds of digits; both are refused, and the range is written the short way.
-CLI::Validator finite_range(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& value) -> std::string {
-        double d = 0;
-        if (!CLI::detail::lexical_cast(value, d)) return "\"" + value + "\" is not a number";
-        if (!std::isfinite(d)) return "\"" + value + "\" is not a finite number";
-        if (d < lo || d > hi) return cat(value, " is out of range (", lo, " to ", hi, ")");
-        return "";
-      },
-      cat("NUMBER in [", lo, " - ", hi, "]"));
 }
 
 class AudioError : public Error {

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "model/schedule.h"
+#include "cli/option_checks.h"
 #include "server/auth.h"
 #include "server/server.h"
 
@@ -99,15 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--kv-cache", model.kv_cache, "K/V cache type: f32 or bf16 (default: the backend's)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   // Every number must be finite: CLI11's ranges let NaN through (its comparisons are false).
-  const CLI::Validator finite(
-      [](std::string& text) {
-        char* end = nullptr;
-        const double value = std::strtod(text.c_str(), &end);
-        return std::isfinite(value) ? std::string() : std::string("must be a finite number");
-      },
-      "FINITE");
   for (CLI::Option* option : app.get_options()) {
-    if (option->get_type_name().starts_with("FLOAT")) option->check(finite);
+    if (option->get_type_name().starts_with("FLOAT")) option->check(finite_number());
   }
   try {
     app.parse(argc, argv);

@@ -44,10 +44,17 @@ std::string shown(std::string_view value) {
   return text == value ? " `" + text + "`" : "";
 }
 
-// Validates the form; returns an error message (and the offending field) or "". Every field
-// is checked for its type (text fields must be UTF-8); messages name the field and quote
-// client text only when it is short, printable and valid.
-std::pair<std::string, std::string> parse_form(Request& r, const std::string& content_type, const ServerOptions& options) {
+// Why a form was refused: the message ("" when it was not), the field it names, and whether
+// it names a model this server does not serve (404 model_not_found rather than 400).
+struct FormError {
+  std::string message;
+  std::string param;
+  bool unknown_model = false;
+};
+
+// Validates the form. Every field is checked for its type (text fields must be UTF-8);
+// messages name the field and quote client text only when it is short, printable and valid.
+FormError parse_form(Request& r, const std::string& content_type, const ServerOptions& options) {
   std::vector<FormPart> parts;
   try {
     parts = parse_multipart(r.body, multipart_boundary(content_type));
@@ -72,7 +79,7 @@ std::pair<std::string, std::string> parse_form(Request& r, const std::string& co
       if (!options.accepts_model(value)) {
         std::string served;
         for (const auto& name : options.listed_models()) served += (served.empty() ? "`" : ", `") + name + "`";
-        return {"The model" + shown(value) + " does not exist; this server serves " + served, "model"};
+        return {"The model" + shown(value) + " does not exist; this server serves " + served, "model", true};
       }
     } else if (part.name == "response_format") {
       if (value != "json" && value != "text" && value != "srt" && value != "vtt" && value != "verbose_json") {
@@ -245,11 +252,11 @@ void handle_transcription(std::shared_ptr<HttpSession> session, http::request<ht
   r->number = session->request_number();
   const std::string content_type(request[http::field::content_type]);
   ServerContext& context = session->context();
-  if (auto [message, param] = parse_form(*r, content_type, context.options); !message.empty()) {
+  if (const FormError refused = parse_form(*r, content_type, context.options); !refused.message.empty()) {
     context.metrics.error("bad_request");
-    const bool unknown_model = param == "model" && message.find("UTF-8") == std::string::npos;
-    session->respond_error(unknown_model ? http::status::not_found : http::status::bad_request, message,
-                           "invalid_request_error", param, unknown_model ? "model_not_found" : "");
+    session->respond_error(refused.unknown_model ? http::status::not_found : http::status::bad_request,
+                           refused.message, "invalid_request_error", refused.param,
+                           refused.unknown_model ? "model_not_found" : "");
     return;
   }
   // From here the client's leaving (or the shutdown abort) ends the work.
@@ -307,7 +314,8 @@ std::pair<std::string, std::string> check_transcription_form(std::string body, c
                                                              const ServerOptions& options) {
   Request r;
   r.body = std::move(body);
-  return parse_form(r, content_type, options);
+  FormError refused = parse_form(r, content_type, options);
+  return {std::move(refused.message), std::move(refused.param)};
 }
 
 }  // namespace voxtral

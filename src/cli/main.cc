@@ -278,10 +278,7 @@ int main(int argc, char** argv) {
                               : o.format == "srt" ? OutputFormat::Srt
                               : o.format == "vtt" ? OutputFormat::Vtt
                                                   : OutputFormat::Text;
-  if (format == OutputFormat::Json && so.alternatives == 0) {  // the tokens' probabilities, for avg_logprob
-    so.alternatives = 1;
-    so.alternative_cutoff = 1;  // no other candidate reaches certainty: only the token is kept
-  }
+  if (format == OutputFormat::Json) so.report_chosen_probabilities();  // for avg_logprob
   const int rate = model->config().audio.sampling_rate;
 
   // A file is read whole; a FIFO or a device named by -i is streamed like stdin (WAV only).

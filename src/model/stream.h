@@ -40,6 +40,14 @@ struct StreamOptions {
   // Called after every decode step with the step's input id, position and logits ([1, vocab]
   // in backend memory): for parity checks, not for normal use.
   std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
+
+  // Reports each chosen token's own probability (for avg_logprob) without other candidates,
+  // unless alternatives were asked for already: no other candidate reaches certainty.
+  void report_chosen_probabilities() {
+    if (alternatives > 0) return;
+    alternatives = 1;
+    alternative_cutoff = 1;
+  }
 };
 
 // The most candidates a token may report (what OpenAI's top_logprobs allows).

@@ -158,10 +158,7 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   options.continuous = true;
   options.expected_samples = static_cast<std::int64_t>(samples.size());
   options.encoder_chunk = kOfflineEncoderChunk;
-  if (r->format == "verbose_json") {  // the chosen tokens' probabilities, for avg_logprob
-    options.alternatives = 1;
-    options.alternative_cutoff = 1;  // no other candidate reaches certainty: only the token is kept
-  }
+  if (r->format == "verbose_json") options.report_chosen_probabilities();  // for avg_logprob
   auto collected = std::make_shared<Collected>();
   // The callbacks hold the connection weakly and no executor of it: a job may outlive both.
   std::weak_ptr<HttpSession> weak = session;

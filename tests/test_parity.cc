@@ -98,17 +98,24 @@ Errors measure(const std::filesystem::path& model_dir, const Clip& clip) {
   std::vector<int> ids;
   for (auto id : voxtral::testing::to_ints(reference.get("input_ids"))) ids.push_back(static_cast<int>(id));
   const auto prompt_len = static_cast<std::int64_t>(prompt_ids(model->tokenizer(), n_delay).size());
-  TextDecoder decoder(backend, config, model->weights(), static_cast<int>(prompt_len - 1), n, model->kv_cache_type());
-  decoder.start(model->ffn_norms(n_delay));
+  DecoderPool& decoder = model->decoder();
+  const int sequence = decoder.acquire();
+  decoder.start(sequence, model->ffn_norms(n_delay));
   DeviceBuffer prefill_logits(backend, ElemType::F32, prompt_len - 1, config.decoder.vocab_size);
-  decoder.prefill(std::span(ids).first(static_cast<std::size_t>(prompt_len - 1)),
+  decoder.prefill(sequence, std::span(ids).first(static_cast<std::size_t>(prompt_len - 1)),
                   audio.view().row_range(0, prompt_len - 1), 0, &prefill_logits.view());
   std::vector<float> logits = download(backend, prefill_logits.view());
+  const Tensor ring = decoder.audio_ring(sequence);
   for (std::int64_t p = prompt_len - 1; p < n; ++p) {
-    decoder.step(ids[static_cast<std::size_t>(p)], audio.view().row_range(p, 1), p);
-    const auto row = download(backend, decoder.step_logits());
-    logits.insert(logits.end(), row.begin(), row.end());
+    const std::int64_t ring_row = p % ring.rows;
+    backend.copy(audio.view().row_range(p, 1), ring.row_range(ring_row, 1));
+    const DecodeRow row{sequence, ids[static_cast<std::size_t>(p)], p, ring_row};
+    int next = 0;
+    decoder.step(std::span(&row, 1), std::span(&next, 1));
+    const auto step_row = download(backend, decoder.step_logits(1));
+    logits.insert(logits.end(), step_row.begin(), step_row.end());
   }
+  decoder.release(sequence);
   EXPECT_EQ(logits.size(), static_cast<std::size_t>(n * config.decoder.vocab_size));
   e.logits = relative_error(logits, to_floats(reference.get("logits")));
   return e;

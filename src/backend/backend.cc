@@ -18,15 +18,42 @@ std::size_t elem_size(ElemType type) {
   return 0;
 }
 
-void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v,
+void check_kv_rows(const char* backend, const char* op, const KvRows& rows, std::int64_t n, const KvCacheLayout& cache) {
+  const int page = cache.rows_per_page();
+  if (cache.capacity <= 0 || page <= 0 || cache.capacity % page != 0) {
+    fail(backend, cat(op, ": cache capacity ", cache.capacity, " is not a whole number of ", page, "-row pages"));
+  }
+  auto column = [](const Tensor& t, std::int64_t count) {
+    return t.type == ElemType::I32 && t.rows == count && t.cols == 1 && t.stride == 1 && t.data != nullptr;
+  };
+  if (!column(rows.positions, n) || !column(rows.sequences, n)) {
+    fail(backend, cat(op, ": want one I32 position and sequence for each of the ", n, " rows"));
+  }
+  if (rows.page_table.type != ElemType::I32 || rows.page_table.cols != cache.pages_per_sequence() ||
+      rows.page_table.rows < 1 || !rows.page_table.contiguous() || rows.page_table.data == nullptr) {
+    fail(backend, cat(op, ": page table must be I32 [sequences, ", cache.pages_per_sequence(), "]"));
+  }
+}
+
+void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                           const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                           const Tensor& k_cache, const Tensor& v_cache) {
   const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
   if (k.cols != kv_width || v.cols != kv_width || q.cols != static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim ||
-      k_cache.cols != kv_width || k_cache.rows != cache.capacity || v_cache.rows != cache.capacity ||
+      k.rows != q.rows || v.rows != q.rows || k_cache.cols != kv_width || v_cache.cols != kv_width ||
+      k_cache.rows % cache.rows_per_page() != 0 || v_cache.rows != k_cache.rows || k_cache.rows == 0 ||
       q_rope.head_dim != k_rope.head_dim || k_cache.type != cache.type || v_cache.type != cache.type) {
     fail(backend, "rope_kv_append: shape mismatch");
   }
+  check_kv_rows(backend, "rope_kv_append", rows, q.rows, cache);
+}
+
+std::int64_t kv_cache_row(const KvCacheLayout& cache, const std::int32_t* page_table, std::int32_t sequence,
+                          std::int64_t position) {
+  const int page = cache.rows_per_page();
+  const std::int64_t ring = position % cache.capacity;
+  const std::int32_t physical = page_table[static_cast<std::int64_t>(sequence) * cache.pages_per_sequence() + ring / page];
+  return static_cast<std::int64_t>(physical) * page + ring % page;
 }
 
 float rope_inverse_frequency(double theta, int head_dim, int pair) {

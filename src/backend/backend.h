@@ -67,15 +67,35 @@ enum class Epilogue {
   Add,       // y += x W^T (+ b)   (residual connection)
 };
 
-// Geometry of a ring-buffer K/V cache for one layer: keys of absolute position p live in
-// row p % capacity. capacity >= window + (most rows appended in one call) - 1, so that a
-// batch of queries still finds every key of its window.
+// Geometry of the paged K/V cache of one layer. The cache holds many sequences (streams'
+// segments); each sees its keys as a ring of `capacity` positions: keys of absolute position
+// p live at ring index p % capacity. The ring is cut into pages of `page_size` positions,
+// and a page table maps each sequence's logical pages to physical pages of the layer's cache
+// tensor ([pages * page_size, n_kv_heads * head_dim]), so memory is taken as sequences grow
+// and given back when they end (as vLLM's PagedAttention). The cache row of (sequence s,
+// position p) is
+//     page_table[s][(p % capacity) / page_size] * page_size + p % page_size.
+// capacity >= window + (most rows of one sequence appended in one call) - 1, so that a batch
+// of queries still finds every key of its window. A single-sequence cache is the special case
+// page_size = capacity with page_table = [[0]].
 struct KvCacheLayout {
   int n_kv_heads = 0;
   int head_dim = 0;
-  int capacity = 0;
+  int capacity = 0;   // ring positions per sequence, a multiple of page_size
   int window = 0;
   ElemType type = ElemType::F32;  // F32, or BF16 to halve the cache's memory and traffic
+  int page_size = 0;  // 0 means capacity (one page per sequence)
+  int pages_per_sequence() const { return capacity / rows_per_page(); }
+  int rows_per_page() const { return page_size > 0 ? page_size : capacity; }
+};
+
+// Where the rows of a batch belong (llama.cpp's llama_batch: a sequence id per token). Rows
+// of different sequences, and several consecutive positions of one sequence (a prefill), may
+// share a call; all rows' keys are appended before any row attends.
+struct KvRows {
+  Tensor positions;   // I32 [n, 1]: absolute position of row i in its sequence
+  Tensor sequences;   // I32 [n, 1]: the sequence of row i (a row of page_table)
+  Tensor page_table;  // I32 [sequences, pages_per_sequence]: physical page of each logical page
 };
 
 struct RopeParams {
@@ -85,9 +105,16 @@ struct RopeParams {
 };
 
 // Throws Error("<backend>: rope_kv_append: ...") unless the operands fit together.
-void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v,
+void check_rope_kv_shapes(const char* backend, const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                           const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                           const Tensor& k_cache, const Tensor& v_cache);
+// Throws Error("<backend>: <op>: ...") unless `rows` has one position and one sequence per
+// row of a batch of `n` and a page table of the cache's geometry.
+void check_kv_rows(const char* backend, const char* op, const KvRows& rows, std::int64_t n, const KvCacheLayout& cache);
+
+// The cache row of (sequence, position), on the host (reference and tests).
+std::int64_t kv_cache_row(const KvCacheLayout& cache, const std::int32_t* page_table, std::int32_t sequence,
+                          std::int64_t position);
 
 // RoPE's inverse frequency theta^(-2j / head_dim) for pair j, rounded to float as the
 // reference computes it (the angle is then float(position) * this, in float).
@@ -108,6 +135,11 @@ class Backend {
   // True when the first product of each new shape class is slow (a GPU library choosing and
   // loading its kernel): the model then runs its shapes once at load time.
   virtual bool slow_first_use() const { return false; }
+  // Bytes of backend memory still free (0: unknown), to size the K/V cache pool from.
+  virtual std::size_t free_memory() const { return 0; }
+  // Streams one model serves at once unless told otherwise: a GPU step costs about the same
+  // for one row as for a hundred; a CPU's grows with the rows.
+  virtual int default_max_streams() const { return 8; }
 
   // ---- memory
   virtual void* allocate(std::size_t bytes) = 0;
@@ -135,6 +167,11 @@ class Backend {
   virtual void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) = 0;
   // y = x / rms(x) * weight, per row, computed in F32.
   virtual void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) = 0;
+  // The same with a weight per row: y[i] = x[i] / rms(x[i]) * norms[norm_rows[i]]; norms is
+  // F32 [any, x.cols] (any stride), norm_rows I32 [x.rows, 1].
+  virtual void rms_norm_rows(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Tensor& y) = 0;
+  // dst[i] = src[indices[i]] for every row of dst; indices I32 [dst.rows, 1]; F32 rows.
+  virtual void gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) = 0;
   // y[:, j] = silu(gate_up[:, j]) * gate_up[:, half + j], half = gate_up.cols / 2.
   virtual void silu_mul(const Tensor& gate_up, const Tensor& y) = 0;
 
@@ -159,18 +196,21 @@ class Backend {
   // [g | u] = rms_norm(x) Wgate_up^T. The defaults compose the ops above; `normed` and
   // `gate_up` are their scratch.
   virtual void norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
-                             const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                             const Tensor& normed, const KvRows& rows, const RopeParams& q_rope,
                              const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
                              const Tensor& v_cache) {
     norm_linear(x, norm, eps, w_qkv, Weight{}, qkv, Epilogue::Store, normed);
     const std::int64_t q_width = static_cast<std::int64_t>(q_rope.n_heads) * q_rope.head_dim;
     const std::int64_t kv_width = static_cast<std::int64_t>(k_rope.n_heads) * k_rope.head_dim;
     rope_kv_append(qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width), qkv.col_range(q_width + kv_width, kv_width),
-                   positions, q_rope, k_rope, cache, k_cache, v_cache);
+                   rows, q_rope, k_rope, cache, k_cache, v_cache);
   }
-  virtual void norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up, const Tensor& act,
-                           const Tensor& normed, const Tensor& gate_up) {
-    norm_linear(x, norm, eps, w_gate_up, Weight{}, gate_up, Epilogue::Store, normed);
+  // As above with a norm weight per row: row i is normalized with norms[norm_rows[i]] (the
+  // decoder's FFN norm depends on each stream's delay).
+  virtual void norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps,
+                           const Weight& w_gate_up, const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
+    rms_norm_rows(x, norms, norm_rows, eps, normed);
+    linear(normed, w_gate_up, Weight{}, gate_up, Epilogue::Store);
     silu_mul(gate_up, act);
   }
   // out[i] = table[ids[i]] (+ add[i] when add is non-empty); ids is an I32 column.
@@ -178,15 +218,16 @@ class Backend {
   // Causal im2col: out[t, c*K + k] = in[t*stride + k, c]; `in` already holds the left
   // context rows. out.cols = in.cols * K.
   virtual void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) = 0;
-  // Interleaved RoPE on q and k (pairs (2i, 2i+1) of each head) at the absolute positions
-  // in `positions` (I32, one per row), then k and v are written into the ring caches.
-  virtual void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+  // Interleaved RoPE on q and k (pairs (2i, 2i+1) of each head) at each row's absolute
+  // position (rows.positions), then k and v are written into the paged cache at their
+  // sequence's row for that position (KvCacheLayout).
+  virtual void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                               const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                               const Tensor& k_cache, const Tensor& v_cache) = 0;
-  // Causal sliding-window attention of each query row (position positions[i]) over the
-  // cached keys of positions max(0, p - window + 1) .. p; GQA maps query head h to kv head
-  // h / (n_heads / n_kv_heads). out has the layout of q.
-  virtual void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+  // Causal sliding-window attention of each query row (position p of sequence s) over the
+  // cached keys of sequence s at positions max(0, p - window + 1) .. p; GQA maps query head h
+  // to kv head h / (n_heads / n_kv_heads). out has the layout of q.
+  virtual void attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                          const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) = 0;
   // ids[i] = argmax of logits row i (lowest index on ties); ids is an I32 column.
   virtual void argmax(const Tensor& logits, const Tensor& ids) = 0;

@@ -70,6 +70,13 @@ void ProfilingBackend::linear(const Tensor& x, const Weight& w, const Weight& bi
 void ProfilingBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
   timed("rms_norm", [&] { inner_->rms_norm(x, weight, eps, y); wait(*inner_, y); });
 }
+void ProfilingBackend::rms_norm_rows(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps,
+                                     const Tensor& y) {
+  timed("rms_norm_rows", [&] { inner_->rms_norm_rows(x, norms, norm_rows, eps, y); wait(*inner_, y); });
+}
+void ProfilingBackend::gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) {
+  timed("gather_rows", [&] { inner_->gather_rows(src, indices, dst); wait(*inner_, dst); });
+}
 void ProfilingBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
   timed("silu_mul", [&] { inner_->silu_mul(gate_up, y); wait(*inner_, y); });
 }
@@ -88,18 +95,18 @@ void ProfilingBackend::swiglu_linear(const Tensor& gate_up, const Weight& w, con
   });
 }
 void ProfilingBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
-                                     const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                                     const Tensor& normed, const KvRows& rows, const RopeParams& q_rope,
                                      const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
                                      const Tensor& v_cache) {
   timed(cat("norm_qkv_rope ", w_qkv.rows, "x", w_qkv.cols, " ", rows_bucket(x.rows)), [&] {
-    inner_->norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, positions, q_rope, k_rope, cache, k_cache, v_cache);
+    inner_->norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, rows, q_rope, k_rope, cache, k_cache, v_cache);
     wait(*inner_, qkv);
   });
 }
-void ProfilingBackend::norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up,
-                                   const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
+void ProfilingBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps,
+                                   const Weight& w_gate_up, const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
   timed(cat("norm_swiglu ", w_gate_up.rows, "x", w_gate_up.cols, " ", rows_bucket(x.rows)), [&] {
-    inner_->norm_swiglu(x, norm, eps, w_gate_up, act, normed, gate_up);
+    inner_->norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
     wait(*inner_, act);
   });
 }
@@ -109,18 +116,18 @@ void ProfilingBackend::embed(const Weight& table, const Tensor& ids, const Tenso
 void ProfilingBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
   timed("im2col", [&] { inner_->im2col(in, kernel, stride, out); wait(*inner_, out); });
 }
-void ProfilingBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+void ProfilingBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                                       const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                                       const Tensor& k_cache, const Tensor& v_cache) {
   timed("rope_kv_append", [&] {
-    inner_->rope_kv_append(q, k, v, positions, q_rope, k_rope, cache, k_cache, v_cache);
+    inner_->rope_kv_append(q, k, v, rows, q_rope, k_rope, cache, k_cache, v_cache);
     wait(*inner_, q);
   });
 }
-void ProfilingBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+void ProfilingBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                                  const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
   timed(cat("attention window ", cache.window, " ", rows_bucket(q.rows)), [&] {
-    inner_->attention(q, positions, n_heads, cache, k_cache, v_cache, out);
+    inner_->attention(q, rows, n_heads, cache, k_cache, v_cache, out);
     wait(*inner_, out);
   });
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -48,128 +49,293 @@ std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& co
   return norms;
 }
 
-TextDecoder::TextDecoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_rows,
-                         std::int64_t max_positions, ElemType kv_cache_type)
-    : backend_(backend), config_(config), weights_(weights), max_rows_(max_rows) {
+namespace {
+
+constexpr int kStepInputs = 4;  // ids, positions, sequences, audio rows
+
+}  // namespace
+
+DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const ModelWeights& weights,
+                         const DecoderPoolOptions& options)
+    : backend_(backend), config_(config), weights_(weights), options_(options) {
   const auto& dec = config.decoder;
+  if (options_.max_batch <= 0) options_.max_batch = options_.max_sequences;
+  if (options_.max_sequences < 1 || options_.max_batch < 1 || options_.max_batch > options_.max_sequences ||
+      options_.max_prefill_rows < 1 || options_.page_size < 1 || options_.audio_ring_positions < 1) {
+    fail("decoder", cat("bad pool options (", options_.max_sequences, " sequences, batch ", options_.max_batch,
+                        ", page ", options_.page_size, ")"));
+  }
+  const int page = options_.page_size;
+  // The ring holds a whole window plus the rest of a prefill's rows (KvCacheLayout).
+  const std::int64_t ring = dec.sliding_window + options_.max_prefill_rows - 1;
+  const auto capacity = static_cast<int>((ring + page - 1) / page * page);
+  layout_ = {dec.n_kv_heads, dec.head_dim, capacity, dec.sliding_window, options_.kv_cache_type, page};
+  const int per_sequence = layout_.pages_per_sequence();
+  dummy_sequence_ = options_.max_sequences;
+  const std::int64_t wanted = options_.pages > 0 ? options_.pages
+                                                 : static_cast<std::int64_t>(options_.max_sequences) * per_sequence;
+  total_pages_ = wanted + 1;  // page 0 belongs to the dummy sequence
+  if (total_pages_ > std::numeric_limits<std::int32_t>::max()) fail("decoder", "too many K/V pages");
+
   const auto f32 = ElemType::F32;
+  const std::int64_t rows = std::max(options_.max_batch, options_.max_prefill_rows);
   const std::int64_t qkv_width = dec.q_width() + 2 * dec.kv_width();
-  auto make = [&](std::int64_t rows) {
-    return std::array<DeviceBuffer, 6>{DeviceBuffer(backend, f32, rows, dec.dim), DeviceBuffer(backend, f32, rows, dec.dim),
-                                       DeviceBuffer(backend, f32, rows, qkv_width), DeviceBuffer(backend, f32, rows, dec.q_width()),
-                                       DeviceBuffer(backend, f32, rows, 2 * static_cast<std::int64_t>(dec.hidden_dim)),
-                                       DeviceBuffer(backend, f32, rows, dec.hidden_dim)};
-  };
-  auto batch = make(max_rows);
-  x_ = std::move(batch[0]), normed_ = std::move(batch[1]), qkv_ = std::move(batch[2]);
-  attn_ = std::move(batch[3]), gate_up_ = std::move(batch[4]), act_ = std::move(batch[5]);
-  auto single = make(1);
-  step_x_ = std::move(single[0]), step_normed_ = std::move(single[1]), step_qkv_ = std::move(single[2]);
-  step_attn_ = std::move(single[3]), step_gate_up_ = std::move(single[4]), step_act_ = std::move(single[5]);
-  ids_ = DeviceBuffer(backend, ElemType::I32, max_rows, 1);
-  positions_ = DeviceBuffer(backend, ElemType::I32, max_rows, 1);
-  step_audio_ = DeviceBuffer(backend, f32, 1, dec.dim);
-  step_id_ = DeviceBuffer(backend, ElemType::I32, 1, 1);
-  step_position_ = DeviceBuffer(backend, ElemType::I32, 1, 1);
-  logits_ = DeviceBuffer(backend, f32, 1, dec.vocab_size);
+  const std::int64_t n_seq = options_.max_sequences + 1;
+  kv_caches_ = DeviceBuffer(backend, layout_.type, 2 * dec.n_layers * total_pages_ * page, dec.kv_width());
+  page_table_ = DeviceBuffer(backend, ElemType::I32, n_seq, per_sequence);
+  ffn_norms_ = DeviceBuffer(backend, f32, n_seq, static_cast<std::int64_t>(dec.n_layers) * dec.dim);
+  audio_rings_ = DeviceBuffer(backend, f32, n_seq * options_.audio_ring_positions, dec.dim);
+  x_ = DeviceBuffer(backend, f32, rows, dec.dim);
+  normed_ = DeviceBuffer(backend, f32, rows, dec.dim);
+  qkv_ = DeviceBuffer(backend, f32, rows, qkv_width);
+  attn_ = DeviceBuffer(backend, f32, rows, dec.q_width());
+  gate_up_ = DeviceBuffer(backend, f32, rows, 2 * static_cast<std::int64_t>(dec.hidden_dim));
+  act_ = DeviceBuffer(backend, f32, rows, dec.hidden_dim);
+  step_inputs_ = DeviceBuffer(backend, ElemType::I32, kStepInputs * options_.max_batch, 1);
+  step_inputs_host_.assign(static_cast<std::size_t>(kStepInputs * options_.max_batch), 0);
+  prefill_ids_ = DeviceBuffer(backend, ElemType::I32, options_.max_prefill_rows, 1);
+  prefill_positions_ = DeviceBuffer(backend, ElemType::I32, options_.max_prefill_rows, 1);
+  prefill_sequences_ = DeviceBuffer(backend, ElemType::I32, options_.max_prefill_rows, 1);
+  step_audio_ = DeviceBuffer(backend, f32, options_.max_batch, dec.dim);
+  logits_ = DeviceBuffer(backend, f32, options_.max_batch, dec.vocab_size);
+  next_ids_ = DeviceBuffer(backend, ElemType::I32, options_.max_batch, 1);
+  next_host_.assign(static_cast<std::size_t>(options_.max_batch), 0);
+  bytes_ = 0;
+  for (const DeviceBuffer* b : {&kv_caches_, &page_table_, &ffn_norms_, &audio_rings_, &x_, &normed_, &qkv_, &attn_,
+                                &gate_up_, &act_, &step_audio_, &logits_}) {
+    bytes_ += static_cast<std::size_t>(b->view().numel()) * elem_size(b->view().type);
+  }
 
-  const std::int64_t capacity = std::min<std::int64_t>(dec.sliding_window + max_rows - 1, std::max<std::int64_t>(max_positions, 1));
-  cache_layout_ = {dec.n_kv_heads, dec.head_dim, static_cast<int>(capacity), dec.sliding_window, kv_cache_type};
-  // A cache sized below the window plus a batch never wraps: positions must stay below it.
-  if (capacity < dec.sliding_window + max_rows - 1) position_limit_ = capacity;
-  kv_caches_ = DeviceBuffer(backend, kv_cache_type, 2 * dec.n_layers * capacity, dec.kv_width());
+  in_use_.assign(static_cast<std::size_t>(options_.max_sequences), false);
+  free_pages_.reserve(static_cast<std::size_t>(wanted));
+  for (std::int64_t p = total_pages_ - 1; p >= 1; --p) free_pages_.push_back(static_cast<std::int32_t>(p));
+  page_table_host_.assign(static_cast<std::size_t>(n_seq * per_sequence), -1);
+  // The dummy sequence: every logical page is page 0, its norms and audio are zeros (any
+  // finite values do: its outputs are never read).
+  std::fill_n(page_table_host_.begin() + static_cast<std::ptrdiff_t>(dummy_sequence_) * per_sequence, per_sequence, 0);
+  backend.copy_to_device(page_table_.view(), page_table_host_.data());
+  backend.fill_zero(ffn_norms_.view());
+  backend.fill_zero(audio_rings_.view());
+  backend.fill_zero(kv_caches_.view().row_range(0, page));  // so the dummy's attention reads finite values
 }
 
-void TextDecoder::start(const std::vector<Weight>& ffn_norms) {
-  if (ffn_norms.size() != weights_.decoder.size()) fail("decoder", "start: one FFN norm per layer expected");
-  if (ffn_norms_ != ffn_norms) step_recording_.reset();  // the recorded step captured the old norms
-  ffn_norms_ = ffn_norms;
+DecoderPool::~DecoderPool() = default;
+
+int DecoderPool::acquire() {
+  std::lock_guard lock(mutex_);
+  for (std::size_t s = 0; s < in_use_.size(); ++s) {
+    if (!in_use_[s]) {
+      in_use_[s] = true;
+      return static_cast<int>(s);
+    }
+  }
+  throw BusyError(cat("decoder: all ", in_use_.size(), " stream slots are in use (raise --max-streams)"));
 }
 
-TextDecoder::Scratch TextDecoder::batch_scratch(int n) const {
-  return {normed_.view().row_range(0, n), qkv_.view().row_range(0, n), attn_.view().row_range(0, n),
-          gate_up_.view().row_range(0, n), act_.view().row_range(0, n)};
+void DecoderPool::release(int sequence) {
+  std::lock_guard lock(mutex_);
+  if (sequence < 0 || sequence >= options_.max_sequences || !in_use_[static_cast<std::size_t>(sequence)]) return;
+  free_pages(sequence);
+  in_use_[static_cast<std::size_t>(sequence)] = false;
 }
 
-TextDecoder::Scratch TextDecoder::step_scratch() const {
-  return {step_normed_.view(), step_qkv_.view(), step_attn_.view(), step_gate_up_.view(), step_act_.view()};
+int DecoderPool::sequences_in_use() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<int>(std::count(in_use_.begin(), in_use_.end(), true));
 }
 
-void TextDecoder::run_layers(const Tensor& x, const Tensor& positions, const Scratch& s) {
+std::int64_t DecoderPool::pages_in_use() const {
+  std::lock_guard lock(mutex_);
+  return total_pages_ - 1 - static_cast<std::int64_t>(free_pages_.size());
+}
+
+void DecoderPool::free_pages(int sequence) {
+  const int per_sequence = layout_.pages_per_sequence();
+  auto* row = page_table_host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
+  for (int i = 0; i < per_sequence; ++i) {
+    if (row[i] >= 0) free_pages_.push_back(row[i]);
+    row[i] = -1;
+  }
+}
+
+void DecoderPool::check_sequence(int sequence, const char* what) const {
+  std::lock_guard lock(mutex_);
+  if (sequence < 0 || sequence >= options_.max_sequences || !in_use_[static_cast<std::size_t>(sequence)]) {
+    fail("decoder", cat(what, ": sequence ", sequence, " is not in use"));
+  }
+}
+
+void DecoderPool::start(int sequence, const std::vector<std::vector<float>>& ffn_norms) {
+  check_sequence(sequence, "start");
   const auto& dec = config_.decoder;
-  const Tensor& normed = s.normed;
-  const Tensor& qkv = s.qkv;
-  const Tensor& attn = s.attn;
-  const Tensor& gate_up = s.gate_up;
-  const Tensor& act = s.act;
+  if (ffn_norms.size() != static_cast<std::size_t>(dec.n_layers)) fail("decoder", "start: one FFN norm per layer expected");
+  std::vector<float> row;
+  row.reserve(static_cast<std::size_t>(dec.n_layers) * dec.dim);
+  for (const auto& norm : ffn_norms) {
+    if (norm.size() != static_cast<std::size_t>(dec.dim)) fail("decoder", "start: FFN norm width mismatch");
+    row.insert(row.end(), norm.begin(), norm.end());
+  }
+  backend_.copy_to_device(ffn_norms_.view().row_range(sequence, 1), row.data());
+  std::lock_guard lock(mutex_);
+  free_pages(sequence);
+}
+
+Tensor DecoderPool::audio_ring(int sequence) const {
+  return audio_rings_.view().row_range(static_cast<std::int64_t>(sequence) * options_.audio_ring_positions,
+                                       options_.audio_ring_positions);
+}
+
+Tensor DecoderPool::k_cache(int layer) const {
+  const std::int64_t rows = total_pages_ * layout_.page_size;
+  return kv_caches_.view().row_range(2 * layer * rows, rows);
+}
+
+Tensor DecoderPool::v_cache(int layer) const {
+  const std::int64_t rows = total_pages_ * layout_.page_size;
+  return kv_caches_.view().row_range((2 * layer + 1) * rows, rows);
+}
+
+void DecoderPool::ensure_pages(int sequence, std::int64_t first, std::int64_t last) {
+  const int per_sequence = layout_.pages_per_sequence();
+  bool changed = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto* row = page_table_host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
+    // Positions past the ring reuse its pages; a call never spans more than one ring.
+    const std::int64_t count = std::min<std::int64_t>(last - first + 1, layout_.capacity);
+    for (std::int64_t p = first; p < first + count; p += layout_.page_size - (p % layout_.page_size)) {
+      const auto logical = static_cast<std::size_t>((p % layout_.capacity) / layout_.page_size);
+      if (row[logical] >= 0) continue;
+      if (free_pages_.empty()) {
+        fail("decoder", cat("the K/V cache is full: all ", total_pages_ - 1, " pages of ", layout_.page_size,
+                            " positions are in use (raise --kv-cache-mb or lower --max-streams)"));
+      }
+      row[logical] = free_pages_.back();
+      free_pages_.pop_back();
+      changed = true;
+    }
+    if (!changed) return;
+    backend_.copy_to_device(page_table_.view().row_range(sequence, 1), row);
+  }
+}
+
+DecoderPool::Buffers DecoderPool::buffers(std::int64_t n) const {
+  return {x_.view().row_range(0, n),   normed_.view().row_range(0, n),  qkv_.view().row_range(0, n),
+          attn_.view().row_range(0, n), gate_up_.view().row_range(0, n), act_.view().row_range(0, n)};
+}
+
+void DecoderPool::run_layers(const Buffers& b, const KvRows& rows) {
+  const auto& dec = config_.decoder;
   const RopeParams q_rope{dec.n_heads, dec.head_dim, dec.rope_theta};
   const RopeParams k_rope{dec.n_kv_heads, dec.head_dim, dec.rope_theta};
   for (int l = 0; l < dec.n_layers; ++l) {
-    const auto li = static_cast<std::size_t>(l);
-    const auto& w = weights_.decoder[li];
-    backend_.norm_qkv_rope(x, w.attention_norm, dec.norm_eps, w.qkv, qkv, normed, positions, q_rope, k_rope,
-                           cache_layout_, k_cache(li), v_cache(li));
-    const Tensor q = qkv.col_range(0, dec.q_width());
-    backend_.attention(q, positions, dec.n_heads, cache_layout_, k_cache(li), v_cache(li), attn);
-    backend_.linear(attn, w.wo, Weight{}, x, Epilogue::Add);
-    backend_.norm_swiglu(x, ffn_norms_[li], dec.norm_eps, w.gate_up, act, normed, gate_up);
-    backend_.linear(act, w.w2, Weight{}, x, Epilogue::Add);
+    const auto& w = weights_.decoder[static_cast<std::size_t>(l)];
+    backend_.norm_qkv_rope(b.x, w.attention_norm, dec.norm_eps, w.qkv, b.qkv, b.normed, rows, q_rope, k_rope, layout_,
+                           k_cache(l), v_cache(l));
+    backend_.attention(b.qkv.col_range(0, dec.q_width()), rows, dec.n_heads, layout_, k_cache(l), v_cache(l), b.attn);
+    backend_.linear(b.attn, w.wo, Weight{}, b.x, Epilogue::Add);
+    const Tensor norms = ffn_norms_.view().col_range(static_cast<std::int64_t>(l) * dec.dim, dec.dim);
+    backend_.norm_swiglu(b.x, norms, rows.sequences, dec.norm_eps, w.gate_up, b.act, b.normed, b.gate_up);
+    backend_.linear(b.act, w.w2, Weight{}, b.x, Epilogue::Add);
   }
 }
 
-void TextDecoder::check_position(std::int64_t position) const {
-  if (position >= position_limit_) {
-    fail("decoder", cat("position ", position, " is past the ", position_limit_,
-                        " positions this decoder's cache was sized for (more audio than the stream expected)"));
-  }
-}
-
-void TextDecoder::prefill(std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,
+void DecoderPool::prefill(int sequence, std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,
                           const Tensor* logits) {
-  const auto n = static_cast<int>(ids.size());
-  if (n <= 0 || n > max_rows_ || audio_rows.rows != n || ffn_norms_.empty()) fail("decoder", "prefill: bad call");
-  check_position(first_position + n - 1);
+  check_sequence(sequence, "prefill");
+  const auto n = static_cast<std::int64_t>(ids.size());
+  if (n <= 0 || n > options_.max_prefill_rows || audio_rows.rows != n || first_position < 0 ||
+      first_position + n > std::numeric_limits<std::int32_t>::max()) {
+    fail("decoder", cat("prefill: bad call (", n, " rows at position ", first_position, ")"));
+  }
+  ensure_pages(sequence, first_position, first_position + n - 1);
   std::vector<std::int32_t> host_ids(ids.begin(), ids.end());
   std::vector<std::int32_t> host_positions(static_cast<std::size_t>(n));
   std::iota(host_positions.begin(), host_positions.end(), static_cast<std::int32_t>(first_position));
-  const Tensor ids_view = ids_.view().row_range(0, n);
-  const Tensor positions = positions_.view().row_range(0, n);
+  const std::vector<std::int32_t> host_sequences(static_cast<std::size_t>(n), sequence);
+  const KvRows rows{prefill_positions_.view().row_range(0, n), prefill_sequences_.view().row_range(0, n), page_table_.view()};
+  const Tensor ids_view = prefill_ids_.view().row_range(0, n);
   backend_.copy_to_device(ids_view, host_ids.data());
-  backend_.copy_to_device(positions, host_positions.data());
-  const Tensor x = x_.view().row_range(0, n);
-  backend_.embed(weights_.tok_embeddings, ids_view, audio_rows, x);
-  run_layers(x, positions, batch_scratch(n));
+  backend_.copy_to_device(rows.positions, host_positions.data());
+  backend_.copy_to_device(rows.sequences, host_sequences.data());
+  const Buffers b = buffers(n);
+  backend_.embed(weights_.tok_embeddings, ids_view, audio_rows, b.x);
+  run_layers(b, rows);
   if (logits != nullptr) {
-    backend_.norm_linear(x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, *logits,
-                         Epilogue::Store, normed_.view().row_range(0, n));
+    backend_.norm_linear(b.x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, *logits,
+                         Epilogue::Store, b.normed);
   }
 }
 
-void TextDecoder::step_ops() {
-  const Tensor& x = step_x_.view();
-  backend_.embed(weights_.tok_embeddings, step_id_.view(), step_audio_.view(), x);
-  run_layers(x, step_position_.view(), step_scratch());
-  backend_.norm_linear(x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, logits_.view(),
-                       Epilogue::Store, step_normed_.view());
-  backend_.argmax(logits_.view(), step_id_.view());
+int DecoderPool::bucket_for(int n) const {
+  int bucket = 1;
+  while (bucket < n) bucket *= 2;
+  return std::min(bucket, options_.max_batch);
 }
 
-int TextDecoder::step(int id, const Tensor& audio_row, std::int64_t position) {
-  if (ffn_norms_.empty() || audio_row.rows != 1) fail("decoder", "step: bad call");
-  check_position(position);
-  const std::int32_t host_id = id;
-  const auto host_position = static_cast<std::int32_t>(position);
-  backend_.copy_to_device(step_id_.view(), &host_id);
-  backend_.copy_to_device(step_position_.view(), &host_position);
-  backend_.copy(audio_row, step_audio_.view());
-  if (!step_recording_) {
-    step_recording_ = backend_.record([this] { step_ops(); });
+void DecoderPool::step_ops(int bucket) {
+  const std::int64_t n = bucket;
+  const std::int64_t stride = options_.max_batch;
+  const Tensor inputs = step_inputs_.view();
+  const Tensor ids = inputs.row_range(0, n);
+  const KvRows rows{inputs.row_range(stride, n), inputs.row_range(2 * stride, n), page_table_.view()};
+  const Tensor audio_rows = inputs.row_range(3 * stride, n);
+  const Tensor audio = step_audio_.view().row_range(0, n);
+  const Buffers b = buffers(n);
+  backend_.gather_rows(audio_rings_.view(), audio_rows, audio);
+  backend_.embed(weights_.tok_embeddings, ids, audio, b.x);
+  run_layers(b, rows);
+  const Tensor logits = logits_.view().row_range(0, n);
+  backend_.norm_linear(b.x, weights_.final_norm, config_.decoder.norm_eps, weights_.tok_embeddings, Weight{}, logits,
+                       Epilogue::Store, b.normed);
+  backend_.argmax(logits, next_ids_.view().row_range(0, n));
+}
+
+void DecoderPool::step(std::span<const DecodeRow> rows, std::span<int> next) {
+  const auto n = static_cast<int>(rows.size());
+  if (n <= 0 || n > options_.max_batch || next.size() < rows.size()) {
+    fail("decoder", cat("step: ", n, " rows (1 to ", options_.max_batch, ")"));
+  }
+  const int bucket = bucket_for(n);
+  const std::size_t stride = static_cast<std::size_t>(options_.max_batch);
+  auto* ids = step_inputs_host_.data();
+  auto* positions = ids + stride;
+  auto* sequences = ids + 2 * stride;
+  auto* audio_rows = ids + 3 * stride;
+  for (int i = 0; i < bucket; ++i) {
+    const auto at = static_cast<std::size_t>(i);
+    if (i < n) {
+      const DecodeRow& r = rows[at];
+      check_sequence(r.sequence, "step");
+      if (r.position < 0 || r.position > std::numeric_limits<std::int32_t>::max() || r.audio_row < 0 ||
+          r.audio_row >= options_.audio_ring_positions) {
+        fail("decoder", cat("step: bad row (position ", r.position, ", audio row ", r.audio_row, ")"));
+      }
+      for (int j = 0; j < i; ++j) {
+        if (rows[static_cast<std::size_t>(j)].sequence == r.sequence) fail("decoder", "step: a sequence appears twice");
+      }
+      ensure_pages(r.sequence, r.position, r.position);
+      ids[at] = r.id;
+      positions[at] = static_cast<std::int32_t>(r.position);
+      sequences[at] = r.sequence;
+      audio_rows[at] = static_cast<std::int32_t>(static_cast<std::int64_t>(r.sequence) * options_.audio_ring_positions +
+                                                 r.audio_row);
+    } else {  // padding up to the bucket: the dummy sequence at position 0
+      ids[at] = 0;
+      positions[at] = 0;
+      sequences[at] = dummy_sequence_;
+      audio_rows[at] = dummy_sequence_ * options_.audio_ring_positions;
+    }
+  }
+  backend_.copy_to_device(step_inputs_.view(), step_inputs_host_.data());
+  auto& recording = recordings_[bucket];
+  if (!recording) {
+    recording = backend_.record([this, bucket] { step_ops(bucket); });
   } else {
-    backend_.replay(*step_recording_);
+    backend_.replay(*recording);
   }
-  std::int32_t next = 0;
-  backend_.copy_to_host(step_id_.view(), &next);
-  return next;
+  backend_.copy_to_host(next_ids_.view().row_range(0, n), next_host_.data());
+  std::copy_n(next_host_.begin(), n, next.begin());
 }
 
 }  // namespace voxtral

@@ -1,78 +1,133 @@
-// The text decoder: GQA transformer with ada-norm time conditioning, a ring K/V cache over
-// absolute positions with a sliding window, and the tied LM head with an on-device argmax.
-// Positions are fed either as a batch (prefill) or one at a time (step); the one-token step
-// is recorded once and replayed, so on a GPU it is a single graph launch.
+// The text decoder, shared by every stream of a model: a GQA transformer with ada-norm time
+// conditioning, a paged K/V cache holding many sequences (one per stream), and the tied LM
+// head with an on-device argmax.
+//
+// A step takes a batch: one row per stream, each with its own token, position, sequence and
+// audio row, so N streams decode for one read of the weights (the step is bound by reading
+// them: 6.9 GB at full size). Each batch size bucket (1, 2, 4, ... max_batch) is recorded
+// once and replayed, so on a GPU a step is one graph launch and only the token ids come back.
+// A prefill feeds many consecutive positions of one sequence.
 #pragma once
 
 #include <cstdint>
-#include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
 #include "backend/backend.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "model/weights.h"
 
 namespace voxtral {
 
+// Every sequence of the pool is taken (the server answers 503 server_busy).
+class BusyError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Per-layer FFN norm weights with the time conditioning folded in:
 // ffn_norm * (1 + ada_up(gelu(ada_down(t_cond)))), t_cond the sinusoidal embedding of the
-// delay in tokens. Constant for a session, so computed once per delay.
+// delay in tokens. Constant for a stream, so computed once per delay.
 std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& config, const ModelWeights& weights,
                                                            int n_delay_tokens);
 
-class TextDecoder {
+struct DecoderPoolOptions {
+  int max_sequences = 8;          // streams decoding at once
+  int max_batch = 0;              // most rows of one step; 0: max_sequences
+  int max_prefill_rows = 64;      // most positions of one prefill call
+  int page_size = 64;             // K/V positions per page
+  std::int64_t pages = 0;         // K/V pages for all sequences; 0: every sequence's whole ring
+  int audio_ring_positions = 256; // audio embeddings each sequence may hold ahead of its decoding
+  ElemType kv_cache_type = ElemType::F32;
+};
+
+// One row of a batched step.
+struct DecodeRow {
+  int sequence = 0;
+  int id = 0;                  // the input token (the previous step's output)
+  std::int64_t position = 0;   // absolute position in the sequence
+  std::int64_t audio_row = 0;  // row of the sequence's audio ring holding this position's embedding
+};
+
+class DecoderPool {
  public:
-  // max_rows: most positions in one prefill call; max_positions: total positions this
-  // decoder will see (bounds the cache below the window when the audio is short).
-  TextDecoder(Backend& backend, const ModelConfig& config, const ModelWeights& weights, int max_rows,
-              std::int64_t max_positions, ElemType kv_cache_type = ElemType::F32);
+  DecoderPool(Backend& backend, const ModelConfig& config, const ModelWeights& weights, const DecoderPoolOptions& options);
+  ~DecoderPool();
+  DecoderPool(const DecoderPool&) = delete;
+  DecoderPool& operator=(const DecoderPool&) = delete;
 
-  // Starts a sequence with the given per-layer FFN norms (see time_conditioned_ffn_norms).
-  void start(const std::vector<Weight>& ffn_norms);
+  // A free sequence; BusyError when all max_sequences are taken. Thread-safe.
+  int acquire();
+  // Gives the sequence and its K/V pages back. Thread-safe.
+  void release(int sequence);
+  int sequences_in_use() const;
+  const DecoderPoolOptions& options() const { return options_; }
+  // Bytes of backend memory the pool holds (K/V pages, audio rings, step buffers).
+  std::size_t bytes() const { return bytes_; }
+  std::int64_t pages_in_use() const;
 
-  // Feeds ids[i] + audio_rows[i] at positions first_position + i. With logits given
-  // ([n, vocab] device), also computes the logits of every row (teacher forcing tests).
-  void prefill(std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,
+  // Starts (or restarts) a sequence at position 0 with the FFN norms of its delay (see
+  // time_conditioned_ffn_norms); its old pages are freed.
+  void start(int sequence, const std::vector<std::vector<float>>& ffn_norms);
+  // The sequence's audio ring: [audio_ring_positions, decoder dim], where its encoder writes.
+  Tensor audio_ring(int sequence) const;
+
+  // Feeds ids[i] + audio_rows[i] at positions first_position + i of one sequence. With
+  // logits given ([n, vocab] device), also computes every row's logits (parity tests).
+  void prefill(int sequence, std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,
                const Tensor* logits = nullptr);
-
-  // Feeds id + audio_row at `position`; returns the argmax of the logits.
-  int step(int id, const Tensor& audio_row, std::int64_t position);
-  // The logits of the last step, [1, vocab] in backend memory.
-  const Tensor& step_logits() const { return logits_.view(); }
+  // One step of every row (rows of distinct sequences, at most max_batch): next[i] is the
+  // argmax of row i's logits.
+  void step(std::span<const DecodeRow> rows, std::span<int> next);
+  // The logits of the last step's rows, [rows, vocab] in backend memory, valid until the
+  // next step.
+  Tensor step_logits(std::int64_t rows) const { return logits_.view().row_range(0, rows); }
 
  private:
-  struct Scratch {
-    Tensor normed, qkv, attn, gate_up, act;
+  struct Buffers {
+    Tensor x, normed, qkv, attn, gate_up, act;
   };
-  Scratch batch_scratch(int n) const;
-  Scratch step_scratch() const;
-  void run_layers(const Tensor& x, const Tensor& positions, const Scratch& s);
-  void step_ops();
+  Buffers buffers(std::int64_t n) const;
+  void run_layers(const Buffers& b, const KvRows& rows);
+  void step_ops(int bucket);
+  int bucket_for(int n) const;
+  // Gives the sequence pages for positions [first, last] and uploads its page table row.
+  void ensure_pages(int sequence, std::int64_t first, std::int64_t last);
+  void free_pages(int sequence);  // mutex_ held
+  void check_sequence(int sequence, const char* what) const;
+  Tensor k_cache(int layer) const;
+  Tensor v_cache(int layer) const;
 
   Backend& backend_;
   const ModelConfig& config_;
   const ModelWeights& weights_;
-  void check_position(std::int64_t position) const;
+  DecoderPoolOptions options_;
+  KvCacheLayout layout_;
+  int dummy_sequence_ = 0;  // pads a step up to its bucket; its every page is page 0
+  std::int64_t total_pages_ = 0;
+  std::size_t bytes_ = 0;
 
-  int max_rows_;
-  std::int64_t position_limit_ = std::numeric_limits<std::int64_t>::max();
-  KvCacheLayout cache_layout_;
-  std::vector<Weight> ffn_norms_;
+  mutable std::mutex mutex_;  // guards the sequence and page bookkeeping below
+  std::vector<bool> in_use_;
+  std::vector<std::int32_t> free_pages_;
+  std::vector<std::int32_t> page_table_host_;  // [max_sequences + 1, pages_per_sequence], -1 = none
 
-  DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_, ids_, positions_;
-  DeviceBuffer step_x_, step_normed_, step_qkv_, step_attn_, step_gate_up_, step_act_;
-  DeviceBuffer step_audio_, step_id_, step_position_, logits_;
-  // Every layer's K and V cache in one allocation: GPU allocators round each allocation up
-  // to 2 MiB pages, which cost ~100 MiB over 52 separate caches of a 10-minute stream.
-  DeviceBuffer kv_caches_;
-  Tensor k_cache(std::size_t layer) const { return cache_part(2 * layer); }
-  Tensor v_cache(std::size_t layer) const { return cache_part(2 * layer + 1); }
-  Tensor cache_part(std::size_t i) const {
-    return kv_caches_.view().row_range(static_cast<std::int64_t>(i) * cache_layout_.capacity, cache_layout_.capacity);
-  }
-  std::unique_ptr<Recording> step_recording_;
+  DeviceBuffer kv_caches_;    // [2 * layers * pages * page_size, kv_width]: every layer's K and V
+  DeviceBuffer page_table_;   // I32 [max_sequences + 1, pages_per_sequence]
+  DeviceBuffer ffn_norms_;    // F32 [max_sequences + 1, layers * dim]: each sequence's conditioned norms
+  DeviceBuffer audio_rings_;  // F32 [(max_sequences + 1) * audio_ring_positions, dim]
+  DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_;
+  // Step inputs, one upload per step: ids, positions, sequences, audio rows (max_batch each).
+  DeviceBuffer step_inputs_;
+  std::vector<std::int32_t> step_inputs_host_;
+  DeviceBuffer prefill_ids_, prefill_positions_, prefill_sequences_;
+  DeviceBuffer step_audio_, logits_, next_ids_;
+  std::vector<std::int32_t> next_host_;
+  std::map<int, std::unique_ptr<Recording>> recordings_;  // by bucket
 };
 
 }  // namespace voxtral

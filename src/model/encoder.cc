@@ -1,6 +1,7 @@
 #include "model/encoder.h"
 
 #include <numeric>
+#include <vector>
 
 #include "core/error.h"
 
@@ -33,6 +34,11 @@ AudioEncoder::AudioEncoder(Backend& backend, const ModelConfig& config, const Mo
   adapter_mid_ = DeviceBuffer(backend, f32, max_positions_, config.decoder.dim);
   positions_ = DeviceBuffer(backend, ElemType::I32, max_frames, 1);
   host_positions_.resize(static_cast<std::size_t>(max_frames));
+  sequences_ = DeviceBuffer(backend, ElemType::I32, max_frames, 1);
+  page_table_ = DeviceBuffer(backend, ElemType::I32, 1, 1);
+  const std::vector<std::int32_t> zeros(static_cast<std::size_t>(max_frames), 0);
+  backend.copy_to_device(sequences_.view(), zeros.data());
+  backend.copy_to_device(page_table_.view(), zeros.data());
 
   cache_layout_ = {enc.n_kv_heads, enc.head_dim, enc.sliding_window + static_cast<int>(max_frames) - 1,
                    enc.sliding_window, kv_cache_type};
@@ -95,7 +101,7 @@ void AudioEncoder::run_layers(int n_frames) {
   const Tensor attn = attn_.view().row_range(0, n_frames);
   const Tensor gate_up = gate_up_.view().row_range(0, n_frames);
   const Tensor act = act_.view().row_range(0, n_frames);
-  const Tensor positions = positions_.view().row_range(0, n_frames);
+  const KvRows rows{positions_.view().row_range(0, n_frames), sequences_.view().row_range(0, n_frames), page_table_.view()};
   const RopeParams q_rope{enc.n_heads, enc.head_dim, enc.rope_theta};
   const RopeParams k_rope{enc.n_kv_heads, enc.head_dim, enc.rope_theta};
   for (int l = 0; l < enc.n_layers; ++l) {
@@ -105,8 +111,8 @@ void AudioEncoder::run_layers(int n_frames) {
     const Tensor k = qkv.col_range(enc.q_width(), enc.kv_width());
     const Tensor v = qkv.col_range(enc.q_width() + enc.kv_width(), enc.kv_width());
     const auto li = static_cast<std::size_t>(l);
-    backend_.rope_kv_append(q, k, v, positions, q_rope, k_rope, cache_layout_, k_cache(li), v_cache(li));
-    backend_.attention(q, positions, enc.n_heads, cache_layout_, k_cache(li), v_cache(li), attn);
+    backend_.rope_kv_append(q, k, v, rows, q_rope, k_rope, cache_layout_, k_cache(li), v_cache(li));
+    backend_.attention(q, rows, enc.n_heads, cache_layout_, k_cache(li), v_cache(li), attn);
     backend_.linear(attn, w.wo, w.wo_bias, x, Epilogue::Add);
     backend_.norm_linear(x, w.ffn_norm, enc.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
     backend_.swiglu_linear(gate_up, w.w2, w.w2_bias, x, Epilogue::Add, act);

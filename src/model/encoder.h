@@ -43,6 +43,8 @@ class AudioEncoder {
 
   DeviceBuffer conv0_in_, conv0_cols_, conv1_in_, conv1_cols_;
   DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_, adapter_mid_, positions_;
+  // One sequence in one page: sequence 0 for every row, page table [[0]].
+  DeviceBuffer sequences_, page_table_;
   // Every layer's K and V cache in one allocation (see TextDecoder).
   DeviceBuffer kv_caches_;
   Tensor k_cache(std::size_t layer) const { return cache_part(2 * layer); }

@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string_view>
 #include <thread>
+#include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/profiling_backend.h"
@@ -104,7 +105,45 @@ void validate(const ModelOptions& o) {
   one_of("precision", o.precision, {"auto", "exact", "fast"});
   one_of("kv_cache", o.kv_cache, {"auto", "f32", "bf16"});
   one_of("weights", o.weights, {"bf16", "fp16"});
+  if (o.max_streams < 0 || o.max_streams > kMaxStreams) {
+    fail("max_streams", cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
+  }
+  if (o.kv_cache_mb < 0 || o.kv_cache_mb > (std::int64_t{1} << 30)) {
+    fail("kv_cache_mb", cat(o.kv_cache_mb, " is out of range (0 = from free memory)"));
+  }
 }
+
+namespace {
+
+// The decoder pool's geometry for this model and backend: how many streams, and K/V pages
+// for them. Without a size given, every stream may fill its whole window, within 90% of the
+// GPU's free memory (or a quarter of a CPU machine's: the CPU serves few streams anyway).
+DecoderPoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, Backend& backend, ElemType kv_type) {
+  DecoderPoolOptions p;
+  p.max_sequences = o.max_streams > 0 ? o.max_streams : backend.default_max_streams();
+  p.kv_cache_type = kv_type;
+  const auto& dec = config.decoder;
+  const auto page_bytes = static_cast<std::int64_t>(2) * dec.n_layers * p.page_size * dec.kv_width() *
+                          static_cast<std::int64_t>(elem_size(kv_type));
+  const std::int64_t ring = (dec.sliding_window + p.max_prefill_rows - 1 + p.page_size - 1) / p.page_size;
+  const std::int64_t full = ring * p.max_sequences;
+  if (o.kv_cache_mb > 0) {
+    p.pages = std::max<std::int64_t>(1, (o.kv_cache_mb << 20) / page_bytes);
+    return p;
+  }
+  std::int64_t budget = static_cast<std::int64_t>(backend.free_memory()) / 10 * 9;
+  if (budget <= 0) budget = static_cast<std::int64_t>(physical_memory_bytes() / 4);
+  // What the pool holds besides its pages: audio rings, norms, step buffers and logits.
+  const std::int64_t rows = std::max(p.max_sequences, p.max_prefill_rows);
+  const std::int64_t other = 4 * ((p.max_sequences + 1) * (static_cast<std::int64_t>(p.audio_ring_positions) * dec.dim +
+                                                          static_cast<std::int64_t>(dec.n_layers) * dec.dim) +
+                                  rows * (4 * dec.dim + dec.q_width() + 2 * dec.kv_width() + 3 * dec.hidden_dim) +
+                                  static_cast<std::int64_t>(p.max_sequences) * dec.vocab_size);
+  p.pages = std::clamp<std::int64_t>((budget - other) / page_bytes, 1, full);
+  return p;
+}
+
+}  // namespace
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
   validate(options);
@@ -133,6 +172,8 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   } else {
     fail("kv cache", cat("unknown type \"", options.kv_cache, "\" (use f32, bf16 or auto)"));
   }
+  m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_,
+                                              pool_options(options, m->config_, *m->backend_, m->kv_cache_type_));
   if (m->backend_->slow_first_use()) m->warm_up();
   if (auto* profiling = dynamic_cast<ProfilingBackend*>(m->backend_.get())) profiling->clear();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -157,22 +198,20 @@ void Model::warm_up() {
                                  config_.audio.num_mel_bins, 0.0f);
     encoder.encode(mel, n, audio.view().row_range(0, n));
   }
-  TextDecoder decoder(*backend_, config_, weights_, prompt_rows, prompt_rows + 1, kv_cache_type_);
-  decoder.start(ffn_norms(n_delay));
-  decoder.prefill(std::span(prompt).first(static_cast<std::size_t>(prompt_rows)), audio.view().row_range(0, prompt_rows), 0);
+  const int sequence = decoder_->acquire();
+  decoder_->start(sequence, ffn_norms(n_delay));
+  decoder_->prefill(sequence, std::span(prompt).first(static_cast<std::size_t>(prompt_rows)),
+                    audio.view().row_range(0, prompt_rows), 0);
   float sink = 0;
   backend_->copy_to_host(audio.view().row_range(0, 1).col_range(0, 1), &sink);
+  decoder_->release(sequence);
 }
 
-const std::vector<Weight>& Model::ffn_norms(int n_delay_tokens) {
+const std::vector<std::vector<float>>& Model::ffn_norms(int n_delay_tokens) {
   std::lock_guard lock(norms_mutex_);
   auto it = ffn_norms_.find(n_delay_tokens);
   if (it == ffn_norms_.end()) {
-    std::vector<Weight> handles;
-    for (const auto& norm : time_conditioned_ffn_norms(config_, weights_, n_delay_tokens)) {
-      handles.push_back(backend_->load_vector(norm));
-    }
-    it = ffn_norms_.emplace(n_delay_tokens, std::move(handles)).first;
+    it = ffn_norms_.emplace(n_delay_tokens, time_conditioned_ffn_norms(config_, weights_, n_delay_tokens)).first;
   }
   return it->second;
 }

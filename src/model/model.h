@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/safetensors.h"
 #include "core/tokenizer.h"
+#include "model/decoder.h"
 #include "model/weights.h"
 
 namespace voxtral {
@@ -24,7 +25,12 @@ struct ModelOptions {
   std::string precision = "auto"; // CUDA matrix products: "exact" (near-F32), "fast" (BF16), "auto"
   std::string weights = "bf16";   // CUDA weight storage: "bf16" (exact) or "fp16"
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
+  int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default
+  std::int64_t kv_cache_mb = 0;   // decoder K/V cache for all streams; 0: from free memory, at most a full window each
 };
+
+// The most streams one model may be asked to hold at once.
+inline constexpr int kMaxStreams = 4096;
 
 // The most CPU threads a model may be given: far beyond any machine's cores, far below what
 // would exhaust memory with thread stacks.
@@ -49,7 +55,9 @@ class Model {
   const std::filesystem::path& directory() const { return directory_; }
 
   // The decoder's FFN norms conditioned on a delay (computed once per delay value).
-  const std::vector<Weight>& ffn_norms(int n_delay_tokens);
+  const std::vector<std::vector<float>>& ffn_norms(int n_delay_tokens);
+  // The decoder shared by every stream of this model (K/V sequences, batched steps).
+  DecoderPool& decoder() { return *decoder_; }
 
  private:
   Model() = default;
@@ -62,7 +70,8 @@ class Model {
   std::unique_ptr<Backend> backend_;
   ModelWeights weights_;
   std::mutex norms_mutex_;
-  std::map<int, std::vector<Weight>> ffn_norms_;
+  std::map<int, std::vector<std::vector<float>>> ffn_norms_;
+  std::unique_ptr<DecoderPool> decoder_;  // after the weights it reads
   double load_seconds_ = 0;
   ElemType kv_cache_type_ = ElemType::F32;
 };

@@ -43,11 +43,13 @@ void validate(const StreamOptions& o) {
   if (o.encoder_chunk < 1) fail("encoder_chunk", cat(o.encoder_chunk, " is below 1"));
 }
 
-Stream::Stream(Model& model, const StreamOptions& options)
+Stream::Stream(Model& model, const StreamOptions& options, Decoding decoding)
     : model_(model),
       options_((validate(options), options)),
       config_(model.config()),
+      decoding_(decoding),
       mel_(model.config().audio),
+      decoder_(model.decoder()),
       text_(model.tokenizer()) {
   const Tokenizer& tokenizer = model.tokenizer();
   const int delay_ms = options.delay_ms > 0 ? options.delay_ms : tokenizer.audio().transcription_delay_ms;
@@ -63,39 +65,40 @@ Stream::Stream(Model& model, const StreamOptions& options)
   }
   max_segment_input_ = segment_positions * samples_per_position_;
 
-  // The decoder's cache never needs more rows than one segment has positions, and no segment
-  // (continuous mode starts a new one at the length limit or a pause) has more input than the
-  // whole stream: a 10-minute file takes 7549 rows, not the 8229 of the full window.
-  std::int64_t max_positions = config_.decoder.model_max_length;
-  if (options.expected_samples > 0) {
-    const std::int64_t input_positions = (options.expected_samples + samples_per_position_ - 1) / samples_per_position_;
-    max_positions = std::min(max_positions, left_pad_ + input_positions + n_delay_ + 1 + kRightPadExtraPositions);
-  }
   Backend& backend = model.backend();
-  const int prompt_rows = static_cast<int>(prompt_.size()) - 1;
-  encoder_chunk_ = std::max(1, options.encoder_chunk);
+  const std::int64_t ring_limit = decoder_.options().audio_ring_positions;
+  const auto prompt_positions = static_cast<std::int64_t>(prompt_.size());
+  if (prompt_positions >= ring_limit) fail("stream", "the prompt does not fit the decoder's audio ring");
+  // A whole number of encoder chunks (at least the prompt plus one) in the pool's ring for
+  // this sequence, so that full chunks never straddle the ring's end and get split.
+  auto ring_for = [&](std::int64_t chunk) { return (prompt_positions + chunk + chunk - 1) / chunk * chunk; };
+  std::int64_t chunk = std::min<std::int64_t>(std::max(1, options.encoder_chunk), ring_limit - prompt_positions);
+  while (ring_for(chunk) > ring_limit) --chunk;
+  encoder_chunk_ = static_cast<int>(chunk);
+  ring_positions_ = ring_for(chunk);
   encoder_ = std::make_unique<AudioEncoder>(backend, config_, model.weights(), encoder_chunk_, model.kv_cache_type());
-  decoder_ = std::make_unique<TextDecoder>(backend, config_, model.weights(), prompt_rows, max_positions,
-                                           model.kv_cache_type());
-  decoder_->start(model.ffn_norms(n_delay_));
-  // A whole number of encoder chunks (at least the prompt plus one), so that full chunks
-  // never straddle the ring's end and get split.
-  const std::int64_t needed = static_cast<std::int64_t>(prompt_.size()) + encoder_chunk_;
-  ring_positions_ = (needed + encoder_chunk_ - 1) / encoder_chunk_ * encoder_chunk_;
-  audio_ring_ = DeviceBuffer(backend, ElemType::F32, ring_positions_, config_.decoder.dim);
+  sequence_ = decoder_.acquire();
+  audio_ring_ = decoder_.audio_ring(sequence_).row_range(0, ring_positions_);
   // A word is timed when the token n_delay positions after its end is decoded; by then the
   // frames reach at least that far, and at most a ring of encoded positions further.
   const double position_seconds = static_cast<double>(samples_per_position_) / config_.audio.sampling_rate;
   const double lookahead = n_delay_ * position_seconds;
   word_timer_ = WordTimer(static_cast<double>(config_.audio.hop_length) / config_.audio.sampling_rate, lookahead,
                           WordTimer::kPeakSeconds + lookahead + static_cast<double>(ring_positions_ + 1) * position_seconds);
-  start_segment();
+  try {
+    start_segment();
+  } catch (...) {
+    decoder_.release(sequence_);
+    throw;
+  }
 }
 
-Stream::~Stream() = default;
+Stream::~Stream() { decoder_.release(sequence_); }
 
 void Stream::start_segment() {
   encoder_->reset();
+  // A fresh sequence: positions from 0, the old segment's K/V pages given back.
+  decoder_.start(sequence_, model_.ffn_norms(n_delay_));
   padded_.assign(static_cast<std::size_t>(left_pad_ * samples_per_position_), 0.0f);
   padded_base_ = 0;
   padded_total_ = static_cast<std::int64_t>(padded_.size());
@@ -121,7 +124,15 @@ void Stream::append_padded(std::span<const float> samples) {
 }
 
 void Stream::feed(std::span<const float> samples) {
-  if (finished_) fail("stream", "audio fed after finish()");
+  while (!samples.empty()) {
+    const std::size_t taken = feed_some(samples);
+    if (taken == 0) fail("stream", "feed: a segment end is waiting for the scheduler (use feed_some)");
+    samples = samples.subspan(taken);
+  }
+}
+
+std::size_t Stream::feed_some(std::span<const float> samples) {
+  if (finished_ || ending_ == End::Finish) fail("stream", "audio fed after finish()");
   // Checked before anything is taken, so that the stream stays usable after the refusal.
   const auto bad = std::find_if(samples.begin(), samples.end(), [](float v) { return !std::isfinite(v); });
   if (bad != samples.end()) {
@@ -136,29 +147,32 @@ void Stream::feed(std::span<const float> samples) {
     fail("stream", cat("fed more audio than the ", options_.expected_samples,
                        " samples it was told to expect (StreamOptions::expected_samples)"));
   }
-  while (!samples.empty()) {
+  std::size_t taken = 0;
+  while (taken < samples.size() && ending_ == End::None) {
     if (segment_input_ == max_segment_input_) {
       if (!options_.continuous) {
         const double limit = static_cast<double>(max_segment_input_) / config_.audio.sampling_rate;
         fail("audio", cat("is longer than the ", limit, " s (", config_.decoder.model_max_length,
                           " positions) this model handles in one pass; continuous mode restarts by itself"));
       }
-      flush();
+      end_segment(End::Flush);
+      continue;
     }
     const auto take = static_cast<std::size_t>(
-        std::min<std::int64_t>(static_cast<std::int64_t>(samples.size()), max_segment_input_ - segment_input_));
-    append_padded(samples.first(take));
+        std::min<std::int64_t>(static_cast<std::int64_t>(samples.size() - taken), max_segment_input_ - segment_input_));
+    append_padded(samples.subspan(taken, take));
     segment_input_ += static_cast<std::int64_t>(take);
     total_input_ += static_cast<std::int64_t>(take);
     pending_input_ += static_cast<std::int64_t>(take);
-    samples = samples.subspan(take);
+    taken += take;
   }
   stats_.audio_seconds = static_cast<double>(total_input_) / config_.audio.sampling_rate;
   const auto interval = static_cast<std::int64_t>(options_.processing_interval_s * config_.audio.sampling_rate);
-  if (pending_input_ >= interval) {
+  if (taken > 0 && pending_input_ >= interval) {
     pending_input_ = 0;
-    process(false);
+    advance();
   }
+  return taken;
 }
 
 std::int64_t Stream::input_until_next_chunk() const {
@@ -183,9 +197,24 @@ std::int64_t Stream::frames_ready(bool final) const {
   return padded_total_ >= half ? (padded_total_ - half) / a.hop_length + 1 : 0;
 }
 
-void Stream::process(bool final) {
-  while (encode_next(final)) decode_available();
-  decode_available();
+void Stream::advance() {
+  for (;;) {
+    const bool encoded = encode_next(segment_final_);
+    prefill_if_ready();
+    if (decoding_ == Decoding::Self) {
+      while (step_ready()) {
+        const DecodeRow row = next_step();
+        int token = 0;
+        const auto t = Clock::now();
+        decoder_.step(std::span(&row, 1), std::span(&token, 1));
+        take_step(token, decoder_.step_logits(1), ms_since(t));
+      }
+    }
+    if (!encoded) break;
+  }
+  if (segment_final_ && !segment_done_ && prefilled_ && decoded_ * samples_per_position_ >= padded_total_) {
+    segment_done_ = true;
+  }
   // Keep only the samples that the next frame's window still needs.
   const std::int64_t keep_from = mel_frames_ * config_.audio.hop_length - config_.audio.window_size / 2;
   const std::int64_t drop = keep_from - padded_base_;
@@ -193,6 +222,7 @@ void Stream::process(bool final) {
     padded_.erase(padded_.begin(), padded_.begin() + drop);
     padded_base_ += drop;
   }
+  if (ending_ != End::None && segment_done_) complete_segment_end();
 }
 
 bool Stream::encode_next(bool final) {
@@ -201,7 +231,9 @@ bool Stream::encode_next(bool final) {
   const std::int64_t per_position = config_.mel_frames_per_position();
   std::int64_t count = frames_ready(final) / per_position - encoded_;
   count = std::min<std::int64_t>(count, encoder_chunk_);
-  count = std::min(count, ring_positions_ - (encoded_ - decoded_));      // room in the ring
+  // Room in the ring: a chunk waits for room for all of it (a scheduler frees the ring one
+  // position per step; encoding in scraps would be slow and change the chunking).
+  if (count > ring_positions_ - (encoded_ - decoded_)) return false;
   count = std::min(count, ring_positions_ - encoded_ % ring_positions_);  // without wrapping
   if (count <= 0 || segment_done_) return false;
 
@@ -253,7 +285,7 @@ bool Stream::encode_next(bool final) {
   stats_.mel_ms += ms_since(t);
 
   t = Clock::now();
-  const Tensor rows = audio_ring_.view().row_range(encoded_ % ring_positions_, count);
+  const Tensor rows = audio_ring_.row_range(encoded_ % ring_positions_, count);
   encoder_->encode(mel_scratch_, static_cast<int>(count), rows);
   wait_for(model_.backend(), rows);
   stats_.encoder_ms += ms_since(t);
@@ -261,35 +293,34 @@ bool Stream::encode_next(bool final) {
   return true;
 }
 
-void Stream::decode_available() {
-  if (segment_done_) return;
+void Stream::prefill_if_ready() {
   const auto prompt_rows = static_cast<std::int64_t>(prompt_.size()) - 1;
-  if (!prefilled_) {
-    if (encoded_ < prompt_rows) return;
-    const auto t = Clock::now();
-    decoder_->prefill(std::span(prompt_).first(static_cast<std::size_t>(prompt_rows)),
-                      audio_ring_.view().row_range(0, prompt_rows), 0);
-    stats_.prefill_ms += ms_since(t);
-    prefilled_ = true;
-    decoded_ = prompt_rows;
-  }
-  const int eos = model_.tokenizer().eos_id();
-  while (decoded_ < encoded_) {
-    const std::int64_t p = decoded_;
-    const auto t = Clock::now();
-    const int token = decoder_->step(next_input_, audio_ring_.view().row_range(p % ring_positions_, 1), p);
-    stats_.step_ms.push_back(ms_since(t));
-    stats_.decode_ms += stats_.step_ms.back();
-    if (options_.on_step_logits) options_.on_step_logits(next_input_, p, decoder_->step_logits());
-    ++decoded_;
-    if (token == eos && !options_.ignore_eos) {
-      segment_done_ = true;  // as offline: the rest of this segment's audio yields no text
-      return;
-    }
-    emit(token, p, decoder_->step_logits());
+  if (prefilled_ || segment_done_ || encoded_ < prompt_rows) return;
+  const auto t = Clock::now();
+  decoder_.prefill(sequence_, std::span(prompt_).first(static_cast<std::size_t>(prompt_rows)),
+                   audio_ring_.row_range(0, prompt_rows), 0);
+  stats_.prefill_ms += ms_since(t);
+  prefilled_ = true;
+  decoded_ = prompt_rows;
+}
+
+DecodeRow Stream::next_step() const {
+  return {sequence_, next_input_, decoded_, decoded_ % ring_positions_};
+}
+
+void Stream::take_step(int token, const Tensor& logits, double step_ms) {
+  const std::int64_t p = decoded_;
+  stats_.step_ms.push_back(step_ms);
+  stats_.decode_ms += step_ms;
+  if (options_.on_step_logits) options_.on_step_logits(next_input_, p, logits);
+  ++decoded_;
+  if (token == model_.tokenizer().eos_id() && !options_.ignore_eos) {
+    segment_done_ = true;  // as offline: the rest of this segment's audio yields no text
+  } else {
+    emit(token, p, logits);
     next_input_ = token;
   }
-  if (segment_final_ && decoded_ * samples_per_position_ >= padded_total_) segment_done_ = true;
+  if (decoding_ == Decoding::Scheduled) advance();
 }
 
 void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
@@ -347,13 +378,20 @@ void Stream::set_word_times(TextPiece& piece) {
   piece.end = word_.end;
 }
 
-void Stream::end_segment() {
-  if (segment_input_ == 0) return;  // nothing was fed since the segment began
+void Stream::end_segment(End end) {
+  if (segment_input_ == 0) {  // nothing was fed since the segment began
+    if (end == End::Finish) finished_ = true;
+    return;
+  }
   const std::vector<float> zeros(static_cast<std::size_t>(right_padding_samples(segment_input_, config_, n_delay_)), 0.0f);
   append_padded(zeros);
   segment_final_ = true;
   pending_input_ = 0;
-  process(true);
+  ending_ = end;
+  advance();
+}
+
+void Stream::complete_segment_end() {
   stats_.positions += padded_total_ / samples_per_position_;
   ++stats_.segments;
   // Marks the segment end (and releases a character left incomplete, as U+FFFD).
@@ -365,18 +403,27 @@ void Stream::end_segment() {
   set_word_times(piece);
   in_word_ = false;
   pieces_.push_back(std::move(piece));
+  const End end = ending_;
+  ending_ = End::None;
+  if (end == End::Finish) {
+    finished_ = true;
+  } else {
+    start_segment();
+  }
 }
 
 void Stream::flush() {
-  if (finished_ || segment_input_ == 0) return;
-  end_segment();
-  start_segment();
+  if (finished_ || ending_ != End::None || segment_input_ == 0) return;
+  end_segment(End::Flush);
 }
 
 void Stream::finish() {
-  if (finished_) return;
-  end_segment();
-  finished_ = true;
+  if (finished_ || ending_ == End::Finish) return;
+  if (ending_ == End::Flush) {
+    ending_ = End::Finish;  // the segment being ended is the last
+    return;
+  }
+  end_segment(End::Finish);
 }
 
 std::vector<TextPiece> Stream::take_pieces() {

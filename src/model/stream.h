@@ -94,21 +94,43 @@ struct StreamStats {
   int segments = 0;
 };
 
+// Who runs the decoder steps of a stream: the stream itself, inside feed/flush/finish (one
+// row per step), or a scheduler that steps many streams in one batch (runtime/scheduler.h).
+enum class Decoding { Self, Scheduled };
+
 class Stream {
  public:
-  Stream(Model& model, const StreamOptions& options);
+  // Takes one of the model's decoder sequences (BusyError when all are in use).
+  Stream(Model& model, const StreamOptions& options, Decoding decoding = Decoding::Self);
   ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
   // 16 kHz mono samples; processes whatever the processing interval allows. A NaN or
   // infinite sample is an Error naming its index in `samples`, and nothing of the call is
   // taken: one such value would spread through the mel frames and the encoder's cache and
   // silence the stream for good.
   void feed(std::span<const float> samples);
+  // As feed, but stops where a segment must end before more audio is taken (continuous
+  // mode at the model's length limit, with Decoding::Scheduled: the end waits for the
+  // scheduler's steps). Returns the samples taken; the rest is for a later call.
+  std::size_t feed_some(std::span<const float> samples);
   // Ends the current segment (right padding, decodes its tail) so that everything spoken
   // so far comes out; later audio starts a new segment.
   void flush();
   // Ends the stream: flushes and accepts no more audio.
   void finish();
+
+  // ---- for a scheduler (Decoding::Scheduled): it collects next_step() from every stream
+  // with step_ready(), runs them as one batched DecoderPool::step, and gives each stream its
+  // token with take_step(). With Decoding::Self the stream does this itself.
+  bool step_ready() const { return prefilled_ && !segment_done_ && decoded_ < encoded_; }
+  DecodeRow next_step() const;
+  // The step's output token, its logits ([1, vocab] in backend memory) and its time.
+  void take_step(int token, const Tensor& logits, double step_ms);
+  // A flush or finish is waiting for its segment's last steps.
+  bool ending() const { return ending_ != End::None; }
+  bool live() const { return options_.processing_interval_s == 0; }
 
   // Text pieces produced since the last call.
   std::vector<TextPiece> take_pieces();
@@ -125,12 +147,17 @@ class Stream {
   std::int64_t input_until_next_chunk() const;
 
  private:
+  enum class End { None, Flush, Finish };
   void start_segment();
   void append_padded(std::span<const float> samples);
-  void process(bool final);
+  // Encodes what the signal and the ring allow, prefills, and (Decoding::Self) decodes;
+  // completes a segment end whose last position has been decoded.
+  void advance();
   bool encode_next(bool final);
   std::int64_t frames_ready(bool final) const;  // mel frames whose window the signal covers
-  void decode_available();
+  void prefill_if_ready();
+  void end_segment(End end);
+  void complete_segment_end();
   void emit(int token, std::int64_t position, const Tensor& logits);
   void set_word_times(TextPiece& piece);
   void end_segment();
@@ -145,10 +172,12 @@ class Stream {
   std::int64_t samples_per_position_ = 0;
   std::int64_t max_segment_input_ = 0;  // input samples one segment may hold
 
+  const Decoding decoding_;
   MelSpectrogram mel_;
   std::unique_ptr<AudioEncoder> encoder_;
-  std::unique_ptr<TextDecoder> decoder_;
-  DeviceBuffer audio_ring_;  // audio embeddings of positions not yet decoded
+  DecoderPool& decoder_;
+  int sequence_ = -1;        // this stream's sequence in the decoder pool
+  Tensor audio_ring_;        // the sequence's audio embeddings of positions not yet decoded
   std::int64_t ring_positions_ = 0;
   int encoder_chunk_ = 0;
 
@@ -165,6 +194,7 @@ class Stream {
   std::int64_t decoded_ = 0;              // positions decoded (next step's position)
   bool prefilled_ = false;
   bool segment_done_ = false;             // EOS seen, or every position decoded
+  End ending_ = End::None;                // a flush or finish waits for the segment's last steps
   int next_input_ = 0;
   std::int64_t pending_input_ = 0;        // input samples fed since the last processing
   std::vector<float> mel_scratch_;

@@ -39,20 +39,23 @@ void rotate(float* x, int n_heads, int head_dim, const std::vector<float>& c, co
 
 }  // namespace
 
-void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                                 const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                                 const Tensor& k_cache, const Tensor& v_cache) {
-  check_rope_kv_shapes("cpu backend", q, k, v, q_rope, k_rope, cache, k_cache, v_cache);
+  check_rope_kv_shapes("cpu backend", q, k, v, rows, q_rope, k_rope, cache, k_cache, v_cache);
+  const auto* positions = rows.positions.ptr<std::int32_t>();
+  const auto* sequences = rows.sequences.ptr<std::int32_t>();
+  const auto* pages = rows.page_table.ptr<std::int32_t>();
   const std::int64_t kv_width = static_cast<std::int64_t>(cache.n_kv_heads) * cache.head_dim;
   pool_.parallel_for(q.rows, 1, [&](std::int64_t i0, std::int64_t i1) {
     std::vector<float> c, s, rotated_k(static_cast<std::size_t>(kv_width));
     for (std::int64_t i = i0; i < i1; ++i) {
-      const std::int32_t pos = positions.ptr<std::int32_t>()[i * positions.stride];
+      const std::int32_t pos = positions[i];
       rope_angles(pos, q_rope.head_dim, q_rope.theta, c, s);
       rotate(q.ptr<float>() + i * q.stride, q_rope.n_heads, q_rope.head_dim, c, s);
       std::copy_n(k.ptr<float>() + i * k.stride, kv_width, rotated_k.data());
       rotate(rotated_k.data(), k_rope.n_heads, k_rope.head_dim, c, s);
-      const std::int64_t slot = pos % cache.capacity;
+      const std::int64_t slot = kv_cache_row(cache, pages, sequences[i], pos);
       const float* v_row = v.ptr<float>() + i * v.stride;
       if (cache.type == ElemType::BF16) {
         auto* k_dst = k_cache.ptr<std::uint16_t>() + slot * k_cache.stride;
@@ -69,8 +72,12 @@ void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& 
   });
 }
 
-void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+void CpuBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                            const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+  check_kv_rows("cpu backend", "attention", rows, q.rows, cache);
+  const auto* positions = rows.positions.ptr<std::int32_t>();
+  const auto* sequences = rows.sequences.ptr<std::int32_t>();
+  const auto* pages = rows.page_table.ptr<std::int32_t>();
   const int hd = cache.head_dim;
   const int group = n_heads / cache.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -82,7 +89,8 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
     for (std::int64_t item = a; item < b; ++item) {
       const std::int64_t i = item / n_heads;
       const int h = static_cast<int>(item % n_heads);
-      const std::int64_t pos = positions.ptr<std::int32_t>()[i * positions.stride];
+      const std::int64_t pos = positions[i];
+      const std::int32_t sequence = sequences[i];
       const std::int64_t first = std::max<std::int64_t>(0, pos - cache.window + 1);
       const std::int64_t count = pos - first + 1;
       const float* qh = q.ptr<float>() + i * q.stride + static_cast<std::int64_t>(h) * hd;
@@ -90,7 +98,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
       weights.resize(static_cast<std::size_t>(count));
       float max_score = -INFINITY;
       for (std::int64_t t = 0; t < count; ++t) {
-        const std::int64_t row = ((first + t) % cache.capacity) * k_cache.stride + kv_offset;
+        const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * k_cache.stride + kv_offset;
         float dot = 0;
         if (bf16_cache) {
           kern.dot_rows_bf16(k_cache.ptr<std::uint16_t>() + row, &qh, 1, hd, &dot);
@@ -109,7 +117,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& positions, int n_heads
       float* o = out.ptr<float>() + i * out.stride + static_cast<std::int64_t>(h) * hd;
       std::fill_n(o, hd, 0.0f);
       for (std::int64_t t = 0; t < count; ++t) {
-        const std::int64_t row = ((first + t) % cache.capacity) * v_cache.stride + kv_offset;
+        const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * v_cache.stride + kv_offset;
         const float* value = v_cache.ptr<float>() + row;
         if (bf16_cache) {
           kern.widen_bf16(v_cache.ptr<std::uint16_t>() + row, widened.data(), hd);

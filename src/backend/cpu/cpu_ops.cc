@@ -1,4 +1,5 @@
 // Element-wise and row-wise ops of the CPU backend.
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
@@ -18,19 +19,53 @@ const float* vector_values(const Weight& w, std::int64_t expected, const char* w
 
 }  // namespace
 
+namespace {
+
+void rms_norm_row(const float* in, std::int64_t n, const float* w, float eps, float* out) {
+  double sum = 0;
+  for (std::int64_t j = 0; j < n; ++j) sum += static_cast<double>(in[j]) * in[j];
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float inv = 1.0f / std::sqrt(mean + eps);
+  for (std::int64_t j = 0; j < n; ++j) out[j] = w[j] * (in[j] * inv);
+}
+
+}  // namespace
+
 void CpuBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
   const float* w = vector_values(weight, x.cols, "rms_norm");
   pool_.parallel_for(x.rows, 4, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) rms_norm_row(x.ptr<float>() + i * x.stride, x.cols, w, eps, y.ptr<float>() + i * y.stride);
+  });
+}
+
+void CpuBackend::rms_norm_rows(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Tensor& y) {
+  if (norms.cols != x.cols || norms.type != ElemType::F32 || norm_rows.rows != x.rows || norm_rows.type != ElemType::I32 ||
+      y.rows != x.rows || y.cols != x.cols) {
+    fail("cpu backend", "rms_norm_rows: shape mismatch");
+  }
+  for (std::int64_t i = 0; i < x.rows; ++i) {  // checked here: a worker thread must not throw
+    const std::int64_t r = norm_rows.ptr<std::int32_t>()[i * norm_rows.stride];
+    if (r < 0 || r >= norms.rows) fail("cpu backend", cat("rms_norm_rows: row ", i, " asks for norm ", r, " of ", norms.rows));
+  }
+  pool_.parallel_for(x.rows, 4, [&](std::int64_t i0, std::int64_t i1) {
     for (std::int64_t i = i0; i < i1; ++i) {
-      const float* in = x.ptr<float>() + i * x.stride;
-      float* out = y.ptr<float>() + i * y.stride;
-      double sum = 0;
-      for (std::int64_t j = 0; j < x.cols; ++j) sum += static_cast<double>(in[j]) * in[j];
-      const float mean = static_cast<float>(sum / static_cast<double>(x.cols));
-      const float inv = 1.0f / std::sqrt(mean + eps);
-      for (std::int64_t j = 0; j < x.cols; ++j) out[j] = w[j] * (in[j] * inv);
+      const std::int64_t r = norm_rows.ptr<std::int32_t>()[i * norm_rows.stride];
+      rms_norm_row(x.ptr<float>() + i * x.stride, x.cols, norms.ptr<float>() + r * norms.stride, eps,
+                   y.ptr<float>() + i * y.stride);
     }
   });
+}
+
+void CpuBackend::gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) {
+  if (src.cols != dst.cols || src.type != ElemType::F32 || dst.type != ElemType::F32 || indices.rows != dst.rows ||
+      indices.type != ElemType::I32) {
+    fail("cpu backend", "gather_rows: shape mismatch");
+  }
+  for (std::int64_t i = 0; i < dst.rows; ++i) {
+    const std::int64_t r = indices.ptr<std::int32_t>()[i * indices.stride];
+    if (r < 0 || r >= src.rows) fail("cpu backend", cat("gather_rows: row ", i, " asks for row ", r, " of ", src.rows));
+    std::copy_n(src.ptr<float>() + r * src.stride, src.cols, dst.ptr<float>() + i * dst.stride);
+  }
 }
 
 void CpuBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {

@@ -195,7 +195,7 @@ Tensor DecoderPool::v_cache(int layer) const {
   return kv_caches_.view().row_range((2 * layer + 1) * rows, rows);
 }
 
-void DecoderPool::ensure_pages(int sequence, std::int64_t first, std::int64_t last) {
+void DecoderPool::reserve(int sequence, std::int64_t first, std::int64_t last) {
   const int per_sequence = layout_.pages_per_sequence();
   bool changed = false;
   {
@@ -248,7 +248,7 @@ void DecoderPool::prefill(int sequence, std::span<const int> ids, const Tensor& 
       first_position + n > std::numeric_limits<std::int32_t>::max()) {
     fail("decoder", cat("prefill: bad call (", n, " rows at position ", first_position, ")"));
   }
-  ensure_pages(sequence, first_position, first_position + n - 1);
+  reserve(sequence, first_position, first_position + n - 1);
   std::vector<std::int32_t> host_ids(ids.begin(), ids.end());
   std::vector<std::int32_t> host_positions(static_cast<std::size_t>(n));
   std::iota(host_positions.begin(), host_positions.end(), static_cast<std::int32_t>(first_position));
@@ -314,7 +314,7 @@ void DecoderPool::step(std::span<const DecodeRow> rows, std::span<int> next) {
       for (int j = 0; j < i; ++j) {
         if (rows[static_cast<std::size_t>(j)].sequence == r.sequence) fail("decoder", "step: a sequence appears twice");
       }
-      ensure_pages(r.sequence, r.position, r.position);
+      reserve(r.sequence, r.position, r.position);
       ids[at] = r.id;
       positions[at] = static_cast<std::int32_t>(r.position);
       sequences[at] = r.sequence;

@@ -70,6 +70,11 @@ class DecoderPool {
   std::size_t bytes() const { return bytes_; }
   std::int64_t pages_in_use() const;
 
+  // Gives the sequence K/V pages for positions [first, last] now (steps and prefills do it
+  // themselves; benchmarks use it to attend over a long context without decoding it).
+  // Error when the cache is full.
+  void reserve(int sequence, std::int64_t first, std::int64_t last);
+
   // Starts (or restarts) a sequence at position 0 with the FFN norms of its delay (see
   // time_conditioned_ffn_norms); its old pages are freed.
   void start(int sequence, const std::vector<std::vector<float>>& ffn_norms);
@@ -95,8 +100,6 @@ class DecoderPool {
   void run_layers(const Buffers& b, const KvRows& rows);
   void step_ops(int bucket);
   int bucket_for(int n) const;
-  // Gives the sequence pages for positions [first, last] and uploads its page table row.
-  void ensure_pages(int sequence, std::int64_t first, std::int64_t last);
   void free_pages(int sequence);  // mutex_ held
   void check_sequence(int sequence, const char* what) const;
   Tensor k_cache(int layer) const;

@@ -21,7 +21,7 @@
 #include <boost/beast/http.hpp>
 
 #include "model/model.h"
-#include "server/engine.h"
+#include "runtime/scheduler.h"
 #include "server/server.h"
 #include "server/transcription.h"
 
@@ -34,7 +34,7 @@ using tcp = net::ip::tcp;
 
 struct Fixture {
   std::unique_ptr<voxtral::Model> model;
-  std::unique_ptr<voxtral::Engine> engine;
+  std::unique_ptr<voxtral::Scheduler> engine;
   std::unique_ptr<voxtral::Server> server;
 };
 
@@ -44,7 +44,7 @@ Fixture& fixture() {
     voxtral::ModelOptions model_options{"cpu"};
     model_options.threads = 1;
     made->model = voxtral::Model::load(VOXTRAL_FUZZ_MODEL, model_options);
-    made->engine = std::make_unique<voxtral::Engine>(*made->model, voxtral::EngineOptions{});
+    made->engine = std::make_unique<voxtral::Scheduler>(*made->model, voxtral::SchedulerOptions{});
     voxtral::ServerOptions options;
     options.port = 0;
     options.model_id = "tiny";

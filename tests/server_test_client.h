@@ -180,7 +180,7 @@ inline Model& demo_model() {
 }
 
 struct RunningServer {
-  explicit RunningServer(ServerOptions options, EngineOptions engine_options = {})
+  explicit RunningServer(ServerOptions options, SchedulerOptions engine_options = {})
       : engine(demo_model(), engine_options), server(engine, with_defaults(std::move(options))) {
     server.start();
   }
@@ -198,7 +198,7 @@ struct RunningServer {
     }
     return false;
   }
-  Engine engine;
+  Scheduler engine;
   Server server;
 };
 

@@ -202,7 +202,7 @@ Model& demo_model() {
 }
 
 struct RunningServer {
-  RunningServer(ServerOptions options, EngineOptions engine_options = {})
+  RunningServer(ServerOptions options, SchedulerOptions engine_options = {})
       : engine(demo_model(), engine_options), server(engine, with_defaults(std::move(options))) {
     server.start();
   }
@@ -220,7 +220,7 @@ struct RunningServer {
     }
     return false;
   }
-  Engine engine;
+  Scheduler engine;
   Server server;
 };
 
@@ -590,7 +590,7 @@ TEST(Realtime, AudioLengthLimit) {
 }
 
 TEST(Realtime, SessionLimitAnswersBusy) {
-  EngineOptions engine;
+  SchedulerOptions engine;
   engine.max_jobs = 2;
   RunningServer s(test_options(), engine);
   std::vector<std::unique_ptr<WsClient>> clients;
@@ -679,10 +679,10 @@ TEST(Server, SlowClientsAreServedAndStalledOnesDropped) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
-TEST(Engine, ALongUploadDoesNotHoldBackALiveStream) {
+TEST(Scheduler, ALongUploadDoesNotHoldBackALiveStream) {
   // One engine thread: a 65 s batch job and a 4.5 s live job arrive together; the live job
   // must finish long before the batch job, whose turns are bounded slices.
-  Engine engine(demo_model(), EngineOptions{});
+  Scheduler engine(demo_model(), SchedulerOptions{});
   std::mutex m;
   std::vector<std::string> order;
   auto done = [&](const std::string& name) {

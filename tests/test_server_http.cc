@@ -71,12 +71,12 @@ ServerOptions http_options() {
 }
 
 struct Running {
-  explicit Running(ServerOptions options) : engine(demo_model(), EngineOptions{}), server(engine, std::move(options)) {
+  explicit Running(ServerOptions options) : engine(demo_model(), SchedulerOptions{}), server(engine, std::move(options)) {
     server.start();
   }
   unsigned short port() const { return server.port(); }
   std::string authority() const { return "127.0.0.1:" + std::to_string(port()); }
-  Engine engine;
+  Scheduler engine;
   Server server;
 };
 

@@ -141,7 +141,7 @@ Model& demo_model() {
 }
 
 struct RunningServer {
-  explicit RunningServer(ServerOptions options) : engine(demo_model(), EngineOptions{}), server(engine, fill(options)) {
+  explicit RunningServer(ServerOptions options) : engine(demo_model(), SchedulerOptions{}), server(engine, fill(options)) {
     server.start();
   }
   static ServerOptions fill(ServerOptions o) {
@@ -159,7 +159,7 @@ struct RunningServer {
     }
     return false;
   }
-  Engine engine;
+  Scheduler engine;
   Server server;
 };
 
@@ -237,7 +237,7 @@ TEST(ServerHttp, BytesThatAreNotUtf8NeverStopTheServer) {
 
 TEST(ServerHttp, AFailureInsideAHandlerEndsOnlyThatRequest) {
   // A connection of its own, on an I/O loop of the test's: a task on it throws.
-  Engine engine(demo_model(), EngineOptions{});
+  Scheduler engine(demo_model(), SchedulerOptions{});
   Metrics metrics;
   const ServerOptions options = small_limits();
   MemoryBudget memory;
@@ -285,7 +285,7 @@ TEST(ServerHttp, JsonOfNamesThatAreNotUtf8IsServed) {
   ServerOptions odd = small_limits();
   odd.model_id = "demo\xff";
   odd.port = 0;
-  Engine engine(demo_model(), EngineOptions{});
+  Scheduler engine(demo_model(), SchedulerOptions{});
   Server server(engine, odd);
   server.start();
   for (const std::string path : {"/health", "/v1/models"}) {

@@ -102,8 +102,8 @@ TEST(RealtimeEvents, ClientTextInMessagesIsShortAndAlwaysSerializable) {
 }
 
 // The engine serves a job's appends, flushes and utterance ends in the order they came.
-TEST(Engine, UtteranceEndsAndFlushesAreServedInOrderWithTheAudio) {
-  Engine engine(demo_model(), EngineOptions{});
+TEST(Scheduler, UtteranceEndsAndFlushesAreServedInOrderWithTheAudio) {
+  Scheduler engine(demo_model(), SchedulerOptions{});
   std::mutex m;
   std::string text;
   std::vector<std::string> done;
@@ -279,7 +279,7 @@ TEST(Realtime, HeldAudioIsTakenFromTheMemoryBudget) {
 }
 
 TEST(Realtime, MaxSessionsCountsSessionsHoldingAudio) {
-  EngineOptions engine;
+  SchedulerOptions engine;
   engine.max_jobs = 1;
   RunningServer s(small_limits(), engine);
   WsClient first(s.port());

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
                "protocol), with a web page for the microphone. One process holds the model for every client."};
   std::string model_dir;
   ServerOptions server;
-  EngineOptions engine;
+  SchedulerOptions engine;
   ModelOptions model{"auto"};
   double max_upload_mb = 100;
   double max_message_kb = 16384;
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   try {
     auto loaded = Model::load(model_dir, model);
     if (server.delay_ms > 0) delay_positions(server.delay_ms, loaded->config());  // validates it
-    Engine engine_runner(*loaded, engine);
+    Scheduler engine_runner(*loaded, engine);
     Server http(engine_runner, server);
     http.start();
     std::fprintf(stderr, "voxtral-server: model %s on %s; listening on http://%s:%u/\n", server.model_id.c_str(),

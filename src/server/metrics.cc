@@ -31,7 +31,7 @@ void Metrics::error(const std::string& kind) {
   ++errors_[kind];
 }
 
-std::string Metrics::prometheus(const EngineCounters& engine) const {
+std::string Metrics::prometheus(const SchedulerCounters& engine) const {
   std::ostringstream out;
   std::lock_guard lock(mutex_);
   out << "# HELP voxtral_requests_total HTTP requests and WebSocket sessions, by endpoint and status.\n"

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "server/engine.h"
+#include "runtime/scheduler.h"
 
 namespace voxtral {
 
@@ -23,7 +23,7 @@ class Metrics {
   void realtime_opened() { ++realtime_sessions_; }
   void realtime_closed() { --realtime_sessions_; }
   int realtime_sessions() const { return realtime_sessions_; }
-  std::string prometheus(const EngineCounters& engine) const;
+  std::string prometheus(const SchedulerCounters& engine) const;
 
  private:
   mutable std::mutex mutex_;

@@ -14,7 +14,7 @@
 namespace voxtral {
 
 struct Server::Impl {
-  Impl(Engine& engine, Metrics& metrics, ServerOptions opts)
+  Impl(Scheduler& engine, Metrics& metrics, ServerOptions opts)
       : options(std::move(opts)),
         context{engine, metrics, options},
         io(options.io_threads),
@@ -89,7 +89,7 @@ std::size_t default_memory_budget_bytes() {
   return static_cast<std::size_t>(limit / 2);
 }
 
-Server::Server(Engine& engine, ServerOptions options)
+Server::Server(Scheduler& engine, ServerOptions options)
     : impl_(std::make_unique<Impl>(engine, metrics_, std::move(options))) {}
 
 Server::~Server() {

@@ -6,7 +6,7 @@
 //   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
 //                                       verbose_json; stream=true as server-sent events)
 //   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol
-// Connections run on a few I/O threads; all model work runs on the Engine's thread.
+// Connections run on a few I/O threads; all model work runs on the Scheduler's thread.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "server/engine.h"
+#include "runtime/scheduler.h"
 #include "server/lifecycle.h"
 #include "server/memory_budget.h"
 #include "server/metrics.h"
@@ -86,7 +86,7 @@ struct ServerOptions {
 
 // What every connection shares.
 struct ServerContext {
-  Engine& engine;
+  Scheduler& engine;
   Metrics& metrics;
   const ServerOptions& options;
   boost::asio::thread_pool* blocking_pool = nullptr;  // audio decoding, off the I/O threads
@@ -99,7 +99,7 @@ struct ServerContext {
 
 class Server {
  public:
-  Server(Engine& engine, ServerOptions options);
+  Server(Scheduler& engine, ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

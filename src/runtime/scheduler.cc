@@ -1,0 +1,339 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+namespace voxtral {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr double kSampleRate = 16000;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+// A live client may also send audio faster than real time (a file through the realtime
+// protocol): it gets at most this much per turn, so live jobs share the engine too.
+constexpr double kLiveSliceSeconds = 1.0;
+}  // namespace
+
+Job::Job(Scheduler& scheduler, JobKind kind, StreamOptions options, JobCallbacks callbacks)
+    : scheduler_(scheduler), kind_(kind), options_(std::move(options)), callbacks_(std::move(callbacks)) {}
+
+void Job::push(Input input) {
+  {
+    std::lock_guard lock(mutex_);
+    if (finish_ || cancelled_) return;
+    queued_samples_ += static_cast<std::int64_t>(input.samples.size());
+    input_.push_back(std::move(input));
+  }
+  scheduler_.wake();
+}
+
+void Job::append(std::vector<float> samples) {
+  if (!samples.empty()) push({std::move(samples), Mark::None});
+}
+
+void Job::flush() { push({{}, Mark::Flush}); }
+
+void Job::end_utterance() { push({{}, Mark::EndUtterance}); }
+
+std::int64_t Job::queued_samples() const {
+  std::lock_guard lock(mutex_);
+  return queued_samples_;
+}
+
+void Job::finish() {
+  {
+    std::lock_guard lock(mutex_);
+    finish_ = true;
+  }
+  scheduler_.wake();
+}
+
+void Job::cancel() {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    input_.clear();
+    queued_samples_ = 0;
+  }
+  scheduler_.wake();
+}
+
+Scheduler::Scheduler(Model& model, SchedulerOptions options) : model_(model), options_(options) {
+  worker_ = std::thread([this] { run(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<Job> Scheduler::start(JobKind kind, StreamOptions options, JobCallbacks callbacks) {
+  std::lock_guard lock(mutex_);
+  // Every job may hold a decoder sequence at once (one stream at a time per job).
+  const int limit = std::min(options_.max_jobs, model_.decoder().options().max_sequences);
+  if (stop_ || static_cast<int>(jobs_.size()) >= limit) return nullptr;
+  std::shared_ptr<Job> job(new Job(*this, kind, std::move(options), std::move(callbacks)));
+  jobs_.push_back(job);
+  counters_.active_jobs = static_cast<int>(jobs_.size());
+  return job;
+}
+
+SchedulerCounters Scheduler::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+void Scheduler::cancel_all() {
+  std::unique_lock lock(mutex_);
+  for (auto& job : jobs_) {
+    std::lock_guard job_lock(job->mutex_);
+    job->cancelled_ = true;
+    job->input_.clear();
+    job->queued_samples_ = 0;
+  }
+  pending_ = true;
+  wake_.notify_all();
+  idle_.wait(lock, [&] { return stop_ || (!serving_ && !pending_); });
+}
+
+void Scheduler::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    pending_ = true;
+  }
+  wake_.notify_all();
+}
+
+bool Scheduler::has_input(const Job& job) const {
+  return !job.input_.empty() || job.finish_ || job.cancelled_;
+}
+
+void Scheduler::run() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || pending_; });
+      if (stop_) break;
+      pending_ = false;
+      serving_ = true;
+    }
+    // Ticks until no job has anything left to do; then sleep until a front end wakes us.
+    for (bool worked = true; worked;) {
+      const auto tick_start = Clock::now();
+      std::vector<Job*> jobs;
+      std::vector<std::shared_ptr<Job>> held;
+      {
+        std::lock_guard lock(mutex_);
+        held = jobs_;
+      }
+      for (auto& job : held) jobs.push_back(job.get());
+      std::vector<Job*> over;
+      worked = false;
+      for (Job* job : jobs) {
+        const Intake result = intake(*job);
+        if (result == Intake::Over) over.push_back(job);
+        if (result != Intake::Nothing) worked = true;
+      }
+      std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
+      if (step(jobs, over)) worked = true;
+      for (Job* job : jobs) {
+        if (std::find(over.begin(), over.end(), job) != over.end()) continue;
+        if (!deliver(*job)) over.push_back(job);
+      }
+      std::lock_guard lock(mutex_);
+      if (worked) {
+        ++counters_.ticks;
+        counters_.tick_ms += ms_since(tick_start);
+      }
+      if (!over.empty()) {
+        std::erase_if(jobs_, [&](const auto& j) { return std::find(over.begin(), over.end(), j.get()) != over.end(); });
+        counters_.active_jobs = static_cast<int>(jobs_.size());
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      serving_ = false;
+    }
+    idle_.notify_all();
+  }
+  // Streams hold backend memory: release them on this thread.
+  std::lock_guard lock(mutex_);
+  for (auto& job : jobs_) job->stream_.reset();
+  jobs_.clear();
+  serving_ = false;
+  idle_.notify_all();
+}
+
+Scheduler::Intake Scheduler::intake(Job& job) {
+  {
+    std::lock_guard lock(job.mutex_);
+    if (job.cancelled_) {
+      job.stream_.reset();
+      return Intake::Over;
+    }
+  }
+  // A stream ending a segment or an utterance takes nothing until its last steps ran; an
+  // upload takes its next slice only once it has decoded the last (memory stays bounded
+  // and the encoder runs on whole slices).
+  if (job.finishing_ || (job.stream_ && job.stream_->ending())) return Intake::Nothing;
+  if (job.kind_ == JobKind::Batch && job.stream_ && job.stream_->step_ready()) return Intake::Nothing;
+  const auto slice = static_cast<std::int64_t>((job.kind_ == JobKind::Batch ? options_.batch_slice_seconds
+                                                                             : kLiveSliceSeconds) * kSampleRate);
+  std::vector<float> samples;
+  Job::Mark mark = Job::Mark::None;
+  bool do_finish = false;
+  {
+    std::lock_guard lock(job.mutex_);
+    while (!job.input_.empty() && static_cast<std::int64_t>(samples.size()) < slice) {
+      auto& front = job.input_.front();
+      if (front.mark != Job::Mark::None) {  // the audio before it, then the mark
+        mark = front.mark;
+        job.input_.pop_front();
+        break;
+      }
+      const auto want = static_cast<std::size_t>(slice) - samples.size();
+      const auto take = std::min(want, front.samples.size() - front.taken);
+      const auto from = front.samples.begin() + static_cast<std::ptrdiff_t>(front.taken);
+      samples.insert(samples.end(), from, from + static_cast<std::ptrdiff_t>(take));
+      front.taken += take;
+      if (front.taken == front.samples.size()) {
+        job.queued_samples_ -= static_cast<std::int64_t>(front.samples.size());
+        job.input_.pop_front();
+      }
+    }
+    if (mark == Job::Mark::None && job.input_.empty()) do_finish = job.finish_;
+  }
+  if (samples.empty() && mark == Job::Mark::None && !do_finish) return Intake::Nothing;
+  try {
+    if (!job.stream_) job.stream_ = std::make_unique<Stream>(model_, job.options_, Decoding::Scheduled);
+    Stream& stream = *job.stream_;
+    const std::size_t taken = samples.empty() ? 0 : stream.feed_some(samples);
+    if (taken < samples.size()) {
+      // A segment must end first (continuous mode at the length limit): the rest, and the
+      // mark after it, wait at the front of the queue.
+      std::lock_guard lock(job.mutex_);
+      if (mark != Job::Mark::None) job.input_.push_front({{}, mark});
+      std::vector<float> rest(samples.begin() + static_cast<std::ptrdiff_t>(taken), samples.end());
+      job.queued_samples_ += static_cast<std::int64_t>(rest.size());
+      job.input_.push_front({std::move(rest), Job::Mark::None});
+      mark = Job::Mark::None;
+      do_finish = false;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      counters_.audio_seconds += static_cast<double>(taken) / kSampleRate;
+    }
+    if (mark == Job::Mark::Flush) stream.flush();
+    if (do_finish || mark == Job::Mark::EndUtterance) {
+      stream.finish();
+      job.finishing_ = true;
+      job.last_utterance_ = do_finish;
+    }
+  } catch (const std::exception& e) {
+    fail_job(job, e.what());
+    return Intake::Over;
+  }
+  return Intake::Took;
+}
+
+bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
+  DecoderPool& decoder = model_.decoder();
+  const int max_batch = decoder.options().max_batch;
+  rows_.clear();
+  std::vector<Job*> stepped;
+  const auto now = Clock::now();
+  // Live streams first; uploads fill the rest of the batch.
+  for (const JobKind kind : {JobKind::Live, JobKind::Batch}) {
+    for (Job* job : jobs) {
+      if (job->kind_ != kind || !job->stream_ || !job->stream_->step_ready()) continue;
+      if (!job->was_ready_) {
+        job->was_ready_ = true;
+        job->ready_since_ = now;
+      }
+      if (static_cast<int>(rows_.size()) == max_batch) continue;
+      const DecodeRow row = job->stream_->next_step();
+      try {
+        decoder.reserve(row.sequence, row.position, row.position);  // a full cache fails this job only
+      } catch (const std::exception& e) {
+        fail_job(*job, e.what());
+        over.push_back(job);
+        continue;
+      }
+      rows_.push_back(row);
+      stepped.push_back(job);
+    }
+  }
+  if (rows_.empty()) return false;
+  next_.resize(rows_.size());
+  const auto t = Clock::now();
+  try {
+    decoder.step(rows_, next_);
+  } catch (const std::exception& e) {
+    for (Job* job : stepped) {
+      fail_job(*job, e.what());
+      over.push_back(job);
+    }
+    return true;
+  }
+  const double step_ms = ms_since(t);
+  double queue_ms = 0, max_queue_ms = 0;
+  const Tensor logits = decoder.step_logits(static_cast<std::int64_t>(rows_.size()));
+  for (std::size_t i = 0; i < stepped.size(); ++i) {
+    Job& job = *stepped[i];
+    const double waited = std::chrono::duration<double, std::milli>(t - job.ready_since_).count();
+    queue_ms += waited;
+    max_queue_ms = std::max(max_queue_ms, waited);
+    try {
+      job.stream_->take_step(next_[i], logits.row_range(static_cast<std::int64_t>(i), 1), step_ms);
+    } catch (const std::exception& e) {
+      fail_job(job, e.what());
+      over.push_back(&job);
+      continue;
+    }
+    job.was_ready_ = job.stream_->step_ready();
+    job.ready_since_ = Clock::now();
+  }
+  std::lock_guard lock(mutex_);
+  ++counters_.decode_steps;
+  counters_.decoded_rows += static_cast<std::int64_t>(rows_.size());
+  counters_.decode_ms += step_ms;
+  counters_.queue_ms += queue_ms;
+  counters_.max_queue_ms = std::max(counters_.max_queue_ms, max_queue_ms);
+  counters_.last_batch = static_cast<int>(rows_.size());
+  return true;
+}
+
+bool Scheduler::deliver(Job& job) {
+  if (!job.stream_) return true;
+  auto pieces = job.stream_->take_pieces();
+  if (!pieces.empty() && job.callbacks_.on_pieces) job.callbacks_.on_pieces(std::move(pieces));
+  if (!job.finishing_ || !job.stream_->finished()) return true;
+  if (job.callbacks_.on_done) job.callbacks_.on_done(job.stream_->stats());
+  job.stream_.reset();
+  job.finishing_ = false;
+  job.was_ready_ = false;
+  return !job.last_utterance_;
+}
+
+void Scheduler::fail_job(Job& job, const std::string& message) {
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.failures;
+  }
+  job.stream_.reset();
+  job.finishing_ = false;
+  {
+    std::lock_guard lock(job.mutex_);  // the job is gone: later input is refused, not held
+    job.cancelled_ = true;
+    job.input_.clear();
+    job.queued_samples_ = 0;
+  }
+  if (job.callbacks_.on_error) job.callbacks_.on_error(message);
+}
+
+}  // namespace voxtral

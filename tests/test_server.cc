@@ -18,11 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/audio.h"
+#include "model/transcriber.h"
 #include "server/base64.h"
 #include "server/multipart.h"
 #include "server/server.h"
-#include "model/segments.h"
-#include "model/transcriber.h"
+#include "transcript/segments.h"
 #include "test_util.h"
 #include "word_time_checks.h"
 

@@ -29,10 +29,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "model/formats.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "transcript/formats.h"
 #include "test_util.h"
 
 extern char** environ;

@@ -1,4 +1,4 @@
-// Word and segment times (model/word_times.h, model/segments.h): the timer on energy frames
+// Word and segment times (model/word_times.h, transcript/segments.h): the timer on energy frames
 // made by hand, the segmenter on pieces made by hand, and the demo model's word times
 // against the truth: the shipped samples (samples/*.json) and held-out espeak-ng sentences
 // synthesized here, word by word, so that every word's first and last sample is known.
@@ -14,9 +14,9 @@
 #include <gtest/gtest.h>
 
 #include "core/audio.h"
-#include "model/segments.h"
 #include "model/transcriber.h"
 #include "model/word_times.h"
+#include "transcript/segments.h"
 #include "test_util.h"
 #include "word_time_checks.h"
 

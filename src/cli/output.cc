@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "model/formats.h"
+#include "transcript/formats.h"
 
 namespace voxtral {
 

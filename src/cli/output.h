@@ -7,8 +7,8 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
-#include "model/segments.h"
 #include "model/stream.h"
+#include "transcript/segments.h"
 
 namespace voxtral {
 

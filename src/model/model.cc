@@ -1,19 +1,13 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <initializer_list>
 #include <string_view>
-#include <thread>
-#include <algorithm>
 
-#include "backend/cpu/cpu_backend.h"
+#include "backend/factory.h"
 #include "backend/profiling_backend.h"
-#ifdef VOXTRAL_HAVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
 #include "core/error.h"
 #include "core/model_tensors.h"
 #include "model/decoder.h"
@@ -45,49 +39,6 @@ void check_consistent(const ModelConfig& c, const Tokenizer& t) {
 }
 
 }  // namespace
-
-std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
-  std::unique_ptr<Backend> backend;
-  std::string kind = options.backend;
-  if (kind == "auto") {
-    kind = "cpu";  // a build without CUDA is a CPU build by choice: no notice
-#ifdef VOXTRAL_HAVE_CUDA
-    std::string reason;
-    if (cuda_usable(&reason)) {
-      kind = "cuda";
-    } else if (!options.quiet) {
-      std::fprintf(stderr, "voxtral: %s; falling back to the CPU backend\n", reason.c_str());
-    }
-#endif
-  }
-  if (kind == "cpu") {
-    int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-    backend = std::make_unique<CpuBackend>(std::max(threads, 1));
-  } else if (kind == "cuda") {
-#ifdef VOXTRAL_HAVE_CUDA
-    CudaOptions co;
-    if (options.precision != "auto" && options.precision != "exact" && options.precision != "fast") {
-      fail("precision", cat("unknown mode \"", options.precision, "\" (use exact, fast or auto)"));
-    }
-    co.exact_matmul = options.precision != "fast";
-    if (options.weights != "bf16" && options.weights != "fp16") {
-      fail("weights", cat("unknown storage \"", options.weights, "\" (use bf16 or fp16)"));
-    }
-    co.weight_type = options.weights == "fp16" ? ElemType::F16 : ElemType::BF16;
-    co.kv_cache_type = options.kv_cache == "f32" ? ElemType::F32 : ElemType::BF16;
-    backend = std::make_unique<CudaBackend>(co);
-#else
-    fail("backend", "this build has no CUDA backend: rebuild with `make cuda`");
-#endif
-  } else {
-    fail("backend", cat("unknown backend \"", options.backend, "\" (use cpu, cuda or auto)"));
-  }
-  const char* profile = std::getenv("VOXTRAL_PROFILE");
-  if (profile != nullptr && std::string_view(profile) == "1") {
-    backend = std::make_unique<ProfilingBackend>(std::move(backend));
-  }
-  return backend;
-}
 
 void validate(const ModelOptions& o) {
   if (o.threads < 0 || o.threads > kMaxThreads) {

@@ -76,7 +76,4 @@ class Model {
   ElemType kv_cache_type_ = ElemType::F32;
 };
 
-// The backend named by options.backend ("cpu").
-std::unique_ptr<Backend> make_backend(const ModelOptions& options);
-
 }  // namespace voxtral

@@ -1,4 +1,4 @@
-// The transcription schedule of Voxtral Realtime (MODEL.md): how much silence pads the
+// The transcription schedule of Voxtral Realtime (docs/MODEL.md): how much silence pads the
 // audio, the prompt, and which delays are valid. One decoder position is 80 ms of audio.
 #pragma once
 

@@ -3,7 +3,7 @@
 //
 // The method (README, "Timestamps"):
 // - End: Voxtral Realtime emits a word's first token `n_delay` positions after the position
-//   holding the word's last sample (MODEL.md; the demo model is trained on exactly that
+//   holding the word's last sample (docs/MODEL.md; the demo model is trained on exactly that
 //   target). So a word emitted at position p ends inside position p - n_delay: its end is
 //   the middle of that 80 ms position (at most 40 ms off when the model is on time), never
 //   past the audio fed.

@@ -7,12 +7,12 @@
 #include <set>
 
 #include "core/error.h"
-#include "model/formats.h"
-#include "model/segments.h"
 #include "server/client_text.h"
 #include "server/json_text.h"
 #include "server/multipart.h"
 #include "server/upload_audio.h"
+#include "transcript/formats.h"
+#include "transcript/segments.h"
 
 namespace voxtral {
 

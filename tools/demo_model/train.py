@@ -8,7 +8,7 @@ train_log.json (settings, loss curve, timings) and heldout_transformers.json (wh
 transcribes for every held-out utterance with the exported BF16 weights, and its WER).
 
 The model is transformers' VoxtralRealtimeForConditionalGeneration with a small config. Targets
-follow the streaming format of MODEL.md: the prompt is [BOS] + [STREAMING_PAD] x (32 + n_delay),
+follow the streaming format of docs/MODEL.md: the prompt is [BOS] + [STREAMING_PAD] x (32 + n_delay),
 there is one target per 80 ms position, a word's token starts n_delay positions after the
 position holding the word's last sample, and every other position is [STREAMING_PAD]. Training
 sequences join 1 to 8 utterances, longer than both attention windows, so the model sees its
@@ -81,7 +81,7 @@ class Corpus:
 
 
 class LogMel:
-    """MODEL.md's log-mel on the GPU, batched; checked against transformers' extractor at start."""
+    """docs/MODEL.md's log-mel on the GPU, batched; checked against transformers' extractor at start."""
 
     def __init__(self, fe, device):
         self.filters = torch.from_numpy(fe.mel_filters.astype(np.float32)).to(device).T.contiguous()  # [128, 201]

@@ -1,4 +1,4 @@
-#include "model/formats.h"
+#include "transcript/formats.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "model/segments.h"
+#include "transcript/segments.h"
 
 #include <algorithm>
 #include <cctype>

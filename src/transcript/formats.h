@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/segments.h"
+#include "transcript/segments.h"
 
 namespace voxtral {
 

@@ -1,0 +1,21 @@
+// Chooses and builds the backend a model runs on, from the user's load options: the CPU
+// backend, the CUDA backend (when this build has it), or "auto" (CUDA when a GPU is usable,
+// else the CPU with a notice); VOXTRAL_PROFILE=1 wraps the choice in a ProfilingBackend.
+// The one place that knows every backend; the model sees only the Backend interface.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace voxtral {
+
+struct ModelOptions;  // model/model.h: the options every front end parses once
+
+// The backend named by options.backend ("cpu", "cuda" or "auto"), with options.threads CPU
+// threads (0: one per core) or options.precision / weights / kv_cache for CUDA. Throws Error
+// naming the field for an unknown backend, precision or weight storage, and for "cuda" in a
+// build without CUDA.
+std::unique_ptr<Backend> make_backend(const ModelOptions& options);
+
+}  // namespace voxtral

@@ -1,0 +1,100 @@
+// make_backend (backend/factory.h): which backend each choice builds, and the errors that
+// name the option at fault. Expectations are the documented choices and messages.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/factory.h"
+#include "backend/profiling_backend.h"
+#include "core/error.h"
+#include "model/model.h"
+
+namespace voxtral::testing {
+namespace {
+
+using ::testing::EndsWith;
+
+// The message make_backend throws for `options`, or "" when it builds a backend.
+std::string refusal(const ModelOptions& options) {
+  try {
+    make_backend(options);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(BackendFactory, BuildsTheCpuBackendWithTheAskedThreads) {
+  ModelOptions options;
+  options.threads = 3;
+  const auto backend = make_backend(options);
+  const auto* cpu = dynamic_cast<const CpuBackend*>(backend.get());
+  ASSERT_NE(cpu, nullptr) << backend->name();
+  EXPECT_EQ(cpu->threads(), 3);
+}
+
+TEST(BackendFactory, GivesTheCpuOneThreadPerCoreByDefault) {
+  const auto backend = make_backend(ModelOptions{});
+  const auto* cpu = dynamic_cast<const CpuBackend*>(backend.get());
+  ASSERT_NE(cpu, nullptr) << backend->name();
+  EXPECT_EQ(cpu->threads(), std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+}
+
+TEST(BackendFactory, NamesAnUnknownBackend) {
+  ModelOptions options;
+  options.backend = "tpu";
+  EXPECT_EQ(refusal(options), "backend: unknown backend \"tpu\" (use cpu, cuda or auto)");
+}
+
+#ifdef VOXTRAL_HAVE_CUDA
+// Checked before any GPU is touched, so these hold on a machine without one.
+TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
+  ModelOptions options;
+  options.backend = "cuda";
+  options.precision = "turbo";
+  EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
+  options.precision = "auto";
+  options.weights = "int4";
+  EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use bf16 or fp16)");
+}
+#else
+TEST(BackendFactory, SaysHowToGetCudaInACpuBuild) {
+  ModelOptions options;
+  options.backend = "cuda";
+  EXPECT_EQ(refusal(options), "backend: this build has no CUDA backend: rebuild with `make cuda`");
+}
+
+TEST(BackendFactory, AutoIsTheCpuWithoutANoticeInACpuBuild) {
+  ModelOptions options;
+  options.backend = "auto";
+  ::testing::internal::CaptureStderr();
+  const auto backend = make_backend(options);
+  const std::string notices = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(dynamic_cast<const CpuBackend*>(backend.get()), nullptr) << backend->name();
+  EXPECT_EQ(notices, "");
+}
+#endif
+
+TEST(BackendFactory, WrapsTheChoiceInAProfilerOnlyForVoxtralProfileOne) {
+  ModelOptions options;
+  options.threads = 1;
+  ASSERT_EQ(::setenv("VOXTRAL_PROFILE", "0", 1), 0);
+  EXPECT_EQ(dynamic_cast<const ProfilingBackend*>(make_backend(options).get()), nullptr);
+  ASSERT_EQ(::setenv("VOXTRAL_PROFILE", "1", 1), 0);
+  ::testing::internal::CaptureStderr();  // the profiler prints its (empty) table when destroyed
+  {
+    const auto backend = make_backend(options);
+    EXPECT_NE(dynamic_cast<const ProfilingBackend*>(backend.get()), nullptr);
+    EXPECT_THAT(backend->name(), EndsWith(" [profiling]"));
+  }
+  ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(::unsetenv("VOXTRAL_PROFILE"), 0);
+}
+
+}  // namespace
+}  // namespace voxtral::testing

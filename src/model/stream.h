@@ -5,7 +5,7 @@
 // their windows fill (bit-identical to the offline front end), the conv stem keeps its left
 // context, the encoder runs only new frames against its rolling K/V cache, and the decoder
 // steps once per new 80 ms position. A stream is a sequence of segments; each segment is
-// exactly the offline schedule of MODEL.md over a slice of the input (left padding, prompt,
+// exactly the offline schedule of docs/MODEL.md over a slice of the input (left padding, prompt,
 // prefill, one step per position, right padding at its end), so feeding audio in any
 // chunking and finishing gives the offline run's tokens. flush() ends the current segment
 // at a pause (its pending words come out) and the next audio starts a new one; continuous

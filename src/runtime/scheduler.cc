@@ -24,6 +24,7 @@ void Job::push(Input input) {
     if (finish_ || cancelled_) return;
     queued_samples_ += static_cast<std::int64_t>(input.samples.size());
     input_.push_back(std::move(input));
+    served_ = false;
   }
   scheduler_.wake();
 }
@@ -41,9 +42,15 @@ std::int64_t Job::queued_samples() const {
   return queued_samples_;
 }
 
+void Job::wait_until_served() {
+  std::unique_lock lock(mutex_);
+  served_changed_.wait(lock, [&] { return served_ || cancelled_; });
+}
+
 void Job::finish() {
   {
     std::lock_guard lock(mutex_);
+    if (!finish_) served_ = false;
     finish_ = true;
   }
   scheduler_.wake();
@@ -56,6 +63,7 @@ void Job::cancel() {
     input_.clear();
     queued_samples_ = 0;
   }
+  served_changed_.notify_all();
   scheduler_.wake();
 }
 
@@ -91,10 +99,13 @@ SchedulerCounters Scheduler::counters() const {
 void Scheduler::cancel_all() {
   std::unique_lock lock(mutex_);
   for (auto& job : jobs_) {
-    std::lock_guard job_lock(job->mutex_);
-    job->cancelled_ = true;
-    job->input_.clear();
-    job->queued_samples_ = 0;
+    {
+      std::lock_guard job_lock(job->mutex_);
+      job->cancelled_ = true;
+      job->input_.clear();
+      job->queued_samples_ = 0;
+    }
+    job->served_changed_.notify_all();
   }
   pending_ = true;
   wake_.notify_all();
@@ -144,7 +155,9 @@ void Scheduler::run() {
       for (Job* job : jobs) {
         if (std::find(over.begin(), over.end(), job) != over.end()) continue;
         if (!deliver(*job)) over.push_back(job);
+        note_if_served(*job);
       }
+      for (Job* job : over) note_if_served(*job);
       std::lock_guard lock(mutex_);
       if (worked) {
         ++counters_.ticks;
@@ -320,6 +333,17 @@ bool Scheduler::deliver(Job& job) {
   return !job.last_utterance_;
 }
 
+void Scheduler::note_if_served(Job& job) {
+  const bool busy = job.stream_ && (job.finishing_ || job.stream_->step_ready() || job.stream_->ending());
+  {
+    std::lock_guard lock(job.mutex_);
+    if (busy || !job.input_.empty() || job.served_) return;
+    if (job.finish_ && job.stream_) return;  // its on_done is still to come
+    job.served_ = true;
+  }
+  job.served_changed_.notify_all();
+}
+
 void Scheduler::fail_job(Job& job, const std::string& message) {
   {
     std::lock_guard lock(mutex_);
@@ -333,6 +357,7 @@ void Scheduler::fail_job(Job& job, const std::string& message) {
     job.input_.clear();
     job.queued_samples_ = 0;
   }
+  job.served_changed_.notify_all();
   if (job.callbacks_.on_error) job.callbacks_.on_error(message);
 }
 

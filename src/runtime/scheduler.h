@@ -54,6 +54,10 @@ class Job {
   void end_utterance();
   void finish();  // end of input: the last on_done, then the job is over
   void cancel();  // the client went away: drop everything
+  // Waits until the scheduler has served everything appended so far: taken in, and decoded
+  // as far as the audio allows (for a synchronous API: after it, the pieces of that audio
+  // are out). Returns at once after cancel() or a failure.
+  void wait_until_served();
   // Samples the job holds: appended, and not yet all served (an append is released once
   // the scheduler has taken all of it). What a connection's memory accounting follows.
   std::int64_t queued_samples() const;
@@ -78,6 +82,8 @@ class Job {
   std::deque<Input> input_;
   std::int64_t queued_samples_ = 0;
   bool finish_ = false, cancelled_ = false;
+  bool served_ = true;  // nothing appended since the scheduler last found the job idle
+  std::condition_variable served_changed_;
   // Scheduler thread only.
   std::unique_ptr<Stream> stream_;
   bool finishing_ = false;  // the stream was told to finish (end of utterance or of input)
@@ -134,6 +140,8 @@ class Scheduler {
   // Hands out new pieces, and on_done for a stream that finished; false when the job is over.
   bool deliver(Job& job);
   void fail_job(Job& job, const std::string& message);
+  // Marks the job served when it has no input and its stream can do nothing more now.
+  void note_if_served(Job& job);
 
   Model& model_;
   const SchedulerOptions options_;

@@ -23,6 +23,8 @@ namespace voxtral {
 namespace {
 
 using voxtral::testing::fixture;
+using voxtral::testing::download;
+using voxtral::testing::relative_error;
 using voxtral::testing::to_floats;
 
 // Tolerances, relative to the largest magnitude of the reference tensor. The reference is
@@ -37,28 +39,6 @@ using Clip = voxtral::testing::FixtureClip;
 using voxtral::testing::test_model_options;
 
 std::vector<Clip> all_clips() { return voxtral::testing::fixture_clips(); }
-
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
-  return m;
-}
-
-// Largest |a - b| over the reference's largest magnitude.
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
-    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
-  }
-  return worst / std::max(max_abs(want), 1e-30);
-}
-
-std::vector<float> download(Backend& backend, const Tensor& t) {
-  std::vector<float> host(static_cast<std::size_t>(t.numel()));
-  backend.copy_to_host(t, host.data());
-  return host;
-}
 
 struct Errors {
   double encoder = 0, adapter = 0, logits = 0;

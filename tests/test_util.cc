@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -89,6 +91,22 @@ std::string safetensors_bytes(const std::string& header_json, const std::string&
   std::uint64_t n = header_json.size();
   for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
   return out + header_json + data;
+}
+
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double worst = 0, largest = 0;
+  for (float x : want) largest = std::max(largest, static_cast<double>(std::fabs(x)));
+  for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
+  }
+  return worst / std::max(largest, 1e-30);
+}
+
+std::vector<float> download(Backend& backend, const Tensor& t) {
+  std::vector<float> host(static_cast<std::size_t>(t.numel()));
+  backend.copy_to_host(t, host.data());
+  return host;
 }
 
 }  // namespace voxtral::testing

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "model/model.h"
@@ -67,5 +68,10 @@ std::string error_message(Action&& action) {
 
 // Writes a safetensors file from raw parts (for malformed-input tests).
 std::string safetensors_bytes(const std::string& header_json, const std::string& data);
+
+// Largest |got - want| over the largest magnitude of `want` (the parity tests' measure).
+double relative_error(const std::vector<float>& got, const std::vector<float>& want);
+// A backend tensor's values, F32, on the host.
+std::vector<float> download(Backend& backend, const Tensor& t);
 
 }  // namespace voxtral::testing

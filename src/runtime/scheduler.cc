@@ -326,8 +326,9 @@ bool Scheduler::deliver(Job& job) {
   auto pieces = job.stream_->take_pieces();
   if (!pieces.empty() && job.callbacks_.on_pieces) job.callbacks_.on_pieces(std::move(pieces));
   if (!job.finishing_ || !job.stream_->finished()) return true;
-  if (job.callbacks_.on_done) job.callbacks_.on_done(job.stream_->stats());
-  job.stream_.reset();
+  const StreamStats stats = job.stream_->stats();
+  job.stream_.reset();  // its decoder sequence is free before anyone hears it is done
+  if (job.callbacks_.on_done) job.callbacks_.on_done(stats);
   job.finishing_ = false;
   job.was_ready_ = false;
   return !job.last_utterance_;

@@ -279,6 +279,27 @@ TEST(Server, HealthModelsMetricsAndUnknownPaths) {
   EXPECT_THAT(metrics.body, HasSubstr("voxtral_active_streams 0"));
 }
 
+TEST(Server, MetricsShowTheSchedulersStepsQueueAndCache) {
+  RunningServer s(test_options());
+  ASSERT_EQ(transcribe(s.port(), {sample_file("timer"), {"model", "", "demo"}}).status, 200);
+  const auto body = request(s.port(), http::verb::get, "/metrics").body;
+  auto value = [&](const std::string& series) {
+    const auto at = body.find("\n" + series + " ");
+    EXPECT_NE(at, std::string::npos) << series;
+    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + series.size() + 2));
+  };
+  const double steps = value("voxtral_decode_step_milliseconds_count");
+  EXPECT_GT(steps, 10);  // timer.wav: a few seconds at one step per 80 ms
+  EXPECT_GE(value("voxtral_decoded_positions_total"), steps);
+  EXPECT_EQ(value("voxtral_batch_rows"), 1);  // one upload alone
+  EXPECT_GT(value("voxtral_tick_milliseconds_count"), 0);
+  EXPECT_EQ(value("voxtral_queue_delay_milliseconds_count"), value("voxtral_decoded_positions_total"));
+  EXPECT_GE(value("voxtral_queue_delay_max_milliseconds"), 0);
+  EXPECT_EQ(value("voxtral_max_streams"), 8);  // the CPU backend's default streams
+  EXPECT_EQ(value("voxtral_kv_cache_pages{state=\"used\"}"), 0);  // given back when the upload ended
+  EXPECT_GT(value("voxtral_kv_cache_pages{state=\"total\"}"), 0);
+}
+
 TEST(Server, TranscribesInEveryResponseFormat) {
   RunningServer s(test_options());
   const auto json_reply = transcribe(s.port(), {sample_file("timer"), {"model", "", "demo"}});

@@ -69,6 +69,7 @@ class DecoderPool {
   // Bytes of backend memory the pool holds (K/V pages, audio rings, step buffers).
   std::size_t bytes() const { return bytes_; }
   std::int64_t pages_in_use() const;
+  std::int64_t total_pages() const { return total_pages_ - 1; }  // the dummy's page not counted
 
   // Gives the sequence K/V pages for positions [first, last] now (steps and prefills do it
   // themselves; benchmarks use it to attend over a long context without decoding it).

@@ -82,18 +82,29 @@ Scheduler::~Scheduler() {
 
 std::shared_ptr<Job> Scheduler::start(JobKind kind, StreamOptions options, JobCallbacks callbacks) {
   std::lock_guard lock(mutex_);
-  // Every job may hold a decoder sequence at once (one stream at a time per job).
-  const int limit = std::min(options_.max_jobs, model_.decoder().options().max_sequences);
-  if (stop_ || static_cast<int>(jobs_.size()) >= limit) return nullptr;
+  if (stop_ || static_cast<int>(jobs_.size()) >= max_jobs()) return nullptr;
   std::shared_ptr<Job> job(new Job(*this, kind, std::move(options), std::move(callbacks)));
   jobs_.push_back(job);
   counters_.active_jobs = static_cast<int>(jobs_.size());
   return job;
 }
 
+int Scheduler::max_jobs() const {
+  // Every job may hold a decoder sequence at once (one stream at a time per job).
+  const int streams = model_.decoder().options().max_sequences;
+  return options_.max_jobs > 0 ? std::min(options_.max_jobs, streams) : streams;
+}
+
 SchedulerCounters Scheduler::counters() const {
-  std::lock_guard lock(mutex_);
-  return counters_;
+  SchedulerCounters c;
+  {
+    std::lock_guard lock(mutex_);
+    c = counters_;
+  }
+  c.max_jobs = max_jobs();
+  c.kv_pages_in_use = model_.decoder().pages_in_use();
+  c.kv_pages = model_.decoder().total_pages();
+  return c;
 }
 
 void Scheduler::cancel_all() {

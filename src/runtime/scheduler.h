@@ -93,7 +93,7 @@ class Job {
 };
 
 struct SchedulerOptions {
-  int max_jobs = 16;                 // concurrent jobs; start() refuses more (and at most the model's streams)
+  int max_jobs = 0;                  // concurrent jobs, at most the model's streams; 0: the model's streams
   double batch_slice_seconds = 8.0;  // audio an upload takes in per turn, once it has decoded the last
 };
 
@@ -109,6 +109,8 @@ struct SchedulerCounters {
   double max_queue_ms = 0;       // the longest such wait
   int last_batch = 0;            // rows of the latest step
   std::int64_t failures = 0;
+  int max_jobs = 0;              // the limit start() applies
+  std::int64_t kv_pages_in_use = 0, kv_pages = 0;  // the decoder's K/V cache
 };
 
 class Scheduler {
@@ -126,6 +128,8 @@ class Scheduler {
   void cancel_all();
   Model& model() { return model_; }
   const SchedulerOptions& options() const { return options_; }
+  // Jobs start() accepts at once: max_jobs, at most the model's decoder sequences.
+  int max_jobs() const;
 
  private:
   friend class Job;

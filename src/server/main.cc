@@ -57,8 +57,8 @@ int main(int argc, char** argv) {
       ->take_all();
   app.add_option("--max-sessions", engine.max_jobs,
                  "Transcriptions at once: uploads, and realtime sessions from their first audio until they close "
-                 "(default 16)")
-      ->check(CLI::Range(1, 4096));
+                 "(default: the model's streams, --max-streams)")
+      ->check(CLI::Range(0, 4096));
   app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
   app.add_option("--max-audio-seconds", server.max_audio_seconds,
                  "Longest audio per upload or realtime session (default 14400)")

@@ -242,7 +242,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     };
     job_ = context_.engine.start(JobKind::Live, options, std::move(callbacks));
     if (!job_) {
-      send_error("the server is busy: " + std::to_string(context_.engine.options().max_jobs) +
+      send_error("the server is busy: " + std::to_string(context_.engine.max_jobs()) +
                      " transcriptions are running (--max-sessions); try again shortly",
                  "server_busy");
       return false;

@@ -228,9 +228,9 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
   if (!job) {
     context.metrics.error("busy");
     session->respond_error(http::status::service_unavailable,
-                           "the server is busy: " + std::to_string(context.engine.options().max_jobs) +
+                           "the server is busy: " + std::to_string(context.engine.max_jobs()) +
                                " transcriptions are running; try again shortly",
-                           "server_error");
+                           "server_error", "", "server_busy");
     return;
   }
   *job_holder = job;

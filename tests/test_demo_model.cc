@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/audio.h"
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 #include "test_util.h"
 
 namespace voxtral {

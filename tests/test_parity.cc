@@ -16,7 +16,7 @@
 #include "model/model.h"
 #include "model/schedule.h"
 #include "core/model_tensors.h"
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 #include "test_util.h"
 
 namespace voxtral {

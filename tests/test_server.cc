@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/audio.h"
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 #include "server/base64.h"
 #include "server/multipart.h"
 #include "server/server.h"

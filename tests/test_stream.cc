@@ -12,8 +12,8 @@
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
-#include "model/stream.h"
-#include "model/transcriber.h"
+#include "runtime/stream.h"
+#include "runtime/transcriber.h"
 #include "test_util.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "core/audio.h"
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 #include "model/word_times.h"
 #include "transcript/segments.h"
 #include "test_util.h"

@@ -15,8 +15,8 @@
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
-#include "model/stream.h"
-#include "model/transcriber.h"
+#include "runtime/stream.h"
+#include "runtime/transcriber.h"
 #ifdef VOXTRAL_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif

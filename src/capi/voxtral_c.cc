@@ -12,7 +12,7 @@
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
-#include "model/stream.h"
+#include "runtime/stream.h"
 
 struct voxtral_model {
   std::unique_ptr<voxtral::Model> model;

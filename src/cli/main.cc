@@ -21,7 +21,7 @@
 #include "core/mapped_file.h"
 #include "model/model.h"
 #include "model/schedule.h"
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 
 namespace {
 

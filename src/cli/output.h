@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
-#include "model/stream.h"
+#include "runtime/stream.h"
 #include "transcript/segments.h"
 
 namespace voxtral {

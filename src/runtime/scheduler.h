@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "model/model.h"
-#include "model/stream.h"
+#include "runtime/stream.h"
 
 namespace voxtral {
 

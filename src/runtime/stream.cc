@@ -1,4 +1,4 @@
-#include "model/stream.h"
+#include "runtime/stream.h"
 
 #include <algorithm>
 #include <cctype>

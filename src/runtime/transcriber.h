@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/stream.h"
+#include "runtime/stream.h"
 
 namespace voxtral {
 

@@ -1,4 +1,4 @@
-#include "model/transcriber.h"
+#include "runtime/transcriber.h"
 
 namespace voxtral {
 

@@ -13,6 +13,8 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 // A live client may also send audio faster than real time (a file through the realtime
 // protocol): it gets at most this much per turn, so live jobs share the engine too.
 constexpr double kLiveSliceSeconds = 1.0;
+// Uploads that may take in a slice (and run their encoder on it) in one tick.
+constexpr int kUploadIntakesPerTick = 4;
 }  // namespace
 
 Job::Job(Scheduler& scheduler, JobKind kind, StreamOptions options, JobCallbacks callbacks)
@@ -156,10 +158,18 @@ void Scheduler::run() {
       for (auto& job : held) jobs.push_back(job.get());
       std::vector<Job*> over;
       worked = false;
-      for (Job* job : jobs) {
+      // Every live job's input, and at most a few uploads' next slices (their encoder runs
+      // are long): a tick stays short for the live streams waiting on its step. The uploads
+      // served first rotate from tick to tick.
+      int upload_intakes = 0;
+      const std::size_t first_upload = jobs.empty() ? 0 : upload_turn_++ % jobs.size();
+      for (std::size_t k = 0; k < jobs.size(); ++k) {
+        Job* job = jobs[(first_upload + k) % jobs.size()];
+        if (job->kind_ == JobKind::Batch && upload_intakes >= kUploadIntakesPerTick) continue;
         const Intake result = intake(*job);
         if (result == Intake::Over) over.push_back(job);
         if (result != Intake::Nothing) worked = true;
+        if (result == Intake::Took && job->kind_ == JobKind::Batch) ++upload_intakes;
       }
       std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
       if (step(jobs, over)) worked = true;

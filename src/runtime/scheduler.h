@@ -158,6 +158,7 @@ class Scheduler {
   std::vector<std::shared_ptr<Job>> jobs_;
   SchedulerCounters counters_;
   std::vector<DecodeRow> rows_;  // scheduler thread: the step being assembled
+  std::size_t upload_turn_ = 0;  // scheduler thread: rotates which uploads take input first
   std::vector<int> next_;
   std::thread worker_;
 };

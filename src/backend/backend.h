@@ -215,9 +215,11 @@ class Backend {
   }
   // out[i] = table[ids[i]] (+ add[i] when add is non-empty); ids is an I32 column.
   virtual void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) = 0;
-  // Causal im2col: out[t, c*K + k] = in[t*stride + k, c]; `in` already holds the left
-  // context rows. out.cols = in.cols * K.
-  virtual void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) = 0;
+  // im2col with the input rows named: out[t, c*K + k] = in[rows[t*K + k], c]; rows is I32
+  // [out.rows * K, 1], out.cols = in.cols * K. A causal convolution of stride s over one
+  // sequence reads rows t*s + k of an input holding its left context first; the encoder
+  // gathers many streams' inputs and their saved context rows in one call.
+  virtual void im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) = 0;
   // Interleaved RoPE on q and k (pairs (2i, 2i+1) of each head) at each row's absolute
   // position (rows.positions), then k and v are written into the paged cache at their
   // sequence's row for that position (KvCacheLayout).

@@ -113,8 +113,8 @@ void ProfilingBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const T
 void ProfilingBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
   timed("embed", [&] { inner_->embed(table, ids, add, out); wait(*inner_, out); });
 }
-void ProfilingBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
-  timed("im2col", [&] { inner_->im2col(in, kernel, stride, out); wait(*inner_, out); });
+void ProfilingBackend::im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) {
+  timed("im2col", [&] { inner_->im2col(in, rows, kernel, out); wait(*inner_, out); });
 }
 void ProfilingBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                                       const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,

@@ -49,7 +49,7 @@ class ProfilingBackend final : public Backend {
   void norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Weight& w_gate_up,
                    const Tensor& act, const Tensor& normed, const Tensor& gate_up) override;
   void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
-  void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) override;
+  void im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) override;
   void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                       const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                       const Tensor& k_cache, const Tensor& v_cache) override;

@@ -56,7 +56,7 @@ class CpuBackend final : public Backend {
   void gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) override;
   void silu_mul(const Tensor& gate_up, const Tensor& y) override;
   void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
-  void im2col(const Tensor& in, int kernel, int stride, const Tensor& out) override;
+  void im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) override;
   void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                       const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                       const Tensor& k_cache, const Tensor& v_cache) override;

@@ -22,7 +22,7 @@ namespace voxtral {
 namespace {
 
 constexpr int kRowsPerKernelCall = 4;   // activation rows sharing one pass over a weight row
-constexpr std::int64_t kSmallBatch = 4; // up to this many rows, stream BF16 weights directly
+constexpr std::int64_t kSmallBatch = 8; // up to this many rows (a decode step of 8 streams), stream BF16 weights directly
 
 inline float gelu(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
 

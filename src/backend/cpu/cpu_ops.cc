@@ -110,14 +110,22 @@ void CpuBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add
   }
 }
 
-void CpuBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
+void CpuBackend::im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) {
   const std::int64_t channels = in.cols;
-  if (out.cols != channels * kernel || (out.rows - 1) * stride + kernel > in.rows) fail("cpu backend", "im2col: shape mismatch");
+  if (out.cols != channels * kernel || rows.type != ElemType::I32 || rows.rows != out.rows * kernel || rows.cols != 1) {
+    fail("cpu backend", "im2col: shape mismatch");
+  }
+  const auto* index = rows.ptr<std::int32_t>();
+  for (std::int64_t i = 0; i < rows.rows; ++i) {  // checked here: a worker thread must not throw
+    if (index[i * rows.stride] < 0 || index[i * rows.stride] >= in.rows) {
+      fail("cpu backend", cat("im2col: row ", index[i * rows.stride], " of an input of ", in.rows));
+    }
+  }
   pool_.parallel_for(out.rows, 4, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t t = t0; t < t1; ++t) {
       float* dst = out.ptr<float>() + t * out.stride;
       for (int k = 0; k < kernel; ++k) {
-        const float* src = in.ptr<float>() + (t * stride + k) * in.stride;
+        const float* src = in.ptr<float>() + static_cast<std::int64_t>(index[(t * kernel + k) * rows.stride]) * in.stride;
         for (std::int64_t c = 0; c < channels; ++c) dst[c * kernel + k] = src[c];
       }
     }

@@ -387,9 +387,13 @@ void CudaBackend::embed(const Weight& table, const Tensor& ids, const Tensor& ad
                out.stride, out.rows);
 }
 
-void CudaBackend::im2col(const Tensor& in, int kernel, int stride, const Tensor& out) {
-  if (out.cols != in.cols * kernel || (out.rows - 1) * stride + kernel > in.rows) fail("cuda", "im2col: shape mismatch");
-  launch_im2col(impl_->stream, in.ptr<float>(), in.stride, in.cols, kernel, stride, out.ptr<float>(), out.stride, out.rows);
+void CudaBackend::im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) {
+  // The row indices are the encoder's own (checked on the host when it builds them).
+  if (out.cols != in.cols * kernel || rows.type != ElemType::I32 || rows.rows != out.rows * kernel || !rows.contiguous()) {
+    fail("cuda", "im2col: shape mismatch");
+  }
+  launch_im2col(impl_->stream, in.ptr<float>(), in.stride, in.cols, kernel, rows.ptr<int>(), out.ptr<float>(), out.stride,
+                out.rows);
 }
 
 void CudaBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,

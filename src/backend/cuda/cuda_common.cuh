@@ -142,7 +142,7 @@ void launch_silu_mul(cudaStream_t stream, const float* gate_up, std::int64_t ld_
 void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids, std::int64_t ids_stride,
                   const float* add, std::int64_t ld_add, float* out, std::int64_t ld_out, std::int64_t rows);
 void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel,
-                   int stride, float* out, std::int64_t ld_out, std::int64_t out_rows);
+                   const int* rows, float* out, std::int64_t ld_out, std::int64_t out_rows);
 // keys: one zeroed 64-bit word per row (left zeroed again afterwards).
 void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
                    std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys);

@@ -44,15 +44,15 @@ __global__ void embed_kernel(const W* __restrict__ table, long long vocab, long 
   }
 }
 
-__global__ void im2col_kernel(const float* __restrict__ in, long long ld_in, long long channels, int kernel, int stride,
-                              float* __restrict__ out, long long ld_out, long long out_rows) {
+__global__ void im2col_kernel(const float* __restrict__ in, long long ld_in, long long channels, int kernel,
+                              const int* __restrict__ rows, float* __restrict__ out, long long ld_out, long long out_rows) {
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i >= out_rows * channels * kernel) return;
   const long long t = i / (channels * kernel);
   const long long rest = i % (channels * kernel);
   const long long c = rest / kernel;
   const int k = static_cast<int>(rest % kernel);
-  out[t * ld_out + rest] = in[(t * stride + k) * ld_in + c];
+  out[t * ld_out + rest] = in[static_cast<long long>(rows[t * kernel + k]) * ld_in + c];
 }
 
 // Argmax in two kernels: many blocks per row fold their best (value, index) into one 64-bit
@@ -141,11 +141,11 @@ void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32
   VOXTRAL_CUDA_LAUNCHED("embed");
 }
 
-void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel, int stride,
-                   float* out, std::int64_t ld_out, std::int64_t out_rows) {
+void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel,
+                   const int* rows, float* out, std::int64_t ld_out, std::int64_t out_rows) {
   const long long n = out_rows * channels * kernel;
   if (n == 0) return;
-  im2col_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(in, ld_in, channels, kernel, stride, out, ld_out, out_rows);
+  im2col_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(in, ld_in, channels, kernel, rows, out, ld_out, out_rows);
   VOXTRAL_CUDA_LAUNCHED("im2col");
 }
 

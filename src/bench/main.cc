@@ -12,6 +12,7 @@
 
 #include "bench/memory_bandwidth.h"
 #include "bench/random_model.h"
+#include "cli/model_options.h"
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -277,20 +278,16 @@ int main(int argc, char** argv) {
   bench->add_option("-d,--model", ro.model_dir, "Model directory")->required();
   bench->add_option("-i,--input", ro.input, "WAV file")->required();
   bench->add_option("--seconds", ro.seconds, "Repeat or cut the audio to this many seconds");
-  bench->add_option("-t,--threads", ro.model.threads, "CPU threads (default: one per core)");
-  bench->add_option("--delay", ro.delay_ms, "Transcription delay in ms (default: the model's)");
+  add_model_options(*bench, ro.model);
+  add_delay_option(*bench, ro.delay_ms);
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
-  bench->add_option("--backend", ro.model.backend, "cpu (default), cuda or auto");
-  bench->add_option("--precision", ro.model.precision, "GPU matrix products: exact or fast");
-  bench->add_option("--kv-cache", ro.model.kv_cache, "K/V cache type: f32 or bf16");
-  bench->add_option("--weights", ro.model.weights, "GPU weight storage: bf16 or fp16");
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
   bench->add_flag("--realtime", ro.realtime,
                   "Feed the audio at real-time pace and report per-token latency (p50/p95) instead");
-  bench->add_option("-I,--interval", ro.interval, "Processing interval for --realtime, in seconds (default 0)");
+  add_interval_option(*bench, ro.interval)->description("Processing interval for --realtime, in seconds (default 0)");
 
   CLI11_PARSE(app, argc, argv);
   try {

@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     for (const auto& name : o.inputs) {
-      if (name.empty()) throw CLI::ValidationError("--input", "a file name is empty");
+      if (name.empty()) throw CLI::ValidationError("--input", "the file name is empty");
     }
     if (o.inputs.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
     if (o.formats.size() > 1 && o.output_dir.empty()) {

@@ -2,7 +2,10 @@
  *
  * Load a model once, create a stream per audio source, feed it 16 kHz mono samples as they
  * arrive, and read the text pieces it produces (each with its token id and audio time).
- * Every function is safe to call from any thread: calls on one model are serialised.
+ * Every function is safe to call from any thread. Streams of one model may be fed from many
+ * threads at once: the model's one scheduler thread decodes all of them together, one batched
+ * decoder step for every stream with audio ready (calls on one stream are serialised). A
+ * model holds voxtral_model_options.max_streams streams at once; creating one more fails.
  * Functions that can fail return NULL or -1 and describe the problem in the error buffer
  * they were given (which may be NULL), or in voxtral_stream_error() / voxtral_model_error().
  * A NULL argument where an object or array is required is such a failure, never a crash.
@@ -30,8 +33,10 @@ extern "C" {
 #endif
 
 /* 2: voxtral_piece.start and .end (word times); voxtral_model_free returns int (it refuses a
- * model with live streams); voxtral_model_error. */
-#define VOXTRAL_API_VERSION 2
+ * model with live streams); voxtral_model_error.
+ * 3: voxtral_model_options.max_streams and .kv_cache_mb (the struct grew: rebuild callers and
+ * fill it with voxtral_model_options_init); streams of one model decode concurrently. */
+#define VOXTRAL_API_VERSION 3
 
 #if defined(VOXTRAL_BUILDING_LIBRARY) && defined(__GNUC__)
 #define VOXTRAL_API __attribute__((visibility("default")))
@@ -47,6 +52,9 @@ typedef struct {
   int threads;           /* CPU threads: 1 to 1024, or 0 = one per core */
   const char* precision; /* GPU matrix products: "exact" or "fast"; NULL = "exact" */
   const char* kv_cache;  /* "f32", "bf16" or NULL (the backend's default) */
+  int max_streams;       /* streams open at once: 1 to 4096, or 0 = the backend's default (8 on the CPU) */
+  int64_t kv_cache_mb;   /* MiB of decoder K/V cache shared by the streams; 0 = enough for every stream's
+                            full window, within 90% of the GPU's free memory (a quarter of the machine's) */
 } voxtral_model_options;
 
 typedef struct {
@@ -95,13 +103,18 @@ VOXTRAL_API int voxtral_model_sample_rate(const voxtral_model* model);
 VOXTRAL_API const char* voxtral_model_error(const voxtral_model* model);
 
 VOXTRAL_API void voxtral_stream_options_init(voxtral_stream_options* options);
+/* NULL and an error when the options are out of range, or when max_streams streams of the
+ * model are open already. */
 VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream_options* options, char* error,
                                       size_t error_size);
 VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
 
 /* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16.
  * `samples` may be NULL only when `count` is 0. A NaN or infinite sample is refused: -1, an
- * error naming its index, and none of the call's samples are taken (the stream stays usable). */
+ * error naming its index, and none of the call's samples are taken (the stream stays usable).
+ * Returns once the audio has been decoded as far as it allows: the next read has its text.
+ * A failure in decoding (e.g. the K/V cache of kv_cache_mb is full) ends the stream: this and
+ * every later call return -1 with that error. */
 VOXTRAL_API int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count);
 VOXTRAL_API int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t* samples, size_t count);
 /* At a pause: brings out everything said so far; later audio continues the stream. */

@@ -1,6 +1,6 @@
 // voxtral-bench: writes full-size random models and measures the engine on them.
 //   voxtral-bench make-model --params params.json --out DIR [--seed N]
-//   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--json]
+//   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--batch N] [--json]
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -11,7 +11,9 @@
 #include <thread>
 
 #include "bench/memory_bandwidth.h"
+#include "bench/batch_run.h"
 #include "bench/random_model.h"
+#include "cli/model_options.h"
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -59,6 +61,7 @@ struct RunOptions {
   bool realtime = false;    // feed at real-time pace and measure per-token latency
   double interval = 0;      // processing interval for --realtime
   int late_steps = 100;     // the "late" median covers this many final steps (long context)
+  int batch = 0;            // > 0: that many streams at once through the scheduler (bench/batch_run.h)
 };
 
 // Feeds the audio at real-time pace, 10 ms at a time, and measures for every token the time
@@ -118,6 +121,7 @@ int run(const RunOptions& o) {
     samples.swap(looped);
   }
   if (o.realtime) return run_realtime(o, *model, samples);
+  if (o.batch > 0) return run_batch(*model, samples, {o.batch, o.delay_ms, o.json});
   const bool gpu = model->backend().name().starts_with("cuda");
   // What the device holds before any transcription: the weights plus the CUDA context and
   // the libraries' own memory (the part of the peak that no stream setting changes).
@@ -277,20 +281,22 @@ int main(int argc, char** argv) {
   bench->add_option("-d,--model", ro.model_dir, "Model directory")->required();
   bench->add_option("-i,--input", ro.input, "WAV file")->required();
   bench->add_option("--seconds", ro.seconds, "Repeat or cut the audio to this many seconds");
-  bench->add_option("-t,--threads", ro.model.threads, "CPU threads (default: one per core)");
-  bench->add_option("--delay", ro.delay_ms, "Transcription delay in ms (default: the model's)");
+  add_model_options(*bench, ro.model);
+  add_delay_option(*bench, ro.delay_ms);
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
-  bench->add_option("--backend", ro.model.backend, "cpu (default), cuda or auto");
-  bench->add_option("--precision", ro.model.precision, "GPU matrix products: exact or fast");
-  bench->add_option("--kv-cache", ro.model.kv_cache, "K/V cache type: f32 or bf16");
-  bench->add_option("--weights", ro.model.weights, "GPU weight storage: bf16 or fp16");
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
   bench->add_flag("--realtime", ro.realtime,
                   "Feed the audio at real-time pace and report per-token latency (p50/p95) instead");
-  bench->add_option("-I,--interval", ro.interval, "Processing interval for --realtime, in seconds (default 0)");
+  add_interval_option(*bench, ro.interval)->description("Processing interval for --realtime, in seconds (default 0)");
+  bench->add_option("--batch", ro.batch,
+                    "Decode N copies of the audio at once through the scheduler (one batched step for all) and report "
+                    "the aggregate real-time factor, steps, mean rows per step, and whether every copy gave the "
+                    "token ids of one stream alone")
+      ->check(CLI::Range(1, kMaxStreams))
+      ->excludes("--realtime");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -301,6 +307,7 @@ int main(int argc, char** argv) {
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       return 0;
     }
+    if (ro.batch > 0 && ro.model.max_streams == 0) ro.model.max_streams = ro.batch;  // room for the N streams
     return run(ro);
   } catch (const Error& e) {
     std::fprintf(stderr, "voxtral-bench: %s\n", e.what());

@@ -11,9 +11,13 @@
 #include <chrono>
 #include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
+#include "cli/batch.h"
+#include "cli/exit_codes.h"
 #include "cli/microphone.h"
+#include "cli/model_options.h"
 #include "cli/option_checks.h"
 #include "cli/output.h"
 #include "core/audio.h"
@@ -27,16 +31,6 @@ namespace {
 
 using namespace voxtral;
 
-// Exit codes, documented in --help.
-enum ExitCode : int {
-  kOk = 0,
-  kUsage = 2,
-  kModelError = 3,
-  kAudioError = 4,
-  kTranscriptionError = 5,
-  kOutputError = 6,
-};
-
 const char* kExitCodes =
     "Exit codes:\n"
     "  0  transcribed\n"
@@ -44,11 +38,15 @@ const char* kExitCodes =
     "  3  the model could not be loaded (missing or invalid files, no usable GPU for --backend cuda)\n"
     "  4  the audio could not be read (missing file, not WAV, malformed, empty, no capture device)\n"
     "  5  transcription failed (e.g. audio longer than the model handles, with --no-continuous)\n"
-    "  6  the transcript could not be written (e.g. the disk is full, stdout closed)\n";
+    "  6  the transcript could not be written (e.g. the disk is full, stdout closed)\n"
+    "With several files, the others are still transcribed after one fails; the code is then the first\n"
+    "failed file's (in input order).\n";
 
 struct Options {
   std::string model_dir;
-  std::string input;
+  std::vector<std::string> inputs;
+  int batch = 0;
+  std::string output_dir;
   bool from_stdin = false;
   bool from_mic = false;
   std::string mic_device = "default";
@@ -59,7 +57,7 @@ struct Options {
   bool continuous = true;
   double alt_cutoff = -1;
   bool timestamps = false;
-  std::string format = "text";
+  std::vector<std::string> formats{"text"};
   ModelOptions model{"auto"};  // backend, threads, precision, K/V cache, weight storage
   bool silent = false;
   bool debug = false;
@@ -188,25 +186,31 @@ int main(int argc, char** argv) {
   app.footer(kExitCodes);
   app.add_option("-d,--model", o.model_dir, "Model directory (params.json, tekken.json, consolidated.safetensors)")
       ->required();
-  auto* input = app.add_option("-i,--input", o.input,
+  auto* input_option = app.add_option("-i,--input", o.inputs,
                                "Audio file to transcribe (WAV, any rate and channel count); a FIFO or a device "
-                               "is read as it arrives, like --stdin");
+                               "is read as it arrives, like --stdin. Several files (-i a.wav b.wav, or -i repeated) "
+                               "or a directory (its *.wav files, sorted by name, not its subdirectories) are "
+                               "transcribed together, each file's transcript after a line \"==> FILE <==\" "
+                               "(JSON: one array of objects naming their \"file\")");
   auto* stdin_flag = app.add_flag("--stdin", o.from_stdin,
                                   "Transcribe standard input as it arrives (WAV or raw s16le 16 kHz mono), e.g.\n"
                                   "ffmpeg -i talk.mp3 -ar 16000 -ac 1 -f s16le - | voxtral -d MODEL --stdin");
   auto* mic_flag = app.add_flag("--from-mic", o.from_mic, "Transcribe the microphone (ALSA) until Ctrl-C");
-  input->excludes(stdin_flag)->excludes(mic_flag);
+  input_option->excludes(stdin_flag)->excludes(mic_flag);
   stdin_flag->excludes(mic_flag);
   app.add_option("--mic-device", o.mic_device, "ALSA capture device for --from-mic (default \"default\")");
   app.add_option("--mic-seconds", o.mic_seconds, "Stop --from-mic after this many seconds (default: Ctrl-C)")
       ->check(finite_range(0.0, 1e7));
-  app.add_option("--delay", o.delay_ms, "Transcription delay in ms: a multiple of 80 from 80 to 1200, or 2400 "
-                                        "(default: the model's, 480)")
-      ->check(CLI::Range(1, 100000));
-  app.add_option("-I,--interval", o.interval,
-                 "Processing interval in seconds: how much new audio to gather before running the encoder "
-                 "(default 0: every 80 ms; larger is more efficient, later)")
-      ->check(finite_range(0.0, kMaxProcessingIntervalSeconds));
+  auto* batch = app.add_option("--batch", o.batch,
+                               "With several files: the most that decode at once, in one batched decoder step "
+                               "(default: the model's --max-streams)")
+                    ->check(CLI::Range(1, kMaxStreams));
+  app.add_option("--output-dir", o.output_dir,
+                 "Write each input's transcript to DIR/<file name without extension>.<txt|json|srt|vtt>, one "
+                 "file per --format (which may then list several: --format text,srt), instead of stdout")
+      ->needs(input_option);
+  add_delay_option(app, o.delay_ms);
+  add_interval_option(app, o.interval);
   app.add_option("--flush-after", o.flush_after,
                  "With --stdin: a pause of this many seconds in the input brings out what was said before it "
                  "(default 1; 0 never)")
@@ -218,26 +222,27 @@ int main(int argc, char** argv) {
                  "Show alternatives inline as {chosen|other|...}: candidates with at least this probability")
       ->check(finite_range(0.0, 1.0));
   app.add_flag("--timestamps", o.timestamps, "Text with one timestamped line per segment");
-  app.add_option("--format", o.format, "Output: text, json (segments and words with times), srt or vtt")
-      ->check(CLI::IsMember({"text", "json", "srt", "vtt"}));
-  app.add_option("-t,--threads", o.model.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, kMaxThreads));
-  app.add_option("--backend", o.model.backend,
-                 "cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
-                 "with a warning (default auto)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--precision", o.model.precision,
-                 "GPU matrix products: exact (near-F32, two BF16 passes) or fast (BF16 activations); default exact")
-      ->check(CLI::IsMember({"auto", "exact", "fast"}));
-  app.add_option("--kv-cache", o.model.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
-      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
-  app.add_option("--weights", o.model.weights, "GPU weight storage: bf16 (exact, default) or fp16")
-      ->check(CLI::IsMember({"bf16", "fp16"}));
+  app.add_option("--format", o.formats, "Output: text, json (segments and words with times), srt or vtt")
+      ->check(CLI::IsMember({"text", "json", "srt", "vtt"}))
+      ->delimiter(',');
+  add_model_options(app, o.model);
   app.add_flag("--silent", o.silent, "Print nothing but the transcript (and errors)");
   app.add_flag("--debug", o.debug, "Print every token (id, position, time, text) to stderr");
   try {
     app.parse(argc, argv);
-    if (input->count() > 0 && o.input.empty()) throw CLI::ValidationError("--input", "the file name is empty");
-    if (o.input.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
+    for (const auto& name : o.inputs) {
+      if (name.empty()) throw CLI::ValidationError("--input", "the file name is empty");
+    }
+    if (o.inputs.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
+    if (o.formats.size() > 1 && o.output_dir.empty()) {
+      throw CLI::ValidationError("--format", "several formats need --output-dir (stdout takes one)");
+    }
+    const CLI::Option* max_streams = app.get_option("--max-streams");
+    if (batch->count() > 0 && max_streams->count() > 0 && o.batch > o.model.max_streams) {
+      throw CLI::ValidationError("--batch", cat(o.batch, " files at once need --max-streams ", o.batch, " or more (it is ",
+                                                o.model.max_streams, ")"));
+    }
+    if (batch->count() > 0 && max_streams->count() == 0) o.model.max_streams = o.batch;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kOk : kUsage;
@@ -274,12 +279,32 @@ int main(int argc, char** argv) {
     so.alternatives = 4;
     so.alternative_cutoff = o.alt_cutoff;
   }
-  const OutputFormat format = o.format == "json" ? OutputFormat::Json
-                              : o.format == "srt" ? OutputFormat::Srt
-                              : o.format == "vtt" ? OutputFormat::Vtt
-                                                  : OutputFormat::Text;
-  if (format == OutputFormat::Json) so.report_chosen_probabilities();  // for avg_logprob
+  std::vector<OutputFormat> formats;
+  for (const auto& name : o.formats) {
+    formats.push_back(name == "json" ? OutputFormat::Json
+                      : name == "srt" ? OutputFormat::Srt
+                      : name == "vtt" ? OutputFormat::Vtt
+                                      : OutputFormat::Text);
+    if (formats.back() == OutputFormat::Json) so.report_chosen_probabilities();  // for avg_logprob
+  }
+  const OutputFormat format = formats.front();
   const int rate = model->config().audio.sampling_rate;
+
+  std::error_code not_directory;
+  if (o.inputs.size() > 1 || !o.output_dir.empty() ||
+      (o.inputs.size() == 1 && std::filesystem::is_directory(o.inputs.front(), not_directory))) {
+    BatchOptions bo;
+    bo.max_files = o.batch > 0 ? o.batch : model->decoder().options().max_sequences;
+    bo.formats = formats;
+    bo.output_dir = o.output_dir;
+    bo.timestamps = o.timestamps;
+    bo.alternatives = o.alt_cutoff >= 0;
+    bo.debug = o.debug;
+    bo.silent = o.silent;
+    bo.stream = so;
+    return transcribe_files(*model, expand_inputs(o.inputs), bo);
+  }
+  const std::string input = o.inputs.empty() ? std::string() : o.inputs.front();
 
   // A file is read whole; a FIFO or a device named by -i is streamed like stdin (WAV only).
   std::vector<float> samples;
@@ -290,13 +315,13 @@ int main(int argc, char** argv) {
       if (fd >= 0) ::close(fd);
     }
   } close_input{input_fd};
-  if (!o.input.empty()) {
+  if (!input.empty()) {
     try {
-      if (file_kind(o.input) == FileKind::Stream) {
-        input_fd = ::open(o.input.c_str(), O_RDONLY | O_CLOEXEC);
-        if (input_fd < 0) fail(o.input, cat("cannot open: ", std::strerror(errno)));
+      if (file_kind(input) == FileKind::Stream) {
+        input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+        if (input_fd < 0) fail(input, cat("cannot open: ", std::strerror(errno)));
       } else {
-        samples = load_audio_file(o.input, rate, AudioFormat::Wav, audio_warnings(o));
+        samples = load_audio_file(input, rate, AudioFormat::Wav, audio_warnings(o));
       }
     } catch (const std::exception& e) {
       std::fprintf(stderr, "voxtral: %s\n", e.what());
@@ -308,7 +333,7 @@ int main(int argc, char** argv) {
   StreamStats stats;
   try {
     TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer());
-    if (!o.input.empty() && input_fd < 0) {
+    if (!input.empty() && input_fd < 0) {
       const auto t = transcribe(*model, samples, so, [&](const TextPiece& p) { printer.add(p); });
       stats = t.stats;
     } else {
@@ -317,7 +342,7 @@ int main(int argc, char** argv) {
         for (const auto& p : stream.take_pieces()) printer.add(p);
       };
       if (input_fd >= 0) {
-        stream_input(stream, o, rate, input_fd, o.input, AudioFormat::Wav, drain);
+        stream_input(stream, o, rate, input_fd, input, AudioFormat::Wav, drain);
       } else if (o.from_stdin) {
         stream_input(stream, o, rate, STDIN_FILENO, "stdin", AudioFormat::Auto, drain);
       } else {

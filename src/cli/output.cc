@@ -8,16 +8,21 @@
 namespace voxtral {
 
 TranscriptPrinter::TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug,
-                                     const Tokenizer& tokenizer)
+                                     const Tokenizer& tokenizer, std::string* sink)
     : format_(format),
       timestamps_(timestamps),
       alternatives_(alternatives),
       debug_(debug),
-      tokenizer_(tokenizer) {
+      tokenizer_(tokenizer),
+      sink_(sink) {
   if (format_ == OutputFormat::Vtt) out(vtt_header());
 }
 
 void TranscriptPrinter::out(const std::string& s) {
+  if (sink_ != nullptr) {
+    sink_->append(s);
+    return;
+  }
   // Flushed at once (the transcript is live), so a write error shows here, not at exit.
   errno = 0;
   if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0) {

@@ -22,7 +22,10 @@ class OutputError : public Error {
 
 class TranscriptPrinter {
  public:
-  TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer);
+  // With `sink`, the transcript is appended there instead of going to stdout (the many-file
+  // mode prints each file's whole once it is done, and writes --output-dir files).
+  TranscriptPrinter(OutputFormat format, bool timestamps, bool alternatives, bool debug, const Tokenizer& tokenizer,
+                    std::string* sink = nullptr);
   // Each throws OutputError when stdout refuses the text.
   void add(const TextPiece& piece);
   void finish(double duration);
@@ -37,6 +40,7 @@ class TranscriptPrinter {
   Segmenter segmenter_;
   std::vector<Segment> segments_;
   std::string text_;
+  std::string* sink_;
   int cue_ = 0;
   bool printed_ = false;  // whether any transcript text has gone to stdout yet
 };

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "model/schedule.h"
+#include "cli/model_options.h"
 #include "cli/option_checks.h"
 #include "server/auth.h"
 #include "server/server.h"
@@ -88,17 +89,9 @@ int main(int argc, char** argv) {
                  "On SIGTERM/SIGINT, seconds running requests and sessions get to finish before they are\n"
                  "ended (HTTP 503, WebSocket close 1001); a second signal ends them at once (default 30)")
       ->check(CLI::Range(0.0, 86400.0));
-  app.add_option("--delay", server.delay_ms, "Transcription delay in ms (default: the model's, 480)")
-      ->check(CLI::Range(1, 100000));
+  add_delay_option(app, server.delay_ms);
   app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));
-  app.add_option("-t,--threads", model.threads, "CPU threads for the model (default: one per core)")
-      ->check(CLI::Range(1, 1024));
-  app.add_option("--backend", model.backend, "cpu, cuda, or auto (default auto)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--precision", model.precision, "GPU matrix products: exact or fast (default exact)")
-      ->check(CLI::IsMember({"auto", "exact", "fast"}));
-  app.add_option("--kv-cache", model.kv_cache, "K/V cache type: f32 or bf16 (default: the backend's)")
-      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  add_model_options(app, model);
   // Every number must be finite: CLI11's ranges let NaN through (its comparisons are false).
   for (CLI::Option* option : app.get_options()) {
     if (option->get_type_name().starts_with("FLOAT")) option->check(finite_number());

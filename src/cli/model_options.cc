@@ -1,0 +1,46 @@
+#include "cli/model_options.h"
+
+#include "cli/option_checks.h"
+#include "runtime/stream.h"
+
+namespace voxtral {
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, kMaxThreads));
+  app.add_option("--backend", o.backend,
+                 cat("cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
+                     "with a warning (default ", o.backend, ")"))
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", o.precision,
+                 "GPU matrix products: exact (near-F32, two BF16 passes) or fast (BF16 activations); default exact")
+      ->check(CLI::IsMember({"auto", "exact", "fast"}));
+  app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}));
+  app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
+      ->check(CLI::IsMember({"bf16", "fp16"}));
+  app.add_option("--max-streams", o.max_streams,
+                 cat("Streams the model decodes at once (its decoder's K/V sequences; default: the backend's, 8 on "
+                     "the CPU); more streams than this wait or are refused"))
+      ->check(CLI::Range(1, kMaxStreams));
+  app.add_option("--kv-cache-mb", o.kv_cache_mb,
+                 "MiB of decoder K/V cache shared by all streams (default: enough for every stream's full window, "
+                 "within 90% of the GPU's free memory or a quarter of the machine's)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
+}
+
+CLI::Option* add_delay_option(CLI::App& app, int& delay_ms) {
+  return app
+      .add_option("--delay", delay_ms,
+                  "Transcription delay in ms: a multiple of 80 from 80 to 1200, or 2400 (default: the model's, 480)")
+      ->check(CLI::Range(1, 100000));
+}
+
+CLI::Option* add_interval_option(CLI::App& app, double& seconds) {
+  return app
+      .add_option("-I,--interval", seconds,
+                  "Processing interval in seconds: how much new audio to gather before running the encoder "
+                  "(default 0: every 80 ms; larger is more efficient, later)")
+      ->check(finite_range(0.0, kMaxProcessingIntervalSeconds));
+}
+
+}  // namespace voxtral

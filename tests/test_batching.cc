@@ -64,9 +64,18 @@ void batched_teacher_forcing(const std::string& model_name, int stagger) {
     const auto padded = pad_offline(load_audio_file(fixture(clip.info["audio"]), 16000), config, 32, n_delay);
     const auto mel = MelSpectrogram(config.audio).compute(padded);
     s.n = clip.info["n_positions"];
-    AudioEncoder encoder(backend, config, model->weights(), static_cast<int>(s.n), model->kv_cache_type());
     s.audio = std::make_unique<DeviceBuffer>(backend, ElemType::F32, s.n, config.decoder.dim);
-    encoder.encode(mel, static_cast<int>(s.n), s.audio->view());
+    EncoderPool& encoder = model->encoder();
+    encoder.reset(0);
+    const std::int64_t piece = encoder.options().max_positions_per_sequence;
+    const std::size_t per_position = static_cast<std::size_t>(config.mel_frames_per_position()) * config.audio.num_mel_bins;
+    for (std::int64_t p = 0; p < s.n; p += piece) {
+      const int count = static_cast<int>(std::min(piece, s.n - p));
+      const EncodeRequest request{0, std::span(mel).subspan(static_cast<std::size_t>(p) * per_position, count * per_position),
+                                  count, s.audio->view().row_range(p, count)};
+      encoder.encode(std::span(&request, 1));
+    }
+    encoder.release(0);
     const auto reference = SafeTensors::open(fixture(clip.info["tag"].get<std::string>() + ".safetensors"));
     for (auto id : testing::to_ints(reference.get("input_ids"))) s.ids.push_back(static_cast<int>(id));
     s.prompt_rows = static_cast<std::int64_t>(prompt_ids(model->tokenizer(), n_delay).size()) - 1;
@@ -256,6 +265,7 @@ TEST(Scheduler, EveryJobGetsItsRecordedIdsInAnyBatch) {
     }
     const auto counters = scheduler.counters();
     EXPECT_GT(counters.decoded_rows, counters.decode_steps) << "no step held more than one stream";
+    EXPECT_GT(counters.encoded_streams, counters.encoder_passes) << "no encoder pass held more than one stream";
     EXPECT_EQ(model->decoder().sequences_in_use(), 0);
   }
 }

@@ -60,16 +60,21 @@ Errors measure(const std::filesystem::path& model_dir, const Clip& clip) {
   EXPECT_EQ(static_cast<std::int64_t>(padded.size()) / config.samples_per_position(), n);
 
   // Encode in uneven pieces (1..7 positions) to exercise the conv context and the ring cache.
-  AudioEncoder encoder(backend, config, model->weights(), 7, model->kv_cache_type());
+  EncoderPool& encoder = model->encoder();
+  const int encoder_sequence = model->encoder().options().max_sequences - 1;
+  encoder.reset(encoder_sequence);
   DeviceBuffer audio(backend, ElemType::F32, n, config.decoder.dim);
   DeviceBuffer frames(backend, ElemType::F32, n * config.downsample_factor, config.encoder.dim);
   const std::size_t per_position = static_cast<std::size_t>(config.mel_frames_per_position()) * config.audio.num_mel_bins;
   for (std::int64_t p = 0, piece = 1; p < n; p += piece, piece = piece % 7 + 1) {
     const int count = static_cast<int>(std::min<std::int64_t>(piece, n - p));
     const Tensor enc_rows = frames.view().row_range(p * config.downsample_factor, count * config.downsample_factor);
-    encoder.encode(std::span(mel).subspan(static_cast<std::size_t>(p) * per_position, count * per_position), count,
-                   audio.view().row_range(p, count), &enc_rows);
+    const EncodeRequest request{encoder_sequence,
+                                std::span(mel).subspan(static_cast<std::size_t>(p) * per_position, count * per_position),
+                                count, audio.view().row_range(p, count), &enc_rows};
+    encoder.encode(std::span(&request, 1));
   }
+  encoder.release(encoder_sequence);
   Errors e;
   e.encoder = relative_error(download(backend, frames.view()), to_floats(reference.get("encoder_out")));
   e.adapter = relative_error(download(backend, audio.view()), to_floats(reference.get("adapter_out")));

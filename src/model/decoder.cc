@@ -74,15 +74,13 @@ DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const Mode
   dummy_sequence_ = options_.max_sequences;
   const std::int64_t wanted = options_.pages > 0 ? options_.pages
                                                  : static_cast<std::int64_t>(options_.max_sequences) * per_sequence;
-  total_pages_ = wanted + 1;  // page 0 belongs to the dummy sequence
-  if (total_pages_ > std::numeric_limits<std::int32_t>::max()) fail("decoder", "too many K/V pages");
-
+  pages_ = std::make_unique<KvPages>(backend, layout_, options_.max_sequences + 1, wanted + 1, "decoder");
+  const std::int64_t total_pages = wanted + 1;  // one for the padding sequence
   const auto f32 = ElemType::F32;
   const std::int64_t rows = std::max(options_.max_batch, options_.max_prefill_rows);
   const std::int64_t qkv_width = dec.q_width() + 2 * dec.kv_width();
   const std::int64_t n_seq = options_.max_sequences + 1;
-  kv_caches_ = DeviceBuffer(backend, layout_.type, 2 * dec.n_layers * total_pages_ * page, dec.kv_width());
-  page_table_ = DeviceBuffer(backend, ElemType::I32, n_seq, per_sequence);
+  kv_caches_ = DeviceBuffer(backend, layout_.type, 2 * dec.n_layers * total_pages * page, dec.kv_width());
   ffn_norms_ = DeviceBuffer(backend, f32, n_seq, static_cast<std::int64_t>(dec.n_layers) * dec.dim);
   audio_rings_ = DeviceBuffer(backend, f32, n_seq * options_.audio_ring_positions, dec.dim);
   x_ = DeviceBuffer(backend, f32, rows, dec.dim);
@@ -101,22 +99,21 @@ DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const Mode
   next_ids_ = DeviceBuffer(backend, ElemType::I32, options_.max_batch, 1);
   next_host_.assign(static_cast<std::size_t>(options_.max_batch), 0);
   bytes_ = 0;
-  for (const DeviceBuffer* b : {&kv_caches_, &page_table_, &ffn_norms_, &audio_rings_, &x_, &normed_, &qkv_, &attn_,
+  for (const DeviceBuffer* b : {&kv_caches_, &ffn_norms_, &audio_rings_, &x_, &normed_, &qkv_, &attn_,
                                 &gate_up_, &act_, &step_audio_, &logits_}) {
     bytes_ += static_cast<std::size_t>(b->view().numel()) * elem_size(b->view().type);
   }
 
   in_use_.assign(static_cast<std::size_t>(options_.max_sequences), false);
-  free_pages_.reserve(static_cast<std::size_t>(wanted));
-  for (std::int64_t p = total_pages_ - 1; p >= 1; --p) free_pages_.push_back(static_cast<std::int32_t>(p));
-  page_table_host_.assign(static_cast<std::size_t>(n_seq * per_sequence), -1);
-  // The dummy sequence: every logical page is page 0, its norms and audio are zeros (any
-  // finite values do: its outputs are never read).
-  std::fill_n(page_table_host_.begin() + static_cast<std::ptrdiff_t>(dummy_sequence_) * per_sequence, per_sequence, 0);
-  backend.copy_to_device(page_table_.view(), page_table_host_.data());
+  // The padding sequence: every logical page is one page, its norms and audio are zeros
+  // (any finite values do: its outputs are never read).
+  pages_->pin_to_one_page(dummy_sequence_);
   backend.fill_zero(ffn_norms_.view());
   backend.fill_zero(audio_rings_.view());
-  backend.fill_zero(kv_caches_.view().row_range(0, page));  // so the dummy's attention reads finite values
+  for (int l = 0; l < dec.n_layers; ++l) {  // the pinned page is page 0: finite values for its attention
+    backend.fill_zero(k_cache(l).row_range(0, page));
+    backend.fill_zero(v_cache(l).row_range(0, page));
+  }
 }
 
 DecoderPool::~DecoderPool() = default;
@@ -135,27 +132,13 @@ int DecoderPool::acquire() {
 void DecoderPool::release(int sequence) {
   std::lock_guard lock(mutex_);
   if (sequence < 0 || sequence >= options_.max_sequences || !in_use_[static_cast<std::size_t>(sequence)]) return;
-  free_pages(sequence);
+  pages_->release(sequence);
   in_use_[static_cast<std::size_t>(sequence)] = false;
 }
 
 int DecoderPool::sequences_in_use() const {
   std::lock_guard lock(mutex_);
   return static_cast<int>(std::count(in_use_.begin(), in_use_.end(), true));
-}
-
-std::int64_t DecoderPool::pages_in_use() const {
-  std::lock_guard lock(mutex_);
-  return total_pages_ - 1 - static_cast<std::int64_t>(free_pages_.size());
-}
-
-void DecoderPool::free_pages(int sequence) {
-  const int per_sequence = layout_.pages_per_sequence();
-  auto* row = page_table_host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
-  for (int i = 0; i < per_sequence; ++i) {
-    if (row[i] >= 0) free_pages_.push_back(row[i]);
-    row[i] = -1;
-  }
 }
 
 void DecoderPool::check_sequence(int sequence, const char* what) const {
@@ -176,8 +159,7 @@ void DecoderPool::start(int sequence, const std::vector<std::vector<float>>& ffn
     row.insert(row.end(), norm.begin(), norm.end());
   }
   backend_.copy_to_device(ffn_norms_.view().row_range(sequence, 1), row.data());
-  std::lock_guard lock(mutex_);
-  free_pages(sequence);
+  pages_->release(sequence);
 }
 
 Tensor DecoderPool::audio_ring(int sequence) const {
@@ -186,37 +168,17 @@ Tensor DecoderPool::audio_ring(int sequence) const {
 }
 
 Tensor DecoderPool::k_cache(int layer) const {
-  const std::int64_t rows = total_pages_ * layout_.page_size;
+  const std::int64_t rows = pages_->pages() * layout_.page_size;
   return kv_caches_.view().row_range(2 * layer * rows, rows);
 }
 
 Tensor DecoderPool::v_cache(int layer) const {
-  const std::int64_t rows = total_pages_ * layout_.page_size;
+  const std::int64_t rows = pages_->pages() * layout_.page_size;
   return kv_caches_.view().row_range((2 * layer + 1) * rows, rows);
 }
 
 void DecoderPool::reserve(int sequence, std::int64_t first, std::int64_t last) {
-  const int per_sequence = layout_.pages_per_sequence();
-  bool changed = false;
-  {
-    std::lock_guard lock(mutex_);
-    auto* row = page_table_host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
-    // Positions past the ring reuse its pages; a call never spans more than one ring.
-    const std::int64_t count = std::min<std::int64_t>(last - first + 1, layout_.capacity);
-    for (std::int64_t p = first; p < first + count; p += layout_.page_size - (p % layout_.page_size)) {
-      const auto logical = static_cast<std::size_t>((p % layout_.capacity) / layout_.page_size);
-      if (row[logical] >= 0) continue;
-      if (free_pages_.empty()) {
-        fail("decoder", cat("the K/V cache is full: all ", total_pages_ - 1, " pages of ", layout_.page_size,
-                            " positions are in use (raise --kv-cache-mb or lower --max-streams)"));
-      }
-      row[logical] = free_pages_.back();
-      free_pages_.pop_back();
-      changed = true;
-    }
-    if (!changed) return;
-    backend_.copy_to_device(page_table_.view().row_range(sequence, 1), row);
-  }
+  pages_->reserve(sequence, first, last);
 }
 
 DecoderPool::Buffers DecoderPool::buffers(std::int64_t n) const {
@@ -253,7 +215,7 @@ void DecoderPool::prefill(int sequence, std::span<const int> ids, const Tensor& 
   std::vector<std::int32_t> host_positions(static_cast<std::size_t>(n));
   std::iota(host_positions.begin(), host_positions.end(), static_cast<std::int32_t>(first_position));
   const std::vector<std::int32_t> host_sequences(static_cast<std::size_t>(n), sequence);
-  const KvRows rows{prefill_positions_.view().row_range(0, n), prefill_sequences_.view().row_range(0, n), page_table_.view()};
+  const KvRows rows{prefill_positions_.view().row_range(0, n), prefill_sequences_.view().row_range(0, n), pages_->table()};
   const Tensor ids_view = prefill_ids_.view().row_range(0, n);
   backend_.copy_to_device(ids_view, host_ids.data());
   backend_.copy_to_device(rows.positions, host_positions.data());
@@ -278,7 +240,7 @@ void DecoderPool::step_ops(int bucket) {
   const std::int64_t stride = options_.max_batch;
   const Tensor inputs = step_inputs_.view();
   const Tensor ids = inputs.row_range(0, n);
-  const KvRows rows{inputs.row_range(stride, n), inputs.row_range(2 * stride, n), page_table_.view()};
+  const KvRows rows{inputs.row_range(stride, n), inputs.row_range(2 * stride, n), pages_->table()};
   const Tensor audio_rows = inputs.row_range(3 * stride, n);
   const Tensor audio = step_audio_.view().row_range(0, n);
   const Buffers b = buffers(n);

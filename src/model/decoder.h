@@ -19,6 +19,7 @@
 #include "backend/backend.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "model/kv_pages.h"
 #include "model/weights.h"
 
 namespace voxtral {
@@ -68,8 +69,8 @@ class DecoderPool {
   const DecoderPoolOptions& options() const { return options_; }
   // Bytes of backend memory the pool holds (K/V pages, audio rings, step buffers).
   std::size_t bytes() const { return bytes_; }
-  std::int64_t pages_in_use() const;
-  std::int64_t total_pages() const { return total_pages_ - 1; }  // the dummy's page not counted
+  std::int64_t pages_in_use() const { return pages_->in_use() - 1; }  // the dummy's page not counted
+  std::int64_t total_pages() const { return pages_->pages() - 1; }
 
   // Gives the sequence K/V pages for positions [first, last] now (steps and prefills do it
   // themselves; benchmarks use it to attend over a long context without decoding it).
@@ -101,7 +102,6 @@ class DecoderPool {
   void run_layers(const Buffers& b, const KvRows& rows);
   void step_ops(int bucket);
   int bucket_for(int n) const;
-  void free_pages(int sequence);  // mutex_ held
   void check_sequence(int sequence, const char* what) const;
   Tensor k_cache(int layer) const;
   Tensor v_cache(int layer) const;
@@ -111,17 +111,13 @@ class DecoderPool {
   const ModelWeights& weights_;
   DecoderPoolOptions options_;
   KvCacheLayout layout_;
-  int dummy_sequence_ = 0;  // pads a step up to its bucket; its every page is page 0
-  std::int64_t total_pages_ = 0;
+  int dummy_sequence_ = 0;  // pads a step up to its bucket; its every page is one page
   std::size_t bytes_ = 0;
 
-  mutable std::mutex mutex_;  // guards the sequence and page bookkeeping below
+  mutable std::mutex mutex_;  // guards in_use_
   std::vector<bool> in_use_;
-  std::vector<std::int32_t> free_pages_;
-  std::vector<std::int32_t> page_table_host_;  // [max_sequences + 1, pages_per_sequence], -1 = none
-
+  std::unique_ptr<KvPages> pages_;  // [max_sequences + 1] sequences
   DeviceBuffer kv_caches_;    // [2 * layers * pages * page_size, kv_width]: every layer's K and V
-  DeviceBuffer page_table_;   // I32 [max_sequences + 1, pages_per_sequence]
   DeviceBuffer ffn_norms_;    // F32 [max_sequences + 1, layers * dim]: each sequence's conditioned norms
   DeviceBuffer audio_rings_;  // F32 [(max_sequences + 1) * audio_ring_positions, dim]
   DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_;

@@ -66,31 +66,48 @@ void validate(const ModelOptions& o) {
 
 namespace {
 
-// The decoder pool's geometry for this model and backend: how many streams, and K/V pages
-// for them. Without a size given, every stream may fill its whole window, within 90% of the
-// GPU's free memory (or a quarter of a CPU machine's: the CPU serves few streams anyway).
-DecoderPoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, Backend& backend, ElemType kv_type) {
-  DecoderPoolOptions p;
-  p.max_sequences = o.max_streams > 0 ? o.max_streams : backend.default_max_streams();
-  p.kv_cache_type = kv_type;
+// The pools' geometry for this model and backend: how many streams, and K/V memory for them.
+// Each stream holds its encoder window (taken at its start); the decoder's pages go to
+// streams as their positions grow. Without sizes given: the backend's streams, fewer when
+// memory would not give each its encoder window and ~2 minutes of decoder cache, within 90%
+// of the GPU's free memory (or a quarter of a CPU machine's).
+struct PoolOptions {
+  EncoderPoolOptions encoder;
+  DecoderPoolOptions decoder;
+};
+
+PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const Tokenizer& tokenizer, Backend& backend,
+                         ElemType kv_type) {
+  PoolOptions p;
+  DecoderPoolOptions& d = p.decoder;
+  EncoderPoolOptions& e = p.encoder;
   const auto& dec = config.decoder;
-  const auto page_bytes = static_cast<std::int64_t>(2) * dec.n_layers * p.page_size * dec.kv_width() *
-                          static_cast<std::int64_t>(elem_size(kv_type));
-  const std::int64_t ring = (dec.sliding_window + p.max_prefill_rows - 1 + p.page_size - 1) / p.page_size;
-  const std::int64_t full = ring * p.max_sequences;
-  if (o.kv_cache_mb > 0) {
-    p.pages = std::max<std::int64_t>(1, (o.kv_cache_mb << 20) / page_bytes);
-    return p;
-  }
-  std::int64_t budget = static_cast<std::int64_t>(backend.free_memory()) / 10 * 9;
+  d.kv_cache_type = e.kv_cache_type = kv_type;
+  d.max_prefill_rows = tokenizer.audio().n_left_pad_tokens + 64;  // the prompt at the longest delay
+  const std::int64_t page_bytes = static_cast<std::int64_t>(2) * dec.n_layers * d.page_size * dec.kv_width() *
+                                  static_cast<std::int64_t>(elem_size(kv_type));
+  const std::int64_t ring_pages = (dec.sliding_window + d.max_prefill_rows - 1 + d.page_size - 1) / d.page_size;
+  const auto encoder_bytes = static_cast<std::int64_t>(EncoderPool::sequence_cache_bytes(config, e));
+  const std::int64_t typical_decoder = (1500 + d.page_size - 1) / d.page_size * page_bytes;  // 2 minutes
+  std::int64_t budget = o.kv_cache_mb > 0 ? (o.kv_cache_mb << 20) : static_cast<std::int64_t>(backend.free_memory()) / 10 * 9;
   if (budget <= 0) budget = static_cast<std::int64_t>(physical_memory_bytes() / 4);
-  // What the pool holds besides its pages: audio rings, norms, step buffers and logits.
-  const std::int64_t rows = std::max(p.max_sequences, p.max_prefill_rows);
-  const std::int64_t other = 4 * ((p.max_sequences + 1) * (static_cast<std::int64_t>(p.audio_ring_positions) * dec.dim +
+  int streams = o.max_streams > 0 ? o.max_streams : backend.default_max_streams();
+  if (o.max_streams == 0 && o.kv_cache_mb == 0) {
+    streams = static_cast<int>(std::clamp<std::int64_t>(budget / (encoder_bytes + typical_decoder), 1, streams));
+  }
+  d.max_sequences = e.max_sequences = streams;
+  // What the decoder pool holds besides its pages: audio rings, norms, step buffers, logits.
+  const std::int64_t rows = std::max(d.max_sequences, d.max_prefill_rows);
+  const std::int64_t other = 4 * ((d.max_sequences + 1) * (static_cast<std::int64_t>(d.audio_ring_positions) * dec.dim +
                                                           static_cast<std::int64_t>(dec.n_layers) * dec.dim) +
                                   rows * (4 * dec.dim + dec.q_width() + 2 * dec.kv_width() + 3 * dec.hidden_dim) +
-                                  static_cast<std::int64_t>(p.max_sequences) * dec.vocab_size);
-  p.pages = std::clamp<std::int64_t>((budget - other) / page_bytes, 1, full);
+                                  static_cast<std::int64_t>(d.max_sequences) * dec.vocab_size);
+  const std::int64_t for_decoder = budget - streams * encoder_bytes - (o.kv_cache_mb > 0 ? 0 : other);
+  if (o.kv_cache_mb > 0 && for_decoder < page_bytes) {
+    fail("kv_cache_mb", cat(o.kv_cache_mb, " MiB cannot hold the encoder caches of ", streams, " streams (",
+                            (streams * encoder_bytes) >> 20, " MiB) and a decoder page (lower --max-streams)"));
+  }
+  d.pages = std::clamp<std::int64_t>(for_decoder / page_bytes, 1, ring_pages * d.max_sequences);
   return p;
 }
 
@@ -123,8 +140,9 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   } else {
     fail("kv cache", cat("unknown type \"", options.kv_cache, "\" (use f32, bf16 or auto)"));
   }
-  m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_,
-                                              pool_options(options, m->config_, *m->backend_, m->kv_cache_type_));
+  const PoolOptions pools = pool_options(options, m->config_, m->tokenizer_, *m->backend_, m->kv_cache_type_);
+  m->encoder_ = std::make_unique<EncoderPool>(*m->backend_, m->config_, m->weights_, pools.encoder);
+  m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_, pools.decoder);
   if (m->backend_->slow_first_use()) m->warm_up();
   if (auto* profiling = dynamic_cast<ProfilingBackend*>(m->backend_.get())) profiling->clear();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -134,21 +152,32 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
 // A GPU library loads a kernel the first time it runs it, 5-20 ms each on the H100
 // (BENCHMARKS.md): that landed in transcriptions' encoder time and first-token latency. The
 // CUDA backend keeps one kernel per power-of-two bucket of rows for each product shape, so
-// running the encoder on silence in pieces of every bucket up to the offline chunk (128
-// positions: 512 encoder frames, 1024 mel frames), the adapter, and one prefill meets them
-// all at load time. Nothing here is kept.
+// running the encoder on silence in passes of every bucket up to a full pass (several
+// streams' requests of up to 64 positions), the adapter, and one prefill meets them all at
+// load time. Nothing here is kept.
 void Model::warm_up() {
-  constexpr int kPieces[] = {128, 64, 32, 16, 8, 4};  // encoder positions per call
   const int n_delay = delay_positions(tokenizer_.audio().transcription_delay_ms, config_);
   const std::vector<int> prompt = prompt_ids(tokenizer_, n_delay);
   const int prompt_rows = static_cast<int>(prompt.size()) - 1;
-  AudioEncoder encoder(*backend_, config_, weights_, kPieces[0], kv_cache_type_);
-  DeviceBuffer audio(*backend_, ElemType::F32, std::max(kPieces[0], prompt_rows), config_.decoder.dim);
-  for (int n : kPieces) {
-    const std::vector<float> mel(static_cast<std::size_t>(n) * config_.mel_frames_per_position() *
-                                 config_.audio.num_mel_bins, 0.0f);
-    encoder.encode(mel, n, audio.view().row_range(0, n));
+  const EncoderPoolOptions& eo = encoder_->options();
+  const int per_request = eo.max_positions_per_sequence;
+  const int requests = std::min(eo.max_sequences, eo.max_positions_per_call / per_request);
+  DeviceBuffer audio(*backend_, ElemType::F32, std::max(per_request * requests, prompt_rows), config_.decoder.dim);
+  const std::vector<float> mel(static_cast<std::size_t>(per_request) * config_.mel_frames_per_position() *
+                                   config_.audio.num_mel_bins, 0.0f);
+  const auto per_position = static_cast<std::size_t>(config_.mel_frames_per_position()) * config_.audio.num_mel_bins;
+  for (int total = per_request * requests; total >= 4; total /= 2) {
+    std::vector<EncodeRequest> batch;
+    for (int r = 0, left = total; left > 0; ++r) {
+      const int n = std::min(left, per_request);
+      encoder_->reset(r);
+      batch.push_back({r, std::span(mel).first(static_cast<std::size_t>(n) * per_position), n,
+                       audio.view().row_range(static_cast<std::int64_t>(r) * per_request, n)});
+      left -= n;
+    }
+    encoder_->encode(batch);
   }
+  for (int r = 0; r < requests; ++r) encoder_->release(r);
   const int sequence = decoder_->acquire();
   decoder_->start(sequence, ffn_norms(n_delay));
   decoder_->prefill(sequence, std::span(prompt).first(static_cast<std::size_t>(prompt_rows)),

@@ -14,6 +14,7 @@
 #include "core/safetensors.h"
 #include "core/tokenizer.h"
 #include "model/decoder.h"
+#include "model/encoder.h"
 #include "model/weights.h"
 
 namespace voxtral {
@@ -58,6 +59,8 @@ class Model {
   const std::vector<std::vector<float>>& ffn_norms(int n_delay_tokens);
   // The decoder shared by every stream of this model (K/V sequences, batched steps).
   DecoderPool& decoder() { return *decoder_; }
+  // The encoder shared by every stream (sequence numbers are the decoder's).
+  EncoderPool& encoder() { return *encoder_; }
 
  private:
   Model() = default;
@@ -71,7 +74,8 @@ class Model {
   ModelWeights weights_;
   std::mutex norms_mutex_;
   std::map<int, std::vector<std::vector<float>>> ffn_norms_;
-  std::unique_ptr<DecoderPool> decoder_;  // after the weights it reads
+  std::unique_ptr<EncoderPool> encoder_;  // after the weights they read
+  std::unique_ptr<DecoderPool> decoder_;
   double load_seconds_ = 0;
   ElemType kv_cache_type_ = ElemType::F32;
 };

@@ -172,6 +172,8 @@ void Scheduler::run() {
         if (result == Intake::Took && job->kind_ == JobKind::Batch) ++upload_intakes;
       }
       std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
+      if (encode(jobs, over)) worked = true;
+      std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
       if (step(jobs, over)) worked = true;
       for (Job* job : jobs) {
         if (std::find(over.begin(), over.end(), job) != over.end()) continue;
@@ -275,6 +277,50 @@ Scheduler::Intake Scheduler::intake(Job& job) {
   return Intake::Took;
 }
 
+bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
+  std::vector<EncodeRequest> requests;
+  std::vector<Job*> encoding;
+  for (const JobKind kind : {JobKind::Live, JobKind::Batch}) {
+    for (Job* job : jobs) {
+      if (job->kind_ != kind || !job->stream_) continue;
+      try {
+        if (!job->stream_->encode_ready()) continue;
+      } catch (const std::exception& e) {
+        fail_job(*job, e.what());
+        over.push_back(job);
+        continue;
+      }
+      requests.push_back(job->stream_->encode_request());
+      encoding.push_back(job);
+    }
+  }
+  if (requests.empty()) return false;
+  const auto t = Clock::now();
+  try {
+    model_.encoder().encode(requests);
+  } catch (const std::exception& e) {
+    for (Job* job : encoding) {
+      fail_job(*job, e.what());
+      over.push_back(job);
+    }
+    return true;
+  }
+  const double encoder_ms = ms_since(t);
+  for (Job* job : encoding) {
+    try {
+      job->stream_->take_encoded(encoder_ms);
+    } catch (const std::exception& e) {
+      fail_job(*job, e.what());
+      over.push_back(job);
+    }
+  }
+  std::lock_guard lock(mutex_);
+  ++counters_.encoder_passes;
+  counters_.encoded_streams += static_cast<std::int64_t>(requests.size());
+  counters_.encoder_ms += encoder_ms;
+  return true;
+}
+
 bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
   DecoderPool& decoder = model_.decoder();
   const int max_batch = decoder.options().max_batch;
@@ -356,7 +402,8 @@ bool Scheduler::deliver(Job& job) {
 }
 
 void Scheduler::note_if_served(Job& job) {
-  const bool busy = job.stream_ && (job.finishing_ || job.stream_->step_ready() || job.stream_->ending());
+  const bool busy = job.stream_ && (job.finishing_ || job.stream_->step_ready() || job.stream_->ending() ||
+                                    job.stream_->encode_ready());
   {
     std::lock_guard lock(job.mutex_);
     if (busy || !job.input_.empty() || job.served_) return;

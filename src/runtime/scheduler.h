@@ -6,7 +6,8 @@
 // callbacks (called on the scheduler thread). Each tick the scheduler
 //   1. takes new input: every live job's pending audio (it arrives at real-time pace), and
 //      for an upload (a batch job) its next slice once its stream has decoded what it had;
-//      each stream runs its front end and encoder on it;
+//      each stream runs its front end (mel) on it, then ONE encoder pass runs the new frames
+//      of every stream (the encoder's weights read once, not once per stream);
 //   2. collects one row from every stream with a position ready to decode, live streams
 //      first, uploads filling the rest of the batch (DecoderPoolOptions::max_batch);
 //   3. runs them as one batched decoder step and hands each stream its token.
@@ -108,6 +109,9 @@ struct SchedulerCounters {
   double queue_ms = 0;           // total time rows waited between becoming ready and being stepped
   double max_queue_ms = 0;       // the longest such wait
   int last_batch = 0;            // rows of the latest step
+  std::int64_t encoder_passes = 0;   // batched encoder runs
+  std::int64_t encoded_streams = 0;  // stream requests they served (over the passes: the mean batch)
+  double encoder_ms = 0;             // total time in encoder passes
   std::int64_t failures = 0;
   int max_jobs = 0;              // the limit start() applies
   std::int64_t kv_pages_in_use = 0, kv_pages = 0;  // the decoder's K/V cache
@@ -139,6 +143,8 @@ class Scheduler {
   enum class Intake { Nothing, Took, Over };
   // Takes the job's input into its stream (front end and encoder run on it).
   Intake intake(Job& job);
+  // One encoder pass over every stream with frames ready; false when none had any.
+  bool encode(std::vector<Job*>& jobs, std::vector<Job*>& over);
   // One batched step over every stream with a position ready; false when none had one.
   bool step(std::vector<Job*>& jobs, std::vector<Job*>& over);
   // Hands out new pieces, and on_done for a stream that finished; false when the job is over.

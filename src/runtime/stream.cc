@@ -65,18 +65,17 @@ Stream::Stream(Model& model, const StreamOptions& options, Decoding decoding)
   }
   max_segment_input_ = segment_positions * samples_per_position_;
 
-  Backend& backend = model.backend();
   const std::int64_t ring_limit = decoder_.options().audio_ring_positions;
   const auto prompt_positions = static_cast<std::int64_t>(prompt_.size());
   if (prompt_positions >= ring_limit) fail("stream", "the prompt does not fit the decoder's audio ring");
   // A whole number of encoder chunks (at least the prompt plus one) in the pool's ring for
   // this sequence, so that full chunks never straddle the ring's end and get split.
   auto ring_for = [&](std::int64_t chunk) { return (prompt_positions + chunk + chunk - 1) / chunk * chunk; };
-  std::int64_t chunk = std::min<std::int64_t>(std::max(1, options.encoder_chunk), ring_limit - prompt_positions);
+  std::int64_t chunk = std::min<std::int64_t>({std::max(1, options.encoder_chunk), ring_limit - prompt_positions,
+                                                model.encoder().options().max_positions_per_sequence});
   while (ring_for(chunk) > ring_limit) --chunk;
   encoder_chunk_ = static_cast<int>(chunk);
   ring_positions_ = ring_for(chunk);
-  encoder_ = std::make_unique<AudioEncoder>(backend, config_, model.weights(), encoder_chunk_, model.kv_cache_type());
   sequence_ = decoder_.acquire();
   audio_ring_ = decoder_.audio_ring(sequence_).row_range(0, ring_positions_);
   // A word is timed when the token n_delay positions after its end is decoded; by then the
@@ -88,15 +87,19 @@ Stream::Stream(Model& model, const StreamOptions& options, Decoding decoding)
   try {
     start_segment();
   } catch (...) {
+    model_.encoder().release(sequence_);
     decoder_.release(sequence_);
     throw;
   }
 }
 
-Stream::~Stream() { decoder_.release(sequence_); }
+Stream::~Stream() {
+  model_.encoder().release(sequence_);
+  decoder_.release(sequence_);
+}
 
 void Stream::start_segment() {
-  encoder_->reset();
+  model_.encoder().reset(sequence_);
   // A fresh sequence: positions from 0, the old segment's K/V pages given back.
   decoder_.start(sequence_, model_.ffn_norms(n_delay_));
   padded_.assign(static_cast<std::size_t>(left_pad_ * samples_per_position_), 0.0f);
@@ -107,6 +110,7 @@ void Stream::start_segment() {
   segment_final_ = false;
   mel_frames_ = 0;
   encoded_ = 0;
+  pending_encode_ = 0;
   decoded_ = 0;
   prefilled_ = false;
   segment_done_ = false;
@@ -199,7 +203,7 @@ std::int64_t Stream::frames_ready(bool final) const {
 
 void Stream::advance() {
   for (;;) {
-    const bool encoded = encode_next(segment_final_);
+    const bool encoded = decoding_ == Decoding::Self && encode_next(segment_final_);
     prefill_if_ready();
     if (decoding_ == Decoding::Self) {
       while (step_ready()) {
@@ -226,6 +230,31 @@ void Stream::advance() {
 }
 
 bool Stream::encode_next(bool final) {
+  if (prepare_encode(final) == 0) return false;
+  const EncodeRequest request = encode_request();
+  const auto t = Clock::now();
+  model_.encoder().encode(std::span(&request, 1));
+  wait_for(model_.backend(), request.out);
+  take_encoded(ms_since(t));
+  return true;
+}
+
+bool Stream::encode_ready() { return prepare_encode(segment_final_) > 0; }
+
+EncodeRequest Stream::encode_request() const {
+  return {sequence_, std::span<const float>(mel_scratch_), static_cast<int>(pending_encode_),
+          audio_ring_.row_range(encoded_ % ring_positions_, pending_encode_)};
+}
+
+void Stream::take_encoded(double encoder_ms) {
+  stats_.encoder_ms += encoder_ms;
+  encoded_ += pending_encode_;
+  pending_encode_ = 0;
+  if (decoding_ == Decoding::Scheduled) advance();
+}
+
+std::int64_t Stream::prepare_encode(bool final) {
+  if (pending_encode_ > 0) return pending_encode_;
   const auto& a = config_.audio;
   const std::int64_t half = a.window_size / 2;
   const std::int64_t per_position = config_.mel_frames_per_position();
@@ -233,9 +262,9 @@ bool Stream::encode_next(bool final) {
   count = std::min<std::int64_t>(count, encoder_chunk_);
   // Room in the ring: a chunk waits for room for all of it (a scheduler frees the ring one
   // position per step; encoding in scraps would be slow and change the chunking).
-  if (count > ring_positions_ - (encoded_ - decoded_)) return false;
+  if (count > ring_positions_ - (encoded_ - decoded_)) return 0;
   count = std::min(count, ring_positions_ - encoded_ % ring_positions_);  // without wrapping
-  if (count <= 0 || segment_done_) return false;
+  if (count <= 0 || segment_done_) return 0;
 
   auto t = Clock::now();
   const std::int64_t first_frame = encoded_ * per_position;
@@ -283,14 +312,8 @@ bool Stream::encode_next(bool final) {
                           energy_scratch_[static_cast<std::size_t>(f)]);
   }
   stats_.mel_ms += ms_since(t);
-
-  t = Clock::now();
-  const Tensor rows = audio_ring_.row_range(encoded_ % ring_positions_, count);
-  encoder_->encode(mel_scratch_, static_cast<int>(count), rows);
-  wait_for(model_.backend(), rows);
-  stats_.encoder_ms += ms_since(t);
-  encoded_ += count;
-  return true;
+  pending_encode_ = count;
+  return count;
 }
 
 void Stream::prefill_if_ready() {

@@ -124,6 +124,12 @@ class Stream {
   // ---- for a scheduler (Decoding::Scheduled): it collects next_step() from every stream
   // with step_ready(), runs them as one batched DecoderPool::step, and gives each stream its
   // token with take_step(). With Decoding::Self the stream does this itself.
+  // The encoder likewise: encode_ready() prepares the stream's next mel frames when the
+  // signal and the ring allow; the scheduler encodes every ready stream's encode_request()
+  // in one EncoderPool::encode and tells each with take_encoded().
+  bool encode_ready();
+  EncodeRequest encode_request() const;
+  void take_encoded(double encoder_ms);
   bool step_ready() const { return prefilled_ && !segment_done_ && decoded_ < encoded_; }
   DecodeRow next_step() const;
   // The step's output token, its logits ([1, vocab] in backend memory) and its time.
@@ -154,6 +160,8 @@ class Stream {
   // completes a segment end whose last position has been decoded.
   void advance();
   bool encode_next(bool final);
+  // Computes the mel frames of the next encoder run (once; 0 when none is possible now).
+  std::int64_t prepare_encode(bool final);
   std::int64_t frames_ready(bool final) const;  // mel frames whose window the signal covers
   void prefill_if_ready();
   void end_segment(End end);
@@ -174,7 +182,6 @@ class Stream {
 
   const Decoding decoding_;
   MelSpectrogram mel_;
-  std::unique_ptr<AudioEncoder> encoder_;
   DecoderPool& decoder_;
   int sequence_ = -1;        // this stream's sequence in the decoder pool
   Tensor audio_ring_;        // the sequence's audio embeddings of positions not yet decoded
@@ -191,6 +198,7 @@ class Stream {
   bool segment_final_ = false;            // right padding appended
   std::int64_t mel_frames_ = 0;           // frames computed (and encoded)
   std::int64_t encoded_ = 0;              // positions encoded
+  std::int64_t pending_encode_ = 0;       // positions whose mel frames wait for the encoder
   std::int64_t decoded_ = 0;              // positions decoded (next step's position)
   bool prefilled_ = false;
   bool segment_done_ = false;             // EOS seen, or every position decoded

@@ -1,0 +1,79 @@
+#include "model/kv_pages.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+
+namespace voxtral {
+
+KvPages::KvPages(Backend& backend, const KvCacheLayout& layout, int sequences, std::int64_t pages, std::string what)
+    : backend_(backend), layout_(layout), pages_(pages), what_(std::move(what)) {
+  if (pages < 1 || pages > std::numeric_limits<std::int32_t>::max() || sequences < 1) {
+    fail(what_, cat("bad K/V page pool (", pages, " pages, ", sequences, " sequences)"));
+  }
+  free_.reserve(static_cast<std::size_t>(pages));
+  for (std::int64_t p = pages - 1; p >= 0; --p) free_.push_back(static_cast<std::int32_t>(p));
+  const int per_sequence = layout_.pages_per_sequence();
+  host_.assign(static_cast<std::size_t>(sequences) * static_cast<std::size_t>(per_sequence), -1);
+  table_ = DeviceBuffer(backend, ElemType::I32, sequences, per_sequence);
+  // Unmapped entries are never read (attention reads positions already appended), but keep
+  // them in range anyway.
+  std::vector<std::int32_t> zeros(host_.size(), 0);
+  backend.copy_to_device(table_.view(), zeros.data());
+}
+
+std::int64_t KvPages::in_use() const {
+  std::lock_guard lock(mutex_);
+  return pages_ - static_cast<std::int64_t>(free_.size());
+}
+
+void KvPages::reserve(int sequence, std::int64_t first, std::int64_t last) {
+  const int per_sequence = layout_.pages_per_sequence();
+  const int page = layout_.rows_per_page();
+  std::lock_guard lock(mutex_);
+  auto* row = host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
+  bool changed = false;
+  // Positions past the ring reuse its pages: one ring's worth covers any span.
+  const std::int64_t count = std::min<std::int64_t>(last - first + 1, layout_.capacity);
+  for (std::int64_t p = first; p < first + count; p += page - (p % page)) {
+    const auto logical = static_cast<std::size_t>((p % layout_.capacity) / page);
+    if (row[logical] >= 0) continue;
+    if (free_.empty()) {
+      fail(what_, cat("the K/V cache is full: all ", pages_, " pages of ", page,
+                      " positions are in use (raise --kv-cache-mb or lower --max-streams)"));
+    }
+    row[logical] = free_.back();
+    free_.pop_back();
+    changed = true;
+  }
+  if (changed) backend_.copy_to_device(table_.view().row_range(sequence, 1), row);
+}
+
+void KvPages::release_locked(int sequence) {
+  const int per_sequence = layout_.pages_per_sequence();
+  auto* row = host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
+  for (int i = 0; i < per_sequence; ++i) {
+    if (row[i] >= 0 && std::find(row, row + i, row[i]) == row + i) free_.push_back(row[i]);  // a pinned page once
+    row[i] = -1;
+  }
+}
+
+void KvPages::release(int sequence) {
+  std::lock_guard lock(mutex_);
+  release_locked(sequence);
+}
+
+void KvPages::pin_to_one_page(int sequence) {
+  const int per_sequence = layout_.pages_per_sequence();
+  std::lock_guard lock(mutex_);
+  release_locked(sequence);
+  if (free_.empty()) fail(what_, "no K/V page for the padding sequence");
+  const std::int32_t page = free_.back();
+  free_.pop_back();
+  auto* row = host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
+  std::fill_n(row, per_sequence, page);
+  backend_.copy_to_device(table_.view().row_range(sequence, 1), row);
+}
+
+}  // namespace voxtral

@@ -96,9 +96,10 @@ class CudaBatchedDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {
 
 // The fused ops of a step (RMSNorm + q|k|v + RoPE + paged K/V append, RMSNorm with each row's
 // norm + gate|up + SiLU-gate, RMSNorm + LM head) for N rows of N sequences against the CPU
-// backend's separate ops, below and above the crossover.
-TEST_P(CudaBatchedDecodeOps, FusedOpsOfNRowsMatchTheCpu) {
-  const DecodeLayerShape c = GetParam();
+// backend's separate ops, below and above the crossover; then with the weight-streaming
+// kernel for every count (passes of 8 rows).
+void check_fused_ops(const DecodeLayerShape& c, const std::string& crossover) {
+  const StreamedRows setting(crossover);
   Pair p;
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
@@ -121,8 +122,9 @@ TEST_P(CudaBatchedDecodeOps, FusedOpsOfNRowsMatchTheCpu) {
   Buffers ffn_norms(p, ElemType::F32, kNormRows, c.dim, ffn_values.data());
   const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
 
-  for (int n : {1, 3, 8, 13, 40}) {
-    const std::string at = " dim " + std::to_string(c.dim) + ", " + std::to_string(n) + " rows";
+  for (int n : {1, 2, 3, 8, 13, 40}) {
+    const std::string at =
+        " dim " + std::to_string(c.dim) + ", " + std::to_string(n) + " rows, crossover '" + crossover + "'";
     for (ElemType cache_type : {ElemType::F32, ElemType::BF16}) {
       // Sequences 0..n-1 in shuffled row order, 16-position pages scattered over the cache;
       // positions at the start, the end of a page, past the ring's wrap.
@@ -168,6 +170,10 @@ TEST_P(CudaBatchedDecodeOps, FusedOpsOfNRowsMatchTheCpu) {
     p.gpu.norm_linear(x.gpu, norm_g, 1e-5f, head_g, Weight{}, logits.gpu, Epilogue::Store, normed.gpu);
     expect_close(p, logits.cpu, logits.gpu, 2e-5, "norm_linear (LM head)" + at);
   }
+}
+
+TEST_P(CudaBatchedDecodeOps, FusedOpsOfNRowsMatchTheCpu) {
+  for (const std::string crossover : {"", "256"}) check_fused_ops(GetParam(), crossover);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaBatchedDecodeOps,
@@ -241,6 +247,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchedAttentionCase{32, 8, 128, 300, 64, 1, ElemType::BF16},
                       BatchedAttentionCase{32, 8, 128, 300, 0, 6, ElemType::F32},     // one page per sequence
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 9, ElemType::BF16},  // 16+ slices a row
+                      BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16}, // blocks walk several slices
                       BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32},       // tiny-a's heads
                       BatchedAttentionCase{8, 1, 64, 100, 16, 5, ElemType::F32}));    // GQA 8:1: the general kernel
 

@@ -300,19 +300,28 @@ std::size_t CudaBackend::free_memory() const {
 
 // y = halves' product (+ y) (+ bias), then GELU if asked. `prepare` writes the 16-bit input
 // halves (x as it is, or computed from it on the way).
+template <typename Prepare, typename Finish>
+bool CudaBackend::Impl::stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish) {
+  if (!options.exact_matmul || rows > kStackedMaxRows) return false;
+  // hi in rows 0..rows-1, lo in rows..2 rows-1 of one input: one product, one read of W.
+  const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
+  auto* hi = static_cast<char*>(scratch(split_hi, 2 * bytes));
+  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(2 * rows * w.rows) * sizeof(float)));
+  prepare(hi, hi + bytes);
+  matmul.multiply(w, hi, 2 * rows, 0.0f, nullptr, sums, w.rows);
+  finish(static_cast<const float*>(sums));
+  return true;
+}
+
 template <typename Prepare>
 void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                                 Prepare&& prepare) {
-  const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
-  if (options.exact_matmul && rows <= kStackedMaxRows) {
-    // hi in rows 0..rows-1, lo in rows..2 rows-1 of one input: one product, one read of W.
-    auto* hi = static_cast<char*>(scratch(split_hi, 2 * bytes));
-    auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(2 * rows * w.rows) * sizeof(float)));
-    prepare(hi, hi + bytes);
-    matmul.multiply(w, hi, 2 * rows, 0.0f, nullptr, sums, w.rows);
-    launch_combine_halves(stream, sums, rows, w.rows, bias, epilogue, y.ptr<float>(), y.stride);
+  if (stacked_product(w, rows, prepare, [&](const float* sums) {
+        launch_combine_halves(stream, sums, rows, w.rows, bias, epilogue, y.ptr<float>(), y.stride);
+      })) {
     return;
   }
+  const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
   void* hi = scratch(split_hi, bytes);
   void* lo = options.exact_matmul ? scratch(split_lo, bytes) : nullptr;
   prepare(hi, lo);
@@ -343,7 +352,10 @@ void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, co
   const RowNorms n = one_norm(norm, x.cols, eps);
   const float* b = vector_data(bias, w.rows, "linear bias");
   if (x.rows <= impl_->streamed_max_rows) {
-    if (!launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, &n, b, y.ptr<float>(), y.stride, epilogue)) {
+    // One row takes its norm on the way; more rows read x once per weight row pair, so
+    // normalizing first halves what the product reads besides the weights.
+    if (x.rows > 1 || !launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, &n, b, y.ptr<float>(), y.stride,
+                                              epilogue)) {
       Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
     }
     return;
@@ -379,10 +391,19 @@ void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, 
   check_rope_kv_shapes("cuda", qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width),
                        qkv.col_range(q_width + kv_width, kv_width), rows, q_rope, k_rope, cache, k_cache, v_cache);
   const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim && k_rope.n_heads == cache.n_kv_heads;
-  if (x.rows <= impl_->streamed_max_rows && same_rope &&
-      launch_streamed_norm_qkv_rope(*impl_, w, x.ptr<float>(), x.stride, x.rows, one_norm(norm, x.cols, eps), qkv, rows,
-                                    q_rope, cache, k_cache, v_cache)) {
-    return;
+  if (x.rows <= impl_->streamed_max_rows && same_rope) {
+    const RowNorms n = one_norm(norm, x.cols, eps);
+    if (x.rows == 1 && launch_streamed_norm_qkv_rope(*impl_, w, x.ptr<float>(), x.stride, 1, &n, qkv, rows, q_rope, cache,
+                                                     k_cache, v_cache)) {
+      return;
+    }
+    if (x.rows > 1 && normed.rows == x.rows && normed.cols == x.cols) {  // normalized first, as norm_linear does
+      rms_norm(x, norm, eps, normed);
+      if (launch_streamed_norm_qkv_rope(*impl_, w, normed.ptr<float>(), normed.stride, x.rows, nullptr, qkv, rows, q_rope,
+                                        cache, k_cache, v_cache)) {
+        return;
+      }
+    }
   }
   Backend::norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, rows, q_rope, k_rope, cache, k_cache, v_cache);
 }
@@ -394,14 +415,27 @@ void CudaBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor
   if (act.rows != x.rows || act.cols * 2 != w.rows || act.type != ElemType::F32) fail("cuda", "norm_swiglu: shape mismatch");
   const RowNorms n = norms_per_row("norm_swiglu", x, norms, norm_rows, eps);
   if (x.rows <= impl_->streamed_max_rows) {
-    if (!launch_streamed_norm_swiglu(*impl_, w, x.ptr<float>(), x.stride, x.rows, n, act.ptr<float>(), act.stride)) {
-      Backend::norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
+    bool fused = false;
+    if (x.rows == 1) {
+      fused = launch_streamed_norm_swiglu(*impl_, w, x.ptr<float>(), x.stride, 1, &n, act.ptr<float>(), act.stride);
+    } else if (normed.rows == x.rows && normed.cols == x.cols) {  // normalized first, as norm_linear does
+      rms_norm_rows(x, norms, norm_rows, eps, normed);
+      fused = launch_streamed_norm_swiglu(*impl_, w, normed.ptr<float>(), normed.stride, x.rows, nullptr, act.ptr<float>(),
+                                          act.stride);
     }
+    if (!fused) Backend::norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
     return;
   }
-  impl_->product(w, x.rows, nullptr, gate_up, Epilogue::Store, [&](void* hi, void* lo) {
+  auto prepare = [&](void* hi, void* lo) {
     launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
-  });
+  };
+  // The SiLU-gate reads the two halves' products straight (gate_up is not written).
+  if (impl_->stacked_product(w, x.rows, prepare, [&](const float* sums) {
+        launch_combine_silu(impl_->stream, sums, x.rows, w.rows, act.ptr<float>(), act.stride);
+      })) {
+    return;
+  }
+  impl_->product(w, x.rows, nullptr, gate_up, Epilogue::Store, prepare);
   silu_mul(gate_up, act);
 }
 

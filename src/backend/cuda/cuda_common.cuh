@@ -13,6 +13,7 @@
 #include <tuple>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct Scratch {
 // How the decode attention splits a window over blocks (cuda_decode.cu).
 struct DecodeAttentionPolicy {
   int max_keys = 128;  // keys of one block at most (32, 64 or 128): longer windows take more blocks
+  int splits = 32;     // slices of a row's window, while slices can still grow (set per call from the rows)
 };
 
 // The matrix products of many rows, on cuBLASLt (cuda_matmul.cu). Like the scratch, used by
@@ -75,8 +77,16 @@ class MatmulPlans {
 
  private:
   struct Plan;
+  struct Trial {  // operands a candidate algorithm may be timed on (the output is overwritten)
+    const void* x;
+    float* y;
+    std::int64_t n;
+  };
   cublasLtMatmulAlgo_t choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align);
+                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align, const Trial* trial);
+  cublasLtMatmulAlgo_t fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+                               const CudaWeight& w, std::int64_t ldy, const Trial& trial,
+                               std::span<const cublasLtMatmulHeuristicResult_t> candidates);
   CudaBackend::Impl* impl_ = nullptr;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
@@ -110,7 +120,7 @@ struct CudaBackend::Impl {
   bool mma_attention = true;
   // Rows up to which a product streams the weights (cuda_streamed.cu); above it, cuBLASLt.
   // Measured on the H200 (BENCHMARKS.md); VOXTRAL_CUDA_STREAMED_ROWS sets it, to measure.
-  std::int64_t streamed_max_rows = 8;
+  std::int64_t streamed_max_rows = 2;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -119,15 +129,19 @@ struct CudaBackend::Impl {
   template <typename Prepare>
   void product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                Prepare&& prepare);
+  // Exact mode up to 256 rows: both 16-bit halves in one product of twice the rows (one read
+  // of the weights), then finish(sums) combines sums [2 rows, w.rows]; false otherwise.
+  template <typename Prepare, typename Finish>
+  bool stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish);
   void* device_alloc(std::size_t bytes);
   void device_free(void* p);
   void* scratch(Scratch& s, std::size_t bytes);
 };
 
 // ---- launchers (cuda_streamed.cu): products of up to streamed_max_rows rows that read the
-// weights once per 8 rows (the decode step), with RMSNorm, SiLU-gate or RoPE with the K/V
-// append fused on the way; false when the shapes do not suit the kernel (then the caller
-// composes the separate ops).
+// weights once per 8 rows (the decode step), with RMSNorm (norm non-null), SiLU-gate or RoPE
+// with the K/V append fused on the way; false when the shapes do not suit the kernel (then
+// the caller composes the separate ops).
 struct RowNorms {  // row i is normalized with table[rows[i] * stride] (rows null: row 0 for all)
   const float* table = nullptr;
   std::int64_t stride = 0;
@@ -139,9 +153,9 @@ bool launch_streamed_linear(const CudaBackend::Impl& impl, const CudaWeight& w, 
                             std::int64_t n, const RowNorms* norm, const float* bias, float* y, std::int64_t ldy,
                             Epilogue epilogue);
 bool launch_streamed_norm_swiglu(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
-                                 std::int64_t n, const RowNorms& norm, float* act, std::int64_t ld_act);
+                                 std::int64_t n, const RowNorms* norm, float* act, std::int64_t ld_act);
 bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
-                                   std::int64_t n, const RowNorms& norm, const Tensor& qkv, const KvRows& rows,
+                                   std::int64_t n, const RowNorms* norm, const Tensor& qkv, const KvRows& rows,
                                    const RopeParams& q_rope, const KvCacheLayout& cache, const Tensor& k_cache,
                                    const Tensor& v_cache);
 
@@ -160,6 +174,9 @@ void launch_bias_activation(cudaStream_t stream, float* y, std::int64_t ldy, std
 // of an exact-mode product run as one of 2 x rows rows.
 void launch_combine_halves(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols,
                            const float* bias, Epilogue epilogue, float* y, std::int64_t ldy);
+// act[i, j] = silu(g) * u with [g | u] = halves[i] + halves[rows + i] (cols = 2 x act's).
+void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols, float* act,
+                         std::int64_t ld_act);
 
 // ---- launchers (cuda_ops.cu)
 void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const RowNorms& norm, float* y,

@@ -15,8 +15,9 @@ namespace {
 // of that K/V head. Its keys and values come into shared memory by cp.async all at once, so a block
 // waits for memory once (the first version loaded tile after tile and was a chain of ~10
 // dependent loads: ~12 us a layer at short context, 3x the bandwidth's time at long
-// context). Slices are 32 keys while that gives at most 32 of them, then longer, up to
-// policy.max_keys: short windows spread over 8-32 blocks, long ones over ~130-260. The last
+// context). Slices are 32 keys while that gives at most policy.splits of them (32 for one
+// row, fewer for many), then longer, up to policy.max_keys: one row's short window spreads
+// over 8-32 blocks, a long one over ~130-260. The last
 // block of a (row, K/V head) to finish merges the slices' partial results. The grid has at
 // most as many splits per row as the full window needs, fewer when many rows fill the GPU:
 // a block then takes every gridDim.y-th slice. Splits past a row's window return at once,
@@ -31,7 +32,7 @@ constexpr int kRowPadBytes = 16;   // per shared K/V row: spreads the rows over 
 
 __host__ __device__ __forceinline__ int keys_per_block(int n_keys, DecodeAttentionPolicy policy) {
   int keys = kMinKeysPerBlock;
-  while (keys < policy.max_keys && (n_keys + keys - 1) / keys > 32) keys *= 2;
+  while (keys < policy.max_keys && (n_keys + keys - 1) / keys > policy.splits) keys *= 2;
   return keys;
 }
 
@@ -283,6 +284,11 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   a.paged = {rows.page_table.ptr<int>(), cache.pages_per_sequence(), cache.rows_per_page(), cache.capacity};
   a.group = group, a.head_dim = hd, a.window = cache.window, a.n_heads = n_heads, a.n_kv_heads = cache.n_kv_heads;
   a.policy = impl.attention_policy;
+  // One row spreads its window over up to 32 slices; many rows fill the GPU by themselves, so
+  // each takes fewer, longer slices (a short window then needs no merge).
+  const std::int64_t per_row = cache.n_kv_heads * q.rows;
+  a.policy.splits =
+      static_cast<int>(std::clamp<std::int64_t>(4LL * impl.props.multiProcessorCount / per_row, 1, a.policy.splits));
   a.max_splits = 1;  // the most slices any window length up to the full one uses (runs once per graph capture)
   int max_keys = kMinKeysPerBlock;
   for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
@@ -305,10 +311,11 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   }
   a.finished = static_cast<int*>(impl.attention_counters.data);
   a.out = out.ptr<float>(), a.ldo = out.stride;
-  // Enough blocks to fill the GPU several times over: one row takes up to max_splits of them,
-  // many rows fewer each (a block then walks several slices).
-  const std::int64_t target = 8LL * impl.props.multiProcessorCount;
-  const std::int64_t per_row = cache.n_kv_heads * q.rows;
+  // One or two rows fill the GPU only with their slices: up to 8 blocks per multiprocessor.
+  // More rows take about one wave of resident blocks (3 per multiprocessor at 74 KB of shared
+  // memory) and a block walks several slices: blocks past a short window still take a slot
+  // of a wave before they return (measured: 2.6 ms of a 64-row step with 8 per multiprocessor).
+  const std::int64_t target = (q.rows <= 2 ? 8LL : 3LL) * impl.props.multiProcessorCount;
   const auto splits = static_cast<unsigned>(std::clamp<std::int64_t>((target + per_row - 1) / per_row, 1, a.max_splits));
   const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), splits, static_cast<unsigned>(q.rows));
   // Past 48 KB of shared memory a kernel must ask; asked once per size (never inside a graph

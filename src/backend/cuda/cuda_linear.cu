@@ -73,6 +73,18 @@ __global__ void combine_halves_kernel(const float* __restrict__ halves, long lon
   y[r * ldy + c] = v;
 }
 
+__global__ void combine_silu_kernel(const float* __restrict__ halves, long long rows, long long cols, float* act,
+                                    long long ld_act) {
+  const long long half = cols / 2;
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= rows * half) return;
+  const long long r = i / half, c = i % half;
+  const float* lo = halves + rows * cols;
+  const float g = halves[r * cols + c] + lo[r * cols + c];
+  const float u = halves[r * cols + half + c] + lo[r * cols + half + c];
+  act[r * ld_act + c] = (g / (1.0f + expf(-g))) * u;
+}
+
 __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, long long cols, const float* bias, bool gelu_act) {
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i >= rows * cols) return;
@@ -142,6 +154,15 @@ void launch_combine_halves(cudaStream_t stream, const float* halves, std::int64_
   combine_halves_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(
       halves, rows, cols, bias, static_cast<int>(epilogue), y, ldy);
   VOXTRAL_CUDA_LAUNCHED("combine_halves");
+}
+
+void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols, float* act,
+                         std::int64_t ld_act) {
+  const long long n = rows * (cols / 2);
+  const int threads = 256;
+  combine_silu_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(halves, rows, cols, act,
+                                                                                                ld_act);
+  VOXTRAL_CUDA_LAUNCHED("combine_silu");
 }
 
 }  // namespace voxtral

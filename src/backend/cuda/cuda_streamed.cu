@@ -333,19 +333,19 @@ bool launch_streamed_linear(const CudaBackend::Impl& impl, const CudaWeight& w, 
 }
 
 bool launch_streamed_norm_swiglu(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
-                                 std::int64_t n, const RowNorms& norm, float* act, std::int64_t ld_act) {
+                                 std::int64_t n, const RowNorms* norm, float* act, std::int64_t ld_act) {
   if (!impl.fused_decode || w.rows % 2 != 0) return false;
-  return run(impl, kSiluPair, args_for(w, x, ldx, &norm, act, ld_act), w.type, n);
+  return run(impl, kSiluPair, args_for(w, x, ldx, norm, act, ld_act), w.type, n);
 }
 
 bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
-                                   std::int64_t n, const RowNorms& norm, const Tensor& qkv, const KvRows& rows,
+                                   std::int64_t n, const RowNorms* norm, const Tensor& qkv, const KvRows& rows,
                                    const RopeParams& q_rope, const KvCacheLayout& cache, const Tensor& k_cache,
                                    const Tensor& v_cache) {
   // The caller has checked the shapes as rope_kv_append does; these are the kernel's limits.
   const int hd = cache.head_dim;
   if (!impl.fused_decode || hd % 2 != 0 || hd > 256 || k_cache.stride != v_cache.stride) return false;
-  StreamArgs a = args_for(w, x, ldx, &norm, qkv.ptr<float>(), qkv.stride);
+  StreamArgs a = args_for(w, x, ldx, norm, qkv.ptr<float>(), qkv.stride);
   RopeAppend& r = a.rope;
   r.positions = rows.positions.ptr<int>(), r.sequences = rows.sequences.ptr<int>();
   r.paged = {rows.page_table.ptr<int>(), cache.pages_per_sequence(), cache.rows_per_page(), cache.capacity};

@@ -27,6 +27,7 @@ namespace {
 constexpr int kAttentionThreads = 256;
 constexpr int kMaxGroup = 4;       // query heads per K/V head (the real model's GQA)
 constexpr int kMinKeysPerBlock = 32;
+constexpr int kMaxKeysPerBlock = 128;  // the policy's largest slice
 constexpr int kMaxSplits = 256;    // partial results the merge takes
 constexpr int kRowPadBytes = 16;   // per shared K/V row: spreads the rows over the banks
 
@@ -43,8 +44,10 @@ __host__ __device__ constexpr int row_elems(int hd) {  // a shared K or V row wi
 
 template <typename C>
 std::size_t attention_shared_bytes(int keys, int hd) {
-  return 2 * static_cast<std::size_t>(keys) * row_elems<C>(hd) * sizeof(C) +
-         static_cast<std::size_t>(kMaxGroup) * (hd + keys) * sizeof(float);
+  const std::size_t slices = 2 * static_cast<std::size_t>(keys) * row_elems<C>(hd) * sizeof(C) +
+                             static_cast<std::size_t>(kMaxGroup) * (hd + keys) * sizeof(float);
+  const std::size_t merge = sizeof(float) * kMaxGroup * kMaxSplits + sizeof(float4) * kAttentionThreads;
+  return std::max(slices, merge);
 }
 
 struct DecodeAttentionArgs {
@@ -80,8 +83,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     decode_attention_kernel(const DecodeAttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   __shared__ float stat[kMaxGroup][2];              // per query head: max, sum
-  __shared__ float weight_s[kMaxGroup][kMaxSplits];  // the merge's per-split factors
-  __shared__ float4 group_totals[kAttentionThreads];
+  __shared__ long long key_rows[kMaxKeysPerBlock];  // the slice's keys' first elements in the cache
   __shared__ bool merges;
   const int kv_head = blockIdx.x, G = a.group, hd = a.head_dim;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
@@ -106,13 +108,20 @@ __global__ void __launch_bounds__(kAttentionThreads)
     const int start = lo + split * per_block;
     const int count = min(per_block, pos + 1 - start);
 
-    // Every key and value row of the slice in flight at once.
-    const int chunks_per_row = hd * static_cast<int>(sizeof(C)) / 16;
-    for (int i = t; i < 2 * count * chunks_per_row; i += kAttentionThreads) {
-      const int which = i / (count * chunks_per_row), rest = i % (count * chunks_per_row);
-      const int key = rest / chunks_per_row, chunk = rest % chunks_per_row;
-      const long long at = cache_row(a.paged, sequence, start + key) * a.ldc + col;
-      const C* src = (which == 0 ? k_cache : v_cache) + at;
+    // Each key's place in the cache once (the page lookup's divisions cost more than the
+    // copies), then every key and value row of the slice in flight at once: consecutive
+    // threads take the 16-byte chunks of one key's row of K, then of V.
+    for (int key = t; key < count; key += kAttentionThreads) {
+      key_rows[key] = cache_row(a.paged, sequence, start + key) * a.ldc + col;
+    }
+    __syncthreads();
+    const int chunks_per_row = hd * static_cast<int>(sizeof(C)) / 16, per_key = 2 * chunks_per_row;
+    const bool pow2 = (per_key & (per_key - 1)) == 0;
+    const int shift = __ffs(per_key) - 1;
+    for (int i = t; i < count * per_key; i += kAttentionThreads) {
+      const int key = pow2 ? i >> shift : i / per_key, rest = i - key * per_key;
+      const int which = rest >= chunks_per_row, chunk = rest - which * chunks_per_row;
+      const C* src = (which == 0 ? k_cache : v_cache) + key_rows[key];
       C* dst = (which == 0 ? k_s : v_s) + key * row;
       copy16_async(reinterpret_cast<char*>(dst) + chunk * 16, reinterpret_cast<const char*>(src) + chunk * 16);
     }
@@ -202,6 +211,10 @@ __global__ void __launch_bounds__(kAttentionThreads)
   __syncthreads();
   if (!merges) return;
   __threadfence();
+  // The merge's per-split factors and partial sums take the slices' shared memory (small
+  // static shared memory lets three blocks share a multiprocessor at 128-key slices).
+  auto* weight_s = reinterpret_cast<float (*)[kMaxSplits]>(shared_bytes);
+  auto* group_totals = reinterpret_cast<float4*>(shared_bytes + sizeof(float) * kMaxGroup * kMaxSplits);
   if (warp < G) {
     const long long base = (first_head + warp) * a.max_splits;
     float m = -FLT_MAX;
@@ -312,9 +325,9 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   a.finished = static_cast<int*>(impl.attention_counters.data);
   a.out = out.ptr<float>(), a.ldo = out.stride;
   // One or two rows fill the GPU only with their slices: up to 8 blocks per multiprocessor.
-  // More rows take about one wave of resident blocks (3 per multiprocessor at 74 KB of shared
+  // More rows take about one wave of resident blocks (3 per multiprocessor at 75 KB of shared
   // memory) and a block walks several slices: blocks past a short window still take a slot
-  // of a wave before they return (measured: 2.6 ms of a 64-row step with 8 per multiprocessor).
+  // of a wave before they return (a 64-row step at context 64: 4.57 -> 4.35 ms).
   const std::int64_t target = (q.rows <= 2 ? 8LL : 3LL) * impl.props.multiProcessorCount;
   const auto splits = static_cast<unsigned>(std::clamp<std::int64_t>((target + per_row - 1) / per_row, 1, a.max_splits));
   const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), splits, static_cast<unsigned>(q.rows));
@@ -325,6 +338,8 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
     const std::size_t shared = attention_shared_bytes<C>(max_keys, hd);
     if (shared > allowed) {
       VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+      VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                              cudaSharedmemCarveoutMaxShared));
       allowed = shared;
     }
     kernel<<<grid, kAttentionThreads, shared, impl.stream>>>(a, k_cache.ptr<const C>(), v_cache.ptr<const C>());

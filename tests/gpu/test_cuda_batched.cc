@@ -147,9 +147,9 @@ void check_fused_ops(const DecodeLayerShape& c, const std::string& crossover) {
       expect_close(p, qkv.cpu.view().col_range(0, qw), qkv.gpu.view().col_range(0, qw), 2e-5, "rotated q" + at);
       // A BF16 cache may round a last-bit difference to a whole BF16 step.
       const double cache_tolerance = cache_type == ElemType::BF16 ? 1e-2 : 2e-5;
-      for (int i = 0; i < n; ++i) {
-        const std::int64_t r = kv_cache_row(layout, table.data(), seq[static_cast<std::size_t>(i)], pos[static_cast<std::size_t>(i)]);
-        const std::string row = at + ", row " + std::to_string(i) + " at " + std::to_string(pos[static_cast<std::size_t>(i)]);
+      for (std::size_t i = 0; i < seq.size(); ++i) {
+        const std::int64_t r = kv_cache_row(layout, table.data(), seq[i], pos[i]);
+        const std::string row = at + ", row " + std::to_string(i) + " at " + std::to_string(pos[i]);
         expect_close(p, kc.cpu.view().row_range(r, 1), kc.gpu.view().row_range(r, 1), cache_tolerance, "k cache" + row);
         expect_close(p, vc.cpu.view().row_range(r, 1), vc.gpu.view().row_range(r, 1), cache_tolerance, "v cache" + row);
       }
@@ -203,7 +203,8 @@ TEST_P(CudaBatchedAttention, RowsOfManySequencesMatchTheCpu) {
   const int pages = layout.pages_per_sequence();
   const int n = c.rows;
   const auto table = scattered_pages(n, pages);
-  Buffers kc(p, c.cache, static_cast<std::int64_t>(n) * capacity, kvw), vc(p, c.cache, static_cast<std::int64_t>(n) * capacity, kvw);
+  const std::int64_t cache_rows = static_cast<std::int64_t>(n) * capacity;
+  Buffers kc(p, c.cache, cache_rows, kvw), vc(p, c.cache, cache_rows, kvw);
   const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
   std::vector<std::int32_t> pos(static_cast<std::size_t>(n)), seq(static_cast<std::size_t>(n));
   std::iota(seq.begin(), seq.end(), 0);
@@ -223,7 +224,10 @@ TEST_P(CudaBatchedAttention, RowsOfManySequencesMatchTheCpu) {
       const KvRows kv_rows = cpu ? rows.cpu() : rows.gpu();
       b->rope_kv_append(all.col_range(0, qw), all.col_range(qw, kvw), all.col_range(qw + kvw, kvw), kv_rows, qr, kr,
                         layout, cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu);
-      if (attend) b->attention(all.col_range(0, qw), kv_rows, c.n_heads, layout, cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu, cpu ? out.cpu : out.gpu);
+      if (attend) {
+        b->attention(all.col_range(0, qw), kv_rows, c.n_heads, layout, cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu,
+                     cpu ? out.cpu : out.gpu);
+      }
     }
     if (attend) {
       expect_close(p, out.cpu, out.gpu, c.cache == ElemType::BF16 ? 2e-3 : 2e-5,

@@ -134,8 +134,8 @@ CudaBackend::~CudaBackend() {
     if (!w->in_arena) cudaFree(w->data);
   }
   cudaFree(impl_->weight_arena);
-  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->stacked_out, &impl_->attention_partials, &impl_->argmax_keys,
-                     &impl_->attention_counters}) cudaFree(s->data);
+  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->stacked_out, &impl_->attention_partials,
+                     &impl_->argmax_keys, &impl_->attention_counters}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
   impl_->matmul.release();
   cudaStreamDestroy(impl_->stream);
@@ -298,8 +298,6 @@ std::size_t CudaBackend::free_memory() const {
   return free_bytes;
 }
 
-// y = halves' product (+ y) (+ bias), then GELU if asked. `prepare` writes the 16-bit input
-// halves (x as it is, or computed from it on the way).
 template <typename Prepare, typename Finish>
 bool CudaBackend::Impl::stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish) {
   if (!options.exact_matmul || rows > kStackedMaxRows) return false;
@@ -313,6 +311,8 @@ bool CudaBackend::Impl::stacked_product(const CudaWeight& w, std::int64_t rows, 
   return true;
 }
 
+// y = halves' product (+ y) (+ bias), then GELU if asked. `prepare` writes the 16-bit input
+// halves (x as it is, or computed from it on the way).
 template <typename Prepare>
 void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                                 Prepare&& prepare) {

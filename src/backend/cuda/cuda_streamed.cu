@@ -73,8 +73,10 @@ struct StreamArgs {
   RopeAppend rope;
 };
 
+// Registers grow with N: fewer resident blocks for more rows, so that none spill.
 template <int N, typename W, int MODE, bool kVector>
-__global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2) streamed_kernel(const __grid_constant__ StreamArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2)
+    streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;

@@ -1,6 +1,7 @@
 // voxtral-bench: writes full-size random models and measures the engine on them.
 //   voxtral-bench make-model --params params.json --out DIR [--seed N]
 //   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--batch N] [--json]
+//   voxtral-bench step -d DIR --batch N[,N...] --context C[,C...] [--backend cuda] [--json]
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +14,7 @@
 #include "bench/memory_bandwidth.h"
 #include "bench/batch_run.h"
 #include "bench/random_model.h"
+#include "bench/step_bench.h"
 #include "cli/model_options.h"
 #include "core/audio.h"
 #include "core/error.h"
@@ -34,14 +36,6 @@ double percentile(std::vector<double> v, double q) {
   const auto lo = static_cast<std::size_t>(rank);
   const std::size_t hi = std::min(lo + 1, v.size() - 1);
   return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
-}
-
-// Bytes of weights one decode step must read: every decoder projection plus the LM head.
-double decoder_bytes_per_step(const ModelConfig& c, double bytes_per_value) {
-  const auto& d = c.decoder;
-  const double per_layer = static_cast<double>(d.q_width() + 2 * d.kv_width()) * d.dim +
-                           static_cast<double>(d.dim) * d.q_width() + 3.0 * d.hidden_dim * d.dim;
-  return (per_layer * d.n_layers + static_cast<double>(d.vocab_size) * d.dim) * bytes_per_value;
 }
 
 double peak_rss_mb() {
@@ -298,6 +292,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, kMaxStreams))
       ->excludes("--realtime");
 
+  StepBenchOptions so;
+  auto* step = app.add_subcommand("step", "Time the batched decoder step alone: N streams at context C");
+  step->add_option("-d,--model", so.model_dir, "Model directory")->required();
+  step->add_option("--batch", so.batches, "Streams per step, e.g. 1,8,64")->delimiter(',');
+  step->add_option("--context", so.contexts, "Position every row decodes at, e.g. 64,4096")->delimiter(',');
+  step->add_option("--steps", so.steps, "Timed steps per case (median reported; default 60)");
+  step->add_option("--warmup", so.warmup, "Untimed steps first (default 5)");
+  step->add_option("--backend", so.model.backend, "cpu (default), cuda or auto");
+  step->add_option("--precision", so.model.precision, "GPU matrix products: exact or fast");
+  step->add_option("--kv-cache", so.model.kv_cache, "K/V cache type: f32 or bf16");
+  step->add_option("-t,--threads", so.model.threads, "CPU threads (default: one per core)");
+  step->add_flag("--json", so.json, "Print the results as JSON");
+  step->add_flag("--skip-bandwidth", so.skip_bandwidth, "Do not measure memory bandwidth");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*make) {
@@ -307,6 +315,7 @@ int main(int argc, char** argv) {
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       return 0;
     }
+    if (*step) return run_step_bench(so);
     if (ro.batch > 0 && ro.model.max_streams == 0) ro.model.max_streams = ro.batch;  // room for the N streams
     return run(ro);
   } catch (const Error& e) {

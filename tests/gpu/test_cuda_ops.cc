@@ -1,114 +1,13 @@
 // Every CUDA op against the CPU backend on random inputs: a failing op is named directly,
 // before the end-to-end parity tests run.
-#include <gtest/gtest.h>
-
-#include <cmath>
 #include <cstdlib>
-#include <random>
 
-#include "backend/cpu/cpu_backend.h"
-#include "backend/cuda/cuda_backend.h"
-#include "core/bf16.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "test_util.h"
+#include "gpu/gpu_test_util.h"
 
 namespace voxtral {
 namespace {
 
-std::mt19937 rng(1234);
-
-std::vector<float> random_values(std::size_t n, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-// Random BF16 matrices held in a safetensors buffer, as model weights are.
-class WeightFile {
- public:
-  void add(const std::string& name, std::int64_t rows, std::int64_t cols) { specs_.push_back({name, rows, cols}); }
-  void build() {
-    std::string header = "{";
-    std::string data;
-    for (const auto& s : specs_) {
-      const auto n = static_cast<std::size_t>(s.rows * s.cols);
-      const auto values = random_values(n, 1.0f / std::sqrt(static_cast<float>(s.cols)));
-      const std::size_t begin = data.size();
-      for (float v : values) {
-        const std::uint16_t b = float_to_bf16(v);
-        data.append(reinterpret_cast<const char*>(&b), 2);
-      }
-      if (header.size() > 1) header += ",";
-      header += "\"" + s.name + "\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(s.rows) + "," +
-                std::to_string(s.cols) + "],\"data_offsets\":[" + std::to_string(begin) + "," +
-                std::to_string(data.size()) + "]}";
-    }
-    header += "}";
-    header.append((8 - header.size() % 8) % 8, ' ');
-    bytes_ = testing::safetensors_bytes(header, data);
-    file_ = std::make_unique<SafeTensors>(SafeTensors::from_buffer(std::as_bytes(std::span(bytes_)), "weights"));
-  }
-  const TensorView& get(const std::string& name) const { return file_->get(name); }
-
- private:
-  struct Spec {
-    std::string name;
-    std::int64_t rows, cols;
-  };
-  std::vector<Spec> specs_;
-  std::string bytes_;
-  std::unique_ptr<SafeTensors> file_;
-};
-
-struct Pair {
-  CpuBackend cpu{2};
-  CudaBackend gpu{options()};
-  static CudaOptions options() {
-    CudaOptions o;
-    o.exact_matmul = true;
-    o.kv_cache_type = ElemType::F32;
-    return o;
-  }
-};
-
-struct Buffers {
-  DeviceBuffer cpu, gpu;
-  Buffers(Pair& p, ElemType type, std::int64_t rows, std::int64_t cols, const void* host = nullptr)
-      : cpu(p.cpu, type, rows, cols), gpu(p.gpu, type, rows, cols) {
-    if (host != nullptr) {
-      p.cpu.copy_to_device(cpu, host);
-      p.gpu.copy_to_device(gpu, host);
-    } else {
-      p.cpu.fill_zero(cpu);
-      p.gpu.fill_zero(gpu);
-    }
-  }
-};
-
-template <typename T = float>
-std::vector<T> download(Backend& b, const Tensor& t) {
-  std::vector<T> host(static_cast<std::size_t>(t.numel()));
-  b.copy_to_host(t, host.data());
-  return host;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double worst = 0, scale = 1e-30;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
-  }
-  return worst / scale;
-}
-
-void expect_close(Pair& p, const Tensor& cpu, const Tensor& gpu, double tolerance, const std::string& what) {
-  const auto a = download(p.cpu, cpu);
-  const auto b = download(p.gpu, gpu);
-  for (float v : b) ASSERT_TRUE(std::isfinite(v)) << what;
-  EXPECT_LE(relative_error(b, a), tolerance) << what;
-}
+using namespace gpu_test;  // NOLINT: the helpers of every CUDA op test
 
 TEST(CudaOps, LinearEveryPathAndEpilogue) {
   Pair p;
@@ -264,76 +163,6 @@ TEST(CudaOps, NormActivationEmbedIm2colArgmax) {
   EXPECT_EQ(download<std::int32_t>(p.gpu, am.gpu)[1], 131071);
 }
 
-// The fused one-row decode ops (RMSNorm + product + RoPE/K-V append, RMSNorm + gate|up +
-// SiLU-gate, RMSNorm + LM head) against the CPU backend's separate ops.
-struct DecodeLayerShape {
-  int dim, n_heads, n_kv_heads, head_dim, hidden, vocab;
-};
-
-class CudaDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {};
-
-TEST_P(CudaDecodeOps, FusedOneRowOpsMatchTheCpu) {
-  const DecodeLayerShape c = GetParam();
-  Pair p;
-  const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
-  const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
-  WeightFile f;
-  f.add("wq", qw, c.dim), f.add("wk", kvw, c.dim), f.add("wv", kvw, c.dim);
-  f.add("w1", c.hidden, c.dim), f.add("w3", c.hidden, c.dim), f.add("head", c.vocab, c.dim);
-  f.build();
-  const TensorView* qkv_parts[] = {&f.get("wq"), &f.get("wk"), &f.get("wv")};
-  const TensorView* gate_up_parts[] = {&f.get("w1"), &f.get("w3")};
-  const TensorView* head_parts[] = {&f.get("head")};
-  const Weight qkv_c = p.cpu.load_weight(qkv_parts, WeightUse::Streamed), qkv_g = p.gpu.load_weight(qkv_parts, WeightUse::Streamed);
-  const Weight gu_c = p.cpu.load_weight(gate_up_parts, WeightUse::Streamed);
-  const Weight gu_g = p.gpu.load_weight(gate_up_parts, WeightUse::Streamed);
-  const Weight head_c = p.cpu.load_weight(head_parts, WeightUse::Streamed);
-  const Weight head_g = p.gpu.load_weight(head_parts, WeightUse::Streamed);
-  const auto norm_values = random_values(static_cast<std::size_t>(c.dim));
-  const Weight norm_c = p.cpu.load_vector(norm_values), norm_g = p.gpu.load_vector(norm_values);
-  const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
-  const std::string shape = " dim " + std::to_string(c.dim);
-
-  for (ElemType cache_type : {ElemType::F32, ElemType::BF16}) {
-    const KvCacheLayout layout{c.n_kv_heads, c.head_dim, 40, 40, cache_type};
-    Buffers kc(p, cache_type, layout.capacity, kvw), vc(p, cache_type, layout.capacity, kvw);
-    for (int position : {0, 7, 39, 40, 1234}) {  // 40 and 1234 land in wrapped ring slots
-      const auto xs = random_values(static_cast<std::size_t>(c.dim), 2.0f);
-      Buffers x(p, ElemType::F32, 1, c.dim, xs.data());
-      Buffers normed(p, ElemType::F32, 1, c.dim), qkv(p, ElemType::F32, 1, qw + 2 * kvw);
-      Buffers pos(p, ElemType::I32, 1, 1, &position);
-      p.cpu.norm_qkv_rope(x.cpu, norm_c, 1e-5f, qkv_c, qkv.cpu, normed.cpu, pos.cpu, qr, kr, layout, kc.cpu, vc.cpu);
-      p.gpu.norm_qkv_rope(x.gpu, norm_g, 1e-5f, qkv_g, qkv.gpu, normed.gpu, pos.gpu, qr, kr, layout, kc.gpu, vc.gpu);
-      const std::string at = shape + " position " + std::to_string(position);
-      expect_close(p, qkv.cpu.view().col_range(0, qw), qkv.gpu.view().col_range(0, qw), 2e-5, "rotated q" + at);
-      const std::int64_t slot = position % layout.capacity;
-      // A BF16 cache may round a last-bit difference to a whole BF16 step.
-      const double cache_tolerance = cache_type == ElemType::BF16 ? 1e-2 : 2e-5;
-      expect_close(p, kc.cpu.view().row_range(slot, 1), kc.gpu.view().row_range(slot, 1), cache_tolerance,
-                   "k cache" + at);
-      expect_close(p, vc.cpu.view().row_range(slot, 1), vc.gpu.view().row_range(slot, 1), cache_tolerance,
-                   "v cache" + at);
-    }
-  }
-
-  const auto xs = random_values(static_cast<std::size_t>(c.dim), 2.0f);
-  Buffers x(p, ElemType::F32, 1, c.dim, xs.data());
-  Buffers normed(p, ElemType::F32, 1, c.dim), gate_up(p, ElemType::F32, 1, 2 * c.hidden), act(p, ElemType::F32, 1, c.hidden);
-  p.cpu.norm_swiglu(x.cpu, norm_c, 1e-5f, gu_c, act.cpu, normed.cpu, gate_up.cpu);
-  p.gpu.norm_swiglu(x.gpu, norm_g, 1e-5f, gu_g, act.gpu, normed.gpu, gate_up.gpu);
-  expect_close(p, act.cpu, act.gpu, 2e-5, "norm_swiglu" + shape);
-
-  Buffers logits(p, ElemType::F32, 1, c.vocab);
-  p.cpu.norm_linear(x.cpu, norm_c, 1e-5f, head_c, Weight{}, logits.cpu, Epilogue::Store, normed.cpu);
-  p.gpu.norm_linear(x.gpu, norm_g, 1e-5f, head_g, Weight{}, logits.gpu, Epilogue::Store, normed.gpu);
-  expect_close(p, logits.cpu, logits.gpu, 2e-5, "norm_linear (LM head)" + shape);
-}
-
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecodeOps,
-                         ::testing::Values(DecodeLayerShape{96, 6, 2, 32, 256, 1515},       // tiny-a fixture
-                                           DecodeLayerShape{256, 8, 2, 32, 1024, 1586},     // the demo model
-                                           DecodeLayerShape{3072, 32, 8, 128, 9216, 4001}));  // the real layer
-
 struct AttentionCase {
   int n_heads, n_kv_heads, head_dim, window, rows, first_position;
   ElemType cache;
@@ -341,15 +170,21 @@ struct AttentionCase {
 
 class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
 
-// Runs one case on a fresh backend; the caller sets the split policy in the environment.
-void check_attention(const AttentionCase& c, const std::string& policy) {
+// Runs one case on a fresh backend; the caller sets the split policy in the environment. One
+// sequence, its ring in one page (page_size 0, as the encoder has it) or in scattered
+// 16-position pages.
+void check_attention(const AttentionCase& c, const std::string& policy, int page_size) {
   Pair p;
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
   // Long decode windows fill the cache in batches (one position at a time would take the CPU
   // reference minutes), then decode the last positions one by one.
   const int fill_rows = c.rows == 1 && c.first_position > 2000 ? 512 : c.rows;
-  const KvCacheLayout layout{c.n_kv_heads, c.head_dim, c.window + fill_rows - 1, c.window, c.cache};
+  int capacity = c.window + fill_rows - 1;
+  if (page_size > 0) capacity = (capacity + page_size - 1) / page_size * page_size;
+  const KvCacheLayout layout{c.n_kv_heads, c.head_dim, capacity, c.window, c.cache, page_size};
+  const int pages = layout.pages_per_sequence();
+  const std::vector<std::int32_t> table = page_size > 0 ? scattered_pages(1, pages) : std::vector<std::int32_t>{0};
   Buffers kc(p, c.cache, layout.capacity, kvw), vc(p, c.cache, layout.capacity, kvw);
   const RopeParams qr{c.n_heads, c.head_dim, 1e6}, kr{c.n_kv_heads, c.head_dim, 1e6};
   // Fill the cache with the positions before the first row, a batch at a time.
@@ -364,15 +199,15 @@ void check_attention(const AttentionCase& c, const std::string& policy) {
     Buffers buf(p, ElemType::F32, n, qw + 2 * kvw, qkv.data());
     std::vector<std::int32_t> pos(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) pos[static_cast<std::size_t>(i)] = position + i;
-    Buffers positions(p, ElemType::I32, n, 1, pos.data());
+    const BatchRows rows(p, pos, std::vector<std::int32_t>(static_cast<std::size_t>(n), 0), table, pages);
     for (Backend* b : {static_cast<Backend*>(&p.cpu), static_cast<Backend*>(&p.gpu)}) {
       const bool cpu = b == &p.cpu;
       const Tensor all = cpu ? buf.cpu.view() : buf.gpu.view();
-      b->rope_kv_append(all.col_range(0, qw), all.col_range(qw, kvw), all.col_range(qw + kvw, kvw),
-                        cpu ? positions.cpu.view() : positions.gpu.view(), qr, kr, layout, cpu ? kc.cpu : kc.gpu,
-                        cpu ? vc.cpu : vc.gpu);
-      b->attention(all.col_range(0, qw), cpu ? positions.cpu.view() : positions.gpu.view(), c.n_heads, layout,
-                   cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu, (cpu ? out.cpu.view() : out.gpu.view()).row_range(0, n));
+      const KvRows kv_rows = cpu ? rows.cpu() : rows.gpu();
+      b->rope_kv_append(all.col_range(0, qw), all.col_range(qw, kvw), all.col_range(qw + kvw, kvw), kv_rows, qr, kr,
+                        layout, cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu);
+      b->attention(all.col_range(0, qw), kv_rows, c.n_heads, layout, cpu ? kc.cpu : kc.gpu, cpu ? vc.cpu : vc.gpu,
+                   (cpu ? out.cpu.view() : out.gpu.view()).row_range(0, n));
     }
     expect_close(p, buf.cpu.view().col_range(0, qw), buf.gpu.view().col_range(0, qw), 1e-6, "rotated q");
     // A BF16 cache turns a last-bit difference in the rotated keys (sincosf vs cosf) into
@@ -383,21 +218,22 @@ void check_attention(const AttentionCase& c, const std::string& policy) {
     const bool tensor_cores = c.cache == ElemType::BF16 && n >= 16 && (c.head_dim == 64 || c.head_dim == 128);
     expect_close(p, out.cpu.view().row_range(0, n), out.gpu.view().row_range(0, n),
                  tensor_cores ? 7.8e-3 : c.cache == ElemType::BF16 ? 2e-3 : 2e-5,
-                 "attention at position " + std::to_string(position) + ", split policy " + policy);
+                 "attention at position " + std::to_string(position) + ", split policy " + policy + ", page size " +
+                     std::to_string(page_size));
     position += n;
   }
 }
 
 TEST_P(CudaAttention, MatchesTheCpu) {
   // The default split policy, then every window split into 32-key blocks (the most partial
-  // results the in-kernel merge handles).
+  // results the in-kernel merge handles); the ring in one page, then in 16-position pages.
   for (const char* policy : {"default", "32"}) {
     if (std::string(policy) == "default") {
       unsetenv("VOXTRAL_CUDA_ATTENTION");
     } else {
       setenv("VOXTRAL_CUDA_ATTENTION", policy, 1);
     }
-    check_attention(GetParam(), policy);
+    for (int page_size : {0, 16}) check_attention(GetParam(), policy, page_size);
   }
   unsetenv("VOXTRAL_CUDA_ATTENTION");
 }

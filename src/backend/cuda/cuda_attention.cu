@@ -5,7 +5,9 @@
 // kKeysPerSplit keys of their windows, stages keys and values in shared memory, and writes
 // an unnormalised partial result with its running max and sum; a second kernel merges the
 // slices. The grid is sized for the largest window, and each block reads the positions
-// from device memory, so one launch serves every step of a recorded decode graph.
+// from device memory, so one launch serves every step of a recorded decode graph. Keys are
+// found through the page table (KvCacheLayout); a tile of rows shares its keys only when the
+// rows are consecutive positions of one sequence, otherwise a block takes one row.
 // All math is F32; BF16 caches are widened when staged.
 #include <cfloat>
 #include <cmath>
@@ -20,11 +22,11 @@ namespace {
 constexpr int kKeysPerSplit = 64;  // keys of one block, staged at once
 constexpr int kThreads = 128;
 
-// Stages `count` cache rows (ring positions start..start+count-1, columns col..col+hd) into
-// tile[t * (hd + 1) + d]. All loads of a thread are issued before any is used.
+// Stages the keys (or values) of positions start..start+count-1 of one sequence, columns
+// col..col+hd, into tile[t * (hd + 1) + d]. All loads of a thread are issued before any is used.
 template <typename C>
-__device__ __forceinline__ void stage_rows(const C* __restrict__ cache, long long ldc, int capacity, int start, int count,
-                                           long long col, int hd, float* tile) {
+__device__ __forceinline__ void stage_rows(const C* __restrict__ cache, long long ldc, const PagedRows& paged, int sequence,
+                                           int start, int count, long long col, int hd, float* tile) {
   const int chunks_per_row = hd / 8;
   const int chunks = count * chunks_per_row;
   constexpr int kPerThread = 8;  // up to kKeysPerSplit * 128 / 8 / kThreads chunks
@@ -34,14 +36,14 @@ __device__ __forceinline__ void stage_rows(const C* __restrict__ cache, long lon
     if (i >= chunks) break;
     const int t = i / chunks_per_row, d = (i % chunks_per_row) * 8;
     float v[8];
-    load8(cache + static_cast<long long>((start + t) % capacity) * ldc + col + d, v);
+    load8(cache + cache_row(paged, sequence, start + t) * ldc + col + d, v);
 #pragma unroll
     for (int j = 0; j < 8; ++j) tile[t * (hd + 1) + d + j] = v[j];
   }
   for (int i = threadIdx.x + kPerThread * kThreads; i < chunks; i += kThreads) {  // head_dim above 128
     const int t = i / chunks_per_row, d = (i % chunks_per_row) * 8;
     float v[8];
-    load8(cache + static_cast<long long>((start + t) % capacity) * ldc + col + d, v);
+    load8(cache + cache_row(paged, sequence, start + t) * ldc + col + d, v);
 #pragma unroll
     for (int j = 0; j < 8; ++j) tile[t * (hd + 1) + d + j] = v[j];
   }
@@ -58,16 +60,16 @@ struct InverseFrequencies {
 template <typename C>
 __global__ void rope_kv_kernel(float* __restrict__ q, long long ldq, const float* __restrict__ k, long long ldk,
                                const float* __restrict__ v, long long ldv, const int* __restrict__ positions,
-                               long long pos_stride, int q_heads, int kv_heads, int head_dim, InverseFrequencies inv,
-                               C* __restrict__ k_cache, long long ldkc, C* __restrict__ v_cache, long long ldvc,
-                               int capacity) {
+                               const int* __restrict__ sequences, PagedRows paged, int q_heads, int kv_heads,
+                               int head_dim, InverseFrequencies inv, C* __restrict__ k_cache, long long ldkc,
+                               C* __restrict__ v_cache, long long ldvc) {
   const int half = head_dim / 2;
   const int q_pairs = q_heads * half, k_pairs = kv_heads * half, v_values = kv_heads * head_dim;
   const long long row = blockIdx.y;
   const int item = blockIdx.x * blockDim.x + threadIdx.x;
   if (item >= q_pairs + k_pairs + v_values) return;
-  const int pos = positions[row * pos_stride];
-  const long long slot = pos % capacity;
+  const int pos = positions[row];
+  const long long slot = cache_row(paged, sequences[row], pos);
   if (item >= q_pairs + k_pairs) {
     const int i = item - q_pairs - k_pairs;
     store_as(v_cache + slot * ldvc + i, v[row * ldv + i]);
@@ -97,15 +99,15 @@ struct AttentionArgs {
   const float* q;
   long long ldq;
   const int* positions;
-  long long pos_stride;
+  const int* sequences;
+  PagedRows paged;
   int rows;
   int n_heads;
   int group;      // query heads per K/V head
   int head_dim;
   int window;
-  int capacity;
   long long ldc;  // cache row stride
-  int rows_per_block;
+  int rows_per_block;  // 1 unless the rows are consecutive positions of one sequence
   int max_splits;
   float scale;
   float* partial_out;  // [rows][n_heads][max_splits][head_dim]
@@ -128,10 +130,11 @@ __global__ void __launch_bounds__(kThreads)
   float* scores = tile + kKeysPerSplit * (hd + 1);      // [qvs][kKeysPerSplit]
   __shared__ float row_max[32], row_sum[32];
 
-  // The rows' windows; rows of one call have consecutive positions, so their union is a
-  // contiguous range of keys.
-  const int last_pos = a.positions[(row0 + rows - 1) * a.pos_stride];
-  const int first_pos = a.positions[row0 * a.pos_stride];
+  // The rows' windows: the rows of a block are consecutive positions of one sequence, so
+  // their union is a contiguous range of keys.
+  const int last_pos = a.positions[row0 + rows - 1];
+  const int first_pos = a.positions[row0];
+  const int sequence = a.sequences[row0];
   const int lo = max(0, first_pos - a.window + 1);
   const int start = lo + split * kKeysPerSplit;
   const int count = min(kKeysPerSplit, last_pos + 1 - start);
@@ -147,7 +150,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const long long col = static_cast<long long>(kv_head) * hd;
-  stage_rows(k_cache, a.ldc, a.capacity, start, count, col, hd, tile);
+  stage_rows(k_cache, a.ldc, a.paged, sequence, start, count, col, hd, tile);
   for (int i = threadIdx.x; i < qvs * hd; i += blockDim.x) {
     const int qv = i / hd, d = i % hd;
     const int r = qv / a.group, h = qv % a.group;
@@ -158,7 +161,7 @@ __global__ void __launch_bounds__(kThreads)
     const int qv = i / kKeysPerSplit, t = i % kKeysPerSplit;
     if (t >= count) continue;
     const int key = start + t;
-    const int pos = a.positions[(row0 + qv / a.group) * a.pos_stride];
+    const int pos = a.positions[row0 + qv / a.group];
     float s = -FLT_MAX;
     if (key <= pos && key > pos - a.window) {
       s = 0.0f;
@@ -174,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     scores[qv * kKeysPerSplit + t] = s;
   }
   __syncthreads();
-  stage_rows(v_cache, a.ldc, a.capacity, start, count, col, hd, tile);  // values replace the keys
+  stage_rows(v_cache, a.ldc, a.paged, sequence, start, count, col, hd, tile);  // values replace the keys
 
   // Softmax pieces per query vector: one warp each.
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -239,12 +242,16 @@ __global__ void attention_merge_kernel(const float* __restrict__ partial_out, co
   }
 }
 
+PagedRows paged_rows(const KvCacheLayout& cache, const KvRows& rows) {
+  return {rows.page_table.ptr<int>(), cache.pages_per_sequence(), cache.rows_per_page(), cache.capacity};
+}
+
 }  // namespace
 
-void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                            const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                            const Tensor& k_cache, const Tensor& v_cache) {
-  check_rope_kv_shapes("cuda", q, k, v, q_rope, k_rope, cache, k_cache, v_cache);
+  check_rope_kv_shapes("cuda", q, k, v, rows, q_rope, k_rope, cache, k_cache, v_cache);
   if (q.rows == 0) return;
   if (cache.head_dim > 256) fail("cuda", "rope: head_dim above 256");
   InverseFrequencies inv{};
@@ -253,9 +260,9 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
   const dim3 grid(static_cast<unsigned>((items + kThreads - 1) / kThreads), static_cast<unsigned>(q.rows));
   auto go = [&](auto* kc, auto* vc) {
     rope_kv_kernel<<<grid, kThreads, 0, stream>>>(
-        q.ptr<float>(), q.stride, k.ptr<float>(), k.stride, v.ptr<float>(), v.stride, positions.ptr<int>(),
-        positions.stride, q_rope.n_heads, cache.n_kv_heads, cache.head_dim, inv, kc, k_cache.stride, vc,
-        v_cache.stride, cache.capacity);
+        q.ptr<float>(), q.stride, k.ptr<float>(), k.stride, v.ptr<float>(), v.stride, rows.positions.ptr<int>(),
+        rows.sequences.ptr<int>(), paged_rows(cache, rows), q_rope.n_heads, cache.n_kv_heads, cache.head_dim, inv, kc,
+        k_cache.stride, vc, v_cache.stride);
   };
   if (cache.type == ElemType::BF16) {
     go(k_cache.ptr<__nv_bfloat16>(), v_cache.ptr<__nv_bfloat16>());
@@ -265,8 +272,9 @@ void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k
   VOXTRAL_CUDA_LAUNCHED("rope_kv_append");
 }
 
-void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
-                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
+void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const KvRows& rows, int n_heads,
+                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out,
+                      bool one_sequence) {
   const int hd = cache.head_dim;
   const int group = n_heads / cache.n_kv_heads;
   if (q.cols != static_cast<std::int64_t>(n_heads) * hd || out.cols != q.cols || out.rows != q.rows || group > 32 ||
@@ -274,23 +282,23 @@ void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& po
     fail("cuda", "attention: unsupported shape");
   }
   if (q.rows == 0) return;
-  if (launch_attention_mma(impl, q, positions, n_heads, cache, k_cache, v_cache, out)) return;
+  if (one_sequence && launch_attention_mma(impl, q, rows, n_heads, cache, k_cache, v_cache, out)) return;
   // Query vectors per block: enough to share each staged key tile, few enough for shared
   // memory.
   const int max_qvs = std::max(group, std::min(32, 2048 / hd));
   AttentionArgs a{};
   a.q = q.ptr<float>();
   a.ldq = q.stride;
-  a.positions = positions.ptr<int>();
-  a.pos_stride = positions.stride;
+  a.positions = rows.positions.ptr<int>();
+  a.sequences = rows.sequences.ptr<int>();
+  a.paged = paged_rows(cache, rows);
   a.rows = static_cast<int>(q.rows);
   a.n_heads = n_heads;
   a.group = group;
   a.head_dim = hd;
   a.window = cache.window;
-  a.capacity = cache.capacity;
   a.ldc = k_cache.stride;
-  a.rows_per_block = std::max(1, std::min<int>(max_qvs / group, a.rows));
+  a.rows_per_block = one_sequence ? std::max(1, std::min<int>(max_qvs / group, a.rows)) : 1;
   if (a.rows_per_block * group * hd > 4096) fail("cuda", "attention: too many query heads per K/V head");
   const int span = std::min(cache.window, cache.capacity) + a.rows_per_block - 1;
   a.max_splits = (span + kKeysPerSplit - 1) / kKeysPerSplit;

@@ -1,5 +1,6 @@
-// Sliding-window attention of many query rows on tensor cores (the encoder's chunks and the
-// decoder's prefill), for BF16 K/V caches.
+// Sliding-window attention of many query rows on tensor cores (the encoder's chunks: rows
+// that are consecutive positions of one sequence), for BF16 K/V caches, keys found through
+// the page table.
 //
 // One block takes 64 consecutive query rows of one query head (four warps of 16 rows) and
 // walks the keys of their windows in tiles of 64: S = Q K^T and O += P V on BF16 mma.sync
@@ -38,8 +39,9 @@ struct MmaAttentionArgs {
   const float* q;
   long long ldq;
   const int* positions;
-  long long pos_stride;
-  int rows, group, window, capacity;
+  const int* sequences;
+  PagedRows paged;
+  int rows, group, window;
   long long ldc;
   float scale;
   float* out;
@@ -97,11 +99,12 @@ __global__ void __launch_bounds__(kMmaThreads)
   const int t = threadIdx.x, warp = t / 32, lane = t % 32, group = lane / 4, quad = lane % 4;
   const long long q_col = static_cast<long long>(head) * HD, kv_col = static_cast<long long>(kv_head) * HD;
 
-  // The rows' windows: rows of one call have consecutive positions, so the keys of the block
-  // form one contiguous range.
+  // The rows' windows: the rows of a call are consecutive positions of one sequence, so the
+  // keys of the block form one contiguous range.
   const int last_row = min(row0 + kRows, a.rows) - 1;
-  const int first_pos = a.positions[row0 * a.pos_stride];
-  const int last_pos = a.positions[last_row * a.pos_stride];
+  const int first_pos = a.positions[row0];
+  const int last_pos = a.positions[last_row];
+  const int sequence = a.sequences[row0];
   const int lo = max(0, first_pos - a.window + 1);
 
   // One tile's K and V rows into a stage; keys past the end are zeros.
@@ -110,7 +113,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     for (int i = t; i < kKeys * (HD / 8); i += kMmaThreads) {
       const int key = i / (HD / 8), d = (i % (HD / 8)) * 8;
       const bool valid = key < count;
-      const long long at = static_cast<long long>((start + (valid ? key : 0)) % a.capacity) * a.ldc + kv_col + d;
+      const long long at = cache_row(a.paged, sequence, start + (valid ? key : 0)) * a.ldc + kv_col + d;
       copy16_async(&k_s[stage][key][d], k_cache + at, valid);
       copy16_async(&v_s[stage][key][d], v_cache + at, valid);
     }
@@ -125,7 +128,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = min(row0 + warp * 16 + group + 8 * h, last_row);
-    pos[h] = a.positions[r * a.pos_stride];
+    pos[h] = a.positions[r];
     q_rows[h] = a.q + r * a.ldq + q_col;
   }
   unsigned q_frag[HD / 16][4];
@@ -248,7 +251,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 
 }  // namespace
 
-bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
+bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const KvRows& rows, int n_heads,
                           const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
   const int hd = cache.head_dim;
   const bool aligned = reinterpret_cast<std::uintptr_t>(q.data) % 8 == 0 && q.stride % 2 == 0 &&
@@ -261,9 +264,10 @@ bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const Tensor
   }
   MmaAttentionArgs a{};
   a.q = q.ptr<float>(), a.ldq = q.stride;
-  a.positions = positions.ptr<int>(), a.pos_stride = positions.stride;
+  a.positions = rows.positions.ptr<int>(), a.sequences = rows.sequences.ptr<int>();
+  a.paged = {rows.page_table.ptr<int>(), cache.pages_per_sequence(), cache.rows_per_page(), cache.capacity};
   a.rows = static_cast<int>(q.rows), a.group = n_heads / cache.n_kv_heads;
-  a.window = cache.window, a.capacity = cache.capacity, a.ldc = k_cache.stride;
+  a.window = cache.window, a.ldc = k_cache.stride;
   a.scale = 1.0f / sqrtf(static_cast<float>(hd));
   a.out = out.ptr<float>(), a.ldo = out.stride;
   const dim3 grid(static_cast<unsigned>((a.rows + kRows - 1) / kRows), static_cast<unsigned>(n_heads));

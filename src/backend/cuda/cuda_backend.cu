@@ -101,6 +101,13 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   impl_->fused_decode = !env_is("VOXTRAL_CUDA_FUSED", "0");
   impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
   impl_->mma_attention = !env_is("VOXTRAL_CUDA_MMA_ATTENTION", "0");
+  if (const char* rows = std::getenv("VOXTRAL_CUDA_STREAMED_ROWS")) {
+    long long value = 0;
+    if (std::sscanf(rows, "%lld", &value) != 1 || value < 0 || value > 4096) {
+      fail("VOXTRAL_CUDA_STREAMED_ROWS", cat("\"", rows, "\" is not a row count from 0 to 4096"));
+    }
+    impl_->streamed_max_rows = value;
+  }
   if (const char* policy = std::getenv("VOXTRAL_CUDA_ATTENTION")) {
     int& keys = impl_->attention_policy.max_keys;
     if (std::sscanf(policy, "%d", &keys) != 1 || (keys != 32 && keys != 64 && keys != 128)) {
@@ -127,8 +134,8 @@ CudaBackend::~CudaBackend() {
     if (!w->in_arena) cudaFree(w->data);
   }
   cudaFree(impl_->weight_arena);
-  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->attention_partials, &impl_->argmax_keys,
-                     &impl_->attention_counters}) cudaFree(s->data);
+  for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->stacked_out, &impl_->attention_partials,
+                     &impl_->argmax_keys, &impl_->attention_counters}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
   impl_->matmul.release();
   cudaStreamDestroy(impl_->stream);
@@ -258,13 +265,10 @@ const float* vector_data(const Weight& w, std::int64_t expected, const char* op)
   return static_cast<const float*>(v.data);
 }
 
-// Rows up to which a product runs as a weight-streaming matrix-vector kernel (exact F32
-// activations, reads the weights once); above it, cuBLAS on tensor cores.
-constexpr std::int64_t kGemvMaxRows = 8;
-
-}  // namespace
-
-namespace {
+// Rows up to which an exact-mode product stacks its two 16-bit halves into one product of
+// twice the rows, so the weights are read once (the batched decode step); above it the
+// product is bound by arithmetic and the halves run as two products.
+constexpr std::int64_t kStackedMaxRows = 256;
 
 void check_linear_shapes(const char* op, const Tensor& x, const CudaWeight& w, const Tensor& y) {
   if (x.cols != w.cols || y.rows != x.rows || y.cols != w.rows || x.type != ElemType::F32 || y.type != ElemType::F32) {
@@ -273,13 +277,50 @@ void check_linear_shapes(const char* op, const Tensor& x, const CudaWeight& w, c
   }
 }
 
+RowNorms one_norm(const Weight& norm, std::int64_t width, float eps) {
+  return RowNorms{vector_data(norm, width, "rms_norm"), 0, nullptr, 1, eps};
+}
+
+RowNorms norms_per_row(const char* op, const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps) {
+  if (norms.cols != x.cols || norms.type != ElemType::F32 || norms.rows < 1 || norm_rows.rows != x.rows ||
+      norm_rows.cols != 1 || norm_rows.type != ElemType::I32) {
+    fail("cuda", cat(op, ": want F32 norms [any, ", x.cols, "] and one I32 norm row for each of the ", x.rows, " rows"));
+  }
+  if (norm_rows.stride != 1) fail("cuda", cat(op, ": norm rows must be a contiguous column"));
+  return RowNorms{norms.ptr<float>(), norms.stride, norm_rows.ptr<std::int32_t>(), norms.rows, eps};
+}
+
 }  // namespace
+
+std::size_t CudaBackend::free_memory() const {
+  std::size_t free_bytes = 0, total = 0;
+  VOXTRAL_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return free_bytes;
+}
+
+template <typename Prepare, typename Finish>
+bool CudaBackend::Impl::stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish) {
+  if (!options.exact_matmul || rows > kStackedMaxRows) return false;
+  // hi in rows 0..rows-1, lo in rows..2 rows-1 of one input: one product, one read of W.
+  const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
+  auto* hi = static_cast<char*>(scratch(split_hi, 2 * bytes));
+  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(2 * rows * w.rows) * sizeof(float)));
+  prepare(hi, hi + bytes);
+  matmul.multiply(w, hi, 2 * rows, 0.0f, nullptr, sums, w.rows);
+  finish(static_cast<const float*>(sums));
+  return true;
+}
 
 // y = halves' product (+ y) (+ bias), then GELU if asked. `prepare` writes the 16-bit input
 // halves (x as it is, or computed from it on the way).
 template <typename Prepare>
 void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                                 Prepare&& prepare) {
+  if (stacked_product(w, rows, prepare, [&](const float* sums) {
+        launch_combine_halves(stream, sums, rows, w.rows, bias, epilogue, y.ptr<float>(), y.stride);
+      })) {
+    return;
+  }
   const std::size_t bytes = static_cast<std::size_t>(rows * w.cols) * elem_size(w.type);
   void* hi = scratch(split_hi, bytes);
   void* lo = options.exact_matmul ? scratch(split_lo, bytes) : nullptr;
@@ -295,8 +336,8 @@ void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bi
   const CudaWeight& w = cuda_weight(weight);
   check_linear_shapes("linear", x, w, y);
   const float* b = vector_data(bias, w.rows, "linear bias");
-  if (x.rows <= kGemvMaxRows) {
-    launch_gemv(impl_->stream, w, x.ptr<float>(), x.stride, static_cast<int>(x.rows), b, y.ptr<float>(), y.stride, epilogue);
+  if (x.rows <= impl_->streamed_max_rows &&
+      launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, nullptr, b, y.ptr<float>(), y.stride, epilogue)) {
     return;
   }
   impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
@@ -308,17 +349,19 @@ void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, co
                               const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
   const CudaWeight& w = cuda_weight(weight);
   check_linear_shapes("norm_linear", x, w, y);
-  const float* norm_weight = vector_data(norm, x.cols, "rms_norm");
+  const RowNorms n = one_norm(norm, x.cols, eps);
   const float* b = vector_data(bias, w.rows, "linear bias");
-  if (x.rows == 1 && launch_decode_norm_linear(*impl_, x.ptr<float>(), norm_weight, eps, w, b, y.ptr<float>(), epilogue)) {
-    return;
-  }
-  if (x.rows <= kGemvMaxRows) {
-    Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
+  if (x.rows <= impl_->streamed_max_rows) {
+    // One row takes its norm on the way; more rows read x once per weight row pair, so
+    // normalizing first halves what the product reads besides the weights.
+    if (x.rows > 1 || !launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, &n, b, y.ptr<float>(), y.stride,
+                                              epilogue)) {
+      Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
+    }
     return;
   }
   impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
-    launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, norm_weight, eps, x.rows, x.cols, w.type, hi, lo);
+    launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
   });
 }
 
@@ -326,7 +369,7 @@ void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, con
                                 Epilogue epilogue, const Tensor& scratch) {
   const CudaWeight& w = cuda_weight(weight);
   const std::int64_t half = gate_up.cols / 2;
-  if (gate_up.rows <= kGemvMaxRows || gate_up.cols % 2 != 0 || half != w.cols || y.rows != gate_up.rows ||
+  if (gate_up.rows <= impl_->streamed_max_rows || gate_up.cols % 2 != 0 || half != w.cols || y.rows != gate_up.rows ||
       y.cols != w.rows || gate_up.type != ElemType::F32 || y.type != ElemType::F32) {
     Backend::swiglu_linear(gate_up, weight, bias, y, epilogue, scratch);  // checks the shapes
     return;
@@ -337,7 +380,7 @@ void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, con
 }
 
 void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
-                                const Tensor& normed, const Tensor& positions, const RopeParams& q_rope,
+                                const Tensor& normed, const KvRows& rows, const RopeParams& q_rope,
                                 const RopeParams& k_rope, const KvCacheLayout& cache, const Tensor& k_cache,
                                 const Tensor& v_cache) {
   const CudaWeight& w = cuda_weight(w_qkv);
@@ -346,33 +389,75 @@ void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, 
   const std::int64_t kv_width = static_cast<std::int64_t>(k_rope.n_heads) * k_rope.head_dim;
   if (qkv.cols != q_width + 2 * kv_width) fail("cuda", "norm_qkv_rope: q|k|v width does not match the heads");
   check_rope_kv_shapes("cuda", qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width),
-                       qkv.col_range(q_width + kv_width, kv_width), q_rope, k_rope, cache, k_cache, v_cache);
-  const bool one_row = x.rows == 1 && positions.rows == 1 && positions.type == ElemType::I32;
-  const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim &&
-                         k_rope.n_heads == cache.n_kv_heads && k_cache.rows == cache.capacity;
-  if (one_row && same_rope &&
-      launch_decode_norm_qkv_rope(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w, qkv.ptr<float>(),
-                                  positions.ptr<int>(), q_rope, cache, k_cache, v_cache)) {
-    return;
+                       qkv.col_range(q_width + kv_width, kv_width), rows, q_rope, k_rope, cache, k_cache, v_cache);
+  const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim && k_rope.n_heads == cache.n_kv_heads;
+  if (x.rows <= impl_->streamed_max_rows && same_rope) {
+    const RowNorms n = one_norm(norm, x.cols, eps);
+    if (x.rows == 1 && launch_streamed_norm_qkv_rope(*impl_, w, x.ptr<float>(), x.stride, 1, &n, qkv, rows, q_rope, cache,
+                                                     k_cache, v_cache)) {
+      return;
+    }
+    if (x.rows > 1 && normed.rows == x.rows && normed.cols == x.cols) {  // normalized first, as norm_linear does
+      rms_norm(x, norm, eps, normed);
+      if (launch_streamed_norm_qkv_rope(*impl_, w, normed.ptr<float>(), normed.stride, x.rows, nullptr, qkv, rows, q_rope,
+                                        cache, k_cache, v_cache)) {
+        return;
+      }
+    }
   }
-  Backend::norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, positions, q_rope, k_rope, cache, k_cache, v_cache);
+  Backend::norm_qkv_rope(x, norm, eps, w_qkv, qkv, normed, rows, q_rope, k_rope, cache, k_cache, v_cache);
 }
 
-void CudaBackend::norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up, const Tensor& act,
-                              const Tensor& normed, const Tensor& gate_up) {
+void CudaBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps,
+                              const Weight& w_gate_up, const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
   const CudaWeight& w = cuda_weight(w_gate_up);
   check_linear_shapes("norm_swiglu", x, w, gate_up);
   if (act.rows != x.rows || act.cols * 2 != w.rows || act.type != ElemType::F32) fail("cuda", "norm_swiglu: shape mismatch");
-  if (x.rows == 1 &&
-      launch_decode_norm_swiglu(*impl_, x.ptr<float>(), vector_data(norm, x.cols, "rms_norm"), eps, w, act.ptr<float>())) {
+  const RowNorms n = norms_per_row("norm_swiglu", x, norms, norm_rows, eps);
+  if (x.rows <= impl_->streamed_max_rows) {
+    bool fused = false;
+    if (x.rows == 1) {
+      fused = launch_streamed_norm_swiglu(*impl_, w, x.ptr<float>(), x.stride, 1, &n, act.ptr<float>(), act.stride);
+    } else if (normed.rows == x.rows && normed.cols == x.cols) {  // normalized first, as norm_linear does
+      rms_norm_rows(x, norms, norm_rows, eps, normed);
+      fused = launch_streamed_norm_swiglu(*impl_, w, normed.ptr<float>(), normed.stride, x.rows, nullptr, act.ptr<float>(),
+                                          act.stride);
+    }
+    if (!fused) Backend::norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
     return;
   }
-  Backend::norm_swiglu(x, norm, eps, w_gate_up, act, normed, gate_up);
+  auto prepare = [&](void* hi, void* lo) {
+    launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
+  };
+  // The SiLU-gate reads the two halves' products straight (gate_up is not written).
+  if (impl_->stacked_product(w, x.rows, prepare, [&](const float* sums) {
+        launch_combine_silu(impl_->stream, sums, x.rows, w.rows, act.ptr<float>(), act.stride);
+      })) {
+    return;
+  }
+  impl_->product(w, x.rows, nullptr, gate_up, Epilogue::Store, prepare);
+  silu_mul(gate_up, act);
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) {
-  launch_rms_norm(impl_->stream, x.ptr<float>(), x.stride, vector_data(weight, x.cols, "rms_norm"), eps, y.ptr<float>(),
-                  y.stride, x.rows, x.cols);
+  if (y.rows != x.rows || y.cols != x.cols) fail("cuda", "rms_norm: shape mismatch");
+  launch_rms_norm(impl_->stream, x.ptr<float>(), x.stride, one_norm(weight, x.cols, eps), y.ptr<float>(), y.stride, x.rows,
+                  x.cols);
+}
+
+void CudaBackend::rms_norm_rows(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Tensor& y) {
+  if (y.rows != x.rows || y.cols != x.cols) fail("cuda", "rms_norm_rows: shape mismatch");
+  launch_rms_norm(impl_->stream, x.ptr<float>(), x.stride, norms_per_row("rms_norm_rows", x, norms, norm_rows, eps),
+                  y.ptr<float>(), y.stride, x.rows, x.cols);
+}
+
+void CudaBackend::gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) {
+  if (src.cols != dst.cols || src.type != ElemType::F32 || dst.type != ElemType::F32 || indices.rows != dst.rows ||
+      indices.type != ElemType::I32) {
+    fail("cuda", "gather_rows: shape mismatch");
+  }
+  launch_gather_rows(impl_->stream, src.ptr<float>(), src.stride, src.rows, indices.ptr<std::int32_t>(), indices.stride,
+                     dst.ptr<float>(), dst.stride, dst.rows, dst.cols);
 }
 
 void CudaBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
@@ -396,19 +481,24 @@ void CudaBackend::im2col(const Tensor& in, const Tensor& rows, int kernel, const
                 out.rows);
 }
 
-void CudaBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+void CudaBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                                  const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                                  const Tensor& k_cache, const Tensor& v_cache) {
-  launch_rope_kv_append(impl_->stream, q, k, v, positions, q_rope, k_rope, cache, k_cache, v_cache);
+  launch_rope_kv_append(impl_->stream, q, k, v, rows, q_rope, k_rope, cache, k_cache, v_cache);
 }
 
-void CudaBackend::attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+// Rows of one call are either distinct sequences (a decode step) or consecutive positions of
+// one sequence (a prefill, the encoder). Only a page table of one sequence tells the host
+// which: there, tiles of rows share their keys (the tensor-core kernel); otherwise every row
+// attends on its own (the decode kernel, any number of rows).
+void CudaBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                             const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
-  if (q.rows == 1 && positions.type == ElemType::I32 &&
-      launch_decode_attention(*impl_, q, positions.ptr<int>(), n_heads, cache, k_cache, v_cache, out)) {
+  check_kv_rows("cuda", "attention", rows, q.rows, cache);
+  const bool one_sequence = rows.page_table.rows == 1;
+  if ((q.rows == 1 || !one_sequence) && launch_decode_attention(*impl_, q, rows, n_heads, cache, k_cache, v_cache, out)) {
     return;
   }
-  launch_attention(*impl_, q, positions, n_heads, cache, k_cache, v_cache, out);
+  launch_attention(*impl_, q, rows, n_heads, cache, k_cache, v_cache, out, one_sequence);
 }
 
 void CudaBackend::argmax(const Tensor& logits, const Tensor& ids) {

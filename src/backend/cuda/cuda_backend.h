@@ -31,6 +31,8 @@ class CudaBackend final : public Backend {
   std::string name() const override;
   ElemType default_kv_cache_type() const override;
   bool slow_first_use() const override { return true; }  // cuBLAS: milliseconds per new kernel
+  std::size_t free_memory() const override;
+  int default_max_streams() const override { return 256; }
 
   void* allocate(std::size_t bytes) override;
   void deallocate(void* data) override;
@@ -46,22 +48,24 @@ class CudaBackend final : public Backend {
 
   void linear(const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue) override;
   void rms_norm(const Tensor& x, const Weight& weight, float eps, const Tensor& y) override;
+  void rms_norm_rows(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Tensor& y) override;
+  void gather_rows(const Tensor& src, const Tensor& indices, const Tensor& dst) override;
   void silu_mul(const Tensor& gate_up, const Tensor& y) override;
   void norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& w, const Weight& bias, const Tensor& y,
                    Epilogue epilogue, const Tensor& scratch) override;
   void swiglu_linear(const Tensor& gate_up, const Weight& w, const Weight& bias, const Tensor& y, Epilogue epilogue,
                      const Tensor& scratch) override;
   void norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, const Weight& w_qkv, const Tensor& qkv,
-                     const Tensor& normed, const Tensor& positions, const RopeParams& q_rope, const RopeParams& k_rope,
+                     const Tensor& normed, const KvRows& rows, const RopeParams& q_rope, const RopeParams& k_rope,
                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache) override;
-  void norm_swiglu(const Tensor& x, const Weight& norm, float eps, const Weight& w_gate_up, const Tensor& act,
-                   const Tensor& normed, const Tensor& gate_up) override;
+  void norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps, const Weight& w_gate_up,
+                   const Tensor& act, const Tensor& normed, const Tensor& gate_up) override;
   void embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) override;
   void im2col(const Tensor& in, const Tensor& rows, int kernel, const Tensor& out) override;
-  void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+  void rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
                       const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
                       const Tensor& k_cache, const Tensor& v_cache) override;
-  void attention(const Tensor& q, const Tensor& positions, int n_heads, const KvCacheLayout& cache,
+  void attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                  const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) override;
   void argmax(const Tensor& logits, const Tensor& ids) override;
 

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,10 @@ struct Scratch {
   std::size_t bytes = 0;
 };
 
-// How the one-row decode attention splits a window over blocks (cuda_decode.cu).
+// How the decode attention splits a window over blocks (cuda_decode.cu).
 struct DecodeAttentionPolicy {
   int max_keys = 128;  // keys of one block at most (32, 64 or 128): longer windows take more blocks
+  int splits = 32;     // slices of a row's window, while slices can still grow (set per call from the rows)
 };
 
 // The matrix products of many rows, on cuBLASLt (cuda_matmul.cu). Like the scratch, used by
@@ -75,8 +77,16 @@ class MatmulPlans {
 
  private:
   struct Plan;
+  struct Trial {  // operands a candidate algorithm may be timed on (the output is overwritten)
+    const void* x;
+    float* y;
+    std::int64_t n;
+  };
   cublasLtMatmulAlgo_t choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align);
+                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align, const Trial* trial);
+  cublasLtMatmulAlgo_t fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+                               const CudaWeight& w, std::int64_t ldy, const Trial& trial,
+                               std::span<const cublasLtMatmulHeuristicResult_t> candidates);
   CudaBackend::Impl* impl_ = nullptr;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
@@ -96,11 +106,11 @@ struct CudaBackend::Impl {
   // The matrices announced by reserve_weights, placed one after another in one allocation.
   char* weight_arena = nullptr;
   std::size_t arena_bytes = 0, arena_used = 0;
-  Scratch split_hi, split_lo, attention_partials, argmax_keys;
+  Scratch split_hi, split_lo, stacked_out, attention_partials, argmax_keys;
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
-  // The fused one-row kernels of the decode step (cuda_decode.cu); VOXTRAL_CUDA_FUSED=0
-  // runs the separate ops instead, VOXTRAL_CUDA_FUSED=gemv keeps the general attention
-  // kernels, to measure what each part brings (BENCHMARKS.md).
+  // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu);
+  // VOXTRAL_CUDA_FUSED=0 runs the separate ops instead, VOXTRAL_CUDA_FUSED=gemv keeps the
+  // general attention kernels, to measure what each part brings (BENCHMARKS.md).
   bool fused_decode = true;
   bool fused_attention = true;
   DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=keys to measure others
@@ -108,6 +118,9 @@ struct CudaBackend::Impl {
   // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu);
   // VOXTRAL_CUDA_MMA_ATTENTION=0 keeps the F32 kernel, to measure.
   bool mma_attention = true;
+  // Rows up to which a product streams the weights (cuda_streamed.cu); above it, cuBLASLt.
+  // Measured on the H200 (BENCHMARKS.md); VOXTRAL_CUDA_STREAMED_ROWS sets it, to measure.
+  std::int64_t streamed_max_rows = 2;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -116,27 +129,61 @@ struct CudaBackend::Impl {
   template <typename Prepare>
   void product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                Prepare&& prepare);
+  // Exact mode up to 256 rows: both 16-bit halves in one product of twice the rows (one read
+  // of the weights), then finish(sums) combines sums [2 rows, w.rows]; false otherwise.
+  template <typename Prepare, typename Finish>
+  bool stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish);
   void* device_alloc(std::size_t bytes);
   void device_free(void* p);
   void* scratch(Scratch& s, std::size_t bytes);
 };
 
+// ---- launchers (cuda_streamed.cu): products of up to streamed_max_rows rows that read the
+// weights once per 8 rows (the decode step), with RMSNorm (norm non-null), SiLU-gate or RoPE
+// with the K/V append fused on the way; false when the shapes do not suit the kernel (then
+// the caller composes the separate ops).
+struct RowNorms {  // row i is normalized with table[rows[i] * stride] (rows null: row 0 for all)
+  const float* table = nullptr;
+  std::int64_t stride = 0;
+  const std::int32_t* rows = nullptr;
+  std::int64_t count = 1;  // rows of the table: an index outside it gives NaN rows
+  float eps = 0;
+};
+bool launch_streamed_linear(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                            std::int64_t n, const RowNorms* norm, const float* bias, float* y, std::int64_t ldy,
+                            Epilogue epilogue);
+bool launch_streamed_norm_swiglu(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                                 std::int64_t n, const RowNorms* norm, float* act, std::int64_t ld_act);
+bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                                   std::int64_t n, const RowNorms* norm, const Tensor& qkv, const KvRows& rows,
+                                   const RopeParams& q_rope, const KvCacheLayout& cache, const Tensor& k_cache,
+                                   const Tensor& v_cache);
+
 // ---- launchers (cuda_linear.cu)
-void launch_gemv(cudaStream_t stream, const CudaWeight& w, const float* x, std::int64_t ldx, int rows,
-                 const float* bias, float* y, std::int64_t ldy, Epilogue epilogue);
 void launch_split_activations(cudaStream_t stream, const float* x, std::int64_t ldx, std::int64_t rows, std::int64_t cols,
                               ElemType type, void* hi, void* lo);
-// The same, from RMSNorm(x) or from SiLU-gate(gate_up) computed on the way (no F32 copy).
-void launch_rms_norm_split(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps,
+// The same, from RMSNorm(x) (a norm weight per row) or from SiLU-gate(gate_up) computed on the
+// way (no F32 copy).
+void launch_rms_norm_split(cudaStream_t stream, const float* x, std::int64_t ldx, const RowNorms& norm,
                            std::int64_t rows, std::int64_t cols, ElemType type, void* hi, void* lo);
 void launch_silu_split(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, std::int64_t rows, std::int64_t half,
                        ElemType type, void* hi, void* lo);
 void launch_bias_activation(cudaStream_t stream, float* y, std::int64_t ldy, std::int64_t rows, std::int64_t cols,
                             const float* bias, bool gelu);
+// y = (y if Add) + halves[i] + halves[rows + i] + bias, then GELU if asked: the two products
+// of an exact-mode product run as one of 2 x rows rows.
+void launch_combine_halves(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols,
+                           const float* bias, Epilogue epilogue, float* y, std::int64_t ldy);
+// act[i, j] = silu(g) * u with [g | u] = halves[i] + halves[rows + i] (cols = 2 x act's).
+void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols, float* act,
+                         std::int64_t ld_act);
 
 // ---- launchers (cuda_ops.cu)
-void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps, float* y,
+void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const RowNorms& norm, float* y,
                      std::int64_t ldy, std::int64_t rows, std::int64_t cols);
+void launch_gather_rows(cudaStream_t stream, const float* src, std::int64_t lds, std::int64_t src_rows,
+                        const std::int32_t* indices, std::int64_t index_stride, float* dst, std::int64_t ldd,
+                        std::int64_t rows, std::int64_t cols);
 void launch_silu_mul(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, float* y, std::int64_t ldy,
                      std::int64_t rows, std::int64_t half);
 void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids, std::int64_t ids_stride,
@@ -149,26 +196,22 @@ void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, st
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
                             std::int64_t count);
 
-// ---- launchers (cuda_decode.cu): false when the shapes do not suit the fused kernel
-bool launch_decode_norm_linear(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
-                               const CudaWeight& w, const float* bias, float* y, Epilogue epilogue);
-bool launch_decode_norm_swiglu(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
-                               const CudaWeight& w, float* act);
-bool launch_decode_norm_qkv_rope(const CudaBackend::Impl& impl, const float* x, const float* norm, float eps,
-                                 const CudaWeight& w, float* qkv, const int* position, const RopeParams& q_rope,
-                                 const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache);
-bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const int* position, int n_heads,
+// ---- launchers (cuda_decode.cu): attention of N query rows, each its own sequence and
+// position; false when the shapes do not suit the kernel
+bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvRows& rows, int n_heads,
                              const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
 
 // ---- launchers (cuda_attention_mma.cu): false when the shapes or the cache type do not suit it
-bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
+bool launch_attention_mma(CudaBackend::Impl& impl, const Tensor& q, const KvRows& rows, int n_heads,
                           const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
 
 // ---- launchers (cuda_attention.cu)
-void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v,
-                           const Tensor& positions, const RopeParams& q_rope, const RopeParams& k_rope,
-                           const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache);
-void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const Tensor& positions, int n_heads,
-                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out);
+void launch_rope_kv_append(cudaStream_t stream, const Tensor& q, const Tensor& k, const Tensor& v, const KvRows& rows,
+                           const RopeParams& q_rope, const RopeParams& k_rope, const KvCacheLayout& cache,
+                           const Tensor& k_cache, const Tensor& v_cache);
+// one_sequence: the rows are consecutive positions of one sequence (tiles of rows share keys).
+void launch_attention(CudaBackend::Impl& impl, const Tensor& q, const KvRows& rows, int n_heads,
+                      const KvCacheLayout& cache, const Tensor& k_cache, const Tensor& v_cache, const Tensor& out,
+                      bool one_sequence);
 
 }  // namespace voxtral

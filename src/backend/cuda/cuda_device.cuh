@@ -50,6 +50,18 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Where the keys of (sequence, position) live in a paged K/V cache (KvCacheLayout).
+struct PagedRows {
+  const int* page_table = nullptr;  // [sequences, pages_per_sequence]
+  int pages_per_sequence = 1, page_size = 1, capacity = 1;
+};
+
+__device__ __forceinline__ long long cache_row(const PagedRows& p, int sequence, int position) {
+  const int ring = position % p.capacity;
+  const int page = p.page_table[static_cast<long long>(sequence) * p.pages_per_sequence + ring / p.page_size];
+  return static_cast<long long>(page) * p.page_size + ring % p.page_size;
+}
+
 // Sum over the block (blockDim.x a multiple of 32, at most 1024).
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float partial[32];

@@ -9,6 +9,7 @@
 // output.
 #include <algorithm>
 #include <bit>
+#include <span>
 #include <tuple>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -19,6 +20,7 @@ namespace {
 
 constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // what cuBLAS asks for on Hopper
 constexpr std::int64_t kMinBucket = 16;
+constexpr std::int64_t kTimedMaxRows = 512;  // products up to this many rows time the heuristic's candidates
 
 int alignment_of(const void* p) {
   const auto a = reinterpret_cast<std::uintptr_t>(p);
@@ -69,7 +71,8 @@ void MatmulPlans::release() {
 }
 
 cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                                         const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align) {
+                                         const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align,
+                                         const Trial* trial) {
   const Layout b = make_layout(type, w.cols, n, w.cols);
   const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
   cublasLtMatmulPreference_t pref = nullptr;
@@ -79,15 +82,56 @@ cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatr
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align));
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align));
-  cublasLtMatmulHeuristicResult_t result{};
+  constexpr int kCandidates = 8;
+  cublasLtMatmulHeuristicResult_t results[kCandidates]{};
   int count = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, desc, a, b.get(), d.get(), d.get(), pref, 1, &result, &count);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc, a, b.get(), d.get(), d.get(), pref,
+                                                               trial != nullptr ? kCandidates : 1, results, &count);
   cublasLtMatmulPreferenceDestroy(pref);
   if (status != CUBLAS_STATUS_SUCCESS || count == 0) {
     fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
   }
-  return result.algo;
+  if (trial == nullptr || count == 1) return results[0].algo;
+  return fastest(desc, a, type, w, ldy, *trial, std::span(results, static_cast<std::size_t>(count)));
+}
+
+// The heuristic's first choice for products of a few rows (the batched decode step) reads the
+// weights at well under the memory's bandwidth: its candidates are timed on the call's own
+// operands (the output is written again by the real product), three runs each.
+cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+                                          const CudaWeight& w, std::int64_t ldy, const Trial& trial,
+                                          std::span<const cublasLtMatmulHeuristicResult_t> candidates) {
+  const Layout b = make_layout(type, w.cols, trial.n, w.cols);
+  const Layout d = make_layout(CUDA_R_32F, w.rows, trial.n, ldy);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  VOXTRAL_CUDA_CHECK(cudaEventCreate(&start));
+  VOXTRAL_CUDA_CHECK(cudaEventCreate(&stop));
+  const float one = 1.0f, zero = 0.0f;
+  cublasLtMatmulAlgo_t best = candidates[0].algo;
+  float best_ms = 0;
+  for (const auto& candidate : candidates) {
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(handle_, desc, a, b.get(), d.get(), d.get(), &candidate.algo, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > kWorkspaceBytes) {
+      continue;
+    }
+    auto run = [&] {
+      return cublasLtMatmul(handle_, desc, &one, w.data, a, trial.x, b.get(), &zero, trial.y, d.get(), trial.y, d.get(),
+                            &candidate.algo, workspace_, kWorkspaceBytes, impl_->stream);
+    };
+    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // the first run also loads the kernel
+    VOXTRAL_CUDA_CHECK(cudaEventRecord(start, impl_->stream));
+    for (int i = 0; i < 3; ++i) run();
+    VOXTRAL_CUDA_CHECK(cudaEventRecord(stop, impl_->stream));
+    VOXTRAL_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    VOXTRAL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (best_ms == 0 || ms < best_ms) best_ms = ms, best = candidate.algo;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
 }
 
 // y[n, m] (+)= x[n, k] W[m, k]^T (+ bias): in cuBLAS's column-major terms D = op(A) B with A the
@@ -120,15 +164,18 @@ void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, f
     if (impl_->capturing) fail("cuda", "a matrix product of a new shape cannot be planned during graph capture");
     const std::int64_t bucket = std::max(kMinBucket, static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(n))));
     auto in_bucket = plan.by_bucket.find(bucket);
+    // Products of the decode step's sizes whose output is overwritten are timed (fastest).
+    const Trial trial{x, y, n};
+    const Trial* timed = beta == 0.0f && n <= kTimedMaxRows ? &trial : nullptr;
     if (in_bucket == plan.by_bucket.end()) {
-      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), type, w, bucket, ldy, y_align)).first;
+      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), type, w, bucket, ldy, y_align, timed)).first;
     }
     cublasLtMatmulHeuristicResult_t check{};
     cublasLtMatmulAlgo_t algo = in_bucket->second;
     if (cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &algo, &check) !=
             CUBLAS_STATUS_SUCCESS ||
         check.workspaceSize > kWorkspaceBytes) {
-      algo = choose(plan.desc, a.get(), type, w, n, ldy, y_align);  // the bucket's does not fit this count
+      algo = choose(plan.desc, a.get(), type, w, n, ldy, y_align, timed);  // the bucket's does not fit this count
     }
     found = plan.by_rows.emplace(n, algo).first;
   }

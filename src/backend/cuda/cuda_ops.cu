@@ -9,15 +9,30 @@ namespace voxtral {
 
 namespace {
 
-__global__ void rms_norm_kernel(const float* __restrict__ x, long long ldx, const float* __restrict__ w, float eps,
-                                float* __restrict__ y, long long ldy, int cols) {
+// Row i is normalized with norm row norm.rows[i] (row 0 for all without them); a row outside
+// the table gives NaN, never another stream's norm.
+__global__ void rms_norm_kernel(const float* __restrict__ x, long long ldx, const RowNorms norm, float* __restrict__ y,
+                                long long ldy, int cols) {
   const float* in = x + blockIdx.x * ldx;
   float* out = y + blockIdx.x * ldy;
+  const long long row = norm.rows != nullptr ? norm.rows[blockIdx.x] : 0;
+  const bool known = row >= 0 && row < norm.count;
+  const float* w = norm.table + (known ? row : 0) * norm.stride;
   float sum = 0.0f;
   for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += in[j] * in[j];
   const float total = block_sum(sum);
-  const float inv = 1.0f / sqrtf(total / static_cast<float>(cols) + eps);
+  const float inv = known ? 1.0f / sqrtf(total / static_cast<float>(cols) + norm.eps) : __int_as_float(0x7fc00000);
   for (int j = threadIdx.x; j < cols; j += blockDim.x) out[j] = w[j] * (in[j] * inv);
+}
+
+// dst[i] = src[indices[i]]; an index outside src gives a NaN row.
+__global__ void gather_rows_kernel(const float* __restrict__ src, long long lds, long long src_rows,
+                                   const int* __restrict__ indices, long long index_stride, float* __restrict__ dst,
+                                   long long ldd, long long cols) {
+  const long long r = indices[blockIdx.x * index_stride];
+  const bool known = r >= 0 && r < src_rows;
+  float* out = dst + blockIdx.x * ldd;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) out[j] = known ? src[r * lds + j] : __int_as_float(0x7fc00000);
 }
 
 __global__ void silu_mul_kernel(const float* __restrict__ gu, long long ld_in, float* __restrict__ y, long long ldy,
@@ -113,12 +128,21 @@ unsigned blocks_for(long long n, int threads) { return static_cast<unsigned>((n 
 
 }  // namespace
 
-void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const float* weight, float eps, float* y,
+void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const RowNorms& norm, float* y,
                      std::int64_t ldy, std::int64_t rows, std::int64_t cols) {
   if (rows == 0) return;
   const int threads = cols >= 2048 ? 1024 : 256;
-  rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(x, ldx, weight, eps, y, ldy, static_cast<int>(cols));
+  rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(x, ldx, norm, y, ldy, static_cast<int>(cols));
   VOXTRAL_CUDA_LAUNCHED("rms_norm");
+}
+
+void launch_gather_rows(cudaStream_t stream, const float* src, std::int64_t lds, std::int64_t src_rows,
+                        const std::int32_t* indices, std::int64_t index_stride, float* dst, std::int64_t ldd,
+                        std::int64_t rows, std::int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  gather_rows_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(src, lds, src_rows, indices, index_stride, dst, ldd,
+                                                                     cols);
+  VOXTRAL_CUDA_LAUNCHED("gather_rows");
 }
 
 void launch_silu_mul(cudaStream_t stream, const float* gate_up, std::int64_t ld_in, float* y, std::int64_t ldy,

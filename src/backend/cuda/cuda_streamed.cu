@@ -1,0 +1,361 @@
+// The weight-streaming product of a few rows: y[n, m] = x[n, k] W[m, k]^T for n up to
+// streamed_max_rows, the kernel of the decode step (one row per stream). The step is bound by
+// reading the weights (6.9 GB at full size), so one pass over them serves up to 8 rows: each
+// warp streams two weight rows with 16-byte loads that bypass L1 (four loads in flight per
+// lane) and multiplies them with up to 8 activation rows kept in F32. More rows take another
+// pass per 8; above the crossover (measured, BENCHMARKS.md) cuBLASLt reads the weights once
+// for all rows. One kernel serves every product of the step:
+//
+//   Store      y = x W^T (+ bias), then GELU or the residual add      (linear, LM head)
+//   SiluPair   rows u and u + m/2 of [gate; up]: y[u] = silu(gate) * up (norm_swiglu)
+//   RopePair   rows 2u, 2u+1 of [q; k; v]: RoPE at each row's position, k and v into the
+//              paged cache at each row's sequence                      (norm_qkv_rope)
+//
+// with RMSNorm of x in the prologue (a norm weight per row: the FFN norms of each stream's
+// delay). Numerics are those of the separate ops: the norm is applied element-wise as rms_norm
+// does (w * (x * inv_rms)), products accumulate in F32, RoPE uses the same float angles; only
+// summation order differs.
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_device.cuh"
+
+namespace voxtral {
+
+namespace {
+
+constexpr int kWarps = 8;        // per block
+constexpr int kMaxPassRows = 8;  // activation rows per pass over the weights
+constexpr int R = 2;             // weight rows per warp: they share the activation loads, and pairs make the epilogues
+
+__device__ __forceinline__ uint4 load_weights(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+
+enum Mode : int { kStore = 0, kSiluPair = 1, kRopePair = 2 };
+
+struct RopeAppend {
+  const int* positions = nullptr;
+  const int* sequences = nullptr;
+  PagedRows paged;
+  int q_width = 0, kv_width = 0, head_dim = 0;
+  long long ld_cache = 0;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  bool cache_bf16 = false;
+  float inverse_frequency[128] = {};
+};
+
+struct StreamArgs {
+  const void* w = nullptr;
+  int m = 0, k = 0;
+  const float* x = nullptr;
+  long long ldx = 0;
+  int n = 0;                        // activation rows of this pass (at most the kernel's N)
+  const float* norm = nullptr;      // null: x is used as it is
+  long long norm_stride = 0;
+  const int* norm_rows = nullptr;   // null: every row uses norm row 0
+  int norm_count = 1;               // rows of the norm table (an index outside gives NaN)
+  float eps = 0;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  long long ldy = 0;
+  int epilogue = 0;
+  int splits = 1;  // warps sharing one unit of rows, each over its own stripes of k
+  int chunks = 1;  // 256-column stripes per warp
+  int units = 0;
+  RopeAppend rope;
+};
+
+// Registers grow with N: fewer resident blocks for more rows, so that none spill.
+template <int N, typename W, int MODE, bool kVector>
+__global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2)
+    streamed_kernel(const __grid_constant__ StreamArgs a) {
+  __shared__ float partial[kWarps][R][N];
+  __shared__ float inv_rms_s[N];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int unit = blockIdx.x * (kWarps / a.splits) + warp / a.splits;
+  const int part = warp % a.splits;
+  const bool active = unit < a.units;
+  int rows[R];
+  bool row_ok[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rows[r] = MODE == kSiluPair ? unit + r * (a.m / 2) : 2 * unit + r;
+    row_ok[r] = active && rows[r] < a.m;
+  }
+
+  // The norm of each activation row, once per block; its weight row.
+  const float* g[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) g[i] = a.norm;
+  if (a.norm != nullptr) {
+    for (int i = warp; i < a.n; i += kWarps) {
+      float ss = 0.0f;
+      for (int c = lane * 4; c < a.k; c += 128) {
+        const float4 v = *reinterpret_cast<const float4*>(a.x + i * a.ldx + c);
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      }
+      ss = warp_sum(ss);
+      const int row = a.norm_rows != nullptr ? a.norm_rows[i] : 0;
+      const bool known = row >= 0 && row < a.norm_count;
+      if (lane == 0) inv_rms_s[i] = known ? 1.0f / sqrtf(ss / static_cast<float>(a.k) + a.eps) : __int_as_float(0x7fc00000);
+    }
+    __syncthreads();
+    if (a.norm_rows != nullptr) {
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        const int row = i < a.n ? a.norm_rows[i] : 0;
+        g[i] = a.norm + static_cast<long long>(row >= 0 && row < a.norm_count ? row : 0) * a.norm_stride;
+      }
+    }
+  }
+  const W* w = static_cast<const W*>(a.w);
+  float acc[R][N];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) acc[r][i] = 0.0f;
+  }
+  if constexpr (kVector) {
+    const int first = part * a.chunks, last = min(first + a.chunks, (a.k + 255) / 256);
+    constexpr int kInFlight = 2;  // stripes whose loads (of each row) are issued before any is used
+    for (int base = first; base < last; base += kInFlight) {
+      uint4 wv[R][kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int c = (base + u) * 256 + lane * 8;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          wv[r][u] = make_uint4(0, 0, 0, 0);
+          if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(w + static_cast<long long>(rows[r]) * a.k + c);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int c = (base + u) * 256 + lane * 8;
+        if (base + u >= last || c >= a.k) break;
+        float wf[R][8];
+#pragma unroll
+        for (int r = 0; r < R; ++r) widen8(wv[r][u], wf[r], W{});
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+          if (i >= a.n) break;
+          float xs[8];
+          load8(a.x + i * a.ldx + c, xs);
+          if (a.norm != nullptr) {
+            float gs[8];
+            load8(g[i] + c, gs);
+            const float inv = inv_rms_s[i];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) xs[j] = gs[j] * (xs[j] * inv);
+          }
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            acc[r][i] += wf[r][0] * xs[0] + wf[r][1] * xs[1] + wf[r][2] * xs[2] + wf[r][3] * xs[3] + wf[r][4] * xs[4] +
+                         wf[r][5] * xs[5] + wf[r][6] * xs[6] + wf[r][7] * xs[7];
+          }
+        }
+      }
+    }
+  } else {  // unaligned or odd widths (never fused with a norm): one value per lane at a time
+    if (part == 0) {
+      for (int c = lane; c < a.k; c += 32) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float wv = row_ok[r] ? to_float(w[static_cast<long long>(rows[r]) * a.k + c]) : 0.0f;
+#pragma unroll
+          for (int i = 0; i < N; ++i) {
+            if (i < a.n) acc[r][i] += wv * a.x[i * a.ldx + c];
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) acc[r][i] = warp_sum(acc[r][i]);
+  }
+  if (a.splits > 1) {
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) partial[warp][r][i] = acc[r][i];
+      }
+    }
+    __syncthreads();
+    if (part != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        acc[r][i] = 0.0f;
+        for (int p = 0; p < a.splits; ++p) acc[r][i] += partial[warp + p][r][i];
+      }
+    }
+  }
+  if (lane != 0 || !active) return;
+
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if (i >= a.n) break;
+    float* y = a.y + i * a.ldy;
+    if constexpr (MODE == kSiluPair) {
+      const float gate = acc[0][i], up = acc[1][i];
+      y[unit] = (gate / (1.0f + expf(-gate))) * up;
+    } else if constexpr (MODE == kRopePair) {
+      const RopeAppend& rp = a.rope;
+      const int col = 2 * unit;
+      float v0 = acc[0][i], v1 = acc[1][i];
+      const int pos = rp.positions[i];
+      if (col < rp.q_width + rp.kv_width) {
+        float s, c;
+        sincosf(static_cast<float>(pos) * rp.inverse_frequency[(col % rp.head_dim) / 2], &s, &c);
+        const float r0 = v0 * c - v1 * s, r1 = v1 * c + v0 * s;
+        v0 = r0, v1 = r1;
+      }
+      y[col] = v0;
+      y[col + 1] = v1;
+      if (col >= rp.q_width) {
+        const bool is_k = col < rp.q_width + rp.kv_width;
+        const long long at =
+            cache_row(rp.paged, rp.sequences[i], pos) * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
+        void* cache = is_k ? rp.k_cache : rp.v_cache;
+        if (rp.cache_bf16) {
+          store_as(static_cast<__nv_bfloat16*>(cache) + at, v0);
+          store_as(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
+        } else {
+          store_as(static_cast<float*>(cache) + at, v0);
+          store_as(static_cast<float*>(cache) + at + 1, v1);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (!row_ok[r]) continue;
+        float v = acc[r][i] + (a.bias != nullptr ? a.bias[rows[r]] : 0.0f);
+        if (a.epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
+        if (a.epilogue == static_cast<int>(Epilogue::Add)) v += y[rows[r]];
+        y[rows[r]] = v;
+      }
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+template <int N, typename W, int MODE, bool kVector>
+void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
+  const unsigned blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
+  streamed_kernel<N, W, MODE, kVector><<<blocks, kWarps * 32, 0, impl.stream>>>(a);
+}
+
+template <typename W, int MODE, bool kVector>
+void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a) {
+  if (a.n <= 1) {
+    launch_pass<1, W, MODE, kVector>(impl, a);
+  } else if (a.n <= 2) {
+    launch_pass<2, W, MODE, kVector>(impl, a);
+  } else if (a.n <= 4) {
+    launch_pass<4, W, MODE, kVector>(impl, a);
+  } else {
+    launch_pass<8, W, MODE, kVector>(impl, a);
+  }
+}
+
+template <int MODE>
+void launch_typed(const CudaBackend::Impl& impl, const StreamArgs& a, ElemType type, bool vector) {
+  if constexpr (MODE == kStore) {
+    if (!vector) {
+      type == ElemType::BF16 ? launch_rows<__nv_bfloat16, MODE, false>(impl, a) : launch_rows<__half, MODE, false>(impl, a);
+      return;
+    }
+  }
+  type == ElemType::BF16 ? launch_rows<__nv_bfloat16, MODE, true>(impl, a) : launch_rows<__half, MODE, true>(impl, a);
+}
+
+// Plans the passes (8 rows each) and launches them; false when the shapes do not suit the
+// kernel. Only the Store mode without a norm has a path for unaligned inputs.
+bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, ElemType type, std::int64_t n) {
+  const bool vector = a.k % 8 == 0 && a.ldx % 4 == 0 && aligned16(a.w) && aligned16(a.x) &&
+                      (a.norm == nullptr || (aligned16(a.norm) && a.norm_stride % 4 == 0));
+  if ((type != ElemType::BF16 && type != ElemType::F16) || (!vector && (mode != kStore || a.norm != nullptr))) return false;
+  if (n <= 0 || a.m == 0) return true;
+  // Long rows are shared by several warps: shorter chains of loads per warp.
+  a.splits = a.k >= 8192 ? 4 : (a.k >= 4096 ? 2 : 1);
+  const int stripes = (a.k + 255) / 256;
+  a.chunks = (stripes + a.splits - 1) / a.splits;
+  a.units = mode == kSiluPair ? a.m / 2 : (a.m + 1) / 2;
+  for (std::int64_t first = 0; first < n; first += kMaxPassRows) {
+    StreamArgs pass = a;
+    pass.n = static_cast<int>(std::min<std::int64_t>(kMaxPassRows, n - first));
+    pass.x = a.x + first * a.ldx;
+    pass.y = a.y + first * a.ldy;
+    if (a.norm_rows != nullptr) pass.norm_rows = a.norm_rows + first;
+    if (mode == kRopePair) pass.rope.positions = a.rope.positions + first, pass.rope.sequences = a.rope.sequences + first;
+    switch (mode) {
+      case kStore: launch_typed<kStore>(impl, pass, type, vector); break;
+      case kSiluPair: launch_typed<kSiluPair>(impl, pass, type, vector); break;
+      default: launch_typed<kRopePair>(impl, pass, type, vector); break;
+    }
+    VOXTRAL_CUDA_LAUNCHED("streamed product");
+  }
+  return true;
+}
+
+StreamArgs args_for(const CudaWeight& w, const float* x, std::int64_t ldx, const RowNorms* norm, float* y,
+                    std::int64_t ldy) {
+  StreamArgs a;
+  a.w = w.data, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.x = x, a.ldx = ldx, a.y = y, a.ldy = ldy;
+  if (norm != nullptr) {
+    a.norm = norm->table, a.norm_stride = norm->stride, a.norm_rows = norm->rows, a.eps = norm->eps;
+    a.norm_count = static_cast<int>(norm->count);
+  }
+  return a;
+}
+
+}  // namespace
+
+bool launch_streamed_linear(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                            std::int64_t n, const RowNorms* norm, const float* bias, float* y, std::int64_t ldy,
+                            Epilogue epilogue) {
+  if (norm != nullptr && !impl.fused_decode) return false;
+  StreamArgs a = args_for(w, x, ldx, norm, y, ldy);
+  a.bias = bias, a.epilogue = static_cast<int>(epilogue);
+  return run(impl, kStore, a, w.type, n);
+}
+
+bool launch_streamed_norm_swiglu(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                                 std::int64_t n, const RowNorms* norm, float* act, std::int64_t ld_act) {
+  if (!impl.fused_decode || w.rows % 2 != 0) return false;
+  return run(impl, kSiluPair, args_for(w, x, ldx, norm, act, ld_act), w.type, n);
+}
+
+bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
+                                   std::int64_t n, const RowNorms* norm, const Tensor& qkv, const KvRows& rows,
+                                   const RopeParams& q_rope, const KvCacheLayout& cache, const Tensor& k_cache,
+                                   const Tensor& v_cache) {
+  // The caller has checked the shapes as rope_kv_append does; these are the kernel's limits.
+  const int hd = cache.head_dim;
+  if (!impl.fused_decode || hd % 2 != 0 || hd > 256 || k_cache.stride != v_cache.stride) return false;
+  StreamArgs a = args_for(w, x, ldx, norm, qkv.ptr<float>(), qkv.stride);
+  RopeAppend& r = a.rope;
+  r.positions = rows.positions.ptr<int>(), r.sequences = rows.sequences.ptr<int>();
+  r.paged = {rows.page_table.ptr<int>(), cache.pages_per_sequence(), cache.rows_per_page(), cache.capacity};
+  r.q_width = q_rope.n_heads * hd, r.kv_width = cache.n_kv_heads * hd, r.head_dim = hd;
+  r.ld_cache = k_cache.stride, r.k_cache = k_cache.data, r.v_cache = v_cache.data;
+  r.cache_bf16 = cache.type == ElemType::BF16;
+  for (int j = 0; j < hd / 2; ++j) r.inverse_frequency[j] = rope_inverse_frequency(q_rope.theta, hd, j);
+  return run(impl, kRopePair, a, w.type, n);
+}
+
+}  // namespace voxtral

@@ -21,6 +21,8 @@ class ProfilingBackend final : public Backend {
   void clear() { entries_.clear(); }
   ElemType default_kv_cache_type() const override { return inner_->default_kv_cache_type(); }
   bool slow_first_use() const override { return inner_->slow_first_use(); }
+  std::size_t free_memory() const override { return inner_->free_memory(); }
+  int default_max_streams() const override { return inner_->default_max_streams(); }
   void* allocate(std::size_t bytes) override { return inner_->allocate(bytes); }
   void deallocate(void* data) override { inner_->deallocate(data); }
   void copy_to_device(const Tensor& dst, const void* host) override;

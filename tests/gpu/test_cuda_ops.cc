@@ -145,9 +145,9 @@ TEST(CudaOps, NormActivationEmbedIm2colArgmax) {
     for (std::int64_t t = 0; t < out_rows; ++t) {
       for (int k = 0; k < 3; ++k) index.push_back(static_cast<std::int32_t>((t * stride + k * 7) % 11));  // any rows
     }
-    Buffers rows(p, ElemType::I32, out_rows * 3, 1, index.data());
-    p.cpu.im2col(in.cpu, rows.cpu, 3, out.cpu);
-    p.gpu.im2col(in.gpu, rows.gpu, 3, out.gpu);
+    Buffers picked(p, ElemType::I32, out_rows * 3, 1, index.data());
+    p.cpu.im2col(in.cpu, picked.cpu, 3, out.cpu);
+    p.gpu.im2col(in.gpu, picked.gpu, 3, out.gpu);
     expect_close(p, out.cpu, out.gpu, 0, "im2col stride " + std::to_string(stride));
   }
 

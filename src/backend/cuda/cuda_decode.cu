@@ -307,7 +307,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   for (int n = 1; n <= std::min(cache.window, cache.capacity); ++n) {
     const int per_block = keys_per_block(n, a.policy);
     a.max_splits = std::max(a.max_splits, (n + per_block - 1) / per_block);
-    max_keys = std::max(max_keys, std::min(per_block, n));
+    max_keys = std::max(max_keys, per_block);  // the kernel lays a slice out by per_block, also past a short window
   }
   if (a.max_splits > kMaxSplits) return false;  // the merge's factors would not fit
   a.ldc = k_cache.stride;

@@ -58,8 +58,27 @@ void streamed_linear(ThreadPool& pool, const Tensor& x, const CpuWeight& w, cons
   pool.parallel_for(w.rows, 16, [&](std::int64_t j0, std::int64_t j1) {
     const float* rows[kRowsPerKernelCall];
     float dots[kRowsPerKernelCall];
+    float dots2[kRowsPerKernelCall];
     for (std::int64_t j = j0; j < j1; ++j) {
       const void* wrow = weight_row(w, j);
+      // Several activation rows: two weight rows per pass share the activation loads (the
+      // activations of a wide matrix no longer fit L1, and re-reading them set the speed).
+      if (n > 1 && w.type == ElemType::BF16 && j + 1 < j1) {
+        const auto* w0 = static_cast<const std::uint16_t*>(wrow);
+        const auto* w1 = static_cast<const std::uint16_t*>(weight_row(w, j + 1));
+        for (std::int64_t i0 = 0; i0 < n; i0 += kRowsPerKernelCall) {
+          const int count = static_cast<int>(std::min<std::int64_t>(kRowsPerKernelCall, n - i0));
+          for (int r = 0; r < count; ++r) rows[r] = x.ptr<float>() + (i0 + r) * x.stride;
+          k.dot2_rows_bf16(w0, w1, rows, count, w.cols, dots, dots2);
+          for (int r = 0; r < count; ++r) {
+            float* out = y.ptr<float>() + (i0 + r) * y.stride;
+            finish_value(dots[r], bias, j, epilogue, out + j);
+            finish_value(dots2[r], bias, j + 1, epilogue, out + j + 1);
+          }
+        }
+        ++j;
+        continue;
+      }
       for (std::int64_t i0 = 0; i0 < n; i0 += kRowsPerKernelCall) {
         const int count = static_cast<int>(std::min<std::int64_t>(kRowsPerKernelCall, n - i0));
         for (int r = 0; r < count; ++r) rows[r] = x.ptr<float>() + (i0 + r) * x.stride;

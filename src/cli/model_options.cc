@@ -19,12 +19,14 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
       ->check(CLI::IsMember({"bf16", "fp16"}));
   app.add_option("--max-streams", o.max_streams,
-                 cat("Streams the model decodes at once (its decoder's K/V sequences; default: the backend's, 8 on "
-                     "the CPU); more streams than this wait or are refused"))
+                 cat("Streams the model transcribes at once (default: the backend's, 256 on a GPU and 8 on the CPU, "
+                     "fewer when memory would not give each its encoder window and ~2 minutes of decoder cache); "
+                     "more streams than this wait or are refused"))
       ->check(CLI::Range(1, kMaxStreams));
   app.add_option("--kv-cache-mb", o.kv_cache_mb,
-                 "MiB of decoder K/V cache shared by all streams (default: enough for every stream's full window, "
-                 "within 90% of the GPU's free memory or a quarter of the machine's)")
+                 "MiB of K/V cache for all streams: each stream's encoder window, the rest decoder pages taken as "
+                 "streams grow (default: 90% of the GPU's free memory or a quarter of the machine's, at most every "
+                 "stream's full window)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
 }
 

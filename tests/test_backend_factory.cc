@@ -10,6 +10,9 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/factory.h"
+#ifdef VOXTRAL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "backend/profiling_backend.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -61,6 +64,24 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
   options.precision = "auto";
   options.weights = "int4";
   EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use bf16 or fp16)");
+  options.weights = "bf16";
+  options.kernel_variants = "fused=gemv,warp_size=64";
+  EXPECT_EQ(refusal(options), "variant: \"warp_size=64\" is not one of fused=1|0|gemv, mma_attention=1|0, "
+                              "streamed_rows=N, attention_keys=32|64|128");
+  options.kernel_variants = "streamed_rows=5000";
+  EXPECT_EQ(refusal(options), "variant: \"streamed_rows=5000\": want a number from 0 to 4096");
+}
+
+TEST(BackendFactory, KernelVariantsSetTheCudaChoices) {
+  const CudaKernelChoices c = parse_cuda_variants("fused=gemv,mma_attention=0,streamed_rows=8,attention_keys=32");
+  EXPECT_TRUE(c.fused_decode);
+  EXPECT_FALSE(c.fused_attention);
+  EXPECT_FALSE(c.mma_attention);
+  EXPECT_EQ(c.streamed_max_rows, 8);
+  EXPECT_EQ(c.attention_max_keys, 32);
+  const CudaKernelChoices defaults = parse_cuda_variants("");
+  EXPECT_TRUE(defaults.fused_decode && defaults.fused_attention && defaults.mma_attention);
+  EXPECT_EQ(defaults.streamed_max_rows, 2);
 }
 #else
 TEST(BackendFactory, SaysHowToGetCudaInACpuBuild) {
@@ -79,6 +100,12 @@ TEST(BackendFactory, AutoIsTheCpuWithoutANoticeInACpuBuild) {
   EXPECT_EQ(notices, "");
 }
 #endif
+
+TEST(BackendFactory, KernelVariantsAreForTheCudaBackendOnly) {
+  ModelOptions options;
+  options.kernel_variants = "fused=0";
+  EXPECT_EQ(refusal(options), "variant: kernel variants are the CUDA backend's");
+}
 
 TEST(BackendFactory, WrapsTheChoiceInAProfilerOnlyForVoxtralProfileOne) {
   ModelOptions options;

@@ -32,6 +32,7 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
 #endif
   }
   if (kind == "cpu") {
+    if (!options.kernel_variants.empty()) fail("variant", "kernel variants are the CUDA backend's");
     int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
     backend = std::make_unique<CpuBackend>(std::max(threads, 1));
   } else if (kind == "cuda") {
@@ -46,6 +47,7 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
     }
     co.weight_type = options.weights == "fp16" ? ElemType::F16 : ElemType::BF16;
     co.kv_cache_type = options.kv_cache == "f32" ? ElemType::F32 : ElemType::BF16;
+    co.kernels = parse_cuda_variants(options.kernel_variants);
     backend = std::make_unique<CudaBackend>(co);
 #else
     fail("backend", "this build has no CUDA backend: rebuild with `make cuda`");

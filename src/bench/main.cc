@@ -276,6 +276,9 @@ int main(int argc, char** argv) {
   bench->add_option("-i,--input", ro.input, "WAV file")->required();
   bench->add_option("--seconds", ro.seconds, "Repeat or cut the audio to this many seconds");
   add_model_options(*bench, ro.model);
+  bench->add_option("--variant", ro.model.kernel_variants,
+                    "Kernel variants to compare with the defaults (CUDA): fused=1|0|gemv, mma_attention=1|0, "
+                    "streamed_rows=N, attention_keys=32|64|128, comma-separated");
   add_delay_option(*bench, ro.delay_ms);
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
@@ -299,11 +302,9 @@ int main(int argc, char** argv) {
   step->add_option("--context", so.contexts, "Position every row decodes at, e.g. 64,4096")->delimiter(',');
   step->add_option("--steps", so.steps, "Timed steps per case (median reported; default 60)");
   step->add_option("--warmup", so.warmup, "Untimed steps first (default 5)");
-  step->add_option("--backend", so.model.backend, "cpu (default), cuda or auto");
-  step->add_option("--precision", so.model.precision, "GPU matrix products: exact or fast");
-  step->add_option("--kv-cache", so.model.kv_cache, "K/V cache type: f32 or bf16");
-  step->add_option("-t,--threads", so.model.threads, "CPU threads (default: one per core)");
+  add_model_options(*step, so.model);
   step->add_flag("--json", so.json, "Print the results as JSON");
+  step->add_option("--variant", so.model.kernel_variants, "Kernel variants (CUDA), as for run");
   step->add_flag("--skip-bandwidth", so.skip_bandwidth, "Do not measure memory bandwidth");
 
   CLI11_PARSE(app, argc, argv);

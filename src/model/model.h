@@ -27,7 +27,10 @@ struct ModelOptions {
   std::string weights = "bf16";   // CUDA weight storage: "bf16" (exact) or "fp16"
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
   int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default
-  std::int64_t kv_cache_mb = 0;   // decoder K/V cache for all streams; 0: from free memory, at most a full window each
+  std::int64_t kv_cache_mb = 0;   // K/V cache of all streams (encoder windows, decoder pages); 0: from free memory
+  // Benchmarks only: kernel variants to compare against the defaults ("fused=gemv,streamed_rows=4",
+  // see parse_cuda_variants in backend/cuda/cuda_backend.h); empty in normal use.
+  std::string kernel_variants = "";
 };
 
 // The most streams one model may be asked to hold at once.

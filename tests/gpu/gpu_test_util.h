@@ -68,11 +68,14 @@ class WeightFile {
 
 struct Pair {
   CpuBackend cpu{2};
-  CudaBackend gpu{options()};
-  static CudaOptions options() {
+  CudaBackend gpu;
+  // variants: as `voxtral-bench --variant` ("" = the defaults).
+  explicit Pair(const std::string& variants = "") : gpu(options(variants)) {}
+  static CudaOptions options(const std::string& variants = "") {
     CudaOptions o;
     o.exact_matmul = true;
     o.kv_cache_type = ElemType::F32;
+    o.kernels = parse_cuda_variants(variants);
     return o;
   }
 };

@@ -13,28 +13,15 @@ namespace {
 
 using namespace gpu_test;  // NOLINT: the helpers of every CUDA op test
 
-// Sets VOXTRAL_CUDA_STREAMED_ROWS for the backends made while it lives ("" = the default).
-class StreamedRows {
- public:
-  explicit StreamedRows(const std::string& rows) {
-    if (rows.empty()) {
-      unsetenv("VOXTRAL_CUDA_STREAMED_ROWS");
-    } else {
-      setenv("VOXTRAL_CUDA_STREAMED_ROWS", rows.c_str(), 1);
-    }
-  }
-  ~StreamedRows() { unsetenv("VOXTRAL_CUDA_STREAMED_ROWS"); }
-  StreamedRows(const StreamedRows&) = delete;
-  StreamedRows& operator=(const StreamedRows&) = delete;
-};
+// The kernel variants of a crossover setting ("" = the measured default).
+std::string streamed_rows(const std::string& rows) { return rows.empty() ? "" : "streamed_rows=" + rows; }
 
 // Products of 1 to 256 rows: with the measured crossover, with the weight-streaming kernel
 // for every count (passes of 8 rows), and with cuBLASLt for every count (one product of the
 // stacked 16-bit halves).
 TEST(CudaBatchedOps, ProductsOfNRowsOnEitherSideOfTheCrossover) {
   for (const std::string crossover : {"", "256", "0"}) {
-    const StreamedRows setting(crossover);
-    Pair p;
+    Pair p(streamed_rows(crossover));
     for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{300, 1024}, {96, 4104}}) {
       WeightFile f;
       f.add("w", m, k);
@@ -99,8 +86,7 @@ class CudaBatchedDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {
 // backend's separate ops, below and above the crossover; then with the weight-streaming
 // kernel for every count (passes of 8 rows).
 void check_fused_ops(const DecodeLayerShape& c, const std::string& crossover) {
-  const StreamedRows setting(crossover);
-  Pair p;
+  Pair p(streamed_rows(crossover));
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
   WeightFile f;

@@ -174,7 +174,7 @@ class CudaAttention : public ::testing::TestWithParam<AttentionCase> {};
 // sequence, its ring in one page (page_size 0, as the encoder has it) or in scattered
 // 16-position pages.
 void check_attention(const AttentionCase& c, const std::string& policy, int page_size) {
-  Pair p;
+  Pair p(policy == "default" ? "" : "attention_keys=" + policy);
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
   // Long decode windows fill the cache in batches (one position at a time would take the CPU
@@ -228,14 +228,8 @@ TEST_P(CudaAttention, MatchesTheCpu) {
   // The default split policy, then every window split into 32-key blocks (the most partial
   // results the in-kernel merge handles); the ring in one page, then in 16-position pages.
   for (const char* policy : {"default", "32"}) {
-    if (std::string(policy) == "default") {
-      unsetenv("VOXTRAL_CUDA_ATTENTION");
-    } else {
-      setenv("VOXTRAL_CUDA_ATTENTION", policy, 1);
-    }
     for (int page_size : {0, 16}) check_attention(GetParam(), policy, page_size);
   }
-  unsetenv("VOXTRAL_CUDA_ATTENTION");
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -62,7 +62,7 @@ for stage in "$@"; do
       # Steps of 1-16 rows with products on the weight-streaming kernel up to 0, 1, 2, 4, 8 rows.
       for rows in 0 1 2 4 8; do
         step "crossover: streamed products up to $rows rows"
-        VOXTRAL_CUDA_STREAMED_ROWS=$rows timeout 60 "$bin/voxtral-bench" step -d "$model" --backend cuda \
+        timeout 60 "$bin/voxtral-bench" step -d "$model" --backend cuda --variant "streamed_rows=$rows" \
           --batch 1,2,3,4,8,16 --context 64 --steps 50 --skip-bandwidth | tail -6
       done
       ;;

@@ -92,13 +92,13 @@ for stage in "$@"; do
       # The decode step with the fused one-row kernels (default), with the general attention
       # kernels instead of the one-row one, and with the separate ops (the kernels before the
       # fusion): short context (10 s) and ~4100 positions (330 s). DECODE_CONFIGS picks.
-      for config in ${DECODE_CONFIGS:-default VOXTRAL_CUDA_FUSED=gemv VOXTRAL_CUDA_FUSED=0}; do
+      for config in ${DECODE_CONFIGS:-default fused=gemv fused=0}; do
         for run in "jfk.wav --seconds 10" "speech60.wav --seconds 330"; do
           step "decode $config: $run"
           set -- $run
           clip="$1"; shift
-          env $([ "$config" = default ] || echo "$config") "$carry/bin/voxtral-bench" run -d "$model" \
-            -i "$carry/audio/$clip" --backend cuda --skip-bandwidth "$@" | grep -E "decoder|encoder|first token"
+          "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda --skip-bandwidth \
+            $([ "$config" = default ] || echo "--variant $config") "$@" | grep -E "decoder|encoder|first token"
         done
       done
       ;;

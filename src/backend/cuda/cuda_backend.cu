@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 
@@ -23,6 +24,38 @@ void throw_cuda_error(const char* what, cudaError_t error) {
 
 void throw_cublas_error(const char* what, cublasStatus_t status) {
   fail("cuda", cat(what, " failed: ", cublasLtGetStatusName(status), ": ", cublasLtGetStatusString(status)));
+}
+
+CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices) {
+  std::size_t at = 0;
+  while (at < variants.size()) {
+    const std::size_t comma = std::min(variants.find(',', at), variants.size());
+    const std::string item = variants.substr(at, comma - at);
+    at = comma + 1;
+    if (item.empty()) continue;
+    const std::size_t eq = item.find('=');
+    const std::string name = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    auto number = [&](int lo, int hi) {
+      char* end = nullptr;
+      const long v = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || v < lo || v > hi) fail("variant", cat("\"", item, "\": want a number from ", lo, " to ", hi));
+      return static_cast<int>(v);
+    };
+    if (name == "fused" && (value == "1" || value == "0" || value == "gemv")) {
+      choices.fused_decode = value != "0";
+      choices.fused_attention = value == "1";
+    } else if (name == "mma_attention" && (value == "1" || value == "0")) {
+      choices.mma_attention = value == "1";
+    } else if (name == "streamed_rows") {
+      choices.streamed_max_rows = number(0, 4096);
+    } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
+      choices.attention_max_keys = number(32, 128);
+    } else {
+      fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
+                          "attention_keys=32|64|128"));
+    }
+  }
+  return choices;
 }
 
 bool cuda_usable(std::string* reason) {
@@ -94,26 +127,16 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   if (options.weight_type != ElemType::BF16 && options.weight_type != ElemType::F16) {
     fail("cuda", "weights must be stored as BF16 or FP16");
   }
-  auto env_is = [](const char* name, const char* value) {
-    const char* v = std::getenv(name);
-    return v != nullptr && std::strcmp(v, value) == 0;
-  };
-  impl_->fused_decode = !env_is("VOXTRAL_CUDA_FUSED", "0");
-  impl_->fused_attention = impl_->fused_decode && !env_is("VOXTRAL_CUDA_FUSED", "gemv");
-  impl_->mma_attention = !env_is("VOXTRAL_CUDA_MMA_ATTENTION", "0");
-  if (const char* rows = std::getenv("VOXTRAL_CUDA_STREAMED_ROWS")) {
-    long long value = 0;
-    if (std::sscanf(rows, "%lld", &value) != 1 || value < 0 || value > 4096) {
-      fail("VOXTRAL_CUDA_STREAMED_ROWS", cat("\"", rows, "\" is not a row count from 0 to 4096"));
-    }
-    impl_->streamed_max_rows = value;
+  const CudaKernelChoices& k = options.kernels;
+  if (k.streamed_max_rows < 0 || k.streamed_max_rows > 4096) fail("cuda", "streamed_max_rows out of range (0 to 4096)");
+  if (k.attention_max_keys != 0 && k.attention_max_keys != 32 && k.attention_max_keys != 64 && k.attention_max_keys != 128) {
+    fail("cuda", "attention_max_keys must be 32, 64 or 128 (or 0)");
   }
-  if (const char* policy = std::getenv("VOXTRAL_CUDA_ATTENTION")) {
-    int& keys = impl_->attention_policy.max_keys;
-    if (std::sscanf(policy, "%d", &keys) != 1 || (keys != 32 && keys != 64 && keys != 128)) {
-      fail("VOXTRAL_CUDA_ATTENTION", cat("\"", policy, "\" is not 32, 64 or 128 (the most keys of one attention block)"));
-    }
-  }
+  impl_->fused_decode = k.fused_decode;
+  impl_->fused_attention = k.fused_decode && k.fused_attention;
+  impl_->mma_attention = k.mma_attention;
+  impl_->streamed_max_rows = k.streamed_max_rows;
+  if (k.attention_max_keys != 0) impl_->attention_policy.max_keys = k.attention_max_keys;
 }
 
 // The context reserves every resident thread's stack up front: the default 1 KB a thread is

@@ -12,6 +12,22 @@
 
 namespace voxtral {
 
+// Which kernels run where alternatives exist. The defaults are the measured best
+// (BENCHMARKS.md); the benchmarks and tests set others to compare them (`voxtral-bench
+// --variant`, parse_cuda_variants).
+struct CudaKernelChoices {
+  bool fused_decode = true;     // the fused decode kernels (false: the separate ops)
+  bool fused_attention = true;  // the decode attention kernel (false: the general attention kernels)
+  bool mma_attention = true;    // many-row attention on tensor cores over BF16 caches
+  int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
+  int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
+};
+
+// "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
+// mma_attention (1/0), streamed_rows (0..4096), attention_keys (32/64/128); applied on top of
+// `choices`. Error naming the item when one is unknown or out of range.
+CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});
+
 struct CudaOptions {
   int device = 0;
   // Matrix products over many rows (encoder, adapter, prefill) run on BF16 tensor cores.
@@ -21,6 +37,7 @@ struct CudaOptions {
   bool exact_matmul = true;
   ElemType weight_type = ElemType::BF16;  // or F16
   ElemType kv_cache_type = ElemType::BF16;
+  CudaKernelChoices kernels;
 };
 
 class CudaBackend final : public Backend {

@@ -108,18 +108,17 @@ struct CudaBackend::Impl {
   std::size_t arena_bytes = 0, arena_used = 0;
   Scratch split_hi, split_lo, stacked_out, attention_partials, argmax_keys;
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
-  // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu);
-  // VOXTRAL_CUDA_FUSED=0 runs the separate ops instead, VOXTRAL_CUDA_FUSED=gemv keeps the
-  // general attention kernels, to measure what each part brings (BENCHMARKS.md).
+  // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu), or the separate
+  // ops / the general attention kernels, to measure what each part brings (CudaKernelChoices).
   bool fused_decode = true;
   bool fused_attention = true;
-  DecodeAttentionPolicy attention_policy;  // VOXTRAL_CUDA_ATTENTION=keys to measure others
+  DecodeAttentionPolicy attention_policy;  // CudaKernelChoices::attention_max_keys sets its largest slice
   std::size_t decode_attention_shared[2] = {48 << 10, 48 << 10};  // allowed so far: BF16, F32 caches
-  // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu);
-  // VOXTRAL_CUDA_MMA_ATTENTION=0 keeps the F32 kernel, to measure.
+  // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu), or the F32
+  // kernel, to measure.
   bool mma_attention = true;
   // Rows up to which a product streams the weights (cuda_streamed.cu); above it, cuBLASLt.
-  // Measured on the H200 (BENCHMARKS.md); VOXTRAL_CUDA_STREAMED_ROWS sets it, to measure.
+  // Measured on the H200 (BENCHMARKS.md); CudaKernelChoices::streamed_max_rows sets it.
   std::int64_t streamed_max_rows = 2;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;

@@ -310,3 +310,33 @@ TEST(Scheduler, ContinuousRestartsGiveTheIdsOfAStreamAlone) {
 
 }  // namespace
 }  // namespace voxtral
+
+namespace voxtral {
+namespace {
+
+// A job that fails reports its error before anyone waiting on it wakes: a synchronous front
+// end (the C API) returns the error, never a silent success with text cut short.
+TEST(Scheduler, AFailedJobsErrorIsThereWhenItsWaiterWakes) {
+  auto model = Model::load(fixture("tiny-a"), testing::test_model_options());
+  Scheduler scheduler(*model, SchedulerOptions{});
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    std::mutex mutex;
+    std::string error;
+    JobCallbacks callbacks;
+    callbacks.on_error = [&](const std::string& e) {
+      std::lock_guard lock(mutex);
+      error = e;
+    };
+    StreamOptions options;
+    options.delay_ms = 100;  // not a multiple of 80 ms: the stream cannot start
+    auto job = scheduler.start(JobKind::Live, options, callbacks);
+    ASSERT_NE(job, nullptr);
+    job->append(std::vector<float>(1600, 0.0f));
+    job->wait_until_served();
+    std::lock_guard lock(mutex);
+    EXPECT_NE(error.find("delay"), std::string::npos) << "attempt " << attempt << ": '" << error << "'";
+  }
+}
+
+}  // namespace
+}  // namespace voxtral

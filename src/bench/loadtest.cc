@@ -113,6 +113,12 @@ class Stream : public std::enable_shared_from_this<Stream> {
     } else if (type == "error") {
       ++results_.errors;
       results_.error_messages.push_back(event.dump());
+      // A refused session (every slot taken) never gets its `done`: count it and stop.
+      const bool busy = event.value("code", "") == "server_busy";
+      if (busy && !done_) {
+        done_ = true;
+        ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+      }
     }
   }
 

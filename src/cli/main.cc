@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -238,6 +239,14 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError("--format", "several formats need --output-dir (stdout takes one)");
     }
     const CLI::Option* max_streams = app.get_option("--max-streams");
+    // More streams than files only costs memory (each holds its encoder window).
+    const bool directories = std::any_of(o.inputs.begin(), o.inputs.end(), [](const std::string& name) {
+      std::error_code ec;
+      return std::filesystem::is_directory(name, ec);
+    });
+    if (batch->count() > 0 && !directories && !o.inputs.empty()) {
+      o.batch = std::min(o.batch, static_cast<int>(o.inputs.size()));
+    }
     if (batch->count() > 0 && max_streams->count() > 0 && o.batch > o.model.max_streams) {
       throw CLI::ValidationError("--batch", cat(o.batch, " files at once need --max-streams ", o.batch, " or more (it is ",
                                                 o.model.max_streams, ")"));

@@ -48,6 +48,9 @@ EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const Mode
   conv1_in_ = DeviceBuffer(backend, f32, options_.max_sequences + max_mel, enc.dim);
   conv1_cols_ = DeviceBuffer(backend, f32, max_frames, static_cast<std::int64_t>(enc.dim) * kConvKernel);
   indices_ = DeviceBuffer(backend, ElemType::I32, kConvKernel * (max_mel + max_frames) + 2 * max_frames, 1);
+  zeros_ = DeviceBuffer(backend, ElemType::I32, max_frames, 1);
+  const std::vector<std::int32_t> zeros(static_cast<std::size_t>(max_frames), 0);
+  backend.copy_to_device(zeros_.view(), zeros.data());
   x_ = DeviceBuffer(backend, f32, max_frames, enc.dim);
   normed_ = DeviceBuffer(backend, f32, max_frames, enc.dim);
   qkv_ = DeviceBuffer(backend, f32, max_frames, enc.q_width() + 2 * enc.kv_width());
@@ -146,7 +149,9 @@ void EncoderPool::encode_pass(std::span<const EncodeRequest> requests) {
   std::int32_t* positions = idx1 + idx1_size;
   std::int32_t* sequences = positions + n_frames;
   std::int64_t in_row = 0, mel_row = 0, frame = 0;
+  parts_.clear();
   for (const auto& r : requests) {
+    parts_.push_back({frame, r.n_positions * frames_per_position, r.sequence});
     const auto s = static_cast<std::size_t>(r.sequence);
     float* context = mel_context_.data() + s * static_cast<std::size_t>(kConv0Context * bins);
     float* block = host_conv0_.data() + in_row * bins;
@@ -233,7 +238,15 @@ void EncoderPool::run_layers(std::int64_t n_frames, const KvRows& rows) {
     const Tensor k = qkv.col_range(enc.q_width(), enc.kv_width());
     const Tensor v = qkv.col_range(enc.q_width() + enc.kv_width(), enc.kv_width());
     backend_.rope_kv_append(q, k, v, rows, q_rope, k_rope, layout_, k_cache(l), v_cache(l));
-    backend_.attention(q, rows, enc.n_heads, layout_, k_cache(l), v_cache(l), attn);
+    // Attention one request at a time, each over its own page-table row: a request's rows are
+    // consecutive positions of one sequence, so they share their keys' reads (on a GPU the
+    // tiled kernel; rows of many sequences in one call would each read their whole window).
+    for (const PassPart& part : parts_) {
+      const KvRows own{rows.positions.row_range(part.first_frame, part.frames), zeros_.view().row_range(0, part.frames),
+                       rows.page_table.row_range(part.sequence, 1)};
+      backend_.attention(q.row_range(part.first_frame, part.frames), own, enc.n_heads, layout_, k_cache(l), v_cache(l),
+                         attn.row_range(part.first_frame, part.frames));
+    }
     backend_.linear(attn, w.wo, w.wo_bias, x, Epilogue::Add);
     backend_.norm_linear(x, w.ffn_norm, enc.norm_eps, w.gate_up, Weight{}, gate_up, Epilogue::Store, normed);
     backend_.swiglu_linear(gate_up, w.w2, w.w2_bias, x, Epilogue::Add, act);

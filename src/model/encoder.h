@@ -63,6 +63,11 @@ class EncoderPool {
 
  private:
   void encode_pass(std::span<const EncodeRequest> requests);
+  // The frames of one request in the pass being run.
+  struct PassPart {
+    std::int64_t first_frame = 0, frames = 0;
+    int sequence = 0;
+  };
   void run_layers(std::int64_t n_frames, const KvRows& rows);
   Tensor k_cache(int layer) const;
   Tensor v_cache(int layer) const;
@@ -83,6 +88,7 @@ class EncoderPool {
   // convolutions, positions, sequences) uploaded at once.
   std::vector<float> host_conv0_;
   std::vector<std::int32_t> host_indices_;
+  std::vector<PassPart> parts_;
 
   DeviceBuffer kv_caches_;  // [2 * layers * pages * page_size, kv_width]
   DeviceBuffer conv0_in_, conv0_cols_;
@@ -90,6 +96,7 @@ class EncoderPool {
   // convolution's left context); then the pass's conv0 outputs.
   DeviceBuffer conv1_in_;
   DeviceBuffer conv1_cols_, indices_;
+  DeviceBuffer zeros_;  // I32 zeros: each request's rows as sequence 0 of its own page-table row
   DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_, adapter_mid_, adapter_out_;
 };
 

@@ -103,9 +103,15 @@ PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const
                                   rows * (4 * dec.dim + dec.q_width() + 2 * dec.kv_width() + 3 * dec.hidden_dim) +
                                   static_cast<std::int64_t>(d.max_sequences) * dec.vocab_size);
   const std::int64_t for_decoder = budget - streams * encoder_bytes - (o.kv_cache_mb > 0 ? 0 : other);
-  if (o.kv_cache_mb > 0 && for_decoder < page_bytes) {
-    fail("kv_cache_mb", cat(o.kv_cache_mb, " MiB cannot hold the encoder caches of ", streams, " streams (",
-                            (streams * encoder_bytes) >> 20, " MiB) and a decoder page (lower --max-streams)"));
+  // Every stream must at least hold 30 s (and its prompt) of decoder cache beside its encoder
+  // window; else streams would fail mid-way ("K/V cache is full") instead of being refused here.
+  const std::int64_t least_decoder = (375 + d.max_prefill_rows + d.page_size - 1) / d.page_size * page_bytes;
+  if (for_decoder < streams * least_decoder) {
+    const std::int64_t need = streams * (encoder_bytes + least_decoder) + (o.kv_cache_mb > 0 ? 0 : other);
+    fail(o.kv_cache_mb > 0 ? "kv_cache_mb" : "max_streams",
+         cat(streams, " streams need ", (need + (1 << 20) - 1) >> 20, " MiB of K/V cache (each its encoder window and 30 s of "
+             "decoder cache) but ", o.kv_cache_mb > 0 ? "--kv-cache-mb gives " : "the memory gives ", budget >> 20,
+             " MiB: lower --max-streams", o.kv_cache_mb > 0 ? " or raise --kv-cache-mb" : ""));
   }
   d.pages = std::clamp<std::int64_t>(for_decoder / page_bytes, 1, ring_pages * d.max_sequences);
   return p;

@@ -13,8 +13,13 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 // A live client may also send audio faster than real time (a file through the realtime
 // protocol): it gets at most this much per turn, so live jobs share the engine too.
 constexpr double kLiveSliceSeconds = 1.0;
-// Uploads that may take in a slice (and run their encoder on it) in one tick.
+// Uploads that may take in a slice (their mel runs on this thread) in one tick: a few when
+// only uploads run, one while live streams wait on the tick's step.
 constexpr int kUploadIntakesPerTick = 4;
+constexpr int kUploadIntakesPerLiveTick = 1;
+// Positions of uploads one encoder pass takes while live streams wait on it (a chunk: the
+// pass stays a few milliseconds on a GPU); without live streams, every ready upload.
+constexpr int kUploadPositionsPerLivePass = 64;
 }  // namespace
 
 Job::Job(Scheduler& scheduler, JobKind kind, StreamOptions options, JobCallbacks callbacks)
@@ -162,10 +167,12 @@ void Scheduler::run() {
       // are long): a tick stays short for the live streams waiting on its step. The uploads
       // served first rotate from tick to tick.
       int upload_intakes = 0;
+      const bool live = std::any_of(jobs.begin(), jobs.end(), [](const Job* j) { return j->kind_ == JobKind::Live; });
+      const int max_upload_intakes = live ? kUploadIntakesPerLiveTick : kUploadIntakesPerTick;
       const std::size_t first_upload = jobs.empty() ? 0 : upload_turn_++ % jobs.size();
       for (std::size_t k = 0; k < jobs.size(); ++k) {
         Job* job = jobs[(first_upload + k) % jobs.size()];
-        if (job->kind_ == JobKind::Batch && upload_intakes >= kUploadIntakesPerTick) continue;
+        if (job->kind_ == JobKind::Batch && upload_intakes >= max_upload_intakes) continue;
         const Intake result = intake(*job);
         if (result == Intake::Over) over.push_back(job);
         if (result != Intake::Nothing) worked = true;
@@ -280,9 +287,16 @@ Scheduler::Intake Scheduler::intake(Job& job) {
 bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
   std::vector<EncodeRequest> requests;
   std::vector<Job*> encoding;
+  bool live_waiting = false;
+  int upload_positions = 0;
+  const std::size_t first = jobs.empty() ? 0 : encode_turn_++ % jobs.size();
   for (const JobKind kind : {JobKind::Live, JobKind::Batch}) {
-    for (Job* job : jobs) {
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      Job* job = jobs[(first + k) % jobs.size()];
+      if (job->kind_ == JobKind::Live && job->stream_) live_waiting = true;
       if (job->kind_ != kind || !job->stream_) continue;
+      // Uploads fill the pass up to a chunk while live streams wait on it.
+      if (kind == JobKind::Batch && live_waiting && upload_positions >= kUploadPositionsPerLivePass) continue;
       try {
         if (!job->stream_->encode_ready()) continue;
       } catch (const std::exception& e) {
@@ -292,6 +306,7 @@ bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
       }
       requests.push_back(job->stream_->encode_request());
       encoding.push_back(job);
+      if (kind == JobKind::Batch) upload_positions += requests.back().n_positions;
     }
   }
   if (requests.empty()) return false;
@@ -420,6 +435,8 @@ void Scheduler::fail_job(Job& job, const std::string& message) {
   }
   job.stream_.reset();
   job.finishing_ = false;
+  // The error first: a front end woken by the cancellation (wait_until_served) must find it.
+  if (job.callbacks_.on_error) job.callbacks_.on_error(message);
   {
     std::lock_guard lock(job.mutex_);  // the job is gone: later input is refused, not held
     job.cancelled_ = true;
@@ -427,7 +444,6 @@ void Scheduler::fail_job(Job& job, const std::string& message) {
     job.queued_samples_ = 0;
   }
   job.served_changed_.notify_all();
-  if (job.callbacks_.on_error) job.callbacks_.on_error(message);
 }
 
 }  // namespace voxtral

@@ -165,6 +165,7 @@ class Scheduler {
   SchedulerCounters counters_;
   std::vector<DecodeRow> rows_;  // scheduler thread: the step being assembled
   std::size_t upload_turn_ = 0;  // scheduler thread: rotates which uploads take input first
+  std::size_t encode_turn_ = 0;  // ... and which are encoded first
   std::vector<int> next_;
   std::thread worker_;
 };

@@ -40,7 +40,7 @@ void KvPages::reserve(int sequence, std::int64_t first, std::int64_t last) {
     const auto logical = static_cast<std::size_t>((p % layout_.capacity) / page);
     if (row[logical] >= 0) continue;
     if (free_.empty()) {
-      fail(what_, cat("the K/V cache is full: all ", pages_, " pages of ", page,
+      fail(what_, cat("the K/V cache is full: all ", pages_ - pinned_, " pages of ", page,
                       " positions are in use (raise --kv-cache-mb or lower --max-streams)"));
     }
     row[logical] = free_.back();
@@ -71,6 +71,7 @@ void KvPages::pin_to_one_page(int sequence) {
   if (free_.empty()) fail(what_, "no K/V page for the padding sequence");
   const std::int32_t page = free_.back();
   free_.pop_back();
+  ++pinned_;
   auto* row = host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
   std::fill_n(row, per_sequence, page);
   backend_.copy_to_device(table_.view().row_range(sequence, 1), row);

@@ -28,7 +28,7 @@ class KvPages {
   // padding sequence whose writes all land there).
   void pin_to_one_page(int sequence);
 
-  std::int64_t pages() const { return pages_; }
+  std::int64_t pages() const { return pages_; }  // all physical pages, pinned ones included
   std::int64_t in_use() const;
   const Tensor& table() const { return table_.view(); }
 
@@ -38,6 +38,7 @@ class KvPages {
   Backend& backend_;
   KvCacheLayout layout_;
   std::int64_t pages_;
+  std::int64_t pinned_ = 0;  // pages held by padding sequences (not the streams')
   std::string what_;
   mutable std::mutex mutex_;
   std::vector<std::int32_t> free_;

@@ -98,6 +98,17 @@ TEST(CliBatch, ADirectoryGivesItsWavFilesSortedByName) {
                             {(dir.path() / "b.wav").string(), spoken("lights")},
                             {(dir.path() / "c.wav").string(), spoken("numbers")}}));
 
+  // Hidden files are left out (as shell globs do); a broken link named *.wav is reported by name.
+  dir.write(".hidden.wav", slurp_file(sample("lights")));
+  std::filesystem::create_symlink(dir.path() / "gone" / "x.wav", dir.path() / "d.wav");
+  const auto with_link = run_cli(demo_args() + "-i " + shell_quoted(dir.path()));
+  EXPECT_EQ(with_link.exit_code, 4);
+  EXPECT_THAT(with_link.err, HasSubstr((dir.path() / "d.wav").string() + ": no such file"));
+  EXPECT_THAT(with_link.out, ::testing::Not(HasSubstr(".hidden.wav")));
+  EXPECT_EQ(with_link.out, listing({{(dir.path() / "a.WAV").string(), spoken("timer")},
+                                    {(dir.path() / "b.wav").string(), spoken("lights")},
+                                    {(dir.path() / "c.wav").string(), spoken("numbers")}}));
+
   TempDir empty;
   const auto none = run_cli(demo_args() + "-i " + shell_quoted(empty.path()));
   EXPECT_EQ(none.exit_code, 4);

@@ -25,12 +25,13 @@ namespace {
 // As transcribe() (model/transcriber.cc) uses offline: fuller encoder products.
 constexpr int kOfflineEncoderChunk = 128;
 
-bool is_wav(const fs::directory_entry& entry) {
-  std::error_code ec;
-  if (!entry.is_regular_file(ec)) return false;  // (follows links to files)
-  std::string ext = entry.path().extension().string();
+// A directory's audio files: names ending in .wav (any case), not hidden (a leading dot, as
+// shell globs and `ls` leave them out).
+bool wav_name(const fs::path& path) {
+  const std::string name = path.filename().string();
+  std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".wav";
+  return ext == ".wav" && !name.empty() && name.front() != '.';
 }
 
 struct FileState {
@@ -87,7 +88,11 @@ std::vector<BatchInput> expand_inputs(const std::vector<std::string>& inputs) {
     }
     std::vector<std::string> found;
     for (fs::directory_iterator it(input, ec), end; !ec && it != end; it.increment(ec)) {
-      if (is_wav(*it)) found.push_back((fs::path(input) / it->path().filename()).string());
+      if (!wav_name(it->path())) continue;
+      std::error_code entry_ec;
+      if (it->is_directory(entry_ec)) continue;
+      // Anything else named *.wav is read, so a broken link or a device is reported by name.
+      found.push_back((fs::path(input) / it->path().filename()).string());
     }
     if (ec) {
       files.push_back({input, cat(input, ": cannot list the directory: ", ec.message())});

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
   auto* input_option = app.add_option("-i,--input", o.inputs,
                                "Audio file to transcribe (WAV, any rate and channel count); a FIFO or a device "
                                "is read as it arrives, like --stdin. Several files (-i a.wav b.wav, or -i repeated) "
-                               "or a directory (its *.wav files, sorted by name, not its subdirectories) are "
+                               "or a directory (its *.wav files, sorted by name, not hidden ones or subdirectories) are "
                                "transcribed together, each file's transcript after a line \"==> FILE <==\" "
                                "(JSON: one array of objects naming their \"file\")");
   auto* stdin_flag = app.add_flag("--stdin", o.from_stdin,

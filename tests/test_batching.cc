@@ -340,3 +340,38 @@ TEST(Scheduler, AFailedJobsErrorIsThereWhenItsWaiterWakes) {
 
 }  // namespace
 }  // namespace voxtral
+
+namespace voxtral {
+namespace {
+
+// A job that finds no room (here: every decoder sequence held elsewhere) is reported as busy,
+// which the server answers with 503 server_busy, not as a failed transcription.
+TEST(Scheduler, NoRoomIsReportedAsBusyNotAsAFailure) {
+  ModelOptions options = testing::test_model_options();
+  options.max_streams = 2;
+  auto model = Model::load(fixture("tiny-a"), options);
+  Stream a(*model, StreamOptions{}), b(*model, StreamOptions{});
+  Scheduler scheduler(*model, SchedulerOptions{});
+  std::mutex mutex;
+  std::string busy, error;
+  JobCallbacks callbacks;
+  callbacks.on_busy = [&](const std::string& e) {
+    std::lock_guard lock(mutex);
+    busy = e;
+  };
+  callbacks.on_error = [&](const std::string& e) {
+    std::lock_guard lock(mutex);
+    error = e;
+  };
+  auto job = scheduler.start(JobKind::Batch, StreamOptions{}, callbacks);
+  ASSERT_NE(job, nullptr);
+  job->append(std::vector<float>(16000, 0.0f));
+  job->finish();
+  job->wait_until_served();
+  std::lock_guard lock(mutex);
+  EXPECT_NE(busy.find("stream slots are in use"), std::string::npos) << busy;
+  EXPECT_EQ(error, "");
+}
+
+}  // namespace
+}  // namespace voxtral

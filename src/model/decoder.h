@@ -24,12 +24,6 @@
 
 namespace voxtral {
 
-// Every sequence of the pool is taken (the server answers 503 server_busy).
-class BusyError : public Error {
- public:
-  using Error::Error;
-};
-
 // Per-layer FFN norm weights with the time conditioning folded in:
 // ffn_norm * (1 + ada_up(gelu(ada_down(t_cond)))), t_cond the sinusoidal embedding of the
 // delay in tokens. Constant for a stream, so computed once per delay.

@@ -10,8 +10,16 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/error.h"
 
 namespace voxtral {
+
+// No room for another stream: every sequence of a pool is taken, or a cache has no free page.
+// A front end answers it as "busy, try again" (the server: 503 server_busy).
+class BusyError : public Error {
+ public:
+  using Error::Error;
+};
 
 class KvPages {
  public:

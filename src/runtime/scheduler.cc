@@ -278,7 +278,7 @@ Scheduler::Intake Scheduler::intake(Job& job) {
       job.last_utterance_ = do_finish;
     }
   } catch (const std::exception& e) {
-    fail_job(job, e.what());
+    fail_job(job, e);
     return Intake::Over;
   }
   return Intake::Took;
@@ -300,7 +300,7 @@ bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
       try {
         if (!job->stream_->encode_ready()) continue;
       } catch (const std::exception& e) {
-        fail_job(*job, e.what());
+        fail_job(*job, e);
         over.push_back(job);
         continue;
       }
@@ -315,7 +315,7 @@ bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     model_.encoder().encode(requests);
   } catch (const std::exception& e) {
     for (Job* job : encoding) {
-      fail_job(*job, e.what());
+      fail_job(*job, e);
       over.push_back(job);
     }
     return true;
@@ -325,7 +325,7 @@ bool Scheduler::encode(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     try {
       job->stream_->take_encoded(encoder_ms);
     } catch (const std::exception& e) {
-      fail_job(*job, e.what());
+      fail_job(*job, e);
       over.push_back(job);
     }
   }
@@ -355,7 +355,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
       try {
         decoder.reserve(row.sequence, row.position, row.position);  // a full cache fails this job only
       } catch (const std::exception& e) {
-        fail_job(*job, e.what());
+        fail_job(*job, e);
         over.push_back(job);
         continue;
       }
@@ -370,7 +370,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     decoder.step(rows_, next_);
   } catch (const std::exception& e) {
     for (Job* job : stepped) {
-      fail_job(*job, e.what());
+      fail_job(*job, e);
       over.push_back(job);
     }
     return true;
@@ -386,7 +386,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     try {
       job.stream_->take_step(next_[i], logits.row_range(static_cast<std::int64_t>(i), 1), step_ms);
     } catch (const std::exception& e) {
-      fail_job(job, e.what());
+      fail_job(job, e);
       over.push_back(&job);
       continue;
     }
@@ -428,7 +428,9 @@ void Scheduler::note_if_served(Job& job) {
   job.served_changed_.notify_all();
 }
 
-void Scheduler::fail_job(Job& job, const std::string& message) {
+void Scheduler::fail_job(Job& job, const std::exception& error) {
+  const std::string message = error.what();
+  const bool busy = dynamic_cast<const BusyError*>(&error) != nullptr;
   {
     std::lock_guard lock(mutex_);
     ++counters_.failures;
@@ -436,7 +438,11 @@ void Scheduler::fail_job(Job& job, const std::string& message) {
   job.stream_.reset();
   job.finishing_ = false;
   // The error first: a front end woken by the cancellation (wait_until_served) must find it.
-  if (job.callbacks_.on_error) job.callbacks_.on_error(message);
+  if (busy && job.callbacks_.on_busy) {
+    job.callbacks_.on_busy(message);
+  } else if (job.callbacks_.on_error) {
+    job.callbacks_.on_error(message);
+  }
   {
     std::lock_guard lock(job.mutex_);  // the job is gone: later input is refused, not held
     job.cancelled_ = true;

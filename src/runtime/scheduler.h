@@ -35,6 +35,9 @@ struct JobCallbacks {
   std::function<void(std::vector<TextPiece>)> on_pieces;  // new text, in order
   std::function<void(const StreamStats&)> on_done;        // after finish(), once everything came out
   std::function<void(const std::string&)> on_error;       // the job failed and is gone
+  // The job failed for lack of room (stream slots or K/V pages, BusyError) and is gone: the
+  // client may try again later. Unset: on_error is called instead.
+  std::function<void(const std::string&)> on_busy;
 };
 
 enum class JobKind { Live, Batch };
@@ -149,7 +152,7 @@ class Scheduler {
   bool step(std::vector<Job*>& jobs, std::vector<Job*>& over);
   // Hands out new pieces, and on_done for a stream that finished; false when the job is over.
   bool deliver(Job& job);
-  void fail_job(Job& job, const std::string& message);
+  void fail_job(Job& job, const std::exception& error);
   // Marks the job served when it has no input and its stream can do nothing more now.
   void note_if_served(Job& job);
 

@@ -238,7 +238,10 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     };
     callbacks.on_done = [on_strand](const StreamStats&) { on_strand([](RealtimeSession& self) { self.on_done(); }); };
     callbacks.on_error = [on_strand](const std::string& message) {
-      on_strand([message](RealtimeSession& self) { self.on_job_error(message); });
+      on_strand([message](RealtimeSession& self) { self.on_job_error(message, "processing_error"); });
+    };
+    callbacks.on_busy = [on_strand](const std::string& message) {
+      on_strand([message](RealtimeSession& self) { self.on_job_error(message, "server_busy"); });
     };
     job_ = context_.engine.start(JobKind::Live, options, std::move(callbacks));
     if (!job_) {
@@ -291,10 +294,10 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     start_utterance();
   }
 
-  void on_job_error(const std::string& message) {
+  void on_job_error(const std::string& message, const std::string& code) {
     job_.reset();  // the engine has dropped it; the next append or commit starts another
     start_utterance();
-    send_error("transcription failed: " + message, "processing_error");
+    send_error("transcription failed: " + message, code);
     feed_deferred();  // drops a waiting append and reads on
   }
 

@@ -209,6 +209,22 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
       client->respond(http::status::ok, type, std::move(body));
     });
   };
+  callbacks.on_busy = [weak, r](const std::string& message) {
+    auto target = weak.lock();
+    if (!target) return;
+    target->post([weak, r, message] {
+      auto client = weak.lock();
+      if (!client || client->request_number() != r->number) return;
+      client->context().metrics.error("busy");
+      const std::string text = "the server is busy: " + message + "; try again shortly";
+      if (r->stream) {
+        client->send_event({{"type", "error"}, {"error", {{"message", text}, {"type", "server_error"}, {"code", "server_busy"}}}});
+        client->end_events();
+      } else {
+        client->respond_error(http::status::service_unavailable, text, "server_error", "", "server_busy");
+      }
+    });
+  };
   callbacks.on_error = [weak, r](const std::string& message) {
     auto target = weak.lock();
     if (!target) return;

@@ -121,7 +121,8 @@ VOXTRAL_API int voxtral_stream_feed_pcm16(voxtral_stream* stream, const int16_t*
 VOXTRAL_API int voxtral_stream_flush(voxtral_stream* stream);
 /* End of the audio: brings out the rest. No more audio may be fed. */
 VOXTRAL_API int voxtral_stream_finish(voxtral_stream* stream);
-/* The pieces produced since the last call; they stay valid until the next call on the stream. */
+/* The pieces produced since the last call; they stay valid until the next call on the stream.
+ * `pieces` NULL is an error (0, voxtral_stream_error says so) and takes nothing. */
 VOXTRAL_API size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces);
 /* The last error on this stream, or "" after a call that succeeded. The string is owned by the
  * stream and stays valid until the next call on that stream (which may overwrite or clear it)

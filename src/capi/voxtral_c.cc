@@ -287,6 +287,10 @@ int voxtral_stream_finish(voxtral_stream* stream) {
 size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces) {
   if (stream == nullptr) return 0;
   std::lock_guard call(stream->mutex);
+  if (pieces == nullptr) {  // nowhere to put them: keep them for a call that can take them
+    stream->error = "voxtral_stream_read: pieces is NULL";
+    return 0;
+  }
   {
     std::lock_guard lock(stream->inbox->mutex);
     stream->pieces = std::move(stream->inbox->pieces);
@@ -301,7 +305,8 @@ size_t voxtral_stream_read(voxtral_stream* stream, const voxtral_piece** pieces)
     stream->views.push_back(
         {p.id, p.text.c_str(), p.time, p.audio_end, alts.size(), alts.empty() ? nullptr : alts.data(), p.start, p.end});
   }
-  if (pieces != nullptr) *pieces = stream->views.empty() ? nullptr : stream->views.data();
+  *pieces = stream->views.empty() ? nullptr : stream->views.data();
+  stream->error.clear();
   return stream->views.size();
 }
 

@@ -81,6 +81,10 @@ TEST(CApiEdges, NonFiniteSamplesAreRefusedAndTheStreamStaysUsable) {
   EXPECT_EQ(voxtral_stream_feed(stream.get(), poisoned.data(), poisoned.size()), -1);
   EXPECT_THAT(voxtral_stream_error(stream.get()), HasSubstr("sample 3999 of 4000 is infinite"));
 
+  // A read without a place for the pieces is an error and takes none of them.
+  EXPECT_EQ(voxtral_stream_read(stream.get(), nullptr), 0u);
+  EXPECT_STREQ(voxtral_stream_error(stream.get()), "voxtral_stream_read: pieces is NULL");
+
   // Nothing of the refused calls was taken: the whole clip, fed now, gives the recorded text.
   std::string text;
   for (size_t at = 0; at < n; at += 3000) {

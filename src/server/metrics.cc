@@ -42,46 +42,34 @@ std::string Metrics::prometheus(const SchedulerCounters& engine) const {
   out << "# HELP voxtral_errors_total Failed requests and protocol errors, by kind.\n"
          "# TYPE voxtral_errors_total counter\n";
   for (const auto& [kind, n] : errors_) out << "voxtral_errors_total{kind=\"" << prometheus_label_value(kind) << "\"} " << n << "\n";
-  out << "# HELP voxtral_active_streams Transcriptions running on the engine (uploads and live sessions).\n"
-         "# TYPE voxtral_active_streams gauge\n"
-      << "voxtral_active_streams " << engine.active_jobs << "\n"
-      << "# HELP voxtral_realtime_sessions Open realtime WebSocket sessions.\n"
-         "# TYPE voxtral_realtime_sessions gauge\n"
-      << "voxtral_realtime_sessions " << realtime_sessions_.load() << "\n"
-      << "# HELP voxtral_audio_seconds_total Seconds of audio transcribed.\n"
-         "# TYPE voxtral_audio_seconds_total counter\n"
-      << "voxtral_audio_seconds_total " << engine.audio_seconds << "\n"
-      << "# HELP voxtral_decode_step_milliseconds Decoder step time.\n"
-         "# TYPE voxtral_decode_step_milliseconds summary\n"
-      << "voxtral_decode_step_milliseconds_sum " << engine.decode_ms << "\n"
-      << "voxtral_decode_step_milliseconds_count " << engine.decode_steps << "\n"
-      << "# HELP voxtral_decoded_positions_total Stream positions decoded; over the steps, the mean batch.\n"
-         "# TYPE voxtral_decoded_positions_total counter\n"
-      << "voxtral_decoded_positions_total " << engine.decoded_rows << "\n"
-      << "# HELP voxtral_batch_rows Streams in the latest decoder step.\n"
-         "# TYPE voxtral_batch_rows gauge\n"
-      << "voxtral_batch_rows " << engine.last_batch << "\n"
-      << "# HELP voxtral_tick_milliseconds Scheduler ticks with work: input, encoders and one batched step.\n"
-         "# TYPE voxtral_tick_milliseconds summary\n"
-      << "voxtral_tick_milliseconds_sum " << engine.tick_ms << "\n"
-      << "voxtral_tick_milliseconds_count " << engine.ticks << "\n"
-      << "# HELP voxtral_queue_delay_milliseconds Time a stream's ready position waited for its step.\n"
-         "# TYPE voxtral_queue_delay_milliseconds summary\n"
-      << "voxtral_queue_delay_milliseconds_sum " << engine.queue_ms << "\n"
-      << "voxtral_queue_delay_milliseconds_count " << engine.decoded_rows << "\n"
-      << "# HELP voxtral_queue_delay_max_milliseconds The longest such wait since the start.\n"
-         "# TYPE voxtral_queue_delay_max_milliseconds gauge\n"
-      << "voxtral_queue_delay_max_milliseconds " << engine.max_queue_ms << "\n"
-      << "# HELP voxtral_max_streams Transcriptions the server runs at once.\n"
-         "# TYPE voxtral_max_streams gauge\n"
-      << "voxtral_max_streams " << engine.max_jobs << "\n"
-      << "# HELP voxtral_kv_cache_pages K/V cache pages of the decoder, in use and in all.\n"
+  // One unlabelled series: its HELP and TYPE lines, then its value.
+  auto series = [&](const char* name, const char* type, const char* help, auto value) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n" << name << " " << value << "\n";
+  };
+  // A summary: HELP and TYPE, then its _sum and _count.
+  auto summary = [&](const char* name, const char* help, double sum, std::int64_t count) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " summary\n"
+        << name << "_sum " << sum << "\n" << name << "_count " << count << "\n";
+  };
+  series("voxtral_active_streams", "gauge", "Transcriptions running on the engine (uploads and live sessions).",
+         engine.active_jobs);
+  series("voxtral_realtime_sessions", "gauge", "Open realtime WebSocket sessions.", realtime_sessions_.load());
+  series("voxtral_audio_seconds_total", "counter", "Seconds of audio transcribed.", engine.audio_seconds);
+  summary("voxtral_decode_step_milliseconds", "Decoder step time.", engine.decode_ms, engine.decode_steps);
+  series("voxtral_decoded_positions_total", "counter", "Stream positions decoded; over the steps, the mean batch.",
+         engine.decoded_rows);
+  series("voxtral_batch_rows", "gauge", "Streams in the latest decoder step.", engine.last_batch);
+  summary("voxtral_tick_milliseconds", "Scheduler ticks with work: input, encoders and one batched step.", engine.tick_ms,
+          engine.ticks);
+  summary("voxtral_queue_delay_milliseconds", "Time a stream's ready position waited for its step.", engine.queue_ms,
+          engine.decoded_rows);
+  series("voxtral_queue_delay_max_milliseconds", "gauge", "The longest such wait since the start.", engine.max_queue_ms);
+  series("voxtral_max_streams", "gauge", "Transcriptions the server runs at once.", engine.max_jobs);
+  out << "# HELP voxtral_kv_cache_pages K/V cache pages of the decoder, in use and in all.\n"
          "# TYPE voxtral_kv_cache_pages gauge\n"
       << "voxtral_kv_cache_pages{state=\"used\"} " << engine.kv_pages_in_use << "\n"
-      << "voxtral_kv_cache_pages{state=\"total\"} " << engine.kv_pages << "\n"
-      << "# HELP voxtral_engine_failures_total Transcriptions the engine could not complete.\n"
-         "# TYPE voxtral_engine_failures_total counter\n"
-      << "voxtral_engine_failures_total " << engine.failures << "\n";
+      << "voxtral_kv_cache_pages{state=\"total\"} " << engine.kv_pages << "\n";
+  series("voxtral_engine_failures_total", "counter", "Transcriptions the engine could not complete.", engine.failures);
   return out.str();
 }
 

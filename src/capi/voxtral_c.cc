@@ -104,14 +104,17 @@ void wait_served(voxtral_stream* s) {
 std::shared_ptr<voxtral::Job> start_job(voxtral_model* m, const voxtral::StreamOptions& options,
                                         voxtral::JobCallbacks callbacks) {
   for (int tries = 0;; ++tries) {
-    if (auto job = m->scheduler->start(voxtral::JobKind::Live, options, callbacks)) return job;
+    // Counted before the attempt: a job the scheduler drops in between then still gets its
+    // retry instead of a refusal.
     int working = 0;
     {
       std::lock_guard lock(m->mutex);
       working = m->working_streams;
     }
+    const int active = m->scheduler->counters().active_jobs;
+    if (auto job = m->scheduler->start(voxtral::JobKind::Live, options, callbacks)) return job;
     // (A turn ends within a decoder step; ten seconds covers the slowest.)
-    if (m->scheduler->counters().active_jobs <= working || tries == 10000) return nullptr;
+    if (active <= working || tries == 10000) return nullptr;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }

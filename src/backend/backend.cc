@@ -3,10 +3,32 @@
 #include <cassert>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 
 namespace voxtral {
+
+WeightFormat WeightPart::format() const {
+  if (scales == nullptr) return WeightFormat::BF16;
+  return values->dtype == DType::I8 ? WeightFormat::Q8 : WeightFormat::Q4;
+}
+
+std::int64_t WeightPart::rows() const { return values->shape.empty() ? 1 : values->shape[0]; }
+
+std::int64_t WeightPart::cols() const {
+  if (scales != nullptr) return scales->shape[1] * kQuantBlock;
+  std::int64_t n = 1;
+  for (std::size_t i = 1; i < values->shape.size(); ++i) n *= values->shape[i];
+  return n;
+}
+
+Weight Backend::load_weight(std::span<const TensorView* const> parts, WeightUse use) {
+  std::vector<WeightPart> plain;
+  plain.reserve(parts.size());
+  for (const TensorView* p : parts) plain.push_back(WeightPart{p, nullptr});
+  return load_weight(std::span<const WeightPart>(plain), use);
+}
 
 std::size_t elem_size(ElemType type) {
   switch (type) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/quant.h"
 #include "core/safetensors.h"
 
 namespace voxtral {
@@ -54,6 +55,20 @@ struct Weight {
   const void* handle = nullptr;
   bool empty() const { return handle == nullptr; }
   bool operator==(const Weight&) const = default;
+};
+
+// One matrix of a weight as the host holds it: a tensor of the model file in any float
+// dtype, or the two planes of a block-quantized matrix (core/quant.h: I8 (Q8) or U8 (Q4)
+// codes [rows, bytes per row] and F16 scales [rows, cols / 32]) from a quantized file or
+// quantized at load. The model keeps that memory alive as long as the backend (the memory
+// map; the planes it quantized), so a backend may use it in place.
+struct WeightPart {
+  const TensorView* values = nullptr;
+  const TensorView* scales = nullptr;  // Q8/Q4 only
+
+  WeightFormat format() const;  // BF16 for a plain float tensor (whatever its dtype)
+  std::int64_t rows() const;    // outputs
+  std::int64_t cols() const;    // inputs: Q4 holds two per byte; a plain tensor's trailing dims
 };
 
 // How a weight is used, so the backend can pick its storage: Dense weights multiply many
@@ -150,9 +165,12 @@ class Backend {
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;            // same shape and type
 
   // ---- weights (owned by the backend, alive until it is destroyed)
-  // Several tensors with the same number of columns are stacked row-wise into one weight
-  // (e.g. wq|wk|wv, or w1|w3), so one pass computes all of them.
-  virtual Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) = 0;
+  // Several matrices with the same number of columns and the same format are stacked
+  // row-wise into one weight (e.g. wq|wk|wv, or w1|w3), so one pass computes all of them.
+  // Throws Error("<backend>: ...") for a format the backend cannot run.
+  virtual Weight load_weight(std::span<const WeightPart> parts, WeightUse use) = 0;
+  // The same for plain float tensors (derived classes: `using Backend::load_weight;`).
+  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use);
   // How many matrices load_weight is about to be asked for, and their elements in all, so a
   // backend can place them in one allocation (the CUDA backend: one rounding to the
   // allocator's 2 MiB pages instead of one per matrix). Only a hint.

@@ -29,9 +29,8 @@ class ProfilingBackend final : public Backend {
   void copy_to_host(const Tensor& src, void* host) override;
   void fill_zero(const Tensor& dst) override;
   void copy(const Tensor& src, const Tensor& dst) override;
-  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override {
-    return inner_->load_weight(parts, use);
-  }
+  using Backend::load_weight;
+  Weight load_weight(std::span<const WeightPart> parts, WeightUse use) override { return inner_->load_weight(parts, use); }
   void reserve_weights(std::size_t matrices, std::int64_t elements) override { inner_->reserve_weights(matrices, elements); }
   Weight load_vector(std::span<const float> values) override { return inner_->load_vector(values); }
   std::size_t weight_bytes() const override { return inner_->weight_bytes(); }

@@ -16,8 +16,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
       ->check(CLI::IsMember({"auto", "exact", "fast"}));
   app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
-  app.add_option("--weights", o.weights, "GPU weight storage: bf16 (exact, default) or fp16")
-      ->check(CLI::IsMember({"bf16", "fp16"}));
+  app.add_option("--weights", o.weights,
+                 "matrix storage: auto (as the model stores them, default), bf16, fp16 (GPU), or q8 / q4 (a BF16 "
+                 "model quantized at load; CPU)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp16", "q8", "q4"}));
   app.add_option("--max-streams", o.max_streams,
                  cat("Streams the model transcribes at once (default: the backend's, 256 on a GPU and 8 on the CPU, "
                      "fewer when memory would not give each its encoder window and ~2 minutes of decoder cache); "

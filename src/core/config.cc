@@ -103,6 +103,14 @@ ModelConfig ModelConfig::from_json_text(std::string_view text, const std::string
 
   c.downsample_factor = int_in(whisper.object("downsample_args"), "downsample_factor", 1, 64);
 
+  if (top.has("quantization")) {
+    const JsonObject q = top.object("quantization");
+    const std::string format = q.string("format");
+    if (format != "q8" && format != "q4") q.fail_at("format", cat("expected \"q8\" or \"q4\", found \"", format, "\""));
+    c.stored_weights = parse_weight_format(format);
+    if (q.integer("block_size") != kQuantBlock) q.fail_at("block_size", cat("expected ", kQuantBlock));
+  }
+
   // One decoder position must be exactly 1 / frame_rate seconds of audio.
   const double position_rate = static_cast<double>(c.audio.sampling_rate) / c.samples_per_position();
   if (std::fabs(position_rate - c.audio.frame_rate) > 1e-6 * c.audio.frame_rate) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/quant.h"
+
 namespace voxtral {
 
 struct AudioFrontEndConfig {
@@ -43,6 +45,9 @@ struct ModelConfig {
   AudioFrontEndConfig audio;
   TransformerConfig encoder;
   int downsample_factor = 0;  // encoder frames per decoder position (4)
+  // How the file stores its matrices: BF16 (any float dtype, as published), or Q8/Q4 for a
+  // directory written by voxtral-quantize (params.json "quantization", core/quantized_model.h).
+  WeightFormat stored_weights = WeightFormat::BF16;
   DecoderConfig decoder;
 
   // The conv stem halves the mel frame rate, the adapter groups downsample_factor frames.

@@ -1,5 +1,7 @@
 #include "core/model_tensors.h"
 
+#include "core/quantized_model.h"
+
 #include "core/error.h"
 #include "core/safetensors.h"
 
@@ -102,6 +104,32 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& config) {
   return out;
 }
 
+namespace {
+
+// The two planes of a matrix a quantized file stores block-quantized (core/quantized_model.h).
+void check_quantized(const SafeTensors& weights, const TensorSpec& spec, const TensorView& values, WeightFormat format,
+                     std::vector<std::string>& problems) {
+  const std::int64_t rows = spec.shape[0], cols = spec.shape[1];
+  const DType want = format == WeightFormat::Q8 ? DType::I8 : DType::U8;
+  const std::vector<std::int64_t> value_shape = {rows, static_cast<std::int64_t>(quantized_row_bytes(format, cols))};
+  if (values.dtype != want || values.shape != value_shape) {
+    problems.push_back(cat(spec.name, ": expected ", weight_format_name(format), " codes ", dtype_name(want), " ",
+                           shape_string(value_shape), ", found ", dtype_name(values.dtype), " ",
+                           shape_string(values.shape)));
+  }
+  const std::string scale_name = scale_tensor_name(spec.name);
+  const std::vector<std::int64_t> scale_shape = {rows, cols / kQuantBlock};
+  const TensorView* scales = weights.find(scale_name);
+  if (scales == nullptr) {
+    problems.push_back(cat(scale_name, ": missing (expected F16 ", shape_string(scale_shape), ")"));
+  } else if (scales->dtype != DType::F16 || scales->shape != scale_shape) {
+    problems.push_back(cat(scale_name, ": expected F16 ", shape_string(scale_shape), ", found ",
+                           dtype_name(scales->dtype), " ", shape_string(scales->shape)));
+  }
+}
+
+}  // namespace
+
 void check_model_tensors(const SafeTensors& weights, const ModelConfig& config) {
   std::vector<std::string> problems;
   for (const TensorSpec& spec : expected_tensors(config)) {
@@ -109,6 +137,13 @@ void check_model_tensors(const SafeTensors& weights, const ModelConfig& config) 
     if (found == nullptr) {
       problems.push_back(cat(spec.name, ": missing (expected shape ", shape_string(spec.shape), ")"));
       continue;
+    }
+    if (config.stored_weights != WeightFormat::BF16) {
+      const WeightFormat format = stored_format(spec.name, spec.shape, config.stored_weights);
+      if (format != WeightFormat::BF16) {
+        check_quantized(weights, spec, *found, format, problems);
+        continue;
+      }
     }
     if (!is_weight_dtype(found->dtype)) {
       problems.push_back(cat(spec.name, ": expected dtype F16, BF16 or F32, found ", dtype_name(found->dtype)));

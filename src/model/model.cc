@@ -5,6 +5,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <string_view>
+#include <thread>
 
 #include "backend/factory.h"
 #include "backend/profiling_backend.h"
@@ -55,7 +56,7 @@ void validate(const ModelOptions& o) {
   one_of("backend", o.backend, {"auto", "cpu", "cuda"});
   one_of("precision", o.precision, {"auto", "exact", "fast"});
   one_of("kv_cache", o.kv_cache, {"auto", "f32", "bf16"});
-  one_of("weights", o.weights, {"bf16", "fp16"});
+  one_of("weights", o.weights, {"auto", "bf16", "fp16", "q8", "q4"});
   if (o.max_streams < 0 || o.max_streams > kMaxStreams) {
     fail("max_streams", cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
   }
@@ -119,6 +120,24 @@ PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const
 
 }  // namespace
 
+namespace {
+
+// Q8 or Q4 when the options ask to quantize a BF16 model at load, else BF16. A quantized file
+// runs as it is stored: another format would need the BF16 values it no longer has.
+WeightFormat format_to_quantize(const std::string& weights, const ModelConfig& config, const std::filesystem::path& dir) {
+  if (config.stored_weights != WeightFormat::BF16) {
+    const auto stored = weight_format_name(config.stored_weights);
+    if (weights != "auto" && weights != stored) {
+      fail("weights", cat(dir.string(), " is stored in ", stored, ", so it runs as ", stored, " only; for ", weights,
+                          ", load the BF16 model", weights == "q8" || weights == "q4" ? " (or quantize it to that)" : ""));
+    }
+    return WeightFormat::BF16;
+  }
+  return weights == "q8" || weights == "q4" ? parse_weight_format(weights) : WeightFormat::BF16;
+}
+
+}  // namespace
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
   validate(options);
   const auto start = std::chrono::steady_clock::now();
@@ -137,8 +156,11 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   check_model_usable(m->config_, m->tokenizer_, (dir / "params.json").string(), physical_memory_bytes());
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
+  const WeightFormat quantize_to = format_to_quantize(options.weights, m->config_, dir);
   m->backend_ = make_backend(options);
-  m->weights_ = ModelWeights::load(*m->backend_, *m->file_, m->config_);
+  m->quantized_ = std::make_unique<QuantizedStore>();
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  m->weights_ = ModelWeights::load(*m->backend_, *m->file_, m->config_, quantize_to, m->quantized_.get(), threads);
   if (options.kv_cache == "auto") {
     m->kv_cache_type_ = m->backend_->default_kv_cache_type();
   } else if (options.kv_cache == "f32" || options.kv_cache == "bf16") {

@@ -15,6 +15,7 @@
 #include "core/tokenizer.h"
 #include "model/decoder.h"
 #include "model/encoder.h"
+#include "model/quantized_store.h"
 #include "model/weights.h"
 
 namespace voxtral {
@@ -24,7 +25,9 @@ struct ModelOptions {
   int threads = 0;              // CPU threads; 0 = one per core
   std::string kv_cache = "auto";  // "f32", "bf16", or "auto" (the backend's default)
   std::string precision = "auto"; // CUDA matrix products: "exact" (near-F32), "fast" (BF16), "auto"
-  std::string weights = "bf16";   // CUDA weight storage: "bf16" (exact) or "fp16"
+  // Matrix storage: "auto" (as the file stores them), "bf16", "fp16" (GPU), or "q8" / "q4":
+  // a BF16 model quantized at load (core/quantized_model.h; CPU backend so far).
+  std::string weights = "auto";
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
   int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default
   std::int64_t kv_cache_mb = 0;   // K/V cache of all streams (encoder windows, decoder pages); 0: from free memory
@@ -73,6 +76,7 @@ class Model {
   ModelConfig config_;
   Tokenizer tokenizer_;
   std::unique_ptr<SafeTensors> file_;      // declared before the backend: weights may view it
+  std::unique_ptr<QuantizedStore> quantized_;  // likewise: planes quantized at load
   std::unique_ptr<Backend> backend_;
   ModelWeights weights_;
   std::mutex norms_mutex_;

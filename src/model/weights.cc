@@ -2,7 +2,9 @@
 
 #include <initializer_list>
 
+#include "core/error.h"
 #include "core/model_tensors.h"
+#include "core/quantized_model.h"
 #include "core/tensor_values.h"
 
 namespace voxtral {
@@ -14,18 +16,30 @@ struct Loader {
   Backend& backend;
   const SafeTensors& file;
   bool measuring = false;
+  WeightFormat quantize_to = WeightFormat::BF16;
+  QuantizedStore* store = nullptr;
+  int threads = 1;
   std::size_t matrices = 0;
   std::int64_t elements = 0;
 
   Weight matrix(std::initializer_list<std::string> names, WeightUse use) {
-    std::vector<const TensorView*> parts;
-    for (const auto& n : names) parts.push_back(&file.get(n));
     if (measuring) {
       ++matrices;
-      for (const TensorView* p : parts) elements += p->numel();
+      for (const auto& n : names) elements += file.get(n).numel();
       return Weight{};
     }
-    return backend.load_weight(parts, use);
+    std::vector<WeightPart> parts;
+    for (const auto& n : names) {
+      const TensorView& t = file.get(n);
+      if (const TensorView* scales = file.find(scale_tensor_name(n))) {
+        parts.push_back({&t, scales});
+      } else if (quantize_to != WeightFormat::BF16 && stored_format(n, t.shape, quantize_to) != WeightFormat::BF16) {
+        parts.push_back(store->quantize(t, stored_format(n, t.shape, quantize_to), threads));
+      } else {
+        parts.push_back({&t, nullptr});
+      }
+    }
+    return backend.load_weight(std::span<const WeightPart>(parts), use);
   }
   Weight vector(const std::string& name) { return measuring ? Weight{} : backend.load_vector(floats(name)); }
   // Kept on the host (the decoder's FFN and ada norms, combined per session).
@@ -105,11 +119,15 @@ ModelWeights load_all(Loader& load, const ModelConfig& config) {
 
 }  // namespace
 
-ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config) {
+ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const ModelConfig& config,
+                                WeightFormat quantize_to, QuantizedStore* store, int threads) {
+  if (quantize_to != WeightFormat::BF16 && (store == nullptr || config.stored_weights != WeightFormat::BF16)) {
+    fail("weights", "quantizing at load needs a BF16 model and a store");
+  }
   Loader measure{backend, file, true};
   load_all(measure, config);
   backend.reserve_weights(measure.matrices, measure.elements);
-  Loader upload{backend, file};
+  Loader upload{backend, file, false, quantize_to, store, threads};
   return load_all(upload, config);
 }
 

@@ -7,6 +7,7 @@
 #include "backend/backend.h"
 #include "core/config.h"
 #include "core/safetensors.h"
+#include "model/quantized_store.h"
 
 namespace voxtral {
 
@@ -42,7 +43,12 @@ struct ModelWeights {
   std::vector<DecoderLayerWeights> decoder;
   Weight final_norm;
 
-  static ModelWeights load(Backend& backend, const SafeTensors& file, const ModelConfig& config);
+  // A quantized file's matrices load as it stores them. From a BF16 file, `quantize_to` Q8 or
+  // Q4 quantizes the matrices core/quantized_model.h names (into `store`, on `threads`
+  // threads); BF16 loads them as they are.
+  static ModelWeights load(Backend& backend, const SafeTensors& file, const ModelConfig& config,
+                           WeightFormat quantize_to = WeightFormat::BF16, QuantizedStore* store = nullptr,
+                           int threads = 1);
 };
 
 }  // namespace voxtral

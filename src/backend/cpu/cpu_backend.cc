@@ -16,12 +16,6 @@ namespace voxtral {
 
 namespace {
 
-std::int64_t trailing_size(const TensorView& t) {
-  std::int64_t cols = 1;
-  for (std::size_t d = 1; d < t.shape.size(); ++d) cols *= t.shape[d];
-  return t.shape.empty() ? 1 : cols;
-}
-
 // Reads one byte per page so that the memory map is paged in during loading rather than
 // during the first decode step (which would otherwise look slow).
 void prefault(ThreadPool& pool, const void* data, std::size_t bytes) {
@@ -100,30 +94,52 @@ Weight CpuBackend::keep(std::unique_ptr<CpuWeight> weight) {
   return w;
 }
 
-Weight CpuBackend::load_weight(std::span<const TensorView* const> parts, WeightUse use) {
+Weight CpuBackend::load_weight(std::span<const WeightPart> parts, WeightUse use) {
   if (parts.empty()) fail("cpu backend", "load_weight: no tensors");
   auto w = std::make_unique<CpuWeight>();
-  w->cols = trailing_size(*parts[0]);
+  w->cols = parts[0].cols();
+  w->format = parts[0].format();
   bool all_bf16 = true, all_f32 = true;
-  for (const TensorView* p : parts) {
-    if (trailing_size(*p) != w->cols) fail(p->name, "cannot be stacked with tensors of a different width");
-    w->rows += p->shape.empty() ? 1 : p->shape[0];
-    all_bf16 = all_bf16 && p->dtype == DType::BF16;
-    all_f32 = all_f32 && p->dtype == DType::F32;
+  for (const WeightPart& p : parts) {
+    if (p.cols() != w->cols) fail(p.values->name, "cannot be stacked with tensors of a different width");
+    if (p.format() != w->format) fail(p.values->name, "cannot be stacked with tensors of another format");
+    w->rows += p.rows();
+    all_bf16 = all_bf16 && p.values->dtype == DType::BF16;
+    all_f32 = all_f32 && p.values->dtype == DType::F32;
   }
-  if (use == WeightUse::Streamed && (all_bf16 || all_f32)) {
+  if (w->quantized() && use == WeightUse::Streamed) {
+    // Codes and scales used in place (the memory map, or the model's quantized planes).
+    for (const WeightPart& p : parts) {
+      w->segments.push_back({p.values->data, p.rows(), p.scales->as<std::uint16_t>(DType::F16).data()});
+      prefault(pool_, p.values->data, p.values->nbytes);
+      prefault(pool_, p.scales->data, p.scales->nbytes);
+      weight_bytes_ += p.values->nbytes + p.scales->nbytes;
+    }
+  } else if (w->quantized()) {
+    // Many-row products run on F32 sgemm: the exact values the codes stand for.
+    CpuWeight codes = *w;
+    for (const WeightPart& p : parts) {
+      codes.segments.push_back({p.values->data, p.rows(), p.scales->as<std::uint16_t>(DType::F16).data()});
+    }
+    w->format = WeightFormat::BF16;
+    w->type = ElemType::F32;
+    w->f32_storage.resize(static_cast<std::size_t>(w->rows * w->cols));
+    for (std::int64_t j = 0; j < w->rows; ++j) widen_weight_row(codes, j, w->f32_storage.data() + j * w->cols);
+    w->segments.push_back({w->f32_storage.data(), w->rows});
+    weight_bytes_ += w->f32_storage.size() * sizeof(float);
+  } else if (use == WeightUse::Streamed && (all_bf16 || all_f32)) {
     // Used in place from the memory map: no copy, no conversion.
     w->type = all_bf16 ? ElemType::BF16 : ElemType::F32;
-    for (const TensorView* p : parts) {
-      w->segments.push_back({p->data, p->shape.empty() ? 1 : p->shape[0]});
-      prefault(pool_, p->data, p->nbytes);
-      weight_bytes_ += p->nbytes;
+    for (const WeightPart& p : parts) {
+      w->segments.push_back({p.values->data, p.rows()});
+      prefault(pool_, p.values->data, p.values->nbytes);
+      weight_bytes_ += p.values->nbytes;
     }
   } else {
     w->type = ElemType::F32;
     w->f32_storage.reserve(static_cast<std::size_t>(w->rows * w->cols));
-    for (const TensorView* p : parts) {
-      const auto values = read_floats(*p);
+    for (const WeightPart& p : parts) {
+      const auto values = read_floats(*p.values);
       w->f32_storage.insert(w->f32_storage.end(), values.begin(), values.end());
     }
     w->segments.push_back({w->f32_storage.data(), w->rows});

@@ -9,26 +9,10 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_weight.h"
 #include "backend/cpu/thread_pool.h"
 
 namespace voxtral {
-
-// What a Weight handle points to on the CPU: one or more row segments (stacked weights
-// stay in place in the memory map rather than being copied together).
-struct CpuWeight {
-  struct Segment {
-    const void* data;
-    std::int64_t rows;
-  };
-  ElemType type = ElemType::F32;  // F32 or BF16
-  std::int64_t rows = 0;
-  std::int64_t cols = 0;
-  std::vector<Segment> segments;
-  std::vector<float> f32_storage;
-  std::vector<std::uint16_t> bf16_storage;
-};
-
-inline const CpuWeight& cpu_weight(const Weight& w) { return *static_cast<const CpuWeight*>(w.handle); }
 
 class CpuBackend final : public Backend {
  public:
@@ -46,7 +30,8 @@ class CpuBackend final : public Backend {
   void fill_zero(const Tensor& dst) override;
   void copy(const Tensor& src, const Tensor& dst) override;
 
-  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override;
+  using Backend::load_weight;
+  Weight load_weight(std::span<const WeightPart> parts, WeightUse use) override;
   Weight load_vector(std::span<const float> values) override;
   std::size_t weight_bytes() const override { return weight_bytes_; }
 
@@ -81,6 +66,9 @@ class CpuBackend final : public Backend {
 // Implemented in cpu_linear.cc.
 void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& w, const Weight& bias, const Tensor& y,
                 Epilogue epilogue);
+// Implemented in cpu_quantized_linear.cc: linear() with a Q8/Q4 weight (shapes checked).
+void cpu_quantized_linear(CpuBackend& backend, const Tensor& x, const CpuWeight& w, const float* bias,
+                          const Tensor& y, Epilogue epilogue);
 bool cpu_has_blas();
 void cpu_blas_threads(int threads);
 

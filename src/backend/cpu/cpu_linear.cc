@@ -142,6 +142,7 @@ void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& weight, cons
                             "], y [", y.rows, ", ", y.cols, "]"));
   }
   const float* b = bias_values(bias, w.rows);
+  if (w.quantized()) return cpu_quantized_linear(backend, x, w, b, y, epilogue);
 #ifdef VOXTRAL_HAVE_BLAS
   const bool accumulate = epilogue == Epilogue::Add;
   if (w.type == ElemType::F32 && w.segments.size() == 1 && x.rows > 1) {

@@ -86,23 +86,11 @@ void CpuBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add
   if (out.cols != t.cols || ids.rows != out.rows || (add.data != nullptr && (add.rows != out.rows || add.cols != out.cols))) {
     fail("cpu backend", "embed: shape mismatch");
   }
-  const auto& k = simd::kernels();
   for (std::int64_t i = 0; i < out.rows; ++i) {
     const std::int32_t id = ids.ptr<std::int32_t>()[i * ids.stride];
     if (id < 0 || id >= t.rows) fail("cpu backend", cat("embed: token id ", id, " outside the vocabulary of ", t.rows));
     float* row = out.ptr<float>() + i * out.stride;
-    std::int64_t r = id;
-    for (const auto& seg : t.segments) {
-      if (r < seg.rows) {
-        if (t.type == ElemType::BF16) {
-          k.widen_bf16(static_cast<const std::uint16_t*>(seg.data) + r * t.cols, row, t.cols);
-        } else {
-          std::copy_n(static_cast<const float*>(seg.data) + r * t.cols, t.cols, row);
-        }
-        break;
-      }
-      r -= seg.rows;
-    }
+    widen_weight_row(t, id, row);
     if (add.data != nullptr) {
       const float* a = add.ptr<float>() + i * add.stride;
       for (std::int64_t j = 0; j < out.cols; ++j) row[j] = a[j] + row[j];

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_common.cuh"
 
@@ -207,8 +208,16 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
                                        static_cast<std::size_t>(src.rows), cudaMemcpyDeviceToDevice, impl_->stream));
 }
 
-Weight CudaBackend::load_weight(std::span<const TensorView* const> parts, WeightUse) {
-  if (parts.empty()) fail("cuda", "load_weight: no tensors");
+Weight CudaBackend::load_weight(std::span<const WeightPart> weight_parts, WeightUse) {
+  if (weight_parts.empty()) fail("cuda", "load_weight: no tensors");
+  std::vector<const TensorView*> parts;
+  for (const WeightPart& p : weight_parts) {
+    if (p.format() != WeightFormat::BF16) {
+      fail("cuda", cat(p.values->name, ": ", weight_format_name(p.format()),
+                       " weights run on the CPU backend only so far; use --weights bf16 or fp16 on the GPU"));
+    }
+    parts.push_back(p.values);
+  }
   auto w = std::make_unique<CudaWeight>();
   w->type = impl_->options.weight_type;
   auto trailing = [](const TensorView& t) {

@@ -58,7 +58,8 @@ class CudaBackend final : public Backend {
   void fill_zero(const Tensor& dst) override;
   void copy(const Tensor& src, const Tensor& dst) override;
 
-  Weight load_weight(std::span<const TensorView* const> parts, WeightUse use) override;
+  using Backend::load_weight;
+  Weight load_weight(std::span<const WeightPart> parts, WeightUse use) override;
   void reserve_weights(std::size_t matrices, std::int64_t elements) override;
   Weight load_vector(std::span<const float> values) override;
   std::size_t weight_bytes() const override;

@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
-"""Synthetic speech for the demo model: espeak-ng, word by word, with word timings.
+"""Synthetic speech for the demo model: espeak-ng, connected and word by word, with word timings.
 
 Each utterance is a sentence of the demo domain (digits, numbers, a few hundred common words,
-short commands) spoken by one espeak-ng voice (an English accent plus a voice variant) at one
-rate and pitch. Every word is synthesized on its own (and cached), trimmed of silence, and the
-words are joined with short random pauses, so each word's start and end sample is known exactly.
-Gain and background noise vary. Held-out utterances use sentences, voice variants, an accent
-and rates that training never sees.
+short commands) or a random order of its words, spoken by one espeak-ng voice (an English
+accent plus a voice variant) at one rate and pitch, in one of two styles:
+  - connected: the whole phrase spoken at once through libespeak-ng, each word's first and last
+    sample taken from the synthesizer's own events (espeak_api.py; check_alignment.py measures
+    them), then room reverberation, coloured noise and gain (augment.py);
+  - words: every word synthesized on its own by the espeak-ng command, trimmed of silence and
+    joined with short random pauses, white noise and gain (the original corpus).
+--style mix (default) plans: the original word-by-word held-out set (set "words", ids
+heldout-NNNNN, the same audio as before), four connected held-out sets (HELDOUT_SETS), and
+training utterances, 70% connected (40% of them random word orders) and 30% word by word, with
+none of the held-out sentences. --style words plans the original corpus exactly.
 
-Runs where espeak-ng and numpy exist (a Debian machine: apt-get install espeak-ng
-python3-numpy; or the GPU test machine, with espeak-ng and its libraries carried there):
-  tools/demo_model/corpus.py --out /tmp/corpus --train 20000 --heldout 600 --jobs 16
+Runs where espeak-ng, libespeak-ng and numpy exist (a Debian machine: apt-get install espeak-ng
+python3-numpy; or the GPU test machine, with them carried there):
+  tools/demo_model/corpus.py --out /tmp/corpus --train 30000 --jobs 16
 writes shards of 16 kHz 16-bit audio (audio_NNN.npy) and manifest.jsonl, one line per
-utterance: {"id", "split", "shard", "offset", "samples", "text", "words": [[word, start, end]...]}.
-`--wavs heldout` also writes that split's utterances as WAV files under <out>/wav/. The plan is
-seeded: the same arguments give the same sentences, voices and noise on any machine.
+utterance: {"id", "split", "set", "style", "voice", "rate", "pitch", "condition", "shard",
+"offset", "samples", "text", "words": [[word, start, end]...]}. `--wavs heldout` also writes
+that split's utterances as WAV files under <out>/wav/. The plan is seeded: the same arguments
+give the same sentences, voices, conditions and audio on any machine (up to FFT rounding).
 """
 import argparse
 import io

@@ -5,7 +5,8 @@ Runs on the GPU test machine (torch + transformers 5.17), after corpus.py:
   tools/demo_model/train.py --corpus /tmp/corpus --out /tmp/demo
 writes the Mistral-layout model (params.json, consolidated.safetensors in BF16, tekken.json),
 train_log.json (settings, loss curve, timings) and heldout_transformers.json (what transformers
-transcribes for every held-out utterance with the exported BF16 weights, and its WER).
+transcribes for every held-out utterance with the exported BF16 weights, and the WER of every
+held-out set: corpus.py's "set" field).
 
 The model is transformers' VoxtralRealtimeForConditionalGeneration with a small config. Targets
 follow the streaming format of docs/MODEL.md: the prompt is [BOS] + [STREAMING_PAD] x (32 + n_delay),
@@ -29,55 +30,23 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 sys.path.insert(0, HERE)
-import corpus  # noqa: E402  (the domain's vocabulary)
+import dataset as ds  # noqa: E402  (corpus, targets, batches: numpy only)
 from wer import word_errors  # noqa: E402
 import make_fixtures as mf  # noqa: E402  (config, tekken and Mistral-layout writers)
 
 from transformers import VoxtralRealtimeFeatureExtractor, VoxtralRealtimeForConditionalGeneration  # noqa: E402
 
-N_DELAY = 6  # 480 ms, the real model's default
-PROMPT_LEN = 1 + mf.LEFT_PAD_POSITIONS + N_DELAY
-FIRST_OUTPUT = PROMPT_LEN - 1
+N_DELAY, PROMPT_LEN, FIRST_OUTPUT = ds.N_DELAY, ds.PROMPT_LEN, ds.FIRST_OUTPUT
 FRAMES_PER_POSITION = mf.SAMPLES_PER_POSITION // mf.HOP
+assert (ds.SAMPLES_PER_POSITION, ds.LEFT_PAD_POSITIONS, ds.RIGHT_EXTRA_POSITIONS, ds.NUM_SPECIAL, ds.BOS,
+        ds.STREAMING_PAD) == (mf.SAMPLES_PER_POSITION, mf.LEFT_PAD_POSITIONS, mf.RIGHT_EXTRA_POSITIONS,
+                              mf.NUM_SPECIAL, mf.BOS, mf.STREAMING_PAD), "dataset.py's constants drifted"
 
 SPEC = dict(
     enc=dict(dim=256, n_layers=4, n_heads=4, head_dim=64, hidden_dim=1024, sliding_window=250),
     dec=dict(dim=256, n_layers=4, n_heads=8, n_kv_heads=2, head_dim=32, hidden_dim=512, sliding_window=64),
     model_max_length=131072,
 )
-
-
-def token_table():
-    """Byte tokens, then one token per domain word with its leading space (as tekken does)."""
-    toks = [bytes([b]) for b in range(256)] + [(" " + w).encode() for w in corpus.VOCABULARY]
-    word_ids = {w: mf.NUM_SPECIAL + 256 + i for i, w in enumerate(corpus.VOCABULARY)}
-    return toks, word_ids
-
-
-def word_tokens(word, word_ids):
-    if word in word_ids:
-        return [word_ids[word]]
-    return [mf.NUM_SPECIAL + b for b in (" " + word).encode()]
-
-
-class Corpus:
-    def __init__(self, path):
-        self.items = [json.loads(line) for line in open(os.path.join(path, "manifest.jsonl"))]
-        shards = sorted({it["shard"] for it in self.items})
-        starts, audio, at = {}, [], 0
-        for s in shards:
-            a = np.load(os.path.join(path, f"audio_{s:03d}.npy"))
-            starts[s] = at
-            audio.append(a)
-            at += len(a)
-        self.audio = np.concatenate(audio)
-        for it in self.items:
-            it["start"] = starts[it["shard"]] + it["offset"]
-        self.train = [it for it in self.items if it["split"] == "train"]
-        self.heldout = [it for it in self.items if it["split"] == "heldout"]
-
-    def samples(self, it):
-        return self.audio[it["start"]: it["start"] + it["samples"]]
 
 
 class LogMel:
@@ -95,51 +64,14 @@ class LogMel:
         return (torch.maximum(log, torch.tensor(1.5 - 8.0, device=audio.device)) + 4.0) / 4.0
 
 
-def labels_for(words, n_positions, word_ids):
-    """Target id per position: each word's tokens from n_delay positions after its last sample."""
-    labels = np.full(n_positions, mf.STREAMING_PAD, np.int64)
-    free = 0
-    for w, _, end in sorted(words, key=lambda x: x[2]):
-        p = max(mf.LEFT_PAD_POSITIONS + (end - 1) // mf.SAMPLES_PER_POSITION + N_DELAY, free)
-        for t in word_tokens(w, word_ids):
-            if p >= n_positions:
-                raise SystemExit(f"target past the end of the audio ({w} at {p} of {n_positions})")
-            labels[p] = t
-            p += 1
-        free = p
-    return labels
-
-
 def padded_batch(sequences, device):
-    """sequences: list of (int16 samples, words). Returns padded audio [B, S], positions per item."""
-    padded = [mf.pad_offline(s.astype(np.float32) / 32768.0, N_DELAY) for s, _ in sequences]
-    n_pos = [len(p) // mf.SAMPLES_PER_POSITION for p in padded]
-    audio = np.zeros((len(padded), max(n_pos) * mf.SAMPLES_PER_POSITION), np.float32)
-    for i, p in enumerate(padded):
-        audio[i, :len(p)] = p
+    audio, n_pos, _ = ds.batch_arrays(sequences, None, with_labels=False)
     return torch.from_numpy(audio).to(device), n_pos
 
 
 def training_batch(data, rng, word_ids, device, utterances_per_batch):
-    k = rng.choices([1, 2, 4, 8], weights=[0.3, 0.3, 0.25, 0.15])[0]
-    sequences = []
-    for _ in range(max(1, utterances_per_batch // k)):
-        parts, words, at = [], [], 0
-        for it in rng.sample(data.train, k):
-            a = data.samples(it)
-            parts.append(a)
-            words += [[w, s + at, e + at] for w, s, e in it["words"]]
-            at += len(a)
-        sequences.append((np.concatenate(parts), words))
-    audio, n_pos = padded_batch(sequences, device)
-    n = max(n_pos)
-    labels = np.stack([np.concatenate([labels_for(w, p, word_ids), np.full(n - p, mf.STREAMING_PAD)])
-                       for (_, w), p in zip(sequences, n_pos)])
-    labels = torch.from_numpy(labels).to(device)
-    ids = torch.full_like(labels, mf.STREAMING_PAD)
-    ids[:, 0] = mf.BOS
-    ids[:, PROMPT_LEN:] = labels[:, FIRST_OUTPUT:-1]
-    return audio, ids, labels
+    audio, labels, ids = ds.training_arrays(data, rng, word_ids, utterances_per_batch)
+    return tuple(torch.from_numpy(x).to(device) for x in (audio, ids, labels))
 
 
 @torch.no_grad()
@@ -190,7 +122,8 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="if > 0, lower --steps to what fits in this time (decided at step 60, logged)")
     ap.add_argument("--eval-every", type=int, default=1000)
-    ap.add_argument("--eval-items", type=int, default=0, help="held-out utterances for the final WER (0: all)")
+    ap.add_argument("--eval-items", type=int, default=0,
+                    help="held-out utterances of each set for the final WER (0: all)")
     args = ap.parse_args()
     device = "cuda"
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -202,8 +135,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
 
-    data = Corpus(args.corpus)
-    toks, word_ids = token_table()
+    data = ds.Corpus(args.corpus)
+    toks, word_ids = ds.token_table()
     vocab_size = mf.NUM_SPECIAL + len(toks)
     print(f"{len(data.train)} training and {len(data.heldout)} held-out utterances, "
           f"{len(data.audio) / 16000 / 3600:.2f} h of audio, vocabulary {vocab_size}", flush=True)
@@ -233,7 +166,8 @@ def main():
         return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
     log = {"spec": SPEC, "n_delay": N_DELAY, "parameters": n_params, "args": vars(args), "loss": [], "evals": []}
-    eval_subset = data.heldout[:100]
+    # During training: the same few utterances of every held-out set, about 100 in all.
+    eval_subset = [it for items in data.sets.values() for it in items[:max(1, 100 // max(1, len(data.sets)))]]
     steps_done, t_train = 0, time.time()
     model.train()
     for step in range(args.steps):
@@ -289,7 +223,7 @@ def main():
     exported = VoxtralRealtimeForConditionalGeneration(cfg).eval()
     mf.load_mistral_into_hf(st, exported, cfg)
     exported.to(device)
-    items = data.heldout[:args.eval_items] if args.eval_items else data.heldout
+    items = [it for group in data.sets.values() for it in (group[:args.eval_items] if args.eval_items else group)]
     t_eval = time.time()
     hyps = transcribe(exported, mel, data, items, toks, device)
     log["eval_seconds"] = time.time() - t_eval
@@ -297,12 +231,20 @@ def main():
     log["heldout_wer"] = w
     print(f"exported BF16 model, transformers float32: held-out WER {100 * w:.2f}% on {len(items)} utterances",
           flush=True)
+    sets = {}
+    for name in data.sets:
+        group = [it for it in items if it["set"] == name]
+        e = sum(word_errors(it["text"], hyps[it["id"]]["text"])[0] for it in group)
+        n = sum(len(it["text"].split()) for it in group)
+        sets[name] = {"utterances": len(group), "words": n, "errors": e, "wer": e / max(n, 1)}
+        print(f"  set {name}: WER {100 * e / max(n, 1):.2f}% ({e} / {n} words, {len(group)} utterances)", flush=True)
+    log["heldout_sets"] = sets
     wrong = [(it["text"], hyps[it["id"]]["text"]) for it in items if hyps[it["id"]]["text"] != it["text"]]
     for ref, hyp in wrong[:15]:
         print(f"  ref: {ref}\n  hyp: {hyp}")
     with open(os.path.join(args.out, "heldout_transformers.json"), "w") as f:
-        json.dump({"wer": w, "utterances": len(items),
-                   "hypotheses": {it["id"]: {"text": hyps[it["id"]]["text"], "ids": hyps[it["id"]]["ids"],
+        json.dump({"wer": w, "utterances": len(items), "sets": sets,
+                   "hypotheses": {it["id"]: {"set": it["set"], "text": hyps[it["id"]]["text"], "ids": hyps[it["id"]]["ids"],
                                              "audio_sha256": hashlib.sha256(data.samples(it).astype("<i2").tobytes())
                                              .hexdigest()} for it in items}}, f, indent=0)
     log["total_seconds"] = time.time() - t_start

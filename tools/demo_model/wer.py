@@ -2,7 +2,7 @@
 """Word error rate of our engine on the demo model's held-out utterances.
 
 Runs the `voxtral` CLI on every held-out WAV written by corpus.py --wavs heldout, scores it
-against the manifest's text, and (given transformers' hypotheses from train.py) counts the
+against the manifest's text (overall and per held-out set: corpus.py's "set" field), and (given transformers' hypotheses from train.py) counts the
 utterances where our transcript equals what transformers transcribes with the same weights.
 Standard library only, so it runs anywhere the CLI does:
   tools/demo_model/corpus.py --out /tmp/heldout --train 0 --heldout 600 --wavs heldout
@@ -46,25 +46,33 @@ def main():
     ap.add_argument("--transformers", help="heldout_transformers.json from train.py, to compare against")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--threads", type=int, default=1, help="threads per CLI run")
-    ap.add_argument("--limit", type=int, default=0, help="only the first N held-out utterances")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N held-out utterances of each set")
+    ap.add_argument("--sets", nargs="+", help="only these held-out sets (corpus.py's 'set' field)")
     ap.add_argument("--json", help="write the per-utterance results here")
     args = ap.parse_args()
 
     items = [json.loads(line) for line in open(os.path.join(args.corpus, "manifest.jsonl"))]
-    items = [it for it in items if it["split"] == "heldout"]
+    items = [it for it in items if it["split"] == "heldout" and (not args.sets or it.get("set") in args.sets)]
     if args.limit:
-        items = items[:args.limit]
+        taken = {}
+        items = [it for it in items if taken.setdefault(it.get("set"), []).append(it) or
+                 len(taken[it.get("set")]) <= args.limit]
     if not items:
         raise SystemExit(f"{args.corpus}: no held-out utterances in manifest.jsonl")
     with ThreadPoolExecutor(args.jobs) as pool:
         hyps = list(pool.map(lambda it: transcribe(args, it), items))
 
     errors = words = 0
+    per_set = {}
     for it, hyp in zip(items, hyps):
         e, n = word_errors(it["text"], hyp)
         errors, words = errors + e, words + n
+        s = per_set.setdefault(it.get("set", "heldout"), {"utterances": 0, "words": 0, "errors": 0})
+        s["utterances"], s["words"], s["errors"] = s["utterances"] + 1, s["words"] + n, s["errors"] + e
+    for s in per_set.values():
+        s["wer"] = round(s["errors"] / s["words"], 4)
     result = {"backend": args.backend, "utterances": len(items), "words": words, "errors": errors,
-              "wer": errors / words}
+              "wer": errors / words, "sets": per_set}
     if args.transformers:
         ref = json.load(open(args.transformers))["hypotheses"]
         same = [hyp == ref[it["id"]]["text"] for it, hyp in zip(items, hyps)]

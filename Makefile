@@ -17,7 +17,7 @@ define build
 endef
 
 define link_binaries
-	@for b in voxtral voxtral-bench voxtral-server; do \
+	@for b in voxtral voxtral-bench voxtral-server voxtral-quantize; do \
 	  if [ -x $(1)/src/$$b ]; then ln -sf $(1)/src/$$b $$b; fi; done
 endef
 

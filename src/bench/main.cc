@@ -184,7 +184,7 @@ int run(const RunOptions& o) {
 #endif
     if (!gpu) bandwidth = measure_read_bandwidth(threads);
   }
-  const double bytes = decoder_bytes_per_step(model->config(), 2.0);
+  const double bytes = decoder_bytes_per_step(model->config(), model->weight_format());
   const double floor_ms = bandwidth > 0 ? bytes / bandwidth * 1000.0 : 0.0;
   const double median = percentile(s.step_ms, 0.5);
   const std::size_t late_count = std::min<std::size_t>(static_cast<std::size_t>(o.late_steps), s.step_ms.size());

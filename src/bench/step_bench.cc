@@ -15,11 +15,15 @@
 
 namespace voxtral {
 
-double decoder_bytes_per_step(const ModelConfig& c, double bytes_per_value) {
+double decoder_bytes_per_step(const ModelConfig& c, WeightFormat format) {
   const auto& d = c.decoder;
   const double per_layer = static_cast<double>(d.q_width() + 2 * d.kv_width()) * d.dim +
                            static_cast<double>(d.dim) * d.q_width() + 3.0 * d.hidden_dim * d.dim;
-  return (per_layer * d.n_layers + static_cast<double>(d.vocab_size) * d.dim) * bytes_per_value;
+  // Bytes a weight: BF16/FP16 2; Q8 1 and Q4 0.5, plus an F16 scale per 32 (the LM head stays Q8).
+  const double scale = 2.0 / kQuantBlock;
+  const double matrix = format == WeightFormat::Q8 ? 1.0 + scale : format == WeightFormat::Q4 ? 0.5 + scale : 2.0;
+  const double head = is_block_quantized(format) ? 1.0 + scale : 2.0;
+  return per_layer * d.n_layers * matrix + static_cast<double>(d.vocab_size) * d.dim * head;
 }
 
 int run_step_bench(const StepBenchOptions& o) {
@@ -59,7 +63,7 @@ int run_step_bench(const StepBenchOptions& o) {
     pool.start(sequences.back(), norms);
     pool.reserve(sequences.back(), 0, max_context);
   }
-  const double weight_bytes = decoder_bytes_per_step(config, 2.0);
+  const double weight_bytes = decoder_bytes_per_step(config, model->weight_format());
   const double kv_bytes_per_position = 2.0 * config.decoder.n_layers * config.decoder.kv_width() *
                                        static_cast<double>(elem_size(model->kv_cache_type()));
   nlohmann::json results = nlohmann::json::array();

@@ -21,7 +21,7 @@ struct StepBenchOptions {
 };
 
 // Bytes of weights one decode step must read: every decoder projection plus the LM head.
-double decoder_bytes_per_step(const ModelConfig& c, double bytes_per_value);
+double decoder_bytes_per_step(const ModelConfig& c, WeightFormat format);
 
 int run_step_bench(const StepBenchOptions& options);
 

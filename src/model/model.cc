@@ -157,6 +157,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
   const WeightFormat quantize_to = format_to_quantize(options.weights, m->config_, dir);
+  m->weight_format_ = quantize_to != WeightFormat::BF16 ? quantize_to : m->config_.stored_weights;
   m->backend_ = make_backend(options);
   m->quantized_ = std::make_unique<QuantizedStore>();
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());

@@ -57,6 +57,8 @@ class Model {
   const Tokenizer& tokenizer() const { return tokenizer_; }
   Backend& backend() { return *backend_; }
   const ModelWeights& weights() const { return weights_; }
+  // How the matrices are held: the file's format, or Q8/Q4 when quantized at load.
+  WeightFormat weight_format() const { return weight_format_; }
   double load_seconds() const { return load_seconds_; }  // warm-up included
   ElemType kv_cache_type() const { return kv_cache_type_; }
   const std::filesystem::path& directory() const { return directory_; }
@@ -85,6 +87,7 @@ class Model {
   std::unique_ptr<DecoderPool> decoder_;
   double load_seconds_ = 0;
   ElemType kv_cache_type_ = ElemType::F32;
+  WeightFormat weight_format_ = WeightFormat::BF16;
 };
 
 }  // namespace voxtral

@@ -27,6 +27,11 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
+// Gives back the whole pages of a read-only file map inside [data, data + bytes): they leave
+// the process's resident memory and are read from the file again if touched (a model
+// quantized at load no longer needs its BF16 matrices). A hint: errors are ignored.
+void release_mapped_pages(const void* data, std::size_t bytes);
+
 // What a path names (following symlinks); throws Error naming the path when it is missing
 // or cannot be examined (e.g. a symlink loop).
 enum class FileKind {

@@ -346,4 +346,8 @@ void SafeTensors::parse(std::span<const std::byte> bytes) {
             [](const TensorView& a, const TensorView& b) { return a.name < b.name; });
 }
 
+void SafeTensors::release(const TensorView& tensor) const {
+  if (file_ != nullptr) release_mapped_pages(tensor.data, tensor.nbytes);
+}
+
 }  // namespace voxtral

@@ -53,6 +53,9 @@ class SafeTensors {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& source() const { return source_; }
   std::size_t data_bytes() const { return data_bytes_; }  // size of the data section
+  // The tensor's pages leave resident memory (read again if touched) when this file is a
+  // memory map; nothing for a buffer. For tensors a model no longer reads (quantized at load).
+  void release(const TensorView& tensor) const;
 
  private:
   SafeTensors() = default;

@@ -35,6 +35,7 @@ struct Loader {
         parts.push_back({&t, scales});
       } else if (quantize_to != WeightFormat::BF16 && stored_format(n, t.shape, quantize_to) != WeightFormat::BF16) {
         parts.push_back(store->quantize(t, stored_format(n, t.shape, quantize_to), threads));
+        file.release(t);  // the BF16 values are not read again
       } else {
         parts.push_back({&t, nullptr});
       }

@@ -26,5 +26,61 @@ TEST(ServerMetrics, CompletedUploadsAreNotCountedAsDisconnects) {
   EXPECT_THAT(metrics, Not(HasSubstr("client_disconnected"))) << metrics;
 }
 
+// The error event, then the close with `code`; every error event carries `param`.
+void expect_error_then_close(WsClient& c, const std::string& error_code, websocket::close_code code) {
+  const auto e = c.read_skipping_deltas();
+  EXPECT_EQ(e["type"], "error") << e.dump();
+  EXPECT_EQ(e["code"], error_code) << e.dump();
+  EXPECT_TRUE(e.contains("param") && e["param"].is_null()) << e.dump();
+  beast::flat_buffer buffer;
+  const auto ec = c.read_into(buffer);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message() << ": " << beast::buffers_to_string(buffer.data());
+  EXPECT_EQ(c.ws().reason().code, code);
+}
+
+TEST(RealtimeEnd, ASessionRefusedAsBusyIsClosedNotResumedLater) {
+  SchedulerOptions engine;
+  engine.max_jobs = 1;
+  RunningServer s(ServerOptions{}, engine);
+  WsClient first(s.port());
+  first.read();
+  first.append(pcm16("lights"));
+  ASSERT_TRUE(s.jobs(1));
+  WsClient second(s.port());
+  second.read();
+  second.validate();
+  second.append(pcm16("timer"));
+  // The slot frees before the refused session's next append: that append must not start a
+  // transcription of the rest of its audio (its start is lost).
+  first.ws().close(websocket::close_code::normal);
+  ASSERT_TRUE(s.jobs(0));
+  try {
+    second.append(pcm16("numbers"));
+    second.commit(true);
+  } catch (const beast::system_error&) {
+    // The server may have closed already.
+  }
+  expect_error_then_close(second, "server_busy", websocket::close_code::try_again_later);
+  // A new session is served.
+  WsClient third(s.port());
+  third.read();
+  third.validate();
+  third.append(pcm16("lights"));
+  third.commit(true);
+  EXPECT_EQ(third.collect().second["text"], sample_text("lights"));
+}
+
+TEST(RealtimeEnd, AFailedTranscriptionEndsTheSessionWithAnErrorThenTheClose) {
+  ServerOptions options;
+  options.delay_ms = 100;  // not a multiple of 80: the engine cannot start the stream (main() refuses it)
+  RunningServer s(options);
+  WsClient c(s.port());
+  c.read();
+  c.validate();
+  c.append(pcm16("lights"));
+  expect_error_then_close(c, "processing_error", websocket::close_code::internal_error);
+  EXPECT_TRUE(s.jobs(0));
+}
+
 }  // namespace
 }  // namespace voxtral

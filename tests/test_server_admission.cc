@@ -4,7 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "server_test_client.h"
+#include "wide_window_model.h"
 
 namespace voxtral {
 namespace {
@@ -24,6 +27,49 @@ TEST(ServerMetrics, CompletedUploadsAreNotCountedAsDisconnects) {
   const auto metrics = request(s.port(), http::verb::get, "/metrics").body;
   EXPECT_THAT(metrics, HasSubstr("voxtral_requests_total{endpoint=\"/v1/audio/transcriptions\",status=\"200\"} 20\n"));
   EXPECT_THAT(metrics, Not(HasSubstr("client_disconnected"))) << metrics;
+}
+
+// The audio seconds /metrics reports taken in.
+double audio_seconds_taken(unsigned short port) {
+  const auto metrics = request(port, http::verb::get, "/metrics").body;
+  const std::string key = "\nvoxtral_audio_seconds_total ";
+  const auto at = metrics.find(key);
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + key.size()));
+}
+
+Reply upload_file(unsigned short port, const std::filesystem::path& wav) {
+  const std::string boundary = "voxtral-admission-41c2";
+  const std::string body = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
+                           "Content-Type: audio/wav\r\n\r\n" + slurp(wav) + "\r\n--" + boundary + "--\r\n";
+  return request(port, http::verb::post, "/v1/audio/transcriptions", body, "multipart/form-data; boundary=" + boundary);
+}
+
+TEST(Admission, AnUploadTheCacheHasNoRoomForIsRefusedBeforeAnyWork) {
+  voxtral::testing::WideWindowDemo wide;
+  auto model = Model::load(wide.model(), wide.options());
+  // The rule needs a cache that holds one long file's pages but not two.
+  ASSERT_LT(model->decoder().total_pages(), 2 * 14) << "(65 s: about 870 positions, 14 pages of 64)";
+  Scheduler engine(*model, SchedulerOptions{});
+  Server server(engine, RunningServer::with_defaults(ServerOptions{}));
+  server.start();
+  Reply first;
+  std::thread t([&] { first = upload_file(server.port(), wide.long_wav()); });
+  // Once the first upload runs (it takes its pages at its start), a second one of its length
+  // finds no room: 503 server_busy at once, with none of its audio taken.
+  for (int i = 0; i < 500 && engine.counters().kv_pages_in_use < 14; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const Reply second = upload_file(server.port(), wide.long_wav());
+  t.join();
+  EXPECT_EQ(first.status, 200) << first.body;
+  ASSERT_EQ(second.status, 503) << second.body;
+  const auto error = json::parse(second.body)["error"];
+  EXPECT_EQ(error["code"], "server_busy");
+  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("no room for this audio"));
+  EXPECT_NEAR(audio_seconds_taken(server.port()), wide.long_seconds(), 0.01);
+  // The pages came back: the same upload is served now.
+  EXPECT_EQ(upload_file(server.port(), wide.long_wav()).status, 200);
+  server.stop();
 }
 
 // The error event, then the close with `code`; every error event carries `param`.

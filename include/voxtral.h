@@ -54,7 +54,8 @@ typedef struct {
   const char* kv_cache;  /* "f32", "bf16" or NULL (the backend's default) */
   int max_streams;       /* streams open at once: 1 to 4096, or 0 = the backend's default (8 on the CPU) */
   int64_t kv_cache_mb;   /* MiB of decoder K/V cache shared by the streams; 0 = enough for every stream's
-                            full window, within 90% of the GPU's free memory (a quarter of the machine's) */
+                            full window, within 90% of the GPU's free memory (a quarter of the machine's);
+                            more than the machine's memory (or the GPU's free memory) is refused */
 } voxtral_model_options;
 
 typedef struct {

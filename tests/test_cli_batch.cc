@@ -13,6 +13,7 @@
 
 #include "cli_runner.h"
 #include "test_util.h"
+#include "wide_window_model.h"
 
 namespace voxtral {
 namespace {
@@ -141,6 +142,22 @@ TEST(CliBatch, AFailingFileIsReportedAndTheOthersComplete) {
   EXPECT_THAT(t.out, Not(HasSubstr(too_long)));
   t = run_cli(tiny_b + inputs({missing, too_long, noise}));
   EXPECT_EQ(t.exit_code, 4);
+}
+
+// Each long file takes the K/V pages of its whole length at its start; the cache holds one
+// file's, not two: the second waits for the first to end instead of failing mid-way.
+TEST(CliBatch, AFileTheCacheHasNoRoomForWaitsForAnotherToEnd) {
+  testing::WideWindowDemo wide;
+  const std::string args = "-d " + shell_quoted(wide.model()) + " --silent --max-streams 2 --batch 2 --kv-cache-mb " +
+                           std::to_string(wide.kv_cache_mb()) + " ";
+  const std::string path = wide.long_wav().string();
+  const auto r = run_cli(args + inputs({path, path}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  const std::string header = "==> " + path + " <==\n";
+  const auto first = r.out.find(header);
+  ASSERT_NE(first, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(header, first + 1), std::string::npos) << r.out;
 }
 
 TEST(CliBatch, JsonIsOneArrayOfObjectsNamingTheirFile) {

@@ -143,6 +143,44 @@ TEST(ServerStart, SymlinkLoopModelDirectoryExitsWith3) {
   EXPECT_THAT(r.err, HasSubstr("Too many levels of symbolic links"));
 }
 
+TEST(ServerStart, MaxSessionsAboveTheStreamsIsLoweredWithAWarningNamingBoth) {
+  // The server serves until its SIGINT (then stops at once: no work is running).
+  const auto r = run_binary(VOXTRAL_SERVER,
+                            "-d " + shell_quoted(source_path("models/demo")) + " --port 0 --max-streams 2 --max-sessions 20",
+                            "timeout -k 30 -s INT 8 ");
+  EXPECT_THAT(r.err, HasSubstr("warning: --max-sessions 20 is more than the model's streams (--max-streams 2): "
+                               "at most 2 transcriptions run at once"));
+}
+
+// Options that make no sense together, or numbers of the wrong kind, are refused saying why.
+TEST(CliOptions, MisusedOptionsAreRefusedWithClearMessages) {
+  const std::string demo = "-d " + shell_quoted(source_path("models/demo")) + " --silent ";
+  const std::string lights = "-i " + shell_quoted(source_path("samples/lights.wav")) + " ";
+  const std::string timer = shell_quoted(source_path("samples/timer.wav")) + " ";
+  auto r = run_cli(demo + lights + timer + "--batch 1.5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("1.5 is not a whole number"));
+  r = run_cli(demo + lights + "--max-streams 2.5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("2.5 is not a whole number"));
+  r = run_cli(demo + "--stdin --batch 2 </dev/null");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--batch: is for several files (-i a.wav b.wav, or a directory); --stdin is one stream"));
+  r = run_cli(demo + lights + "--format srt --timestamps");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--timestamps: is for --format text"));
+  // With a text output among several, the text file gets the times.
+  TempDir dir;
+  r = run_cli(demo + lights + "--format text,srt --timestamps --output-dir " + shell_quoted(dir.path()));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(slurp_file(dir.path() / "lights.txt"), ::testing::StartsWith("[00:00:00.")) << "a timestamped line";
+  // The engine's messages name the command line's flags.
+  r = run_cli(demo + lights + "--max-streams 64 --kv-cache-mb 1");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("--kv-cache-mb: 64 streams need"));
+  EXPECT_THAT(r.err, HasSubstr("lower --max-streams or raise --kv-cache-mb"));
+}
+
 TEST(CliModel, ModelFilesThatAreDevicesOrFifosAreRefusedBeforeReading) {
   // A FIFO with no writer would block the open (hence the timeout); /dev/zero never ends.
   // (A text file on /dev/zero would fill the memory if it were read: /dev/null stands in

@@ -35,7 +35,7 @@ async function loadInfo() {
 
 // ---------------------------------------------------------------- microphone
 const live = { ws: null, context: null, media: null, node: null, text: '', sentSamples: 0,
-               captureStart: 0, latencies: [], stopping: false };
+               captureStart: 0, latencies: [], stopping: false, failed: false };
 
 function setStatus(text) { $('status').textContent = text; }
 
@@ -45,6 +45,7 @@ async function startMicrophone() {
   live.latencies = [];
   live.sentSamples = 0;
   live.stopping = false;
+  live.failed = false;
   $('live').textContent = '';
   $('latency-last').textContent = '–';
   $('latency-median').textContent = '–';
@@ -92,11 +93,12 @@ async function startMicrophone() {
       setStatus('Done.');
       ws.close();
     } else if (event.type === 'error') {
+      live.failed = true;  // a busy or failed session is closed next: keep its reason shown
       setStatus(`Server error: ${event.error}`);
     }
   };
   ws.onclose = () => {
-    if (!live.stopping) setStatus('Connection closed.');
+    if (!live.stopping && !live.failed) setStatus('Connection closed.');
     stopAudio();
     $('start').disabled = false;
     $('stop').disabled = true;

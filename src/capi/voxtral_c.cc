@@ -149,6 +149,7 @@ voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_opt
     voxtral::ModelOptions mo;
     mo.backend = "auto";
     mo.quiet = true;
+    mo.naming = voxtral::OptionNaming::CStruct;
     if (options != nullptr) {
       if (options->backend != nullptr) mo.backend = options->backend;
       mo.threads = options->threads;
@@ -224,6 +225,10 @@ voxtral_stream* voxtral_stream_create(voxtral_model* model, const voxtral_stream
     callbacks.on_error = [inbox = s->inbox](const std::string& message) {
       std::lock_guard lock(inbox->mutex);
       inbox->failure = message;
+    };
+    callbacks.on_busy = [inbox = s->inbox](const std::string& message) {  // the K/V cache is full
+      std::lock_guard lock(inbox->mutex);
+      inbox->failure = message + "; load the model with a larger voxtral_model_options.kv_cache_mb (or fewer max_streams)";
     };
     s->job = start_job(model, so, std::move(callbacks));
     if (!s->job) {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -137,11 +138,17 @@ ExitCode transcribe_files(Model& model, const std::vector<BatchInput>& files, co
   std::condition_variable changed;
   std::vector<FileState> state(files.size());
   int running = 0;
+  // Files the scheduler refused for lack of room in the K/V cache (a file takes the pages of
+  // its whole length at its start), each with the count of files ended then: one is tried
+  // again once another has ended and given its pages back; meanwhile no new file starts.
+  int ended = 0;
+  std::deque<std::pair<std::size_t, int>> refused;
   SchedulerOptions so;
   so.max_jobs = o.max_files;
   Scheduler scheduler(model, so);  // after the state its callbacks fill: it stops first
 
   auto finished = [&](std::size_t i, ExitCode code, std::string error) {  // mutex held
+    ++ended;
     state[i].code = code;
     state[i].error = std::move(error);
     state[i].done = true;
@@ -185,6 +192,19 @@ ExitCode transcribe_files(Model& model, const std::vector<BatchInput>& files, co
         std::lock_guard lock(mutex);
         finished(i, kTranscriptionError, cat(files[i].path, ": ", message));
         --running;
+      }
+      changed.notify_all();
+    };
+    callbacks.on_busy = [&, i](const std::string& message) {
+      {
+        std::lock_guard lock(mutex);
+        --running;
+        state[i].pieces.clear();
+        if (running == 0) {  // the whole cache is free and still too small for this file
+          finished(i, kTranscriptionError, cat(files[i].path, ": ", message, " (raise --kv-cache-mb)"));
+        } else {
+          refused.emplace_back(i, ended);
+        }
       }
       changed.notify_all();
     };
@@ -242,7 +262,13 @@ ExitCode transcribe_files(Model& model, const std::vector<BatchInput>& files, co
         if (json) write_all(stdout, shown + 1 < files.size() ? ",\n" : "\n]\n", "stdout");
         lock.lock();
         ++shown;
-      } else if (next < files.size() && running < o.max_files) {
+      } else if (!refused.empty() && ended > refused.front().second && running < o.max_files) {
+        const std::size_t again = refused.front().first;
+        refused.pop_front();
+        lock.unlock();
+        start(again);
+        lock.lock();
+      } else if (refused.empty() && next < files.size() && running < o.max_files) {
         lock.unlock();
         start(next++);
         lock.lock();

@@ -39,6 +39,9 @@ struct BatchOptions {
 // directory, DIR/<stem>.<ext> per file and format instead. A file that fails is reported on
 // stderr naming it, and the others go on. Returns kOk, the exit code of the first file that
 // failed (kAudioError, kTranscriptionError), or kOutputError when output could not be written.
+// A file takes the decoder K/V pages of its whole length when it starts: one the cache has no
+// room for now waits until another file ends (no new file starts meanwhile), and one that
+// does not fit even alone fails with an error saying so.
 ExitCode transcribe_files(Model& model, const std::vector<BatchInput>& files, const BatchOptions& options);
 
 // The extension --output-dir gives a format's file.

@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
   auto* batch = app.add_option("--batch", o.batch,
                                "With several files: the most that decode at once, in one batched decoder step "
                                "(default: the model's --max-streams)")
-                    ->check(CLI::Range(1, kMaxStreams));
+                    ->check(whole_range(1, kMaxStreams));
   app.add_option("--output-dir", o.output_dir,
                  "Write each input's transcript to DIR/<file name without extension>.<txt|json|srt|vtt>, one "
                  "file per --format (which may then list several: --format text,srt), instead of stdout")
@@ -222,7 +222,8 @@ int main(int argc, char** argv) {
   app.add_option("--alt", o.alt_cutoff,
                  "Show alternatives inline as {chosen|other|...}: candidates with at least this probability")
       ->check(finite_range(0.0, 1.0));
-  app.add_flag("--timestamps", o.timestamps, "Text with one timestamped line per segment");
+  app.add_flag("--timestamps", o.timestamps,
+               "Text with one timestamped line per segment (for --format text: the other formats carry times)");
   app.add_option("--format", o.formats, "Output: text, json (segments and words with times), srt or vtt")
       ->check(CLI::IsMember({"text", "json", "srt", "vtt"}))
       ->delimiter(',');
@@ -235,6 +236,13 @@ int main(int argc, char** argv) {
       if (name.empty()) throw CLI::ValidationError("--input", "the file name is empty");
     }
     if (o.inputs.empty() && !o.from_stdin && !o.from_mic) throw CLI::RequiredError("one of --input, --stdin or --from-mic");
+    if (batch->count() > 0 && (o.from_stdin || o.from_mic)) {
+      throw CLI::ValidationError("--batch", cat("is for several files (-i a.wav b.wav, or a directory); ",
+                                                o.from_stdin ? "--stdin" : "--from-mic", " is one stream"));
+    }
+    if (o.timestamps && std::none_of(o.formats.begin(), o.formats.end(), [](const std::string& f) { return f == "text"; })) {
+      throw CLI::ValidationError("--timestamps", "is for --format text (json, srt and vtt carry their own times)");
+    }
     if (o.formats.size() > 1 && o.output_dir.empty()) {
       throw CLI::ValidationError("--format", "several formats need --output-dir (stdout takes one)");
     }
@@ -368,6 +376,9 @@ int main(int argc, char** argv) {
   } catch (const AudioError& e) {
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kAudioError;
+  } catch (const BusyError& e) {  // the cache cannot hold this stream
+    std::fprintf(stderr, "\nvoxtral: %s (raise --kv-cache-mb)\n", e.what());
+    return kTranscriptionError;
   } catch (const std::exception& e) {  // Error, and anything else (e.g. out of memory)
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kTranscriptionError;

@@ -6,7 +6,8 @@
 namespace voxtral {
 
 void add_model_options(CLI::App& app, ModelOptions& o) {
-  app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(CLI::Range(1, kMaxThreads));
+  o.naming = OptionNaming::Flag;  // the engine's messages name --max-streams, not max_streams
+  app.add_option("-t,--threads", o.threads, "CPU threads (default: one per core)")->check(whole_range(1, kMaxThreads));
   app.add_option("--backend", o.backend,
                  cat("cpu, cuda, or auto: the GPU when this build has CUDA and a GPU is usable, otherwise the CPU "
                      "with a warning (default ", o.backend, ")"))
@@ -24,19 +25,19 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  cat("Streams the model transcribes at once (default: the backend's, 256 on a GPU and 8 on the CPU, "
                      "fewer when memory would not give each its encoder window and ~2 minutes of decoder cache); "
                      "more streams than this wait or are refused"))
-      ->check(CLI::Range(1, kMaxStreams));
+      ->check(whole_range(1, kMaxStreams));
   app.add_option("--kv-cache-mb", o.kv_cache_mb,
                  "MiB of K/V cache for all streams: each stream's encoder window, the rest decoder pages taken as "
                  "streams grow (default: 90% of the GPU's free memory or a quarter of the machine's, at most every "
                  "stream's full window)")
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
+      ->check(whole_range(1, std::int64_t{1} << 30));
 }
 
 CLI::Option* add_delay_option(CLI::App& app, int& delay_ms) {
   return app
       .add_option("--delay", delay_ms,
                   "Transcription delay in ms: a multiple of 80 from 80 to 1200, or 2400 (default: the model's, 480)")
-      ->check(CLI::Range(1, 100000));
+      ->check(whole_range(1, 100000));
 }
 
 CLI::Option* add_interval_option(CLI::App& app, double& seconds) {

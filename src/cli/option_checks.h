@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 
@@ -26,6 +27,25 @@ inline std::string finite_number_error(const std::string& value, double lo, doub
 inline CLI::Validator finite_range(double lo, double hi) {
   return CLI::Validator([lo, hi](std::string& value) { return finite_number_error(value, lo, hi); },
                         cat("NUMBER in [", lo, " - ", hi, "]"));
+}
+
+// "" when `value` is a whole number in [lo, hi], else why not: "1.5" is not whole (CLI11's
+// range check would call it out of range), and "abc" is not a number.
+inline std::string whole_number_error(const std::string& value, std::int64_t lo, std::int64_t hi) {
+  std::int64_t n = 0;
+  if (!CLI::detail::lexical_cast(value, n)) {
+    double d = 0;
+    if (CLI::detail::lexical_cast(value, d) && std::isfinite(d)) return value + " is not a whole number";
+    return "\"" + value + "\" is not a whole number";
+  }
+  if (n < lo || n > hi) return cat(value, " is out of range (", lo, " to ", hi, ")");
+  return "";
+}
+
+// A whole number in [lo, hi], for the integer options.
+inline CLI::Validator whole_range(std::int64_t lo, std::int64_t hi) {
+  return CLI::Validator([lo, hi](std::string& value) { return whole_number_error(value, lo, hi); },
+                        cat("INT in [", lo, " - ", hi, "]"));
 }
 
 // Any finite number (beside another check that gives the range).

@@ -126,7 +126,7 @@ int DecoderPool::acquire() {
       return static_cast<int>(s);
     }
   }
-  throw BusyError(cat("decoder: all ", in_use_.size(), " stream slots are in use (raise --max-streams)"));
+  throw BusyError(cat("decoder: all ", in_use_.size(), " stream slots are in use"));  // front ends name their option
 }
 
 void DecoderPool::release(int sequence) {

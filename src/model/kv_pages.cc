@@ -40,8 +40,9 @@ void KvPages::reserve(int sequence, std::int64_t first, std::int64_t last) {
     const auto logical = static_cast<std::size_t>((p % layout_.capacity) / page);
     if (row[logical] >= 0) continue;
     if (free_.empty()) {
+      // (No option named: front ends name theirs, the CLI's flags or the C API's fields.)
       throw BusyError(cat(what_, ": the K/V cache is full: all ", pages_ - pinned_, " pages of ", page,
-                          " positions are in use (raise --kv-cache-mb or lower --max-streams)"));
+                          " positions are in use"));
     }
     row[logical] = free_.back();
     free_.pop_back();

@@ -41,27 +41,47 @@ void check_consistent(const ModelConfig& c, const Tokenizer& t) {
 
 }  // namespace
 
-void validate(const ModelOptions& o) {
-  if (o.threads < 0 || o.threads > kMaxThreads) {
-    fail("threads", cat(o.threads, " is out of range (1 to ", kMaxThreads, ", or 0 for one per core)"));
+std::string option_name(OptionNaming naming, std::string_view field) {
+  switch (naming) {
+    case OptionNaming::Flag: {
+      std::string flag = cat("--", field);
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      return flag;
+    }
+    case OptionNaming::CStruct: return cat("voxtral_model_options.", field);
+    case OptionNaming::Field: break;
   }
-  const auto one_of = [](std::string_view field, const std::string& value, std::initializer_list<std::string_view> allowed) {
+  return std::string(field);
+}
+
+void validate(const ModelOptions& o) {
+  const auto name = [&](std::string_view field) { return option_name(o.naming, field); };
+  if (o.threads < 0 || o.threads > kMaxThreads) {
+    fail(name("threads"), cat(o.threads, " is out of range (1 to ", kMaxThreads, ", or 0 for one per core)"));
+  }
+  const auto one_of = [&](std::string_view field, const std::string& value, std::initializer_list<std::string_view> allowed) {
     for (auto a : allowed) {
       if (value == a) return;
     }
     std::string list;
     for (auto a : allowed) list += cat(list.empty() ? "" : ", ", a);
-    fail(field, cat("unknown value \"", value, "\" (use ", list, ")"));
+    fail(name(field), cat("unknown value \"", value, "\" (use ", list, ")"));
   };
   one_of("backend", o.backend, {"auto", "cpu", "cuda"});
   one_of("precision", o.precision, {"auto", "exact", "fast"});
   one_of("kv_cache", o.kv_cache, {"auto", "f32", "bf16"});
   one_of("weights", o.weights, {"auto", "bf16", "fp16", "q8", "q4"});
   if (o.max_streams < 0 || o.max_streams > kMaxStreams) {
-    fail("max_streams", cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
+    fail(name("max_streams"), cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
   }
   if (o.kv_cache_mb < 0 || o.kv_cache_mb > (std::int64_t{1} << 30)) {
-    fail("kv_cache_mb", cat(o.kv_cache_mb, " is out of range (0 = from free memory)"));
+    fail(name("kv_cache_mb"), cat(o.kv_cache_mb, " is out of range (0 = from free memory)"));
+  }
+  // A cache larger than the machine could ever hold is a mistake (a GPU's share is checked
+  // against its free memory when the pools are sized): refused before anything is allocated.
+  const auto memory_mb = static_cast<std::int64_t>(physical_memory_bytes() >> 20);
+  if (memory_mb > 0 && o.kv_cache_mb > memory_mb) {
+    fail(name("kv_cache_mb"), cat(o.kv_cache_mb, " MiB is more than this machine's memory (", memory_mb, " MiB)"));
   }
 }
 
@@ -90,7 +110,12 @@ PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const
   const std::int64_t ring_pages = (dec.sliding_window + d.max_prefill_rows - 1 + d.page_size - 1) / d.page_size;
   const auto encoder_bytes = static_cast<std::int64_t>(EncoderPool::sequence_cache_bytes(config, e));
   const std::int64_t typical_decoder = (1500 + d.page_size - 1) / d.page_size * page_bytes;  // 2 minutes
-  std::int64_t budget = o.kv_cache_mb > 0 ? (o.kv_cache_mb << 20) : static_cast<std::int64_t>(backend.free_memory()) / 10 * 9;
+  const auto free_memory = static_cast<std::int64_t>(backend.free_memory());  // 0: not a GPU
+  if (o.kv_cache_mb > 0 && free_memory > 0 && (o.kv_cache_mb << 20) > free_memory) {
+    fail(option_name(o.naming, "kv_cache_mb"),
+         cat(o.kv_cache_mb, " MiB is more than the GPU's free memory (", free_memory >> 20, " MiB)"));
+  }
+  std::int64_t budget = o.kv_cache_mb > 0 ? (o.kv_cache_mb << 20) : free_memory / 10 * 9;
   if (budget <= 0) budget = static_cast<std::int64_t>(physical_memory_bytes() / 4);
   int streams = o.max_streams > 0 ? o.max_streams : backend.default_max_streams();
   if (o.max_streams == 0 && o.kv_cache_mb == 0) {
@@ -109,10 +134,12 @@ PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const
   const std::int64_t least_decoder = (375 + d.max_prefill_rows + d.page_size - 1) / d.page_size * page_bytes;
   if (for_decoder < streams * least_decoder) {
     const std::int64_t need = streams * (encoder_bytes + least_decoder) + (o.kv_cache_mb > 0 ? 0 : other);
-    fail(o.kv_cache_mb > 0 ? "kv_cache_mb" : "max_streams",
+    const std::string max_streams = option_name(o.naming, "max_streams");
+    const std::string kv_cache_mb = option_name(o.naming, "kv_cache_mb");
+    fail(o.kv_cache_mb > 0 ? kv_cache_mb : max_streams,
          cat(streams, " streams need ", (need + (1 << 20) - 1) >> 20, " MiB of K/V cache (each its encoder window and 30 s of "
-             "decoder cache) but ", o.kv_cache_mb > 0 ? "--kv-cache-mb gives " : "the memory gives ", budget >> 20,
-             " MiB: lower --max-streams", o.kv_cache_mb > 0 ? " or raise --kv-cache-mb" : ""));
+             "decoder cache) but ", o.kv_cache_mb > 0 ? kv_cache_mb + " gives " : "the memory gives ", budget >> 20,
+             " MiB: lower ", max_streams, o.kv_cache_mb > 0 ? " or raise " + kv_cache_mb : ""));
   }
   d.pages = std::clamp<std::int64_t>(for_decoder / page_bytes, 1, ring_pages * d.max_sequences);
   return p;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.h"
@@ -19,6 +20,16 @@
 #include "model/weights.h"
 
 namespace voxtral {
+
+// How messages name the options below, so that each front end's users read their own names.
+enum class OptionNaming {
+  Field,    // max_streams: the fields of ModelOptions (the C++ API)
+  Flag,     // --max-streams: the command line's flags
+  CStruct,  // voxtral_model_options.max_streams: the C API's fields
+};
+
+// `field` (a ModelOptions field, e.g. "kv_cache_mb") as `naming` writes it.
+std::string option_name(OptionNaming naming, std::string_view field);
 
 struct ModelOptions {
   std::string backend = "cpu";  // "cpu", "cuda", or "auto" (CUDA when a GPU is usable, else CPU)
@@ -34,6 +45,7 @@ struct ModelOptions {
   // Benchmarks only: kernel variants to compare against the defaults ("fused=gemv,streamed_rows=4",
   // see parse_cuda_variants in backend/cuda/cuda_backend.h); empty in normal use.
   std::string kernel_variants = "";
+  OptionNaming naming = OptionNaming::Field;  // how errors name these options
 };
 
 // The most streams one model may be asked to hold at once.
@@ -43,7 +55,8 @@ inline constexpr int kMaxStreams = 4096;
 // would exhaust memory with thread stacks.
 inline constexpr int kMaxThreads = 1024;
 
-// Throws Error naming the field ("threads: ...") when an option is out of range or unknown.
+// Throws Error naming the option ("threads: ...", as options.naming writes it) when an option
+// is out of range or unknown, or when kv_cache_mb is more than the machine's memory.
 // Model::load calls it, so every front end (CLI, server, C API) gets the same checks.
 void validate(const ModelOptions& options);
 

@@ -102,6 +102,7 @@ void Stream::start_segment() {
   model_.encoder().reset(sequence_);
   // A fresh sequence: positions from 0, the old segment's K/V pages given back.
   decoder_.start(sequence_, model_.ffn_norms(n_delay_));
+  if (options_.expected_samples > 0) reserve_segment_pages();
   padded_.assign(static_cast<std::size_t>(left_pad_ * samples_per_position_), 0.0f);
   padded_base_ = 0;
   padded_total_ = static_cast<std::int64_t>(padded_.size());
@@ -115,6 +116,26 @@ void Stream::start_segment() {
   prefilled_ = false;
   segment_done_ = false;
   next_input_ = prompt_.back();
+}
+
+void Stream::reserve_segment_pages() {
+  // The segment decodes one position per samples_per_position_ of its padded input: left
+  // padding, its share of the input, right padding (a whole number of positions).
+  const std::int64_t input = std::min(options_.expected_samples - total_input_, max_segment_input_);
+  const std::int64_t padded =
+      left_pad_ * samples_per_position_ + input + right_padding_samples(input, config_, n_delay_);
+  const std::int64_t positions = padded / samples_per_position_;
+  const std::int64_t free_pages = decoder_.total_pages() - decoder_.pages_in_use();
+  try {
+    decoder_.reserve(sequence_, 0, positions - 1);
+  } catch (const BusyError&) {
+    // Pages taken before the refusal go back with the sequence (the stream is not made).
+    throw BusyError(cat("decoder: the K/V cache has no room for this audio now: its ",
+                        static_cast<double>(input) / config_.audio.sampling_rate, " s take ", positions,
+                        " positions (at most a window's pages), and ", free_pages, " of the ",
+                        decoder_.total_pages(), " pages of ", decoder_.options().page_size,
+                        " positions are free"));
+  }
 }
 
 double Stream::input_seconds(std::int64_t padded_samples) const {

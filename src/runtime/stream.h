@@ -35,7 +35,10 @@ struct StreamOptions {
   bool ignore_eos = false;            // benchmarks: decode the whole audio span
   int alternatives = 0;               // report up to this many candidates per token (0: off)
   double alternative_cutoff = 0.1;    // ... with at least this probability
-  std::int64_t expected_samples = 0;  // total input length when known (bounds the K/V cache; feeding more fails)
+  // Total input length when known (feeding more fails). Each segment then takes the decoder
+  // K/V pages of all its positions when it starts, so a full cache refuses the stream at its
+  // start (BusyError) rather than mid-way: what admits an upload.
+  std::int64_t expected_samples = 0;
   int encoder_chunk = 64;             // most positions per encoder run (larger: faster, more memory)
   // Called after every decode step with the step's input id, position and logits ([1, vocab]
   // in backend memory): for parity checks, not for normal use.
@@ -155,6 +158,7 @@ class Stream {
  private:
   enum class End { None, Flush, Finish };
   void start_segment();
+  void reserve_segment_pages();  // expected_samples known: the segment's pages, now
   void append_padded(std::span<const float> samples);
   // Encodes what the signal and the ring allow, prefills, and (Decoding::Self) decodes;
   // completes a segment end whose last position has been decoded.

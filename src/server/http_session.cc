@@ -554,6 +554,12 @@ void HttpSession::on_watch(beast::error_code ec, std::size_t n) {
     return;
   }
   if (ec == net::error::operation_aborted) return;
+  if (ec && response_done_) {
+    // The whole answer is queued: a client that read it and closed at once is no disconnect,
+    // though its close can overtake the note that the last write completed (another I/O
+    // thread). The write finishes the request (a failed write still counts the client gone).
+    return;
+  }
   if (ec) {
     if (auto gone = std::exchange(on_gone_, nullptr)) {
       context_.metrics.error("client_disconnected");

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-sessions", engine.max_jobs,
                  "Transcriptions at once: uploads, and realtime sessions from their first audio until they close "
                  "(default: the model's streams, --max-streams)")
-      ->check(CLI::Range(0, 4096));
+      ->check(whole_range(0, kMaxStreams));
   app.add_option("--max-upload-mb", max_upload_mb, "Largest upload in MiB (default 100)")->check(CLI::Range(0.001, 4096.0));
   app.add_option("--max-audio-seconds", server.max_audio_seconds,
                  "Longest audio per upload or realtime session (default 14400)")
@@ -153,6 +153,13 @@ int main(int argc, char** argv) {
   try {
     auto loaded = Model::load(model_dir, model);
     if (server.delay_ms > 0) delay_positions(server.delay_ms, loaded->config());  // validates it
+    const int streams = loaded->decoder().options().max_sequences;
+    if (engine.max_jobs > streams) {
+      std::fprintf(stderr,
+                   "voxtral-server: warning: --max-sessions %d is more than the model's streams (--max-streams %d%s): "
+                   "at most %d transcriptions run at once\n",
+                   engine.max_jobs, streams, model.max_streams > 0 ? "" : ", the default here", streams);
+    }
     Scheduler engine_runner(*loaded, engine);
     Server http(engine_runner, server);
     http.start();

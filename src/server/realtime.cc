@@ -245,9 +245,9 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     };
     job_ = context_.engine.start(JobKind::Live, options, std::move(callbacks));
     if (!job_) {
-      send_error("the server is busy: " + std::to_string(context_.engine.max_jobs()) +
-                     " transcriptions are running (--max-sessions); try again shortly",
-                 "server_busy");
+      end_session("the server is busy: " + std::to_string(context_.engine.max_jobs()) +
+                      " transcriptions are running (--max-sessions); start a new session shortly",
+                  "server_busy");
       return false;
     }
     start_utterance();
@@ -295,10 +295,18 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   }
 
   void on_job_error(const std::string& message, const std::string& code) {
-    job_.reset();  // the engine has dropped it; the next append or commit starts another
-    start_utterance();
-    send_error("transcription failed: " + message, code);
-    feed_deferred();  // drops a waiting append and reads on
+    job_.reset();  // the engine has dropped it, and the audio it held
+    end_session(code == "server_busy" ? "the server is busy: " + message + "; start a new session shortly"
+                                      : "transcription failed: " + message,
+                code);
+  }
+
+  // The session cannot go on (no room on the engine, or its transcription failed): its audio
+  // is lost, so resuming with later appends would give text with a hole in it. An `error`
+  // event, then the close: 1013 (try again later) when busy, 1011 (internal error) else.
+  void end_session(const std::string& message, const std::string& code) {
+    send_error(message, code);
+    close(code == "server_busy" ? websocket::close_code::try_again_later : websocket::close_code::internal_error);
   }
 
   // Keeps the memory budget's hold at the audio held: `queued` samples in the job, and the
@@ -327,7 +335,8 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   void send_error(const std::string& message, const std::string& code, const std::string& param = "") {
     context_.metrics.error(code);
-    nlohmann::json event = {{"type", "error"}, {"error", message}, {"code", code}};
+    // `param`, as in OpenAI's error objects: the offending field, null when none.
+    nlohmann::json event = {{"type", "error"}, {"error", message}, {"code", code}, {"param", nullptr}};
     if (!param.empty()) event["param"] = param;
     send(event);
   }

@@ -1,6 +1,7 @@
 // The C API from many threads: streams of one model fed at once (their decoder steps are
 // batched by the model's scheduler) each give the text recorded for their recording alone,
 // and a model refuses a stream beyond its max_streams.
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -109,6 +110,34 @@ TEST(CApiConcurrent, MaxStreamsOutOfRangeIsRefusedNamingTheField) {
     EXPECT_EQ(model, nullptr) << max_streams;
     EXPECT_THAT(err, HasSubstr("max_streams: " + std::to_string(max_streams) + " is out of range"));
   }
+}
+
+// The C API's messages name its own fields, never the command line's flags.
+TEST(CApiOptions, KvCacheFarPastMemoryIsRefusedNamingTheFieldBeforeLoading) {
+  char err[512] = "";
+  voxtral_model_options mo;
+  voxtral_model_options_init(&mo);
+  mo.backend = "cpu";
+  mo.kv_cache_mb = std::int64_t{1} << 30;  // 1 PiB
+  // A model directory that does not exist: the options are refused before any file is read
+  // or any memory taken (its error would name the directory).
+  const std::string missing = source("models/demo") + "/no-such-model";
+  EXPECT_EQ(voxtral_model_load(missing.c_str(), &mo, err, sizeof err), nullptr);
+  EXPECT_THAT(err, HasSubstr("voxtral_model_options.kv_cache_mb: 1073741824 MiB is more than this machine's memory"));
+  EXPECT_THAT(err, ::testing::Not(HasSubstr("--")));
+}
+
+TEST(CApiOptions, ACacheTooSmallForTheStreamsNamesTheCApiFields) {
+  char err[512] = "";
+  voxtral_model_options mo;
+  voxtral_model_options_init(&mo);
+  mo.backend = "cpu";
+  mo.max_streams = 64;
+  mo.kv_cache_mb = 1;
+  EXPECT_EQ(voxtral_model_load(source("models/demo").c_str(), &mo, err, sizeof err), nullptr);
+  EXPECT_THAT(err, HasSubstr("voxtral_model_options.kv_cache_mb: 64 streams need"));
+  EXPECT_THAT(err, HasSubstr("lower voxtral_model_options.max_streams or raise voxtral_model_options.kv_cache_mb"));
+  EXPECT_THAT(err, ::testing::Not(HasSubstr("--")));
 }
 
 }  // namespace

@@ -33,8 +33,7 @@ std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& co
         for (int j = 0; j < dim; ++j) {
           sum += static_cast<double>(layer.ada_down[static_cast<std::size_t>(a) * dim + j]) * t_cond[static_cast<std::size_t>(j)];
         }
-        const double v = sum;
-        hidden[static_cast<std::size_t>(a)] = static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+        hidden[static_cast<std::size_t>(a)] = static_cast<float>(0.5 * sum * (1.0 + std::erf(sum / std::sqrt(2.0))));  // GELU
       }
       for (int j = 0; j < dim; ++j) {
         double scale = 0;

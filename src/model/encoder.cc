@@ -10,14 +10,20 @@ namespace voxtral {
 namespace {
 constexpr int kConvKernel = 3;
 constexpr int kConv0Context = 2;  // left context of the stride-1 conv: kernel - stride
+
+// Frames of a sequence's K/V ring: a whole window plus the rest of one request's frames
+// (KvCacheLayout), in whole pages.
+std::int64_t ring_capacity(const ModelConfig& config, const EncoderPoolOptions& options) {
+  const std::int64_t frames = config.encoder.sliding_window +
+                              static_cast<std::int64_t>(options.max_positions_per_sequence) * config.downsample_factor - 1;
+  return (frames + options.page_size - 1) / options.page_size * options.page_size;
+}
 }  // namespace
 
 std::size_t EncoderPool::sequence_cache_bytes(const ModelConfig& config, const EncoderPoolOptions& options) {
   const auto& enc = config.encoder;
-  const std::int64_t frames = enc.sliding_window + static_cast<std::int64_t>(options.max_positions_per_sequence) *
-                                                       config.downsample_factor - 1;
-  const std::int64_t capacity = (frames + options.page_size - 1) / options.page_size * options.page_size;
-  return static_cast<std::size_t>(2 * enc.n_layers * capacity * enc.kv_width()) * elem_size(options.kv_cache_type);
+  return static_cast<std::size_t>(2 * enc.n_layers * ring_capacity(config, options) * enc.kv_width()) *
+         elem_size(options.kv_cache_type);
 }
 
 EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const ModelWeights& weights,
@@ -28,11 +34,8 @@ EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const Mode
       options_.max_positions_per_call < options_.max_positions_per_sequence || options_.page_size < 1) {
     fail("encoder", "bad pool options");
   }
-  const int page = options_.page_size;
-  const std::int64_t ring = enc.sliding_window +
-                            static_cast<std::int64_t>(options_.max_positions_per_sequence) * config.downsample_factor - 1;
-  const auto capacity = static_cast<int>((ring + page - 1) / page * page);
-  layout_ = {enc.n_kv_heads, enc.head_dim, capacity, enc.sliding_window, options_.kv_cache_type, page};
+  const auto capacity = static_cast<int>(ring_capacity(config, options_));
+  layout_ = {enc.n_kv_heads, enc.head_dim, capacity, enc.sliding_window, options_.kv_cache_type, options_.page_size};
   const std::int64_t total_pages = static_cast<std::int64_t>(options_.max_sequences) * layout_.pages_per_sequence();
   pages_ = std::make_unique<KvPages>(backend, layout_, enc.n_layers, options_.max_sequences, total_pages, "encoder");
 

@@ -6,9 +6,6 @@
 // that reached the server's exception boundary (metrics kind "internal") is a bug. The body
 // of any input that parses as a request also goes through the form check directly, which
 // is deterministic and fast. Seeds: fuzz/seeds/fuzz_http_request/.
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -21,21 +18,20 @@
 #include <boost/beast/http.hpp>
 
 #include "model/model.h"
-#include "runtime/scheduler.h"
 #include "server/server.h"
 #include "server/transcription.h"
+#include "server_harness.h"
 
 namespace {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
-using tcp = net::ip::tcp;
+using voxtral::testing::loopback::LoopbackServer;
 
 struct Fixture {
   std::unique_ptr<voxtral::Model> model;
-  std::unique_ptr<voxtral::Scheduler> engine;
-  std::unique_ptr<voxtral::Server> server;
+  std::unique_ptr<LoopbackServer> running;
 };
 
 Fixture& fixture() {
@@ -44,9 +40,7 @@ Fixture& fixture() {
     voxtral::ModelOptions model_options{"cpu"};
     model_options.threads = 1;
     made->model = voxtral::Model::load(VOXTRAL_FUZZ_MODEL, model_options);
-    made->engine = std::make_unique<voxtral::Scheduler>(*made->model, voxtral::SchedulerOptions{});
     voxtral::ServerOptions options;
-    options.port = 0;
     options.model_id = "tiny";
     options.max_upload_bytes = 256u << 10;
     options.memory_budget_bytes = 4u << 20;
@@ -54,35 +48,10 @@ Fixture& fixture() {
     options.idle_timeout_seconds = 2;
     options.header_timeout_seconds = 2;
     options.io_threads = 1;
-    made->server = std::make_unique<voxtral::Server>(*made->engine, options);
-    made->server->start();
+    made->running = std::make_unique<LoopbackServer>(*made->model, options);
     return made;
   }();
   return *f;
-}
-
-std::string exchange(unsigned short port, const std::string& bytes) {
-  net::io_context io;
-  tcp::socket socket(io);
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  timeval tv{10, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  beast::error_code ec;
-  net::write(socket, net::buffer(bytes), ec);
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  std::string out;
-  char chunk[16384];
-  for (;;) {
-    const std::size_t n = socket.read_some(net::buffer(chunk), ec);
-    out.append(chunk, n);
-    if (ec == net::error::eof || ec == net::error::connection_reset) break;
-    if (ec) {
-      std::fprintf(stderr, "fuzz_http_request: the server did not close the connection: %s\n", ec.message().c_str());
-      std::abort();
-    }
-  }
-  return out;
 }
 
 // The form check alone, on the body of whatever parses as a request.
@@ -115,13 +84,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Fixture& f = fixture();
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   check_form_directly(bytes);
-  const std::string answer = exchange(f.server->port(), bytes);
+  const auto exchanged = voxtral::testing::loopback::exchange_bytes(f.running->port(), bytes,
+                                                                    {.half_close = true, .timeout_seconds = 10});
+  if (!exchanged.closed_by_server()) {
+    std::fprintf(stderr, "fuzz_http_request: the server did not close the connection: %s\n",
+                 exchanged.ended_by.message().c_str());
+    std::abort();
+  }
+  const std::string& answer = exchanged.reply;
   if (!answer.empty() && !answer.starts_with("HTTP/1.")) {
     std::fprintf(stderr, "fuzz_http_request: an answer that is not HTTP\n");
     std::abort();
   }
   // At a line start: a request's path appears in the page too (as a label value).
-  if (f.server->metrics().prometheus({}).find("\nvoxtral_errors_total{kind=\"internal\"}") != std::string::npos) {
+  if (f.running->server.metrics().prometheus({}).find("\nvoxtral_errors_total{kind=\"internal\"}") != std::string::npos) {
     std::fprintf(stderr, "fuzz_http_request: an exception reached the server's boundary (see the log above)\n");
     std::abort();
   }

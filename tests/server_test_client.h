@@ -1,17 +1,17 @@
-// Loopback clients for the server tests: a server on a free port with the demo model, a
-// blocking HTTP request, and a WebSocket client for /v1/realtime whose reads give up after
-// 30 s (a broken server fails the test instead of hanging it).
+// The server tests' side of server_harness.h: the demo model's server, the samples as
+// uploads and PCM, and a WebSocket client for /v1/realtime whose reads give up after 30 s
+// (a broken server fails the test instead of hanging it).
 #pragma once
 
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include <boost/asio.hpp>
@@ -24,15 +24,12 @@
 #include "core/audio.h"
 #include "server/base64.h"
 #include "server/server.h"
+#include "server_harness.h"
 #include "test_util.h"
 
 namespace voxtral::testing::loopback {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 using nlohmann::json;
 
 inline std::string slurp(const std::filesystem::path& p) {
@@ -44,6 +41,11 @@ inline std::string slurp(const std::filesystem::path& p) {
 inline std::string sample_text(const std::string& name) {
   std::ifstream in(source_path("samples/" + name + ".json"));
   return json::parse(in)["text"];
+}
+
+// samples/<name>.wav as the form's file.
+inline ClientPart sample_part(const std::string& name) {
+  return {"file", name + ".wav", slurp(source_path("samples/" + name + ".wav")), "audio/wav"};
 }
 
 // 16-bit little-endian PCM of a sample at 16 kHz, for the realtime protocol.
@@ -58,51 +60,18 @@ inline std::string pcm16(const std::string& name) {
   return bytes;
 }
 
-struct Reply {
-  int status = 0;
-  std::string content_type;
-  std::string body;
-};
-
-inline Reply request(unsigned short port, http::verb method, const std::string& target, std::string body = "",
-                     const std::string& content_type = "") {
-  net::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-  http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, "localhost");
-  if (!content_type.empty()) req.set(http::field::content_type, content_type);
-  req.body() = std::move(body);
-  req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64u << 20);
-  beast::error_code result;
-  stream.expires_after(std::chrono::seconds(60));
-  http::async_write(stream, req, [&](beast::error_code, std::size_t) {
-    http::async_read(stream, buffer, parser, [&](beast::error_code read_ec, std::size_t) { result = read_ec; });
-  });
-  io.run();
-  if (result) throw beast::system_error(result);
-  auto res = parser.release();
-  return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body()};
-}
-
 // POST /v1/audio/transcriptions with one sample as the file (response_format json).
 inline Reply upload(unsigned short port, const std::string& name) {
   const std::string boundary = "voxtral-loopback-7f3a";
-  const std::string body = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name +
-                           ".wav\"\r\nContent-Type: audio/wav\r\n\r\n" + slurp(source_path("samples/" + name + ".wav")) +
-                           "\r\n--" + boundary + "--\r\n";
-  return request(port, http::verb::post, "/v1/audio/transcriptions", body, "multipart/form-data; boundary=" + boundary);
+  return request(port, http::verb::post, "/v1/audio/transcriptions", multipart_form({sample_part(name)}, boundary),
+                 "multipart/form-data; boundary=" + boundary);
 }
 
 class WsClient {
  public:
   explicit WsClient(unsigned short port, const std::string& target = "/v1/realtime") : ws_(io_) {
     ws_.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
-    timeval tv{30, 0};
-    ::setsockopt(ws_.next_layer().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    set_timeouts(ws_.next_layer(), 30);
     ws_.handshake("localhost", target);
   }
   // The next message; an error (or a 30 s wait) is returned, not thrown.
@@ -179,27 +148,14 @@ inline Model& demo_model() {
   return *model;
 }
 
-struct RunningServer {
-  explicit RunningServer(ServerOptions options, SchedulerOptions engine_options = {})
-      : engine(demo_model(), engine_options), server(engine, with_defaults(std::move(options))) {
-    server.start();
-  }
-  static ServerOptions with_defaults(ServerOptions o) {
-    o.port = 0;
+// A server of the demo model, served as "demo" unless the options name it otherwise.
+struct RunningServer : LoopbackServer {
+  explicit RunningServer(ServerOptions options, SchedulerOptions scheduler_options = {})
+      : LoopbackServer(demo_model(), named(std::move(options)), scheduler_options) {}
+  static ServerOptions named(ServerOptions o) {
     if (o.model_id.empty()) o.model_id = "demo";
     return o;
   }
-  unsigned short port() const { return server.port(); }
-  // Waits (up to 10 s) until `active` transcriptions run on the engine.
-  bool jobs(int active) {
-    for (int i = 0; i < 200; ++i) {
-      if (engine.counters().active_jobs == active) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  Scheduler engine;
-  Server server;
 };
 
 }  // namespace voxtral::testing::loopback

@@ -1,27 +1,18 @@
 // voxtral-server over real sockets on loopback, with the demo model: every response format,
 // server-sent events, the realtime WebSocket protocol, limits and errors, disconnects and
 // slow clients. Expected words come from the samples' scripts (samples/*.json).
-#include <sys/socket.h>
-#include <sys/time.h>
-
-#include <chrono>
 #include <fstream>
-#include <thread>
 #include <utility>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "core/audio.h"
 #include "runtime/transcriber.h"
 #include "server/base64.h"
 #include "server/multipart.h"
 #include "server/server.h"
+#include "server_test_client.h"
 #include "transcript/segments.h"
 #include "test_util.h"
 #include "word_time_checks.h"
@@ -29,200 +20,22 @@
 namespace voxtral {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
-using nlohmann::json;
+using namespace voxtral::testing::loopback;
 using ::testing::HasSubstr;
 using voxtral::testing::fixture;
 using voxtral::testing::source_path;
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::string sample_text(const std::string& name) {
-  std::ifstream in(source_path("samples/" + name + ".json"));
-  return json::parse(in)["text"];
-}
-
-// A blocking socket whose reads and writes give up after `seconds` (a broken server fails
-// the test instead of hanging it).
-void set_timeouts(tcp::socket& socket, int seconds) {
-  timeval tv{seconds, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
-struct Reply {
-  int status = 0;
-  std::string content_type;
-  std::string body;
-};
-
-struct Part {
-  std::string name, filename, data;
-};
-
-std::string multipart_body(const std::vector<Part>& parts, const std::string& boundary) {
-  std::string body;
-  for (const auto& p : parts) {
-    body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + p.name + "\"";
-    if (!p.filename.empty()) body += "; filename=\"" + p.filename + "\"\r\nContent-Type: application/octet-stream";
-    body += "\r\n\r\n" + p.data + "\r\n";
-  }
-  return body + "--" + boundary + "--\r\n";
-}
-
 const std::string kBoundary = "voxtral-test-boundary-7f3a";
 
-Reply request(unsigned short port, http::verb method, const std::string& target, std::string body = "",
-              std::string content_type = "", std::string authorization = "") {
-  net::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-  http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, "localhost");
-  if (!content_type.empty()) req.set(http::field::content_type, content_type);
-  if (!authorization.empty()) req.set(http::field::authorization, authorization);
-  req.body() = std::move(body);
-  req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64u << 20);
-  beast::error_code result;
-  stream.expires_after(std::chrono::seconds(60));  // a broken server fails the test, not hangs it
-  // The server may answer before it has read the whole body (413): read the answer even
-  // when the write fails.
-  http::async_write(stream, req, [&](beast::error_code, std::size_t) {
-    http::async_read(stream, buffer, parser, [&](beast::error_code read_ec, std::size_t) { result = read_ec; });
-  });
-  io.run();
-  if (result) throw beast::system_error(result);
-  auto res = parser.release();
-  return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body()};
-}
-
-Reply transcribe(unsigned short port, const std::vector<Part>& parts, const std::string& authorization = "") {
-  return request(port, http::verb::post, "/v1/audio/transcriptions", multipart_body(parts, kBoundary),
+Reply transcribe(unsigned short port, const std::vector<ClientPart>& parts, const std::string& authorization = "") {
+  return request(port, http::verb::post, "/v1/audio/transcriptions", multipart_form(parts, kBoundary),
                  "multipart/form-data; boundary=" + kBoundary, authorization);
 }
-
-Part sample_file(const std::string& name) {
-  return {"file", name + ".wav", slurp(source_path("samples/" + name + ".wav"))};
-}
-
-// 16-bit PCM of a sample, for the realtime protocol.
-std::string pcm16(const std::string& name) {
-  const auto samples = load_audio_file(source_path("samples/" + name + ".wav"), 16000);
-  std::string bytes(samples.size() * 2, '\0');
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    const auto v = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 32767.0f / 32768) * 32768));
-    bytes[2 * i] = static_cast<char>(v & 0xFF);
-    bytes[2 * i + 1] = static_cast<char>((v >> 8) & 0xFF);
-  }
-  return bytes;
-}
-
-class WsClient {
- public:
-  explicit WsClient(unsigned short port, const std::string& target = "/v1/realtime") : ws_(io_) {
-    ws_.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
-    set_timeouts(ws_.next_layer(), 30);
-    ws_.handshake("localhost", target);
-  }
-  // The next message; an error (or a 30 s wait) is a failure of the server, not a hang.
-  beast::error_code read_into(beast::flat_buffer& buffer) {
-    beast::error_code result = net::error::timed_out;
-    bool done = false;
-    ws_.async_read(buffer, [&](beast::error_code ec, std::size_t) {
-      result = ec;
-      done = true;
-    });
-    io_.restart();
-    io_.run_for(std::chrono::seconds(30));
-    if (!done) {
-      beast::error_code ignored;
-      ws_.next_layer().close(ignored);
-      io_.restart();
-      io_.run();
-    }
-    return result;
-  }
-  json read() {
-    beast::flat_buffer buffer;
-    if (const auto ec = read_into(buffer)) throw beast::system_error(ec);
-    return json::parse(beast::buffers_to_string(buffer.data()));
-  }
-  void send(const json& event) { send_text(event.dump()); }
-  void send_text(const std::string& text) {
-    ws_.text(true);
-    ws_.write(net::buffer(text));
-  }
-  // Sends PCM in 100 ms appends.
-  void append_audio(const std::string& pcm) {
-    for (std::size_t at = 0; at < pcm.size(); at += 3200) {
-      send({{"type", "input_audio_buffer.append"}, {"audio", base64_encode(pcm.substr(at, 3200))}});
-    }
-  }
-  // Reads deltas until transcription.done; returns (concatenated deltas, done event).
-  std::pair<std::string, json> collect() {
-    std::string deltas;
-    for (;;) {
-      auto event = read();
-      if (event["type"] == "transcription.delta") {
-        deltas += event["delta"].get<std::string>();
-      } else if (event["type"] == "transcription.done") {
-        return {deltas, event};
-      } else {
-        ADD_FAILURE() << "unexpected event " << event.dump();
-        return {deltas, event};
-      }
-    }
-  }
-  websocket::stream<tcp::socket>& ws() { return ws_; }
-
- private:
-  net::io_context io_;
-  websocket::stream<tcp::socket> ws_;
-};
 
 std::string trimmed(std::string s) {
   s.erase(0, std::min(s.find_first_not_of(' '), s.size()));
   return s;
 }
-
-// The demo model, loaded once for every test here.
-Model& demo_model() {
-  static std::unique_ptr<Model> model = Model::load(source_path("models/demo"), testing::test_model_options());
-  return *model;
-}
-
-struct RunningServer {
-  RunningServer(ServerOptions options, SchedulerOptions engine_options = {})
-      : engine(demo_model(), engine_options), server(engine, with_defaults(std::move(options))) {
-    server.start();
-  }
-  static ServerOptions with_defaults(ServerOptions o) {
-    o.port = 0;
-    if (o.model_id.empty()) o.model_id = "demo";
-    return o;
-  }
-  unsigned short port() const { return server.port(); }
-  // Waits (up to 10 s) until no transcription runs on the engine.
-  bool idle() {
-    for (int i = 0; i < 200; ++i) {
-      if (engine.counters().active_jobs == 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  Scheduler engine;
-  Server server;
-};
 
 ServerOptions test_options() {
   ServerOptions o;
@@ -234,7 +47,7 @@ ServerOptions test_options() {
 }
 
 TEST(Multipart, ParsesFieldsAndFilesAndRejectsBrokenBodies) {
-  const auto body = multipart_body({{"model", "", "demo"}, {"file", "a b.wav", std::string("RI\0FF\r\n--x", 10)}}, "xyz");
+  const auto body = multipart_form({{"model", "", "demo"}, {"file", "a b.wav", std::string("RI\0FF\r\n--x", 10)}}, "xyz");
   const auto parts = parse_multipart(body, multipart_boundary("multipart/form-data; boundary=\"xyz\""));
   ASSERT_EQ(parts.size(), 2u);
   EXPECT_EQ(parts[0].name, "model");
@@ -281,7 +94,7 @@ TEST(Server, HealthModelsMetricsAndUnknownPaths) {
 
 TEST(Server, MetricsShowTheSchedulersStepsQueueAndCache) {
   RunningServer s(test_options());
-  ASSERT_EQ(transcribe(s.port(), {sample_file("timer"), {"model", "", "demo"}}).status, 200);
+  ASSERT_EQ(transcribe(s.port(), {sample_part("timer"), {"model", "", "demo"}}).status, 200);
   const auto body = request(s.port(), http::verb::get, "/metrics").body;
   auto value = [&](const std::string& series) {
     const auto at = body.find("\n" + series + " ");
@@ -302,23 +115,23 @@ TEST(Server, MetricsShowTheSchedulersStepsQueueAndCache) {
 
 TEST(Server, TranscribesInEveryResponseFormat) {
   RunningServer s(test_options());
-  const auto json_reply = transcribe(s.port(), {sample_file("timer"), {"model", "", "demo"}});
+  const auto json_reply = transcribe(s.port(), {sample_part("timer"), {"model", "", "demo"}});
   ASSERT_EQ(json_reply.status, 200) << json_reply.body;
   EXPECT_EQ(json::parse(json_reply.body)["text"], sample_text("timer"));
 
-  const auto text = transcribe(s.port(), {sample_file("lights"), {"response_format", "", "text"}});
+  const auto text = transcribe(s.port(), {sample_part("lights"), {"response_format", "", "text"}});
   EXPECT_EQ(text.body, sample_text("lights") + "\n");
 
-  const auto srt = transcribe(s.port(), {sample_file("lights"), {"response_format", "", "srt"}});
+  const auto srt = transcribe(s.port(), {sample_part("lights"), {"response_format", "", "srt"}});
   EXPECT_TRUE(srt.body.starts_with("1\n00:00:00,")) << srt.body;
   EXPECT_THAT(srt.body, HasSubstr(" --> 00:00:0"));
   EXPECT_THAT(srt.body, HasSubstr("\n" + sample_text("lights") + "\n"));
 
-  const auto vtt = transcribe(s.port(), {sample_file("lights"), {"response_format", "", "vtt"}});
+  const auto vtt = transcribe(s.port(), {sample_part("lights"), {"response_format", "", "vtt"}});
   EXPECT_TRUE(vtt.body.starts_with("WEBVTT\n\n00:00:00.")) << vtt.body;
   EXPECT_THAT(vtt.body, HasSubstr(sample_text("lights")));
 
-  const auto verbose = transcribe(s.port(), {sample_file("commands"), {"response_format", "", "verbose_json"},
+  const auto verbose = transcribe(s.port(), {sample_part("commands"), {"response_format", "", "verbose_json"},
                                              {"timestamp_granularities[]", "", "word"},
                                              {"timestamp_granularities[]", "", "segment"}});
   const auto doc = json::parse(verbose.body);
@@ -328,7 +141,7 @@ TEST(Server, TranscribesInEveryResponseFormat) {
   EXPECT_EQ(doc["words"][1]["word"], "the");
   EXPECT_FALSE(doc["segments"].empty());
   const auto segments_only = json::parse(
-      transcribe(s.port(), {sample_file("numbers"), {"response_format", "", "verbose_json"}}).body);
+      transcribe(s.port(), {sample_part("numbers"), {"response_format", "", "verbose_json"}}).body);
   EXPECT_FALSE(segments_only.contains("words"));
   EXPECT_EQ(segments_only["segments"][0]["text"], "four one five two");
 }
@@ -337,7 +150,7 @@ TEST(Server, TranscribesInEveryResponseFormat) {
 // samples' true word times), the same as the engine gives the CLI and the C API.
 TEST(Server, WordAndSegmentTimesMatchTheSpeech) {
   RunningServer s(test_options());
-  const auto reply = transcribe(s.port(), {sample_file("commands"), {"response_format", "", "verbose_json"},
+  const auto reply = transcribe(s.port(), {sample_part("commands"), {"response_format", "", "verbose_json"},
                                            {"timestamp_granularities[]", "", "word"},
                                            {"timestamp_granularities[]", "", "segment"}});
   ASSERT_EQ(reply.status, 200) << reply.body;
@@ -366,7 +179,7 @@ TEST(Server, WordAndSegmentTimesMatchTheSpeech) {
   testing::expect_cues_span_sentences(segments, testing::commands_sentences(), truth, duration, "verbose_json");
   for (const std::string format : {"srt", "vtt"}) {
     const auto cues = testing::parse_cues(
-        transcribe(s.port(), {sample_file("commands"), {"response_format", "", format}}).body);
+        transcribe(s.port(), {sample_part("commands"), {"response_format", "", format}}).body);
     testing::expect_cues_span_sentences(cues, testing::commands_sentences(), truth, duration, format);
     ASSERT_EQ(cues.size(), segments.size());
     for (std::size_t i = 0; i < cues.size(); ++i) {
@@ -392,7 +205,7 @@ TEST(Server, DecodesCompressedUploads) {
 
 TEST(Server, StreamsServerSentEvents) {
   RunningServer s(test_options());
-  const auto reply = transcribe(s.port(), {sample_file("commands"), {"stream", "", "true"}});
+  const auto reply = transcribe(s.port(), {sample_part("commands"), {"stream", "", "true"}});
   EXPECT_EQ(reply.status, 200);
   EXPECT_EQ(reply.content_type, "text/event-stream");
   std::string deltas;
@@ -428,11 +241,11 @@ TEST(Server, RejectsBadRequestsWithClearErrors) {
     }
   };
   check(transcribe(s.port(), {{"model", "", "demo"}}), 400, "no `file` part", "file");
-  check(transcribe(s.port(), {sample_file("timer"), {"response_format", "", "xml"}}), 400, "response_format must be",
+  check(transcribe(s.port(), {sample_part("timer"), {"response_format", "", "xml"}}), 400, "response_format must be",
         "response_format");
-  check(transcribe(s.port(), {sample_file("timer"), {"timestamp_granularities[]", "", "char"}}), 400,
+  check(transcribe(s.port(), {sample_part("timer"), {"timestamp_granularities[]", "", "char"}}), 400,
         "timestamp_granularities[] must be", "timestamp_granularities");
-  check(transcribe(s.port(), {sample_file("timer"), {"model", "", "whisper-9"}}), 404, "`whisper-9` does not exist",
+  check(transcribe(s.port(), {sample_part("timer"), {"model", "", "whisper-9"}}), 404, "`whisper-9` does not exist",
         "model");
 #if VOXTRAL_HAVE_LIBAV
   check(transcribe(s.port(), {{"file", "notes.txt", "these are not audio samples, just text"}}), 400,
@@ -475,7 +288,7 @@ TEST(Server, AnswersExpectContinue) {
   };
   net::io_context io;
   // The go-ahead comes before the body, then the answer.
-  const std::string body = multipart_body({sample_file("lights")}, kBoundary);
+  const std::string body = multipart_form({sample_part("lights")}, kBoundary);
   tcp::socket socket(io);
   socket.connect({net::ip::make_address("127.0.0.1"), s.port()});
   net::write(socket, net::buffer(head(body.size())));
@@ -502,9 +315,9 @@ TEST(Server, ApiKeyGuardsTheApi) {
   auto options = test_options();
   options.api_key = "sesame";
   RunningServer s(options);
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}).status, 401);
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}, "Bearer wrong").status, 401);
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}, "Bearer sesame").status, 200);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}).status, 401);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}, "Bearer wrong").status, 401);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}, "Bearer sesame").status, 200);
   EXPECT_EQ(request(s.port(), http::verb::get, "/v1/models").status, 401);
   EXPECT_EQ(request(s.port(), http::verb::get, "/health").status, 200);  // monitoring needs no key
   EXPECT_THROW(WsClient(s.port(), "/v1/realtime"), boost::system::system_error);
@@ -520,7 +333,7 @@ TEST(Realtime, SpeaksVllmsProtocol) {
   EXPECT_TRUE(created["id"].get<std::string>().starts_with("sess-"));
   c.send({{"type", "session.update"}, {"model", "demo"}});
   c.send({{"type", "input_audio_buffer.commit"}});
-  c.append_audio(pcm16("commands"));
+  c.append_in_pieces(pcm16("commands"));
   c.send({{"type", "input_audio_buffer.commit"}, {"final", true}});
   auto [deltas, done] = c.collect();
   EXPECT_EQ(trimmed(deltas), sample_text("commands"));
@@ -528,7 +341,7 @@ TEST(Realtime, SpeaksVllmsProtocol) {
   EXPECT_EQ(done["usage"]["prompt_tokens"], 39);
   EXPECT_GT(done["usage"]["completion_tokens"].get<int>(), 150);
   // A second utterance on the same connection, with audio sent before the commit.
-  c.append_audio(pcm16("timer"));
+  c.append_in_pieces(pcm16("timer"));
   c.send({{"type", "input_audio_buffer.commit"}});
   c.send({{"type", "input_audio_buffer.commit"}, {"final", true}});
   auto second = c.collect();
@@ -568,7 +381,7 @@ TEST(Realtime, ProtocolErrorsAreEventsAndTheSessionGoesOn) {
   expect_error("invalid_event");
   // Still usable.
   c.send({{"type", "input_audio_buffer.commit"}});
-  c.append_audio(pcm16("lights"));
+  c.append_in_pieces(pcm16("lights"));
   c.send({{"type", "input_audio_buffer.commit"}, {"final", true}});
   EXPECT_EQ(trimmed(c.collect().second["text"]), sample_text("lights"));
 }
@@ -600,9 +413,9 @@ TEST(Realtime, AudioLengthLimit) {
   c.read();
   c.send({{"type", "session.update"}, {"model", "demo"}});
   const auto pcm = pcm16("commands");  // 16.3 s
-  c.append_audio(pcm);
-  c.append_audio(pcm);
-  c.append_audio(pcm.substr(0, 320000));  // 10 s more: past 40 s
+  c.append_in_pieces(pcm);
+  c.append_in_pieces(pcm);
+  c.append_in_pieces(pcm.substr(0, 320000));  // 10 s more: past 40 s
   json e;
   do {
     e = c.read();
@@ -629,11 +442,11 @@ TEST(Realtime, SessionLimitAnswersBusy) {
   EXPECT_EQ(e["type"], "error");
   EXPECT_EQ(e["code"], "server_busy");
   // An upload is refused the same way while both run.
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}).status, 503);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}).status, 503);
   clients[0]->ws().close(websocket::close_code::normal);
   clients.erase(clients.begin());
   for (int i = 0; i < 100 && s.engine.counters().active_jobs > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}).status, 200);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}).status, 200);
 }
 
 TEST(Server, AbruptDisconnectsFreeTheirSessions) {
@@ -643,7 +456,7 @@ TEST(Server, AbruptDisconnectsFreeTheirSessions) {
     c.read();
     c.send({{"type", "session.update"}, {"model", "demo"}});
     c.send({{"type", "input_audio_buffer.commit"}});
-    c.append_audio(pcm16("commands"));
+    c.append_in_pieces(pcm16("commands"));
     beast::error_code ignored;
     c.ws().next_layer().close(ignored);  // no close frame: the client just vanishes
   }
@@ -655,19 +468,19 @@ TEST(Server, AbruptDisconnectsFreeTheirSessions) {
     http::request<http::string_body> req{http::verb::post, "/v1/audio/transcriptions", 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::content_type, "multipart/form-data; boundary=" + kBoundary);
-    req.body() = multipart_body({sample_file("commands")}, kBoundary);
+    req.body() = multipart_form({sample_part("commands")}, kBoundary);
     req.prepare_payload();
     http::write(socket, req);
     socket.close();
   }
   EXPECT_TRUE(s.idle());
   EXPECT_EQ(s.server.metrics().realtime_sessions(), 0);
-  EXPECT_EQ(transcribe(s.port(), {sample_file("lights")}).status, 200);  // and the server is fine
+  EXPECT_EQ(transcribe(s.port(), {sample_part("lights")}).status, 200);  // and the server is fine
 }
 
 TEST(Server, SlowClientsAreServedAndStalledOnesDropped) {
   RunningServer s(test_options());  // 2 s idle timeout
-  const std::string body = multipart_body({sample_file("lights")}, kBoundary);
+  const std::string body = multipart_form({sample_part("lights")}, kBoundary);
   net::io_context io;
   // A slow sender: the request trickles in over ~1 s.
   tcp::socket slow(io);
@@ -691,7 +504,7 @@ TEST(Server, SlowClientsAreServedAndStalledOnesDropped) {
   stalled.connect({net::ip::make_address("127.0.0.1"), s.port()});
   set_timeouts(stalled, 30);
   net::write(stalled, net::buffer(head + body.substr(0, body.size() / 2)));
-  EXPECT_EQ(transcribe(s.port(), {sample_file("timer")}).status, 200);
+  EXPECT_EQ(transcribe(s.port(), {sample_part("timer")}).status, 200);
   const auto start = std::chrono::steady_clock::now();
   char byte;
   boost::system::error_code ec;

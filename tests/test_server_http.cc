@@ -33,6 +33,7 @@
 #include "server/metrics.h"
 #include "server/server.h"
 #include "transcript/formats.h"
+#include "server_test_client.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -40,25 +41,10 @@ extern char** environ;
 namespace voxtral {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
-using nlohmann::json;
+using namespace voxtral::testing::loopback;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using voxtral::testing::source_path;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-Model& demo_model() {
-  static std::unique_ptr<Model> model = Model::load(source_path("models/demo"), testing::test_model_options());
-  return *model;
-}
 
 ServerOptions http_options() {
   ServerOptions o;
@@ -70,85 +56,26 @@ ServerOptions http_options() {
   return o;
 }
 
-struct Running {
-  explicit Running(ServerOptions options) : engine(demo_model(), SchedulerOptions{}), server(engine, std::move(options)) {
-    server.start();
-  }
-  unsigned short port() const { return server.port(); }
-  std::string authority() const { return "127.0.0.1:" + std::to_string(port()); }
-  Scheduler engine;
-  Server server;
-};
-
-// Writes `bytes` and reads until the server closes (or 10 s pass): everything it sent.
-std::string exchange(unsigned short port, const std::string& bytes) {
-  net::io_context io;
-  tcp::socket socket(io);
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  timeval tv{10, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  net::write(socket, net::buffer(bytes));
-  std::string reply;
-  std::array<char, 65536> chunk{};
-  for (;;) {
-    beast::error_code ec;
-    const std::size_t n = socket.read_some(net::buffer(chunk), ec);
-    reply.append(chunk.data(), n);
-    if (ec) break;
-  }
-  return reply;
-}
-
 int count_of(const std::string& haystack, const std::string& needle) {
   int n = 0;
   for (std::size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
   return n;
 }
 
-using Fields = std::vector<std::pair<http::field, std::string>>;
-
-http::response<http::string_body> call(unsigned short port, http::verb method, const std::string& target,
-                                       const Fields& fields = {}, std::string body = "",
-                                       const std::string& host = "localhost") {
-  net::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-  stream.expires_after(std::chrono::seconds(60));
-  http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, host);
-  for (const auto& [name, value] : fields) req.set(name, value);
-  req.body() = std::move(body);
-  req.prepare_payload();
-  http::write(stream, req);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.skip(method == http::verb::head);
-  parser.body_limit(16u << 20);
-  http::read(stream, buffer, parser);
-  return parser.release();
-}
-
 const std::string kBoundary = "voxtral-http-test-boundary";
 
+// A form of `fields` and samples/<sample>.wav as the file.
 std::string form(const std::vector<std::pair<std::string, std::string>>& fields, const std::string& sample) {
-  std::string body;
-  for (const auto& [name, value] : fields) {
-    body += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + value + "\r\n";
-  }
-  body += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + sample +
-          ".wav\"\r\nContent-Type: audio/wav\r\n\r\n" + slurp(source_path("samples/" + sample + ".wav")) + "\r\n";
-  return body + "--" + kBoundary + "--\r\n";
+  std::vector<ClientPart> parts;
+  for (const auto& [name, value] : fields) parts.push_back({name, "", value});
+  parts.push_back(sample_part(sample));
+  return multipart_form(parts, kBoundary);
 }
 
 http::response<http::string_body> transcribe(unsigned short port, const std::vector<std::pair<std::string, std::string>>& fields,
                                              const std::string& sample = "numbers", Fields headers = {}) {
   headers.emplace_back(http::field::content_type, "multipart/form-data; boundary=" + kBoundary);
   return call(port, http::verb::post, "/v1/audio/transcriptions", headers, form(fields, sample));
-}
-
-std::string sample_text(const std::string& name) {
-  std::ifstream in(source_path("samples/" + name + ".json"));
-  return json::parse(in)["text"];
 }
 
 json error_of(const http::response<http::string_body>& reply) { return json::parse(reply.body())["error"]; }
@@ -159,8 +86,7 @@ void open_realtime(unsigned short port, const std::string& host, const std::stri
   net::io_context io;
   websocket::stream<tcp::socket> ws(io);
   ws.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
-  timeval tv{10, 0};
-  ::setsockopt(ws.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  set_timeouts(ws.next_layer(), 10);
   ws.set_option(websocket::stream_base::decorator([origin](websocket::request_type& req) {
     if (!origin.empty()) req.set(http::field::origin, origin);
   }));
@@ -172,7 +98,7 @@ void open_realtime(unsigned short port, const std::string& host, const std::stri
 }
 
 TEST(ServerHttp, HeadSendsHeadersOnly) {
-  Running s(http_options());
+  RunningServer s(http_options());
   // HEAD then GET on one keep-alive connection: the GET's response must follow the HEAD's
   // headers directly (a body after a HEAD response is read as the next response's start).
   const std::string reply = exchange(
@@ -193,7 +119,7 @@ TEST(ServerHttp, HeadSendsHeadersOnly) {
 }
 
 TEST(ServerHttp, TransferEncodingNotEndingInChunkedIsRefusedAndCloses) {
-  Running s(http_options());
+  RunningServer s(http_options());
   for (const std::string te : {"gzip", "chunked, gzip", "identity"}) {
     // Today's failure: the "body" was parsed as a second request (request smuggling).
     const std::string reply = exchange(s.port(), "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: localhost\r\n"
@@ -217,7 +143,7 @@ TEST(ServerHttp, TransferEncodingNotEndingInChunkedIsRefusedAndCloses) {
 }
 
 TEST(ServerHttp, EventsToAnHttp10ClientAreNotChunked) {
-  Running s(http_options());
+  RunningServer s(http_options());
   const std::string body = form({{"stream", "true"}}, "lights");
   const std::string reply = exchange(s.port(), "POST /v1/audio/transcriptions HTTP/1.0\r\nHost: localhost\r\n"
                                                "Content-Type: multipart/form-data; boundary=" + kBoundary +
@@ -235,7 +161,7 @@ TEST(ServerHttp, EventsToAnHttp10ClientAreNotChunked) {
 }
 
 TEST(ServerHttp, UnknownPathsAre404AndWrongMethods405WithAllow) {
-  Running s(http_options());
+  RunningServer s(http_options());
   for (const auto method : {http::verb::get, http::verb::post, http::verb::put, http::verb::delete_, http::verb::patch,
                             http::verb::options}) {
     const auto reply = call(s.port(), method, "/nothing-here");
@@ -261,7 +187,7 @@ TEST(ServerHttp, UnknownPathsAre404AndWrongMethods405WithAllow) {
 TEST(ServerHttp, ModelsAreListedAndRetrievedByName) {
   auto options = http_options();
   options.served_model_names = {"mistralai/Voxtral-Mini-4B-Realtime-2602", "whisper-1"};
-  Running s(options);
+  RunningServer s(options);
   const auto list = json::parse(call(s.port(), http::verb::get, "/v1/models").body());
   ASSERT_EQ(list["data"].size(), 3u);
   EXPECT_EQ(list["data"][0]["id"], "demo");
@@ -284,7 +210,7 @@ TEST(ServerHttp, ModelsAreListedAndRetrievedByName) {
 }
 
 TEST(ServerHttp, AnyModelNameIsAcceptedByDefault) {
-  Running s(http_options());
+  RunningServer s(http_options());
   for (const std::string model : {"whisper-1", "gpt-4o-transcribe", "mistralai/Voxtral-Mini-4B-Realtime-2602", "demo"}) {
     const auto reply = transcribe(s.port(), {{"model", model}});
     ASSERT_EQ(reply.result_int(), 200u) << model << ": " << reply.body();
@@ -296,7 +222,7 @@ TEST(ServerHttp, StrictModelNamesAcceptOnlyTheServedOnes) {
   auto options = http_options();
   options.served_model_names = {"whisper-1"};
   options.strict_model_name = true;
-  Running s(options);
+  RunningServer s(options);
   EXPECT_EQ(transcribe(s.port(), {{"model", "whisper-1"}}).result_int(), 200u);
   EXPECT_EQ(transcribe(s.port(), {{"model", "demo"}}).result_int(), 200u);
   EXPECT_EQ(transcribe(s.port(), {}).result_int(), 200u);  // no model named: the server's
@@ -327,14 +253,14 @@ TEST(ServerHttp, RealtimeAcceptsClientModelNames) {
     ws.read(buffer);
     return json::parse(beast::buffers_to_string(buffer.data()));
   };
-  Running lenient(http_options());
+  RunningServer lenient(http_options());
   for (const std::string model : {"whisper-1", "gpt-4o-transcribe", "mistralai/Voxtral-Mini-4B-Realtime-2602"}) {
     const auto event = run_update(lenient.port(), model);
     EXPECT_NE(event["type"], "error") << model << ": " << event.dump();
   }
   auto options = http_options();
   options.strict_model_name = true;
-  Running strict(options);
+  RunningServer strict(options);
   const auto event = run_update(strict.port(), "whisper-1");
   EXPECT_EQ(event["type"], "error");
   EXPECT_EQ(event["code"], "model_not_found");
@@ -471,7 +397,7 @@ TEST(ServerProcess, ApiKeyFileKeepsTheKeyOutOfTheCommandLine) {
 TEST(ServerHttp, ApiKeySchemeIsCaseInsensitiveAndErrorsAreOpenAIs) {
   auto options = http_options();
   options.api_key = "sesame";
-  Running s(options);
+  RunningServer s(options);
   for (const std::string header : {"Bearer sesame", "bearer sesame", "BEARER sesame", "Bearer   sesame", "bearer\tsesame"}) {
     EXPECT_EQ(call(s.port(), http::verb::get, "/v1/models", {{http::field::authorization, header}}).result_int(), 200u)
         << header;
@@ -491,7 +417,7 @@ TEST(ServerHttp, ApiKeySchemeIsCaseInsensitiveAndErrorsAreOpenAIs) {
 TEST(ServerHttp, PercentEncodedKeysOpenTheRealtimeSocket) {
   auto options = http_options();
   options.api_key = "a/b+c=d";  // the web page sends encodeURIComponent(key)
-  Running s(options);
+  RunningServer s(options);
   open_realtime(s.port(), "localhost", "", "/v1/realtime?api_key=a%2Fb%2Bc%3Dd");
   EXPECT_THROW(open_realtime(s.port(), "localhost", "", "/v1/realtime?api_key=a%2Fb%2Bc"), boost::system::system_error);
   EXPECT_EQ(call(s.port(), http::verb::get, "/v1/models?api_key=a%2Fb%2Bc%3Dd").result_int(), 200u);
@@ -500,7 +426,7 @@ TEST(ServerHttp, PercentEncodedKeysOpenTheRealtimeSocket) {
 }
 
 TEST(ServerHttp, ForeignOriginsAreRefusedAndOwnAndAllowedOnesServed) {
-  Running s(http_options());
+  RunningServer s(http_options());
   const std::string own = "http://" + s.authority();
   open_realtime(s.port(), s.authority(), own);  // the server's own page
   open_realtime(s.port(), s.authority(), "");   // not a browser
@@ -515,7 +441,7 @@ TEST(ServerHttp, ForeignOriginsAreRefusedAndOwnAndAllowedOnesServed) {
 
   auto options = http_options();
   options.allowed_origins = {"https://app.example"};
-  Running listed(options);
+  RunningServer listed(options);
   open_realtime(listed.port(), listed.authority(), "https://app.example");
   EXPECT_THROW(open_realtime(listed.port(), listed.authority(), "https://other.example"), boost::system::system_error);
   const auto models = call(listed.port(), http::verb::get, "/v1/models", {{http::field::origin, "https://app.example"}});
@@ -524,7 +450,7 @@ TEST(ServerHttp, ForeignOriginsAreRefusedAndOwnAndAllowedOnesServed) {
   EXPECT_THAT(std::string(models[http::field::vary]), HasSubstr("Origin"));
 
   options.allowed_origins = {"*"};
-  Running any(options);
+  RunningServer any(options);
   open_realtime(any.port(), any.authority(), "http://evil.example");
 }
 
@@ -532,7 +458,7 @@ TEST(ServerHttp, CorsPreflightIsAnsweredForAllowedOrigins) {
   auto options = http_options();
   options.api_key = "sesame";  // a preflight carries no key
   options.allowed_origins = {"https://app.example"};
-  Running s(options);
+  RunningServer s(options);
   const Fields preflight{{http::field::origin, "https://app.example"},
                          {http::field::access_control_request_method, "POST"},
                          {http::field::access_control_request_headers, "authorization, content-type, x-stainless-os"}};
@@ -558,7 +484,7 @@ TEST(ServerHttp, CorsPreflightIsAnsweredForAllowedOrigins) {
 TEST(ServerHttp, ForeignHostIsRefusedWithoutAnApiKey) {
   auto options = http_options();
   options.allowed_hosts = {"voxtral.example.org"};
-  Running s(options);
+  RunningServer s(options);
   const std::string port = std::to_string(s.port());
   // DNS rebinding: a page on evil.example (re-pointed at 127.0.0.1) is same-origin to itself.
   for (const std::string& host : std::vector<std::string>{"evil.example:" + port, "evil.example", "localhost.evil.example:" + port}) {
@@ -576,7 +502,7 @@ TEST(ServerHttp, ForeignHostIsRefusedWithoutAnApiKey) {
   open_realtime(s.port(), "192.168.1.20:" + port, "http://192.168.1.20:" + port);
 
   options.api_key = "sesame";  // the key is the guard: any Host
-  Running keyed(options);
+  RunningServer keyed(options);
   EXPECT_EQ(call(keyed.port(), http::verb::get, "/v1/models", {{http::field::authorization, "Bearer sesame"}}, "",
                  "voxtral.example.com")
                 .result_int(),
@@ -584,7 +510,7 @@ TEST(ServerHttp, ForeignHostIsRefusedWithoutAnApiKey) {
 }
 
 TEST(ServerHttp, MetricsLabelsComeFromTheRouteTable) {
-  Running s(http_options());
+  RunningServer s(http_options());
   // 1000 different unknown paths on one connection, and a path with a quote and a backslash.
   std::string requests;
   for (int i = 0; i < 1000; ++i) requests += "GET /random-" + std::to_string(i * 7919) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -630,7 +556,7 @@ TEST(Formats, CompressionRatioIsWhispers) {
 }
 
 TEST(ServerHttp, VerboseJsonSegmentsCarryOpenAIsFields) {
-  Running s(http_options());
+  RunningServer s(http_options());
   const auto reply = transcribe(s.port(), {{"response_format", "verbose_json"}, {"language", "fr"}}, "commands");
   ASSERT_EQ(reply.result_int(), 200u) << reply.body();
   const auto doc = json::parse(reply.body());
@@ -671,7 +597,7 @@ namespace {
 
 // Found by trying the server as a new user would (issue 14 review).
 TEST(ServerHttp, AnHttp11RequestHasExactlyOneHost) {
-  Running s(http_options());
+  RunningServer s(http_options());
   const std::string two = exchange(s.port(), "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n");
   EXPECT_THAT(two, HasSubstr("HTTP/1.1 400"));
   EXPECT_THAT(two, HasSubstr("more than one Host"));
@@ -680,7 +606,7 @@ TEST(ServerHttp, AnHttp11RequestHasExactlyOneHost) {
 }
 
 TEST(ServerHttp, AnAbsoluteFormTargetIsServedAndItsAuthorityIsTheHost) {
-  Running s(http_options());
+  RunningServer s(http_options());
   EXPECT_THAT(exchange(s.port(), "GET http://localhost:1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
               HasSubstr(" 200 "));
   EXPECT_THAT(exchange(s.port(), "GET HTTP://127.0.0.1/v1/models?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
@@ -691,7 +617,7 @@ TEST(ServerHttp, AnAbsoluteFormTargetIsServedAndItsAuthorityIsTheHost) {
 }
 
 TEST(ServerHttp, UpgradeRequiredSaysWhichProtocol) {
-  Running s(http_options());
+  RunningServer s(http_options());
   const auto reply = call(s.port(), http::verb::get, "/v1/realtime");
   EXPECT_EQ(reply.result_int(), 426);
   EXPECT_EQ(reply[http::field::upgrade], "websocket");
@@ -700,7 +626,7 @@ TEST(ServerHttp, UpgradeRequiredSaysWhichProtocol) {
 TEST(ServerHttp, RefusedUploadsAreCountedUnderTheirRoute) {
   ServerOptions options = http_options();
   options.max_upload_bytes = 64u << 10;  // commands.wav is ~500 KiB
-  Running s(options);
+  RunningServer s(options);
   EXPECT_EQ(transcribe(s.port(), {}, "commands").result_int(), 413);
   const std::string metrics = call(s.port(), http::verb::get, "/metrics").body();
   EXPECT_THAT(metrics, HasSubstr("endpoint=\"/v1/audio/transcriptions\",status=\"413\""));
@@ -708,7 +634,7 @@ TEST(ServerHttp, RefusedUploadsAreCountedUnderTheirRoute) {
 }
 
 TEST(ServerHttp, AFormWithTwoFilesIsRefused) {
-  Running s(http_options());
+  RunningServer s(http_options());
   std::string body = form({}, "timer");
   body.insert(0, "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n" +
                      slurp(source_path("samples/numbers.wav")) + "\r\n");

@@ -28,6 +28,7 @@
 #include "server/memory_budget.h"
 #include "server/server.h"
 #include "server/upload_audio.h"
+#include "server_test_client.h"
 #include "test_util.h"
 
 namespace voxtral {
@@ -42,16 +43,14 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using voxtral::testing::fixture;
 using voxtral::testing::source_path;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::string sample_text(const std::string& name) {
-  std::ifstream in(source_path("samples/" + name + ".json"));
-  return json::parse(in)["text"];
-}
+using voxtral::testing::loopback::ClientPart;
+using voxtral::testing::loopback::demo_model;
+using voxtral::testing::loopback::exchange;
+using voxtral::testing::loopback::multipart_form;
+using voxtral::testing::loopback::RunningServer;
+using voxtral::testing::loopback::sample_part;
+using voxtral::testing::loopback::sample_text;
+using voxtral::testing::loopback::slurp;
 
 struct Reply {
   int status = 0;
@@ -76,50 +75,15 @@ std::vector<Reply> parse_replies(std::string_view raw) {
   return replies;
 }
 
-// Connects, sends `bytes` and reads until the server closes (or 30 s pass: a hanging server
-// fails the test instead of hanging it). The client does not half-close: the server takes
-// EOF as the client leaving, and cancels its work.
-std::string exchange(unsigned short port, const std::string& bytes, bool half_close = false, int seconds = 30) {
-  net::io_context io;
-  tcp::socket socket(io);
-  socket.connect({net::ip::make_address("127.0.0.1"), port});
-  timeval tv{seconds, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  beast::error_code ec;
-  net::write(socket, net::buffer(bytes), ec);
-  if (half_close) socket.shutdown(tcp::socket::shutdown_send, ec);
-  std::string out;
-  char chunk[65536];
-  for (;;) {
-    const std::size_t n = socket.read_some(net::buffer(chunk), ec);
-    out.append(chunk, n);
-    if (ec) break;
-  }
-  return out;
-}
-
 Reply one_reply(unsigned short port, const std::string& bytes, int seconds = 30) {
-  const auto replies = parse_replies(exchange(port, bytes, false, seconds));
+  const auto replies = parse_replies(exchange(port, bytes, {.timeout_seconds = seconds}));
   if (replies.empty()) return {};
   return replies.front();
 }
 
 const std::string kBoundary = "hardening-boundary-51c2";
 
-struct Part {
-  std::string name, filename, data, content_type = "application/octet-stream";
-};
-
-std::string form(const std::vector<Part>& parts) {
-  std::string body;
-  for (const auto& p : parts) {
-    body += "--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"" + p.name + "\"";
-    if (!p.filename.empty()) body += "; filename=\"" + p.filename + "\"\r\nContent-Type: " + p.content_type;
-    body += "\r\n\r\n" + p.data + "\r\n";
-  }
-  return body + "--" + kBoundary + "--\r\n";
-}
+std::string form(const std::vector<ClientPart>& parts) { return multipart_form(parts, kBoundary); }
 
 // An upload request; the server closes the connection after answering it unless
 // `extra_headers` says otherwise.
@@ -133,35 +97,13 @@ std::string get(const std::string& target, const std::string& extra_headers = ""
   return "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n";
 }
 
-Part wav(const std::string& name) { return {"file", name + ".wav", slurp(source_path("samples/" + name + ".wav"))}; }
-
-Model& demo_model() {
-  static std::unique_ptr<Model> model = Model::load(source_path("models/demo"), testing::test_model_options());
-  return *model;
+std::string metrics_page(const RunningServer& s) {
+  return one_reply(s.port(), get("/metrics", "Connection: close\r\n")).body;
 }
 
-struct RunningServer {
-  explicit RunningServer(ServerOptions options) : engine(demo_model(), SchedulerOptions{}), server(engine, fill(options)) {
-    server.start();
-  }
-  static ServerOptions fill(ServerOptions o) {
-    o.port = 0;
-    o.model_id = "demo";
-    return o;
-  }
-  unsigned short port() const { return server.port(); }
-  std::string metrics() { return one_reply(port(), get("/metrics", "Connection: close\r\n")).body; }
-  bool healthy() { return one_reply(port(), get("/health", "Connection: close\r\n")).status == 200; }
-  bool idle() {
-    for (int i = 0; i < 200; ++i) {
-      if (engine.counters().active_jobs == 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  Scheduler engine;
-  Server server;
-};
+bool healthy(const RunningServer& s) {
+  return one_reply(s.port(), get("/health", "Connection: close\r\n")).status == 200;
+}
 
 ServerOptions small_limits() {
   ServerOptions o;
@@ -188,18 +130,18 @@ TEST(ServerHttp, BytesThatAreNotUtf8NeverStopTheServer) {
     const auto bad_path = one_reply(s.port(), get("/\xff", "Connection: close\r\n"));
     EXPECT_EQ(bad_path.status, 404) << key;
     EXPECT_NO_THROW(error_of(bad_path)) << bad_path.body;
-    EXPECT_TRUE(s.healthy()) << key;
+    EXPECT_TRUE(healthy(s)) << key;
   }
   RunningServer s(small_limits());
-  auto field = [&](const std::string& name, const std::vector<Part>& more = {}) {
-    std::vector<Part> parts = {wav("timer"), {name, "", "x\xff\xfey"}};
+  auto field = [&](const std::string& name, const std::vector<ClientPart>& more = {}) {
+    std::vector<ClientPart> parts = {sample_part("timer"), {name, "", "x\xff\xfey"}};
     parts.insert(parts.end(), more.begin(), more.end());
     const auto r = one_reply(s.port(), post(form(parts), "Connection: close\r\n"));
     EXPECT_EQ(r.status, 400) << name << ": " << r.body;
     const auto error = error_of(r);
     EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("not valid UTF-8")) << name;
     EXPECT_EQ(error["param"], name == "timestamp_granularities[]" ? "timestamp_granularities" : name);
-    EXPECT_TRUE(s.healthy()) << name;
+    EXPECT_TRUE(healthy(s)) << name;
   };
   field("model");
   field("response_format");
@@ -213,26 +155,26 @@ TEST(ServerHttp, BytesThatAreNotUtf8NeverStopTheServer) {
   EXPECT_EQ(bad_name.status, 400) << bad_name.body;
   EXPECT_THAT(error_of(bad_name)["message"].get<std::string>(), HasSubstr("caf\xEF\xBF\xBD?.mp3: "));
   // A part name, a part header and a Content-Type that are not UTF-8.
-  const auto bad_part_name = one_reply(s.port(), post(form({wav("timer"), {"n\xff", "", "v"}})));
+  const auto bad_part_name = one_reply(s.port(), post(form({sample_part("timer"), {"n\xff", "", "v"}})));
   EXPECT_EQ(bad_part_name.status, 200) << bad_part_name.body;  // an unknown field is ignored
-  std::string body = form({wav("timer")});
+  std::string body = form({sample_part("timer")});
   body.insert(kBoundary.size() + 4, "X-Note\xff\xfe no colon\r\n");
   const auto bad_header = one_reply(s.port(), post(body));
   EXPECT_EQ(bad_header.status, 400);
   EXPECT_THAT(error_of(bad_header)["message"].get<std::string>(), HasSubstr("malformed part header"));
-  const auto bad_type = one_reply(s.port(), post(form({wav("timer")}), "Connection: close\r\n", "text/\xff\xfe"));
+  const auto bad_type = one_reply(s.port(), post(form({sample_part("timer")}), "Connection: close\r\n", "text/\xff\xfe"));
   EXPECT_EQ(bad_type.status, 400);
   EXPECT_THAT(error_of(bad_type)["message"].get<std::string>(), HasSubstr("must be multipart/form-data"));
   const auto bad_file_type =
       one_reply(s.port(), post(form({{"file", "a\xff.wav", slurp(source_path("samples/timer.wav")), "audio/\xff"}})));
   EXPECT_EQ(bad_file_type.status, 200) << bad_file_type.body;
   // Other fields of the wrong type: named.
-  const auto temperature = one_reply(s.port(), post(form({wav("timer"), {"temperature", "", "hot"}})));
+  const auto temperature = one_reply(s.port(), post(form({sample_part("timer"), {"temperature", "", "hot"}})));
   EXPECT_EQ(temperature.status, 400);
   EXPECT_EQ(error_of(temperature)["param"], "temperature");
   // The server is still up and nothing escaped a handler.
-  EXPECT_TRUE(s.healthy());
-  EXPECT_THAT(s.metrics(), Not(HasSubstr("kind=\"internal\"")));
+  EXPECT_TRUE(healthy(s));
+  EXPECT_THAT(metrics_page(s), Not(HasSubstr("kind=\"internal\"")));
 }
 
 TEST(ServerHttp, AFailureInsideAHandlerEndsOnlyThatRequest) {
@@ -307,7 +249,7 @@ TEST(ServerHttp, DeclaredBodiesAreNotReservedAndTheBudgetAnswers503) {
   std::vector<std::future<Reply>> replies;
   for (int i = 0; i < 26; ++i) {
     replies.push_back(std::async(std::launch::async, [&] {
-      const auto all = parse_replies(exchange(s.port(), head, false));
+      const auto all = parse_replies(exchange(s.port(), head));
       return all.empty() ? Reply{} : all.front();
     }));
   }
@@ -331,10 +273,10 @@ TEST(ServerHttp, DeclaredBodiesAreNotReservedAndTheBudgetAnswers503) {
   const auto cut = one_reply(s.port(), chunked);
   EXPECT_EQ(cut.status, 503) << cut.body;
   // The budget is whole again, and the server serves.
-  const auto fine = one_reply(s.port(), post(form({wav("timer")}), "Connection: close\r\n"));
+  const auto fine = one_reply(s.port(), post(form({sample_part("timer")}), "Connection: close\r\n"));
   EXPECT_EQ(fine.status, 200) << fine.body;
   EXPECT_EQ(json::parse(fine.body)["text"], sample_text("timer"));
-  EXPECT_THAT(s.metrics(), HasSubstr("voxtral_errors_total{kind=\"memory_budget\"} 27"));
+  EXPECT_THAT(metrics_page(s), HasSubstr("voxtral_errors_total{kind=\"memory_budget\"} 27"));
 }
 
 TEST(ServerHttp, TheDefaultMemoryBudgetFollowsTheMachine) {
@@ -356,21 +298,21 @@ TEST(ServerHttp, TheDefaultMemoryBudgetFollowsTheMachine) {
 
 TEST(ServerHttp, DecodedAudioIsTakenFromTheBudget) {
   // The body fits in the budget; with it, its decoded audio (a float per 16-bit sample) does not.
-  const std::string request = post(form({wav("timer")}));
+  const std::string request = post(form({sample_part("timer")}));
   auto options = small_limits();
   options.memory_budget_bytes = request.size() * 3 / 2;
   RunningServer s(options);
   const auto r = one_reply(s.port(), request);
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_THAT(r.body, HasSubstr("timer.wav: the decoded audio does not fit in the server's memory budget"));
-  EXPECT_TRUE(s.healthy());
+  EXPECT_TRUE(healthy(s));
 }
 
 TEST(ServerHttp, PipelinedRequestsAreAnsweredInOrder) {
   RunningServer s(small_limits());
   // An upload, a stray CRLF, then a second request, all before the first answer.
-  const std::string upload = post(form({wav("lights")}), "");
-  const std::string raw = exchange(s.port(), upload + "\r\n" + get("/health") + post(form({wav("timer")}), "") +
+  const std::string upload = post(form({sample_part("lights")}), "");
+  const std::string raw = exchange(s.port(), upload + "\r\n" + get("/health") + post(form({sample_part("timer")}), "") +
                                                 get("/health", "Connection: close\r\n"));
   const auto replies = parse_replies(raw);
   ASSERT_EQ(replies.size(), 4u) << raw;
@@ -385,7 +327,7 @@ TEST(ServerHttp, PipelinedRequestsAreAnsweredInOrder) {
     net::io_context io;
     tcp::socket socket(io);
     socket.connect({net::ip::make_address("127.0.0.1"), s.port()});
-    net::write(socket, net::buffer(post(form({wav("commands")}))));
+    net::write(socket, net::buffer(post(form({sample_part("commands")}))));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     net::write(socket, net::buffer(std::string("\r\n")));
     beast::flat_buffer buffer;
@@ -400,7 +342,7 @@ TEST(ServerHttp, PipelinedRequestsAreAnsweredInOrder) {
     net::io_context io;
     tcp::socket socket(io);
     socket.connect({net::ip::make_address("127.0.0.1"), s.port()});
-    net::write(socket, net::buffer(post(form({wav("commands")}))));
+    net::write(socket, net::buffer(post(form({sample_part("commands")}))));
     for (int i = 0; i < 1500 && s.engine.counters().active_jobs == 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -408,7 +350,7 @@ TEST(ServerHttp, PipelinedRequestsAreAnsweredInOrder) {
     socket.close();
   }
   EXPECT_TRUE(s.idle());
-  const std::string metrics = s.metrics();
+  const std::string metrics = metrics_page(s);
   EXPECT_THAT(metrics, HasSubstr("voxtral_errors_total{kind=\"client_disconnected\"}"));
   // Three uploads were answered; the fourth was cancelled, not answered into the void.
   EXPECT_THAT(metrics, HasSubstr("voxtral_requests_total{endpoint=\"/v1/audio/transcriptions\",status=\"200\"} 3\n"));
@@ -418,7 +360,7 @@ TEST(ServerHttp, SlowSteadyUploadsAreServedAndTricklesCut) {
   auto options = small_limits();  // idle timeout 2 s: the old fixed cut of the whole request
   options.min_upload_bytes_per_second = 16 << 10;
   RunningServer s(options);
-  const std::string request = post(form({wav("lights")}));  // ~88 KB: ~4 s at 22 KiB/s
+  const std::string request = post(form({sample_part("lights")}));  // ~88 KB: ~4 s at 22 KiB/s
   net::io_context io;
   tcp::socket slow(io);
   slow.connect({net::ip::make_address("127.0.0.1"), s.port()});
@@ -595,7 +537,7 @@ TEST(ServerHttp, SigtermLetsRunningUploadsFinishThenExits) {
   auto upload = std::async(std::launch::async, [&] { return one_reply(p.port, long_upload(), 300); });
   ASSERT_TRUE(p.busy());
   // An upload whose body is on the way when the signal comes.
-  const std::string transit_request = post(form({wav("lights")}));
+  const std::string transit_request = post(form({sample_part("lights")}));
   tcp::socket transit(io);
   transit.connect({net::ip::make_address("127.0.0.1"), p.port});
   net::write(transit, net::buffer(transit_request.substr(0, transit_request.size() / 2)));

@@ -33,8 +33,7 @@ std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& co
         for (int j = 0; j < dim; ++j) {
           sum += static_cast<double>(layer.ada_down[static_cast<std::size_t>(a) * dim + j]) * t_cond[static_cast<std::size_t>(j)];
         }
-        const double v = sum;
-        hidden[static_cast<std::size_t>(a)] = static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+        hidden[static_cast<std::size_t>(a)] = static_cast<float>(0.5 * sum * (1.0 + std::erf(sum / std::sqrt(2.0))));  // GELU
       }
       for (int j = 0; j < dim; ++j) {
         double scale = 0;
@@ -74,13 +73,12 @@ DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const Mode
   dummy_sequence_ = options_.max_sequences;
   const std::int64_t wanted = options_.pages > 0 ? options_.pages
                                                  : static_cast<std::int64_t>(options_.max_sequences) * per_sequence;
-  pages_ = std::make_unique<KvPages>(backend, layout_, options_.max_sequences + 1, wanted + 1, "decoder");
-  const std::int64_t total_pages = wanted + 1;  // one for the padding sequence
+  // One more page for the padding sequence.
+  pages_ = std::make_unique<KvPages>(backend, layout_, dec.n_layers, options_.max_sequences + 1, wanted + 1, "decoder");
   const auto f32 = ElemType::F32;
   const std::int64_t rows = std::max(options_.max_batch, options_.max_prefill_rows);
   const std::int64_t qkv_width = dec.q_width() + 2 * dec.kv_width();
   const std::int64_t n_seq = options_.max_sequences + 1;
-  kv_caches_ = DeviceBuffer(backend, layout_.type, 2 * dec.n_layers * total_pages * page, dec.kv_width());
   ffn_norms_ = DeviceBuffer(backend, f32, n_seq, static_cast<std::int64_t>(dec.n_layers) * dec.dim);
   audio_rings_ = DeviceBuffer(backend, f32, n_seq * options_.audio_ring_positions, dec.dim);
   x_ = DeviceBuffer(backend, f32, rows, dec.dim);
@@ -98,22 +96,18 @@ DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const Mode
   logits_ = DeviceBuffer(backend, f32, options_.max_batch, dec.vocab_size);
   next_ids_ = DeviceBuffer(backend, ElemType::I32, options_.max_batch, 1);
   next_host_.assign(static_cast<std::size_t>(options_.max_batch), 0);
-  bytes_ = 0;
-  for (const DeviceBuffer* b : {&kv_caches_, &ffn_norms_, &audio_rings_, &x_, &normed_, &qkv_, &attn_,
+  bytes_ = pages_->bytes();
+  for (const DeviceBuffer* b : {&ffn_norms_, &audio_rings_, &x_, &normed_, &qkv_, &attn_,
                                 &gate_up_, &act_, &step_audio_, &logits_}) {
     bytes_ += static_cast<std::size_t>(b->view().numel()) * elem_size(b->view().type);
   }
 
   in_use_.assign(static_cast<std::size_t>(options_.max_sequences), false);
-  // The padding sequence: every logical page is one page, its norms and audio are zeros
-  // (any finite values do: its outputs are never read).
+  // The padding sequence: every logical page is one zeroed page, its norms and audio are
+  // zeros (any finite values do: its outputs are never read).
   pages_->pin_to_one_page(dummy_sequence_);
   backend.fill_zero(ffn_norms_.view());
   backend.fill_zero(audio_rings_.view());
-  for (int l = 0; l < dec.n_layers; ++l) {  // the pinned page is page 0: finite values for its attention
-    backend.fill_zero(k_cache(l).row_range(0, page));
-    backend.fill_zero(v_cache(l).row_range(0, page));
-  }
 }
 
 DecoderPool::~DecoderPool() = default;
@@ -167,16 +161,6 @@ Tensor DecoderPool::audio_ring(int sequence) const {
                                        options_.audio_ring_positions);
 }
 
-Tensor DecoderPool::k_cache(int layer) const {
-  const std::int64_t rows = pages_->pages() * layout_.page_size;
-  return kv_caches_.view().row_range(2 * layer * rows, rows);
-}
-
-Tensor DecoderPool::v_cache(int layer) const {
-  const std::int64_t rows = pages_->pages() * layout_.page_size;
-  return kv_caches_.view().row_range((2 * layer + 1) * rows, rows);
-}
-
 void DecoderPool::reserve(int sequence, std::int64_t first, std::int64_t last) {
   pages_->reserve(sequence, first, last);
 }
@@ -192,9 +176,10 @@ void DecoderPool::run_layers(const Buffers& b, const KvRows& rows) {
   const RopeParams k_rope{dec.n_kv_heads, dec.head_dim, dec.rope_theta};
   for (int l = 0; l < dec.n_layers; ++l) {
     const auto& w = weights_.decoder[static_cast<std::size_t>(l)];
+    const Tensor k_cache = pages_->k_cache(l), v_cache = pages_->v_cache(l);
     backend_.norm_qkv_rope(b.x, w.attention_norm, dec.norm_eps, w.qkv, b.qkv, b.normed, rows, q_rope, k_rope, layout_,
-                           k_cache(l), v_cache(l));
-    backend_.attention(b.qkv.col_range(0, dec.q_width()), rows, dec.n_heads, layout_, k_cache(l), v_cache(l), b.attn);
+                           k_cache, v_cache);
+    backend_.attention(b.qkv.col_range(0, dec.q_width()), rows, dec.n_heads, layout_, k_cache, v_cache, b.attn);
     backend_.linear(b.attn, w.wo, Weight{}, b.x, Epilogue::Add);
     const Tensor norms = ffn_norms_.view().col_range(static_cast<std::int64_t>(l) * dec.dim, dec.dim);
     backend_.norm_swiglu(b.x, norms, rows.sequences, dec.norm_eps, w.gate_up, b.act, b.normed, b.gate_up);

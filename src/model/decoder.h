@@ -97,8 +97,6 @@ class DecoderPool {
   void step_ops(int bucket);
   int bucket_for(int n) const;
   void check_sequence(int sequence, const char* what) const;
-  Tensor k_cache(int layer) const;
-  Tensor v_cache(int layer) const;
 
   Backend& backend_;
   const ModelConfig& config_;
@@ -111,7 +109,6 @@ class DecoderPool {
   mutable std::mutex mutex_;  // guards in_use_
   std::vector<bool> in_use_;
   std::unique_ptr<KvPages> pages_;  // [max_sequences + 1] sequences
-  DeviceBuffer kv_caches_;    // [2 * layers * pages * page_size, kv_width]: every layer's K and V
   DeviceBuffer ffn_norms_;    // F32 [max_sequences + 1, layers * dim]: each sequence's conditioned norms
   DeviceBuffer audio_rings_;  // F32 [(max_sequences + 1) * audio_ring_positions, dim]
   DeviceBuffer x_, normed_, qkv_, attn_, gate_up_, act_;

@@ -10,14 +10,20 @@ namespace voxtral {
 namespace {
 constexpr int kConvKernel = 3;
 constexpr int kConv0Context = 2;  // left context of the stride-1 conv: kernel - stride
+
+// Frames of a sequence's K/V ring: a whole window plus the rest of one request's frames
+// (KvCacheLayout), in whole pages.
+std::int64_t ring_capacity(const ModelConfig& config, const EncoderPoolOptions& options) {
+  const std::int64_t frames = config.encoder.sliding_window +
+                              static_cast<std::int64_t>(options.max_positions_per_sequence) * config.downsample_factor - 1;
+  return (frames + options.page_size - 1) / options.page_size * options.page_size;
+}
 }  // namespace
 
 std::size_t EncoderPool::sequence_cache_bytes(const ModelConfig& config, const EncoderPoolOptions& options) {
   const auto& enc = config.encoder;
-  const std::int64_t frames = enc.sliding_window + static_cast<std::int64_t>(options.max_positions_per_sequence) *
-                                                       config.downsample_factor - 1;
-  const std::int64_t capacity = (frames + options.page_size - 1) / options.page_size * options.page_size;
-  return static_cast<std::size_t>(2 * enc.n_layers * capacity * enc.kv_width()) * elem_size(options.kv_cache_type);
+  return static_cast<std::size_t>(2 * enc.n_layers * ring_capacity(config, options) * enc.kv_width()) *
+         elem_size(options.kv_cache_type);
 }
 
 EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const ModelWeights& weights,
@@ -28,13 +34,10 @@ EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const Mode
       options_.max_positions_per_call < options_.max_positions_per_sequence || options_.page_size < 1) {
     fail("encoder", "bad pool options");
   }
-  const int page = options_.page_size;
-  const std::int64_t ring = enc.sliding_window +
-                            static_cast<std::int64_t>(options_.max_positions_per_sequence) * config.downsample_factor - 1;
-  const auto capacity = static_cast<int>((ring + page - 1) / page * page);
-  layout_ = {enc.n_kv_heads, enc.head_dim, capacity, enc.sliding_window, options_.kv_cache_type, page};
+  const auto capacity = static_cast<int>(ring_capacity(config, options_));
+  layout_ = {enc.n_kv_heads, enc.head_dim, capacity, enc.sliding_window, options_.kv_cache_type, options_.page_size};
   const std::int64_t total_pages = static_cast<std::int64_t>(options_.max_sequences) * layout_.pages_per_sequence();
-  pages_ = std::make_unique<KvPages>(backend, layout_, options_.max_sequences, total_pages, "encoder");
+  pages_ = std::make_unique<KvPages>(backend, layout_, enc.n_layers, options_.max_sequences, total_pages, "encoder");
 
   const std::int64_t bins = config.audio.num_mel_bins;
   const std::int64_t max_positions = options_.max_positions_per_call;
@@ -42,7 +45,6 @@ EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const Mode
   const std::int64_t max_frames = max_positions * config.downsample_factor;
   const std::int64_t max_requests = std::min<std::int64_t>(max_positions, options_.max_sequences);
   const auto f32 = ElemType::F32;
-  kv_caches_ = DeviceBuffer(backend, layout_.type, 2 * enc.n_layers * total_pages * page, enc.kv_width());
   conv0_in_ = DeviceBuffer(backend, f32, max_mel + kConv0Context * max_requests, bins);
   conv0_cols_ = DeviceBuffer(backend, f32, max_mel, bins * kConvKernel);
   conv1_in_ = DeviceBuffer(backend, f32, options_.max_sequences + max_mel, enc.dim);
@@ -59,7 +61,8 @@ EncoderPool::EncoderPool(Backend& backend, const ModelConfig& config, const Mode
   act_ = DeviceBuffer(backend, f32, max_frames, enc.hidden_dim);
   adapter_mid_ = DeviceBuffer(backend, f32, max_positions, config.decoder.dim);
   adapter_out_ = DeviceBuffer(backend, f32, max_positions, config.decoder.dim);
-  for (const DeviceBuffer* b : {&kv_caches_, &conv0_in_, &conv0_cols_, &conv1_in_, &conv1_cols_, &x_, &normed_, &qkv_,
+  bytes_ = pages_->bytes();
+  for (const DeviceBuffer* b : {&conv0_in_, &conv0_cols_, &conv1_in_, &conv1_cols_, &x_, &normed_, &qkv_,
                                 &attn_, &gate_up_, &act_, &adapter_mid_, &adapter_out_}) {
     bytes_ += static_cast<std::size_t>(b->view().numel()) * elem_size(b->view().type);
   }
@@ -83,16 +86,6 @@ void EncoderPool::reset(int sequence) {
 
 void EncoderPool::release(int sequence) {
   if (sequence >= 0 && sequence < options_.max_sequences) pages_->release(sequence);
-}
-
-Tensor EncoderPool::k_cache(int layer) const {
-  const std::int64_t rows = pages_->pages() * layout_.page_size;
-  return kv_caches_.view().row_range(2 * layer * rows, rows);
-}
-
-Tensor EncoderPool::v_cache(int layer) const {
-  const std::int64_t rows = pages_->pages() * layout_.page_size;
-  return kv_caches_.view().row_range((2 * layer + 1) * rows, rows);
 }
 
 void EncoderPool::encode(std::span<const EncodeRequest> requests) {
@@ -237,14 +230,15 @@ void EncoderPool::run_layers(std::int64_t n_frames, const KvRows& rows) {
     const Tensor q = qkv.col_range(0, enc.q_width());
     const Tensor k = qkv.col_range(enc.q_width(), enc.kv_width());
     const Tensor v = qkv.col_range(enc.q_width() + enc.kv_width(), enc.kv_width());
-    backend_.rope_kv_append(q, k, v, rows, q_rope, k_rope, layout_, k_cache(l), v_cache(l));
+    const Tensor k_cache = pages_->k_cache(l), v_cache = pages_->v_cache(l);
+    backend_.rope_kv_append(q, k, v, rows, q_rope, k_rope, layout_, k_cache, v_cache);
     // Attention one request at a time, each over its own page-table row: a request's rows are
     // consecutive positions of one sequence, so they share their keys' reads (on a GPU the
     // tiled kernel; rows of many sequences in one call would each read their whole window).
     for (const PassPart& part : parts_) {
       const KvRows own{rows.positions.row_range(part.first_frame, part.frames), zeros_.view().row_range(0, part.frames),
                        rows.page_table.row_range(part.sequence, 1)};
-      backend_.attention(q.row_range(part.first_frame, part.frames), own, enc.n_heads, layout_, k_cache(l), v_cache(l),
+      backend_.attention(q.row_range(part.first_frame, part.frames), own, enc.n_heads, layout_, k_cache, v_cache,
                          attn.row_range(part.first_frame, part.frames));
     }
     backend_.linear(attn, w.wo, w.wo_bias, x, Epilogue::Add);

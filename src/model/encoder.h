@@ -69,8 +69,6 @@ class EncoderPool {
     int sequence = 0;
   };
   void run_layers(std::int64_t n_frames, const KvRows& rows);
-  Tensor k_cache(int layer) const;
-  Tensor v_cache(int layer) const;
 
   Backend& backend_;
   const ModelConfig& config_;
@@ -90,7 +88,6 @@ class EncoderPool {
   std::vector<std::int32_t> host_indices_;
   std::vector<PassPart> parts_;
 
-  DeviceBuffer kv_caches_;  // [2 * layers * pages * page_size, kv_width]
   DeviceBuffer conv0_in_, conv0_cols_;
   // Rows [0, max_sequences): each sequence's saved conv0 output row (the stride-2
   // convolution's left context); then the pass's conv0 outputs.

@@ -7,11 +7,14 @@
 
 namespace voxtral {
 
-KvPages::KvPages(Backend& backend, const KvCacheLayout& layout, int sequences, std::int64_t pages, std::string what)
-    : backend_(backend), layout_(layout), pages_(pages), what_(std::move(what)) {
-  if (pages < 1 || pages > std::numeric_limits<std::int32_t>::max() || sequences < 1) {
-    fail(what_, cat("bad K/V page pool (", pages, " pages, ", sequences, " sequences)"));
+KvPages::KvPages(Backend& backend, const KvCacheLayout& layout, int layers, int sequences, std::int64_t pages,
+                 std::string what)
+    : backend_(backend), layout_(layout), layers_(layers), pages_(pages), what_(std::move(what)) {
+  if (pages < 1 || pages > std::numeric_limits<std::int32_t>::max() || sequences < 1 || layers < 1) {
+    fail(what_, cat("bad K/V page pool (", pages, " pages, ", sequences, " sequences, ", layers, " layers)"));
   }
+  caches_ = DeviceBuffer(backend, layout_.type, 2 * layers * layer_rows(),
+                         static_cast<std::int64_t>(layout_.n_kv_heads) * layout_.head_dim);
   free_.reserve(static_cast<std::size_t>(pages));
   for (std::int64_t p = pages - 1; p >= 0; --p) free_.push_back(static_cast<std::int32_t>(p));
   const int per_sequence = layout_.pages_per_sequence();
@@ -21,6 +24,16 @@ KvPages::KvPages(Backend& backend, const KvCacheLayout& layout, int sequences, s
   // them in range anyway.
   std::vector<std::int32_t> zeros(host_.size(), 0);
   backend.copy_to_device(table_.view(), zeros.data());
+}
+
+Tensor KvPages::k_cache(int layer) const { return caches_.view().row_range(2 * layer * layer_rows(), layer_rows()); }
+
+Tensor KvPages::v_cache(int layer) const {
+  return caches_.view().row_range((2 * layer + 1) * layer_rows(), layer_rows());
+}
+
+std::size_t KvPages::bytes() const {
+  return static_cast<std::size_t>(caches_.view().numel()) * elem_size(caches_.view().type);
 }
 
 std::int64_t KvPages::in_use() const {
@@ -76,6 +89,11 @@ void KvPages::pin_to_one_page(int sequence) {
   auto* row = host_.data() + static_cast<std::ptrdiff_t>(sequence) * per_sequence;
   std::fill_n(row, per_sequence, page);
   backend_.copy_to_device(table_.view().row_range(sequence, 1), row);
+  const std::int64_t rows = layout_.rows_per_page();
+  for (int l = 0; l < layers_; ++l) {
+    backend_.fill_zero(k_cache(l).row_range(page * rows, rows));
+    backend_.fill_zero(v_cache(l).row_range(page * rows, rows));
+  }
 }
 
 }  // namespace voxtral

@@ -1,9 +1,11 @@
-// The page bookkeeping of a paged K/V cache (backend.h, KvCacheLayout): which physical page
-// each logical page of each sequence uses, the free pages, and the page table in backend
-// memory that the attention ops read. Pages are taken as a sequence's positions grow and
-// given back when it restarts or ends, so a pool serves many streams of different lengths.
+// A paged K/V cache (backend.h, KvCacheLayout) for every layer of a model: the pages' K and V
+// storage, which physical page each logical page of each sequence uses, the free pages, and
+// the page table in backend memory that the attention ops read. Pages are taken as a
+// sequence's positions grow and given back when it restarts or ends, so a pool serves many
+// streams of different lengths. The decoder and the encoder pools each own one.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -23,18 +25,29 @@ class BusyError : public Error {
 
 class KvPages {
  public:
-  // `pages` physical pages for `sequences` sequences of `layout`'s ring; `what` names the
-  // cache in errors ("decoder", "encoder").
-  KvPages(Backend& backend, const KvCacheLayout& layout, int sequences, std::int64_t pages, std::string what);
+  // `pages` physical pages, each holding layout.rows_per_page() positions of K and of V
+  // (layout.type, n_kv_heads * head_dim values each) in every one of `layers` layers, for
+  // `sequences` sequences of `layout`'s ring. `what` names the cache in errors ("decoder",
+  // "encoder"). Error on a bad size; the backend's error when the storage does not fit.
+  KvPages(Backend& backend, const KvCacheLayout& layout, int layers, int sequences, std::int64_t pages,
+          std::string what);
 
   // Gives the sequence pages for positions [first, last] (a ring: positions a capacity apart
   // share a page) and uploads its page-table row when it changed. Error when none is free.
   void reserve(int sequence, std::int64_t first, std::int64_t last);
   // Gives every page of the sequence back.
   void release(int sequence);
-  // Maps every logical page of the sequence to one page, taken out of the free list (a
-  // padding sequence whose writes all land there).
+  // Maps every logical page of the sequence to one page, taken out of the free list, and
+  // zeroes that page's K and V in every layer (a padding sequence whose writes all land there
+  // and whose attention must read finite values). Error when no page is free.
   void pin_to_one_page(int sequence);
+
+  // A layer's caches, [pages() * layout.rows_per_page(), n_kv_heads * head_dim] in backend
+  // memory: physical page p holds rows [p * rows_per_page, (p + 1) * rows_per_page).
+  Tensor k_cache(int layer) const;
+  Tensor v_cache(int layer) const;
+  // Bytes of backend memory the K and V storage holds (the page table not counted).
+  std::size_t bytes() const;
 
   std::int64_t pages() const { return pages_; }  // all physical pages, pinned ones included
   std::int64_t in_use() const;
@@ -42,9 +55,11 @@ class KvPages {
 
  private:
   void release_locked(int sequence);
+  std::int64_t layer_rows() const { return pages_ * layout_.rows_per_page(); }
 
   Backend& backend_;
   KvCacheLayout layout_;
+  int layers_;
   std::int64_t pages_;
   std::int64_t pinned_ = 0;  // pages held by padding sequences (not the streams')
   std::string what_;
@@ -52,6 +67,7 @@ class KvPages {
   std::vector<std::int32_t> free_;
   std::vector<std::int32_t> host_;  // [sequences, pages_per_sequence], -1 = none
   DeviceBuffer table_;              // I32 [sequences, pages_per_sequence]
+  DeviceBuffer caches_;             // [2 * layers * pages_ * rows_per_page, kv width]: layer l's K, then its V
 };
 
 }  // namespace voxtral

@@ -161,7 +161,8 @@ void Scheduler::run() {
         held = jobs_;
       }
       for (auto& job : held) jobs.push_back(job.get());
-      std::vector<Job*> over;
+      std::vector<Job*> over;  // failed, cancelled or done: out of this tick, then out of jobs_
+      const auto is_over = [&](const Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); };
       worked = false;
       // Every live job's input, and at most a few uploads' next slices (their encoder runs
       // are long): a tick stays short for the live streams waiting on its step. The uploads
@@ -178,12 +179,12 @@ void Scheduler::run() {
         if (result != Intake::Nothing) worked = true;
         if (result == Intake::Took && job->kind_ == JobKind::Batch) ++upload_intakes;
       }
-      std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
+      std::erase_if(jobs, is_over);
       if (encode(jobs, over)) worked = true;
-      std::erase_if(jobs, [&](Job* j) { return std::find(over.begin(), over.end(), j) != over.end(); });
+      std::erase_if(jobs, is_over);
       if (step(jobs, over)) worked = true;
       for (Job* job : jobs) {
-        if (std::find(over.begin(), over.end(), job) != over.end()) continue;
+        if (is_over(job)) continue;
         if (!deliver(*job)) over.push_back(job);
         note_if_served(*job);
       }
@@ -194,7 +195,7 @@ void Scheduler::run() {
         counters_.tick_ms += ms_since(tick_start);
       }
       if (!over.empty()) {
-        std::erase_if(jobs_, [&](const auto& j) { return std::find(over.begin(), over.end(), j.get()) != over.end(); });
+        std::erase_if(jobs_, [&](const auto& j) { return is_over(j.get()); });
         counters_.active_jobs = static_cast<int>(jobs_.size());
       }
     }

@@ -368,7 +368,6 @@ void Stream::take_step(int token, const Tensor& logits, double step_ms) {
 }
 
 void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
-  const Tokenizer& tokenizer = model_.tokenizer();
   if (stats_.first_token_ms < 0) stats_.first_token_ms = ms_since(first_feed_);
   ids_.push_back(token);
   TextPiece piece;
@@ -381,27 +380,8 @@ void Stream::emit(int token, std::int64_t position, const Tensor& logits) {
   if (options_.alternatives > 0) {
     host_logits_.resize(static_cast<std::size_t>(logits.numel()));
     model_.backend().copy_to_host(logits, host_logits_.data());
-    const float top = *std::max_element(host_logits_.begin(), host_logits_.end());
-    double sum = 0;
-    for (float v : host_logits_) sum += std::exp(static_cast<double>(v - top));
-    // Candidates: the chosen token and text tokens. A control token ([STREAMING_PAD], ...)
-    // writes no text, so it is never offered as an alternative; chosen, it is listed with
-    // empty text (its probability still scores the piece).
-    std::vector<int> order;
-    order.reserve(host_logits_.size());
-    for (int id = 0; id < static_cast<int>(host_logits_.size()); ++id) {
-      if (id == token || !tokenizer.is_special(id)) order.push_back(id);
-    }
-    const auto k = std::min<std::size_t>(static_cast<std::size_t>(options_.alternatives) + 1, order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                      [&](int a, int b) { return host_logits_[static_cast<std::size_t>(a)] > host_logits_[static_cast<std::size_t>(b)]; });
-    for (std::size_t i = 0; i < k; ++i) {
-      const int id = order[i];
-      const auto p = static_cast<float>(std::exp(static_cast<double>(host_logits_[static_cast<std::size_t>(id)] - top)) / sum);
-      if (p < options_.alternative_cutoff && id != token) continue;
-      const std::string bytes = tokenizer.is_special(id) ? std::string() : repair_utf8(tokenizer.token_bytes(id));
-      piece.alternatives.push_back({id, bytes, p});
-    }
+    piece.alternatives =
+        top_alternatives(host_logits_, token, model_.tokenizer(), options_.alternatives, options_.alternative_cutoff);
   }
   pieces_.push_back(std::move(piece));
 }

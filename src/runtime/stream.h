@@ -25,6 +25,7 @@
 #include "model/encoder.h"
 #include "model/model.h"
 #include "model/word_times.h"
+#include "runtime/alternatives.h"
 
 namespace voxtral {
 
@@ -64,12 +65,6 @@ inline constexpr double kMaxProcessingIntervalSeconds = 60.0;
 // in [0, 1], expected_samples < 0, encoder_chunk < 1. NaN and infinity are out of every range.
 // The Stream constructor calls it, so every front end gets the same checks.
 void validate(const StreamOptions& options);
-
-struct Alternative {
-  int id = 0;
-  std::string text;  // the token's bytes as text (may be a partial character)
-  float probability = 0;
-};
 
 struct TextPiece {
   int id = 0;                 // the token; -1 marks the end of a segment (flush, finish)
@@ -172,7 +167,6 @@ class Stream {
   void complete_segment_end();
   void emit(int token, std::int64_t position, const Tensor& logits);
   void set_word_times(TextPiece& piece);
-  void end_segment();
   double input_seconds(std::int64_t padded_samples) const;
 
   Model& model_;

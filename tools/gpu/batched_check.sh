@@ -5,22 +5,23 @@
 # `voxtral-bench step` on the full-size random model (made meanwhile in the background).
 #   CARRY=build-x/carry tools/gpu/batched_check.sh [unit] [parity] [sanitize] [crossover] [step]
 set -uo pipefail
-root="$(pwd)"
-carry="$(cd "${CARRY:?CARRY names the folder with bin/ and lib/}" && pwd)"
-bin="$carry/bin"
-export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export VOXTRAL_FIXTURES_DIR="$root/tests/fixtures" VOXTRAL_CLI="$bin/voxtral"
-out="${OUT:-/tmp/voxtral-out}"
-mkdir -p "$out"
-model=/tmp/vox4b
-status=0
-step() { echo; echo "=== $(date +%T) $*"; }
+: "${CARRY:?CARRY names the folder with bin/ and lib/}"
+[ -d "$CARRY" ] || { echo "CARRY=$CARRY: no such folder" >&2; exit 2; }
+source "$(dirname "$0")/device_env.sh"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+maker=
 if [ ! -f "$model/consolidated.safetensors" ]; then
-  "$bin/voxtral-bench" make-model --params "$root/tests/fixtures/real/params.json" --out "$model" > "$out/make_model.log" 2>&1 &
+  make_full_size_model > "$out/make_model.log" 2>&1 &
   maker=$!
 fi
+# The stages that need the model wait for its making (once).
+wait_for_model() {
+  [ -n "$maker" ] || return 0
+  wait "$maker" || status=1
+  maker=
+  tail -1 "$out/make_model.log"
+}
 
 for stage in "$@"; do
   case "$stage" in
@@ -58,7 +59,7 @@ for stage in "$@"; do
       done
       ;;
     crossover)
-      [ -n "${maker:-}" ] && { wait "$maker"; maker=; tail -1 "$out/make_model.log"; }
+      wait_for_model
       # Steps of 1-16 rows with products on the weight-streaming kernel up to 0, 1, 2, 4, 8 rows.
       for rows in 0 1 2 4 8; do
         step "crossover: streamed products up to $rows rows"
@@ -67,7 +68,7 @@ for stage in "$@"; do
       done
       ;;
     step)
-      [ -n "${maker:-}" ] && { wait "$maker"; maker=; tail -1 "$out/make_model.log"; }
+      wait_for_model
       step "voxtral-bench step: N streams at context 64 and 4096"
       timeout 150 "$bin/voxtral-bench" step -d "$model" --backend cuda --batch "${BATCHES:-1,2,4,8,16,32,64,128,256}" \
         --context 64,4096 --steps 60 --json > "$out/step.json" 2> "$out/step.err"
@@ -85,5 +86,5 @@ for x in r["results"]:
     *) echo "unknown stage $stage"; status=1 ;;
   esac
 done
-[ -n "${maker:-}" ] && wait "$maker"
+wait_for_model > /dev/null
 exit $status

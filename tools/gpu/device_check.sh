@@ -1,19 +1,11 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
-# .device-carry/ (bin/, lib/ and audio/): that machine has CUDA and torch but none of the
-# project's Debian packages. Stages: info unit parity capi sanitize model bench decodeab profile
-# ncu fullparity latency demo serverload longrun.
+# .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
+# info unit parity capi sanitize model bench decodeab profile ncu fullparity latency demo
+# serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-carry="$root/.device-carry"
-export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export VOXTRAL_FIXTURES_DIR="$root/tests/fixtures" VOXTRAL_CLI="$carry/bin/voxtral"
-out="${OUT:-/tmp/voxtral-out}"
-mkdir -p "$out"
-model=/tmp/vox4b
-status=0
-step() { echo; echo "=== $*"; }
+source "$(dirname "$0")/device_env.sh"
 
 for stage in "$@"; do
   case "$stage" in
@@ -22,29 +14,29 @@ for stage in "$@"; do
       nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --format=csv
       nvcc --version | tail -1; g++ --version | head -1; cmake --version | head -1
       python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
-      ldd "$carry/bin/voxtral" | grep -E "not found" || echo "all libraries found"
+      ldd "$bin/voxtral" | grep -E "not found" || echo "all libraries found"
       ;;
     unit)
       step unit: CUDA ops against the CPU backend
-      "$carry/bin/voxtral_gpu_tests" 2>&1 | tee "$out/unit.log" | grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is|actual|error" | head -60
+      "$bin/voxtral_gpu_tests" 2>&1 | tee "$out/unit.log" | grep -E "^\[  (FAILED|PASSED) |Failure|Expected|Which is|actual|error" | head -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     parity)
       step parity: transformers fixtures on CUDA, exact mode
       VOXTRAL_TEST_BACKEND=cuda VOXTRAL_TEST_CLI_ARGS="--backend cuda --precision exact --kv-cache f32" \
-        "$carry/bin/voxtral_tests" --gtest_filter='Fixtures/Parity.*:ParitySensitivity.*:Stream.*:BatchedDecoder.*:Scheduler.*:Cli.PrintsTheRecordedTranscript:Cli.HonoursTheDelayOption:CliStreaming.*:CliDemo.*:DemoModel.*' \
+        "$bin/voxtral_tests" --gtest_filter='Fixtures/Parity.*:ParitySensitivity.*:Stream.*:BatchedDecoder.*:Scheduler.*:Cli.PrintsTheRecordedTranscript:Cli.HonoursTheDelayOption:CliStreaming.*:CliDemo.*:DemoModel.*' \
         2>&1 | tee "$out/parity.log" | grep -E "^\[ tiny|^\[  (FAILED|PASSED) |Failure|Expected|actual" | head -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     capi)
       step "C API on CUDA"
-      VOXTRAL_TEST_BACKEND=cuda "$carry/bin/c_api_test" "$root/tests/fixtures/tiny-a" \
+      VOXTRAL_TEST_BACKEND=cuda "$bin/c_api_test" "$root/tests/fixtures/tiny-a" \
         "$root/tests/fixtures/audio/speech_short.wav" "$root/tests/fixtures/tiny-a_speech_short_480ms.txt" || status=1
       ;;
     latency)
       for interval in 0 0.32; do
         step "streaming latency, 20 s at real-time pace, interval $interval"
-        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 20 --backend cuda --realtime \
+        "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 20 --backend cuda --realtime \
           -I "$interval"
       done
       ;;
@@ -53,7 +45,7 @@ for stage in "$@"; do
         step "compute-sanitizer $tool"
         # Three files at once: batched encoder passes and decoder steps through the scheduler.
         a="$root/tests/fixtures/audio"
-        compute-sanitizer --tool "$tool" --error-exitcode 1 "$carry/bin/voxtral" -d "$root/tests/fixtures/tiny-a" \
+        compute-sanitizer --tool "$tool" --error-exitcode 1 "$bin/voxtral" -d "$root/tests/fixtures/tiny-a" \
           -i "$a/noise.wav" "$a/speech_short.wav" "$a/speech_long.wav" --backend cuda > "$out/sanitize_$tool.log" 2>&1
         rc=$?
         tail -3 "$out/sanitize_$tool.log"
@@ -62,8 +54,7 @@ for stage in "$@"; do
       ;;
     model)
       step full-size random model
-      [ -f "$model/consolidated.safetensors" ] || "$carry/bin/voxtral-bench" make-model \
-        --params "$root/tests/fixtures/real/params.json" --out "$model"
+      make_full_size_model || status=1
       ;;
     bench)
       # 10 s (first token, short context), 60 s (encoder, real-time factor), 330 s (a decode
@@ -73,7 +64,7 @@ for stage in "$@"; do
         step "bench $run"
         set -- $run
         clip="$1"; shift
-        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda "$@" --json > "$out/bench.json"
+        "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda "$@" --json > "$out/bench.json"
         python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k not in ("model",)})' "$out/bench.json"
       done
       ;;
@@ -82,11 +73,11 @@ for stage in "$@"; do
       # every copy's ids checked against one run alone), and the decoder step alone.
       for n in ${BATCH_SIZES:-1 8 32 128}; do
         step "bench run --batch $n: 60 s each, full-size random model, $*"
-        "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" --backend cuda --batch "$n" \
+        "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" --backend cuda --batch "$n" \
           --skip-bandwidth ${BATCH_ARGS:-} || status=1
       done
       step "decoder step: N streams, context 64 (vLLM's published H200 figures: 201 tok/s at 1, 655 at 4, 1020 at 8)"
-      "$carry/bin/voxtral-bench" step -d "$model" --backend cuda --batch 1,4,8,16,32,64,128,256 --context 64 --steps 50 || status=1
+      "$bin/voxtral-bench" step -d "$model" --backend cuda --batch 1,4,8,16,32,64,128,256 --context 64 --steps 50 || status=1
       ;;
     decodeab)
       # The decode step with the fused one-row kernels (default), with the general attention
@@ -97,7 +88,7 @@ for stage in "$@"; do
           step "decode $config: $run"
           set -- $run
           clip="$1"; shift
-          "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda --skip-bandwidth \
+          "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda --skip-bandwidth \
             $([ "$config" = default ] || echo "--variant $config") "$@" | grep -E "decoder|encoder|first token"
         done
       done
@@ -109,20 +100,20 @@ for stage in "$@"; do
       # time, peak RSS and GPU memory every 10 minutes of audio.
       step "3 hours of audio, full-size random model"
       [ -f "$model/consolidated.safetensors" ] || { echo "no $model: run the model stage first"; status=1; continue; }
-      timeout "${LONG_TIMEOUT:-595}" "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" \
+      timeout "${LONG_TIMEOUT:-595}" "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" \
         --seconds 10800 --backend cuda --skip-bandwidth --json > "$out/long.json"
       echo "exit $?"
       ;;
     fullparity)
       step "full-size parity and speed against transformers (45 s of speech)"
-      "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech45.wav" --backend cuda --skip-bandwidth \
+      "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech45.wav" --backend cuda --skip-bandwidth \
         --dump-logits /tmp/ours45 | grep -E "decoder|encoder"
       timeout "${PARITY_TIMEOUT:-420}" python3 "$root/tools/reference/full_size_parity.py" --model "$model" \
         --audio "$carry/audio/speech45.wav" --dump /tmp/ours45 --speed --setups "${SPEED_SETUPS:-dynamic,static}" 2>&1 | grep -v -i warn | tee "$out/fullparity.log"
       ;;
     profile)
       step "profile: per-op times (each op waited for) on 60 s of audio"
-      VOXTRAL_PROFILE=1 "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 60 \
+      VOXTRAL_PROFILE=1 "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --seconds 60 \
         --backend cuda --skip-bandwidth 2>&1 | grep -A28 "voxtral profile"
       ;;
     ncu)
@@ -132,22 +123,22 @@ for stage in "$@"; do
       ncu --graph-profiling node --kernel-name regex:"decode_|gemv_kernel|embed|argmax" \
         --launch-skip "${NCU_SKIP:-2680}" --launch-count "${NCU_COUNT:-134}" \
         --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum \
-        --csv "$carry/bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \
+        --csv "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \
         > "$out/ncu.csv" 2> "$out/ncu.err"
       python3 "$root/tools/gpu/ncu_summary.py" "$out/ncu.csv" || tail -5 "$out/ncu.err"
       ;;
     serverload)
       # voxtral-server on the full-size random model; N realtime streams paced at real time.
       step "server: concurrent realtime streams, full-size random model"
-      "$carry/bin/voxtral-server" -d "$model" --backend cuda --port 8100 2> "$out/server.log" &
+      "$bin/voxtral-server" -d "$model" --backend cuda --port 8100 2> "$out/server.log" &
       server_pid=$!
       for _ in $(seq 300); do grep -q listening "$out/server.log" && break; sleep 0.1; done
-      "$carry/bin/voxtral-loadtest" --port 8100 -i "$carry/audio/speech60.wav" --seconds "${LOAD_SECONDS:-20}" \
+      "$bin/voxtral-loadtest" --port 8100 -i "$carry/audio/speech60.wav" --seconds "${LOAD_SECONDS:-20}" \
         -n ${LOAD_STREAMS:-1 16 32 64 96 128} || status=1
       nvidia-smi --query-gpu=memory.used --format=csv
       kill "$server_pid"; wait "$server_pid"
       step "server tests on CUDA (demo model)"
-      VOXTRAL_TEST_BACKEND=cuda "$carry/bin/voxtral_tests" --gtest_filter='Server*:Realtime*:Scheduler*:DemoModel*:CliDemo*' \
+      VOXTRAL_TEST_BACKEND=cuda "$bin/voxtral_tests" --gtest_filter='Server*:Realtime*:Scheduler*:DemoModel*:CliDemo*' \
         2>&1 | grep -E "^\[  (FAILED|PASSED) |Failure|Expected" | head -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -159,7 +150,7 @@ for stage in "$@"; do
         --train 0 --heldout 600 --wavs heldout --jobs "$(nproc)" > /dev/null || status=1
       for backend in cuda cpu; do
         python3 "$root/tools/demo_model/wer.py" --corpus /tmp/heldout --model "$root/models/demo" \
-          --cli "$carry/bin/voxtral" --backend "$backend" --jobs 8 \
+          --cli "$bin/voxtral" --backend "$backend" --jobs 8 \
           --transformers "$root/tools/demo_model/results/heldout_transformers.json" \
           --json "$out/demo_wer_$backend.json" | tail -20 || status=1
       done

@@ -34,8 +34,9 @@ extern "C" {
 
 /* 2: voxtral_piece.start and .end (word times); voxtral_model_free returns int (it refuses a
  * model with live streams); voxtral_model_error.
- * 3: voxtral_model_options.max_streams and .kv_cache_mb (the struct grew: rebuild callers and
- * fill it with voxtral_model_options_init); streams of one model decode concurrently. */
+ * 3: voxtral_model_options.max_streams, .kv_cache_mb and .weights (the struct grew: rebuild
+ * callers and fill it with voxtral_model_options_init); streams of one model decode
+ * concurrently. */
 #define VOXTRAL_API_VERSION 3
 
 #if defined(VOXTRAL_BUILDING_LIBRARY) && defined(__GNUC__)
@@ -56,6 +57,8 @@ typedef struct {
   int64_t kv_cache_mb;   /* MiB of decoder K/V cache shared by the streams; 0 = enough for every stream's
                             full window, within 90% of the GPU's free memory (a quarter of the machine's);
                             more than the machine's memory (or the GPU's free memory) is refused */
+  const char* weights;   /* matrix storage: "auto" (as the model stores them; NULL), "bf16", "fp16" (GPU),
+                            or "q8" / "q4": a BF16 model quantized at load (CPU backend) */
 } voxtral_model_options;
 
 typedef struct {

@@ -49,9 +49,9 @@ TEST(Admission, AnUploadTheCacheHasNoRoomForIsRefusedBeforeAnyWork) {
   auto model = Model::load(wide.model(), wide.options());
   // The rule needs a cache that holds one long file's pages but not two.
   ASSERT_LT(model->decoder().total_pages(), 2 * 14) << "(65 s: about 870 positions, 14 pages of 64)";
-  Scheduler engine(*model, SchedulerOptions{});
-  Server server(engine, RunningServer::with_defaults(ServerOptions{}));
-  server.start();
+  LoopbackServer loopback(*model, RunningServer::named(ServerOptions{}));
+  Scheduler& engine = loopback.engine;
+  Server& server = loopback.server;
   Reply first;
   std::thread t([&] { first = upload_file(server.port(), wide.long_wav()); });
   // Once the first upload runs (it takes its pages at its start), a second one of its length

@@ -43,11 +43,11 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
     }
     co.exact_matmul = options.precision != "fast";
     if (options.weights == "q8" || options.weights == "q4") {
-      fail("weights", cat(options.weights, " runs on the CPU backend only so far (the GPU kernels are not written "
+      fail(option_name(options.naming, "weights"), cat(options.weights, " runs on the CPU backend only so far (the GPU kernels are not written "
                                            "yet); use bf16 or fp16 with the CUDA backend"));
     }
     if (options.weights != "auto" && options.weights != "bf16" && options.weights != "fp16") {
-      fail("weights", cat("unknown storage \"", options.weights, "\" (use auto, bf16 or fp16)"));
+      fail(option_name(options.naming, "weights"), cat("unknown storage \"", options.weights, "\" (use auto, bf16 or fp16)"));
     }
     co.weight_type = options.weights == "fp16" ? ElemType::F16 : ElemType::BF16;
     co.kv_cache_type = options.kv_cache == "f32" ? ElemType::F32 : ElemType::BF16;

@@ -139,7 +139,7 @@ extern "C" {
 const char* voxtral_version(void) { return "0.1.0"; }
 
 void voxtral_model_options_init(voxtral_model_options* options) {
-  if (options != nullptr) *options = voxtral_model_options{"auto", 0, "exact", nullptr, 0, 0};
+  if (options != nullptr) *options = voxtral_model_options{"auto", 0, "exact", nullptr, 0, 0, nullptr};
 }
 
 voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_options* options, char* error,
@@ -157,6 +157,7 @@ voxtral_model* voxtral_model_load(const char* model_dir, const voxtral_model_opt
       if (options->kv_cache != nullptr) mo.kv_cache = options->kv_cache;
       mo.max_streams = options->max_streams;
       mo.kv_cache_mb = options->kv_cache_mb;
+      if (options->weights != nullptr) mo.weights = options->weights;
     }
     auto m = std::make_unique<voxtral_model>();
     m->model = voxtral::Model::load(model_dir, mo);

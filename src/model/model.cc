@@ -151,11 +151,12 @@ namespace {
 
 // Q8 or Q4 when the options ask to quantize a BF16 model at load, else BF16. A quantized file
 // runs as it is stored: another format would need the BF16 values it no longer has.
-WeightFormat format_to_quantize(const std::string& weights, const ModelConfig& config, const std::filesystem::path& dir) {
+WeightFormat format_to_quantize(const ModelOptions& options, const ModelConfig& config, const std::filesystem::path& dir) {
+  const std::string& weights = options.weights;
   if (config.stored_weights != WeightFormat::BF16) {
     const auto stored = weight_format_name(config.stored_weights);
     if (weights != "auto" && weights != stored) {
-      fail("weights", cat(dir.string(), " is stored in ", stored, ", so it runs as ", stored, " only; for ", weights,
+      fail(option_name(options.naming, "weights"), cat(dir.string(), " is stored in ", stored, ", so it runs as ", stored, " only; for ", weights,
                           ", load the BF16 model", weights == "q8" || weights == "q4" ? " (or quantize it to that)" : ""));
     }
     return WeightFormat::BF16;
@@ -183,7 +184,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   check_model_usable(m->config_, m->tokenizer_, (dir / "params.json").string(), physical_memory_bytes());
   m->file_ = std::make_unique<SafeTensors>(SafeTensors::open(dir / "consolidated.safetensors"));
   check_model_tensors(*m->file_, m->config_);
-  const WeightFormat quantize_to = format_to_quantize(options.weights, m->config_, dir);
+  const WeightFormat quantize_to = format_to_quantize(options, m->config_, dir);
   m->weight_format_ = quantize_to != WeightFormat::BF16 ? quantize_to : m->config_.stored_weights;
   m->backend_ = make_backend(options);
   m->quantized_ = std::make_unique<QuantizedStore>();

@@ -120,6 +120,27 @@ TEST(CApiEdges, ModelOptionsOutOfRangeAreRefusedNamingTheField) {
   EXPECT_NE(model, nullptr) << err;
 }
 
+TEST(CApiEdges, WeightsQ4QuantizesAtLoadAndAnUnknownFormatNamesTheField) {
+  char err[512] = "";
+  auto mo = cpu_options();
+  mo.weights = "int4";
+  EXPECT_EQ(voxtral_model_load(source("models/demo").c_str(), &mo, err, sizeof err), nullptr);
+  EXPECT_THAT(err, HasSubstr("voxtral_model_options.weights: unknown value \"int4\""));
+  mo.weights = "q4";
+  auto model = ModelPtr(voxtral_model_load(source("models/demo").c_str(), &mo, err, sizeof err),
+                        [](voxtral_model* m) { EXPECT_EQ(voxtral_model_free(m), 0); });
+  ASSERT_NE(model, nullptr) << err;
+  size_t count = 0;
+  float* samples = voxtral_load_audio(source("samples/timer.wav").c_str(), 16000, &count, err, sizeof err);
+  ASSERT_NE(samples, nullptr) << err;
+  StreamPtr stream(voxtral_stream_create(model.get(), nullptr, err, sizeof err), voxtral_stream_free);
+  ASSERT_NE(stream, nullptr) << err;
+  EXPECT_EQ(voxtral_stream_feed(stream.get(), samples, count), 0);
+  EXPECT_EQ(voxtral_stream_finish(stream.get()), 0);
+  voxtral_free_samples(samples);
+  EXPECT_EQ(read_text(stream.get()), " set a timer for ten minutes");
+}
+
 TEST(CApiEdges, StreamOptionsOutOfRangeAreRefusedNamingTheField) {
   char err[512] = "";
   auto model = load_tiny_a(err, sizeof err);

@@ -23,7 +23,7 @@ struct ModelOptions {
   std::string backend = "cpu";  // "cpu", "cuda", or "auto" (CUDA when a GPU is usable, else CPU)
   int threads = 0;              // CPU threads; 0 = one per core
   std::string kv_cache = "auto";  // "f32", "bf16", or "auto" (the backend's default)
-  std::string precision = "auto"; // CUDA matrix products: "exact" (near-F32), "fast" (BF16), "auto"
+  std::string precision = "auto"; // decode matrix products: "exact" (near-F32), "fast" (BF16 activations), "auto" (exact)
   std::string weights = "bf16";   // CUDA weight storage: "bf16" (exact) or "fp16"
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
   int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default

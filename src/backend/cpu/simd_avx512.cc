@@ -43,6 +43,14 @@ VOXTRAL_AVX512_INLINE __m512 widen16(__m256i raw) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
+// Pins a loaded value to a register. Without it GCC folds an activation load into each of
+// the W FMAs that use it, reading every activation chunk W times instead of once.
+template <typename V>
+VOXTRAL_AVX512_INLINE V in_register(V v) {
+  __asm__("" : "+v"(v));
+  return v;
+}
+
 // Masks for the last, partial chunk of a row: loads through them read zeros past the end.
 VOXTRAL_AVX512_INLINE __mmask16 mask16(std::int64_t count) {
   return count >= 16 ? static_cast<__mmask16>(0xffff) : count <= 0 ? 0 : static_cast<__mmask16>((1u << count) - 1);
@@ -72,8 +80,9 @@ struct ExactAvx512 {
       }
     }
     for (int r = 0; r < R; ++r) {
-      const __m512 x0 = Masked ? _mm512_maskz_loadu_ps(m0, x[r] + i) : _mm512_loadu_ps(x[r] + i);
-      const __m512 x1 = Masked ? _mm512_maskz_loadu_ps(m1, x[r] + i + 16) : _mm512_loadu_ps(x[r] + i + 16);
+      const __m512 x0 = in_register(Masked ? _mm512_maskz_loadu_ps(m0, x[r] + i) : _mm512_loadu_ps(x[r] + i));
+      const __m512 x1 =
+          in_register(Masked ? _mm512_maskz_loadu_ps(m1, x[r] + i + 16) : _mm512_loadu_ps(x[r] + i + 16));
       for (int v = 0; v < W; ++v) acc[v][r] = _mm512_fmadd_ps(w1[v], x1, _mm512_fmadd_ps(w0[v], x0, acc[v][r]));
     }
   }
@@ -116,7 +125,7 @@ struct PairsAvx512Bf16 {
       __m512i wv[W];
       for (int v = 0; v < W; ++v) wv[v] = _mm512_loadu_si512(w[v] + i);
       for (int r = 0; r < R; ++r) {
-        const __m512i xv = _mm512_loadu_si512(x[r] + i);
+        const __m512i xv = in_register(_mm512_loadu_si512(x[r] + i));
         for (int v = 0; v < W; ++v) acc[v][r] = _mm512_dpbf16_ps(acc[v][r], (__m512bh)xv, (__m512bh)wv[v]);
       }
     }
@@ -125,7 +134,7 @@ struct PairsAvx512Bf16 {
       __m512i wv[W];
       for (int v = 0; v < W; ++v) wv[v] = _mm512_maskz_loadu_epi16(m, w[v] + i);
       for (int r = 0; r < R; ++r) {
-        const __m512i xv = _mm512_maskz_loadu_epi16(m, x[r] + i);
+        const __m512i xv = in_register(_mm512_maskz_loadu_epi16(m, x[r] + i));
         for (int v = 0; v < W; ++v) acc[v][r] = _mm512_dpbf16_ps(acc[v][r], (__m512bh)xv, (__m512bh)wv[v]);
       }
     }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/factory.h"
@@ -46,6 +47,20 @@ TEST(BackendFactory, GivesTheCpuOneThreadPerCoreByDefault) {
   const auto* cpu = dynamic_cast<const CpuBackend*>(backend.get());
   ASSERT_NE(cpu, nullptr) << backend->name();
   EXPECT_EQ(cpu->threads(), std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+}
+
+TEST(BackendFactory, PrecisionReachesTheCpuBackend) {
+  ModelOptions options;
+  for (const auto& [precision, want] : {std::pair{"auto", CpuPrecision::Exact}, std::pair{"exact", CpuPrecision::Exact},
+                                        std::pair{"fast", CpuPrecision::Fast}}) {
+    options.precision = precision;
+    const auto backend = make_backend(options);
+    const auto* cpu = dynamic_cast<const CpuBackend*>(backend.get());
+    ASSERT_NE(cpu, nullptr) << backend->name();
+    EXPECT_EQ(cpu->precision(), want) << precision;
+  }
+  options.precision = "turbo";
+  EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
 }
 
 TEST(BackendFactory, NamesAnUnknownBackend) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -50,14 +51,18 @@ struct Sequence {
 
 // Each clip of a model joins the batch `stagger` steps after the previous one and leaves
 // when its positions are done, so steps hold rows of different clips at different positions
-// (and, on tiny-b, different delays).
-void batched_teacher_forcing(const std::string& model_name, int stagger) {
-  auto model = Model::load(fixture(model_name), testing::test_model_options());
+// (and, on tiny-b, different delays). `streams` > the number of clips repeats clips. Returns
+// each stream's logits (prefill, then one row per step).
+std::vector<std::vector<float>> teacher_forced_logits(const std::string& model_name, int stagger,
+                                                      const ModelOptions& options, std::size_t streams = 0) {
+  auto model = Model::load(fixture(model_name), options);
   const auto& config = model->config();
   Backend& backend = model->backend();
   DecoderPool& decoder = model->decoder();
   std::vector<Sequence> seqs;
-  for (const auto& clip : clips_of(model_name)) {
+  const auto clips = clips_of(model_name);
+  for (std::size_t k = 0; k < std::max(streams, clips.size()); ++k) {
+    const FixtureClip& clip = clips[k % clips.size()];
     Sequence s;
     s.clip = clip;
     const int n_delay = delay_positions(clip.info["delay_ms"], config);
@@ -81,7 +86,7 @@ void batched_teacher_forcing(const std::string& model_name, int stagger) {
     s.prompt_rows = static_cast<std::int64_t>(prompt_ids(model->tokenizer(), n_delay).size()) - 1;
     seqs.push_back(std::move(s));
   }
-  ASSERT_GE(seqs.size(), 2u);
+  EXPECT_GE(seqs.size(), 2u);
   for (int step = 0;; ++step) {
     std::vector<DecodeRow> rows;
     std::vector<Sequence*> owners;
@@ -127,13 +132,39 @@ void batched_teacher_forcing(const std::string& model_name, int stagger) {
       ++owners[r]->next;
     }
   }
-  for (const auto& s : seqs) {
-    const auto reference = SafeTensors::open(fixture(s.clip.info["tag"].get<std::string>() + ".safetensors"));
-    const double error = relative_error(s.logits, to_floats(reference.get("logits")));
-    EXPECT_LE(error, kLogitTolerance) << s.clip.info["tag"] << " in a batch (stagger " << stagger << ")";
-  }
   EXPECT_EQ(decoder.sequences_in_use(), 0);
   EXPECT_EQ(decoder.pages_in_use(), 0);
+  std::vector<std::vector<float>> out;
+  for (auto& s : seqs) out.push_back(std::move(s.logits));
+  return out;
+}
+
+void batched_teacher_forcing(const std::string& model_name, int stagger) {
+  const auto logits = teacher_forced_logits(model_name, stagger, testing::test_model_options());
+  const auto clips = clips_of(model_name);
+  ASSERT_EQ(logits.size(), clips.size());
+  for (std::size_t i = 0; i < clips.size(); ++i) {
+    const auto reference = SafeTensors::open(fixture(clips[i].info["tag"].get<std::string>() + ".safetensors"));
+    const double error = relative_error(logits[i], to_floats(reference.get("logits")));
+    EXPECT_LE(error, kLogitTolerance) << clips[i].info["tag"] << " in a batch (stagger " << stagger << ")";
+  }
+}
+
+// Eight streams decoding together against each clip decoding alone (each joins after the
+// previous one left): every logit the same bits, in the given precision.
+void expect_batch_invariant(const std::string& precision) {
+  ModelOptions options = testing::test_model_options();
+  options.precision = precision;
+  const auto alone = teacher_forced_logits("tiny-a", 1 << 12, options);
+  const auto together = teacher_forced_logits("tiny-a", 0, options, 8);
+  ASSERT_EQ(together.size(), 8u);
+  for (std::size_t i = 0; i < together.size(); ++i) {
+    const auto& want = alone[i % alone.size()];
+    ASSERT_EQ(together[i].size(), want.size());
+    std::size_t differ = 0;
+    for (std::size_t j = 0; j < want.size(); ++j) differ += std::memcmp(&together[i][j], &want[j], sizeof(float)) != 0;
+    EXPECT_EQ(differ, 0u) << precision << ": stream " << i << " of 8, of " << want.size() << " logits";
+  }
 }
 
 TEST(BatchedDecoder, RowsOfDifferentClipsMatchTheReferenceLogits) {
@@ -145,6 +176,10 @@ TEST(BatchedDecoder, RowsWithDifferentDelaysMatchTheReferenceLogits) {
   batched_teacher_forcing("tiny-b", 0);   // 240 ms and 960 ms delays in one step
   batched_teacher_forcing("tiny-b", 17);  // the second joins mid-way
 }
+
+TEST(BatchedDecoder, RowsGiveTheSameBitsAloneAndAmongEight) { expect_batch_invariant("exact"); }
+
+TEST(BatchedDecoder, RowsGiveTheSameBitsAloneAndAmongEightInFastPrecision) { expect_batch_invariant("fast"); }
 
 TEST(BatchedDecoder, FullPoolIsAClearBusyError) {
   ModelOptions options = testing::test_model_options();

@@ -392,6 +392,17 @@ TEST(CliDemo, TranscribesTheShippedSamples) {
   }
 }
 
+// Fast precision on the CPU (activations rounded to BF16 in the decode step's products)
+// keeps every shipped sample's recorded text.
+TEST(CliDemoCpuFast, TranscribesTheShippedSamples) {
+  for (const std::string name : {"timer", "lights", "numbers", "commands"}) {
+    const auto r = run_cli(demo_args() + "--backend cpu --precision fast -i " +
+                           quoted(source_path("samples/" + name + ".wav")));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, demo_sample(name)["text"].get<std::string>() + "\n") << name;
+  }
+}
+
 TEST(CliDemo, AlternativesNeverShowAControlToken) {
   // Issue 14 review: `--alt 0.01` printed "the{[STREAMING_PAD]| music} music". A control
   // token writes no text: it is neither shown chosen nor offered as an alternative.

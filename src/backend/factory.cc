@@ -31,17 +31,18 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
     }
 #endif
   }
+  if (options.precision != "auto" && options.precision != "exact" && options.precision != "fast") {
+    fail("precision", cat("unknown mode \"", options.precision, "\" (use exact, fast or auto)"));
+  }
+  const bool fast = options.precision == "fast";
   if (kind == "cpu") {
     if (!options.kernel_variants.empty()) fail("variant", "kernel variants are the CUDA backend's");
     int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-    backend = std::make_unique<CpuBackend>(std::max(threads, 1));
+    backend = std::make_unique<CpuBackend>(std::max(threads, 1), fast ? CpuPrecision::Fast : CpuPrecision::Exact);
   } else if (kind == "cuda") {
 #ifdef VOXTRAL_HAVE_CUDA
     CudaOptions co;
-    if (options.precision != "auto" && options.precision != "exact" && options.precision != "fast") {
-      fail("precision", cat("unknown mode \"", options.precision, "\" (use exact, fast or auto)"));
-    }
-    co.exact_matmul = options.precision != "fast";
+    co.exact_matmul = !fast;
     if (options.weights == "q8" || options.weights == "q4") {
       fail(option_name(options.naming, "weights"), cat(options.weights, " runs on the CPU backend only so far (the GPU kernels are not written "
                                            "yet); use bf16 or fp16 with the CUDA backend"));

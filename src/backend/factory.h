@@ -13,7 +13,7 @@ namespace voxtral {
 struct ModelOptions;  // model/model.h: the options every front end parses once
 
 // The backend named by options.backend ("cpu", "cuda" or "auto"), with options.threads CPU
-// threads (0: one per core) or options.precision / weights / kv_cache for CUDA. Throws Error
+// threads (0: one per core), options.precision (both backends) and weights / kv_cache for CUDA. Throws Error
 // naming the field for an unknown backend, precision or weight storage, and for "cuda" in a
 // build without CUDA.
 std::unique_ptr<Backend> make_backend(const ModelOptions& options);

@@ -101,7 +101,8 @@ void CpuBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, con
         const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * k_cache.stride + kv_offset;
         float dot = 0;
         if (bf16_cache) {
-          kern.dot_rows_bf16(k_cache.ptr<std::uint16_t>() + row, &qh, 1, hd, &dot);
+          const std::uint16_t* key = k_cache.ptr<std::uint16_t>() + row;
+          kern.dot_bf16(&key, 1, &qh, 1, hd, &dot);
         } else {
           dot = kern.dot(qh, k_cache.ptr<float>() + row, hd);
         }

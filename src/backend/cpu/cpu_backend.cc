@@ -36,11 +36,15 @@ void prefault(ThreadPool& pool, const void* data, std::size_t bytes) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) : pool_(threads) { cpu_blas_threads(pool_.size()); }
+CpuBackend::CpuBackend(int threads, CpuPrecision precision) : pool_(threads), precision_(precision) {
+  cpu_blas_threads(pool_.size());
+}
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::name() const {
-  return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels", cpu_has_blas() ? ", OpenBLAS" : "", ")");
+  return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels",
+             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 activations)" : "", cpu_has_blas() ? ", OpenBLAS" : "",
+             ")");
 }
 
 void* CpuBackend::allocate(std::size_t bytes) {

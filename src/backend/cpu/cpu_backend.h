@@ -14,14 +14,22 @@
 
 namespace voxtral {
 
+// How the streamed products with BF16 weights (the decode step; every product of a build
+// without OpenBLAS) treat their activations. The encoder's and prefill's sgemm stay F32.
+enum class CpuPrecision {
+  Exact,  // F32 activations, F32 FMAs: as F32 arithmetic gives the products
+  Fast,   // activations rounded to BF16 (nearest even), products summed in pairs: vdpbf16ps
+};
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads);
+  explicit CpuBackend(int threads, CpuPrecision precision = CpuPrecision::Exact);
   ~CpuBackend() override;
 
   std::string name() const override;
   int threads() const { return pool_.size(); }
   ThreadPool& pool() { return pool_; }
+  CpuPrecision precision() const { return precision_; }
 
   void* allocate(std::size_t bytes) override;
   void deallocate(void* data) override;
@@ -56,6 +64,7 @@ class CpuBackend final : public Backend {
   Weight keep(std::unique_ptr<CpuWeight> weight);
 
   ThreadPool pool_;
+  CpuPrecision precision_;
   std::mutex weights_mutex_;
   std::vector<std::unique_ptr<CpuWeight>> weights_;
   std::size_t weight_bytes_ = 0;

@@ -2,12 +2,15 @@
 //  * F32 weights and several rows: one sgemm (OpenBLAS) — the encoder and adapter.
 //  * BF16 weights and a few rows (the decode step): the weights are streamed once from
 //    memory through a multithreaded dot-product kernel that widens BF16 in registers;
-//    this is the memory-bandwidth-bound path that sets the CPU's decode speed.
+//    this is the memory-bandwidth-bound path that sets the CPU's decode speed. In fast
+//    precision the activations are rounded to BF16 and the products use vdpbf16ps
+//    (AVX512_BF16) where the CPU has it: half the arithmetic of F32 FMAs for many rows.
 //  * BF16 weights and many rows (prefill): blocks of weight rows are widened into a
 //    scratch buffer and multiplied with sgemm, so no whole matrix is ever converted.
 // Without OpenBLAS every case uses the dot-product kernel.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/simd.h"
@@ -21,8 +24,9 @@ namespace voxtral {
 
 namespace {
 
-constexpr int kRowsPerKernelCall = 4;   // activation rows sharing one pass over a weight row
-constexpr std::int64_t kSmallBatch = 8; // up to this many rows (a decode step of 8 streams), stream BF16 weights directly
+constexpr int kF32RowsPerKernelCall = 4;  // activation rows sharing one pass over an F32 weight row
+// Up to this many rows (a decode step of 8 streams) the BF16 weights are streamed directly.
+constexpr std::int64_t kSmallBatch = simd::kMaxRows;
 
 inline float gelu(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
 
@@ -51,44 +55,62 @@ const void* weight_row(const CpuWeight& w, std::int64_t j) {
   return nullptr;
 }
 
+// Row pointers of x, and in fast mode x rounded to BF16 once per call (not per weight row).
+// Per thread, as two models' products may run at once.
+struct ActivationRows {
+  std::vector<const float*> f32;
+  std::vector<const std::uint16_t*> bf16;  // empty in exact mode
+};
+
+const ActivationRows& activation_rows(const Tensor& x, bool round_to_bf16) {
+  thread_local ActivationRows rows;
+  thread_local std::vector<std::uint16_t> rounded;
+  rows.f32.resize(static_cast<std::size_t>(x.rows));
+  rows.bf16.resize(round_to_bf16 ? rows.f32.size() : 0);
+  if (round_to_bf16) rounded.resize(static_cast<std::size_t>(x.rows * x.cols));
+  for (std::int64_t r = 0; r < x.rows; ++r) {
+    const float* row = x.ptr<float>() + r * x.stride;
+    rows.f32[static_cast<std::size_t>(r)] = row;
+    if (!round_to_bf16) continue;
+    std::uint16_t* out = rounded.data() + r * x.cols;
+    simd::kernels().round_bf16(row, out, x.cols);
+    rows.bf16[static_cast<std::size_t>(r)] = out;
+  }
+  return rows;
+}
+
+// Each thread takes a range of weight rows. BF16 weights: blocks of kMaxWeightRows weight rows,
+// each chunk read once for up to kMaxRows activation rows (all of a decode step's). F32
+// weights: one weight row for up to kF32RowsPerKernelCall activation rows.
 void streamed_linear(ThreadPool& pool, const Tensor& x, const CpuWeight& w, const float* bias, const Tensor& y,
-                     Epilogue epilogue) {
+                     Epilogue epilogue, CpuPrecision precision) {
   const auto& k = simd::kernels();
-  const std::int64_t n = x.rows;
+  const bool bf16 = w.type == ElemType::BF16;
+  const ActivationRows& rows = activation_rows(x, bf16 && precision == CpuPrecision::Fast);
+  const int group = bf16 ? simd::kMaxRows : kF32RowsPerKernelCall;
   pool.parallel_for(w.rows, 16, [&](std::int64_t j0, std::int64_t j1) {
-    const float* rows[kRowsPerKernelCall];
-    float dots[kRowsPerKernelCall];
-    float dots2[kRowsPerKernelCall];
-    for (std::int64_t j = j0; j < j1; ++j) {
-      const void* wrow = weight_row(w, j);
-      // Several activation rows: two weight rows per pass share the activation loads (the
-      // activations of a wide matrix no longer fit L1, and re-reading them set the speed).
-      if (n > 1 && w.type == ElemType::BF16 && j + 1 < j1) {
-        const auto* w0 = static_cast<const std::uint16_t*>(wrow);
-        const auto* w1 = static_cast<const std::uint16_t*>(weight_row(w, j + 1));
-        for (std::int64_t i0 = 0; i0 < n; i0 += kRowsPerKernelCall) {
-          const int count = static_cast<int>(std::min<std::int64_t>(kRowsPerKernelCall, n - i0));
-          for (int r = 0; r < count; ++r) rows[r] = x.ptr<float>() + (i0 + r) * x.stride;
-          k.dot2_rows_bf16(w0, w1, rows, count, w.cols, dots, dots2);
+    float dots[simd::kMaxWeightRows * simd::kMaxRows];
+    for (std::int64_t j = j0; j < j1;) {
+      const int wrows = bf16 ? static_cast<int>(std::min<std::int64_t>(simd::kMaxWeightRows, j1 - j)) : 1;
+      const std::uint16_t* wp[simd::kMaxWeightRows];
+      for (int v = 0; v < wrows && bf16; ++v) wp[v] = static_cast<const std::uint16_t*>(weight_row(w, j + v));
+      for (std::int64_t i0 = 0; i0 < x.rows; i0 += group) {
+        const int count = static_cast<int>(std::min<std::int64_t>(group, x.rows - i0));
+        const auto i = static_cast<std::size_t>(i0);
+        if (!bf16) {
+          k.dot_rows_f32(static_cast<const float*>(weight_row(w, j)), rows.f32.data() + i, count, w.cols, dots);
+        } else if (!rows.bf16.empty()) {
+          k.dot_bf16_pairs(wp, wrows, rows.bf16.data() + i, count, w.cols, dots);
+        } else {
+          k.dot_bf16(wp, wrows, rows.f32.data() + i, count, w.cols, dots);
+        }
+        for (int v = 0; v < wrows; ++v) {
           for (int r = 0; r < count; ++r) {
-            float* out = y.ptr<float>() + (i0 + r) * y.stride;
-            finish_value(dots[r], bias, j, epilogue, out + j);
-            finish_value(dots2[r], bias, j + 1, epilogue, out + j + 1);
+            finish_value(dots[v * count + r], bias, j + v, epilogue, y.ptr<float>() + (i0 + r) * y.stride + j + v);
           }
         }
-        ++j;
-        continue;
       }
-      for (std::int64_t i0 = 0; i0 < n; i0 += kRowsPerKernelCall) {
-        const int count = static_cast<int>(std::min<std::int64_t>(kRowsPerKernelCall, n - i0));
-        for (int r = 0; r < count; ++r) rows[r] = x.ptr<float>() + (i0 + r) * x.stride;
-        if (w.type == ElemType::BF16) {
-          k.dot_rows_bf16(static_cast<const std::uint16_t*>(wrow), rows, count, w.cols, dots);
-        } else {
-          k.dot_rows_f32(static_cast<const float*>(wrow), rows, count, w.cols, dots);
-        }
-        for (int r = 0; r < count; ++r) finish_value(dots[r], bias, j, epilogue, y.ptr<float>() + (i0 + r) * y.stride + j);
-      }
+      j += wrows;
     }
   });
 }
@@ -168,7 +190,7 @@ void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& weight, cons
     return;
   }
 #endif
-  streamed_linear(backend.pool(), x, w, b, y, epilogue);
+  streamed_linear(backend.pool(), x, w, b, y, epilogue, backend.precision());
 }
 
 }  // namespace voxtral

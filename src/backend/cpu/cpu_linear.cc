@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_epilogue.h"
 #include "backend/cpu/simd.h"
 #include "core/error.h"
 
@@ -28,16 +29,8 @@ constexpr int kF32RowsPerKernelCall = 4;  // activation rows sharing one pass ov
 // Up to this many rows (a decode step of 8 streams) the BF16 weights are streamed directly.
 constexpr std::int64_t kSmallBatch = simd::kMaxRows;
 
-inline float gelu(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
-
-inline void finish_value(float value, const float* bias, std::int64_t j, Epilogue epilogue, float* out) {
-  if (bias != nullptr) value += bias[j];
-  switch (epilogue) {
-    case Epilogue::Store: *out = value; break;
-    case Epilogue::Gelu: *out = gelu(value); break;
-    case Epilogue::Add: *out += value; break;
-  }
-}
+using cpu::finish_value;
+using cpu::gelu;
 
 const float* bias_values(const Weight& bias, std::int64_t expected) {
   if (bias.empty()) return nullptr;

@@ -11,6 +11,7 @@
 #include "core/bf16.h"
 #include "core/quantized_model.h"
 #include "core/safetensors.h"
+#include "model/model.h"
 #include "test_util.h"
 
 namespace voxtral {
@@ -120,6 +121,47 @@ TEST(QuantizedModel, RefusesAQuantizedSourceAnExistingOutputAndTheSourceItself) 
   EXPECT_THAT(error_message([&] { write_quantized_model(fixture("tiny-a"), dir.path() / "y", WeightFormat::BF16); }),
               HasSubstr("is not q8 or q4"));
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "y" / "consolidated.safetensors.partial"));
+}
+
+// Overwrites the first F16 value of tensor `name` in a safetensors file with `bits`.
+void poke_f16(const std::filesystem::path& file, const std::string& name, std::uint16_t bits) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  std::uint64_t header_size = 0;
+  f.read(reinterpret_cast<char*>(&header_size), 8);
+  std::string header(header_size, '\0');
+  f.read(header.data(), static_cast<std::streamsize>(header_size));
+  const auto begin = nlohmann::json::parse(header)[name]["data_offsets"][0].get<std::uint64_t>();
+  f.seekp(static_cast<std::streamoff>(8 + header_size + begin));
+  f.write(reinterpret_cast<const char*>(&bits), 2);
+}
+
+TEST(QuantizedModel, ANonFiniteScaleIsRefusedAtLoadNamingTheTensor) {
+  TempDir dir;
+  write_quantized_model(fixture("tiny-a"), dir.path() / "q8", WeightFormat::Q8);
+  poke_f16(dir.path() / "q8" / "consolidated.safetensors", "layers.1.feed_forward.w2.weight_scale", 0x7e00);
+  EXPECT_THAT(error_message([&] { Model::load(dir.path() / "q8", testing::test_model_options()); }),
+              HasSubstr("layers.1.feed_forward.w2.weight_scale: block scale 0 is NaN or infinite"));
+}
+
+TEST(QuantizedModel, ANanWeightIsRefusedNamingTheTensorAndRow) {
+  TempDir dir;
+  std::filesystem::copy(fixture("tiny-a"), dir.path() / "src");
+  poke_f16(dir.path() / "src" / "consolidated.safetensors", "layers.0.attention.wo.weight", 0x7fc0);  // BF16 NaN
+  EXPECT_THAT(error_message([&] { write_quantized_model(dir.path() / "src", dir.path() / "q4", WeightFormat::Q4); }),
+              HasSubstr("layers.0.attention.wo.weight: row 0: quantize: input 0 is NaN"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() / "q4"));  // nothing half-written is left
+}
+
+TEST(QuantizedModel, AFileOrLinkAlreadyInTheOutputIsNeverWrittenThrough) {
+  TempDir dir;
+  std::filesystem::copy(fixture("tiny-a"), dir.path() / "src");
+  const std::string params_before = file_text(dir.path() / "src" / "params.json");
+  std::filesystem::create_directories(dir.path() / "out");
+  std::filesystem::create_symlink(dir.path() / "src" / "params.json", dir.path() / "out" / "params.json");
+  EXPECT_THAT(error_message([&] { write_quantized_model(dir.path() / "src", dir.path() / "out", WeightFormat::Q4); }),
+              HasSubstr("params.json: already exists"));
+  EXPECT_EQ(file_text(dir.path() / "src" / "params.json"), params_before);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "out" / "consolidated.safetensors"));
 }
 
 }  // namespace

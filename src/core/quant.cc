@@ -89,6 +89,8 @@ void check_quantizable(std::string_view what, std::int64_t cols) {
 void quantize_row(WeightFormat format, std::span<const float> w, std::span<std::uint8_t> values,
                   std::span<std::uint16_t> scales) {
   check_sizes(format, w.size(), values.size(), scales.size());
+  const auto bad = std::find_if(w.begin(), w.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != w.end()) fail("quantize", cat("input ", bad - w.begin(), " is ", std::isnan(*bad) ? "NaN" : "infinite"));
   const std::size_t blocks = w.size() / kQuantBlock;
   for (std::size_t b = 0; b < blocks; ++b) {
     const float* block = w.data() + b * kQuantBlock;
@@ -117,6 +119,12 @@ void dequantize_row(WeightFormat format, std::span<const std::uint8_t> values, s
         o[j + kQuantBlock / 2] = d * static_cast<float>((packed[j] >> 4) - 8);
       }
     }
+  }
+}
+
+void check_scales(std::string_view what, std::span<const std::uint16_t> scales) {
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    if ((scales[i] & 0x7c00u) == 0x7c00u) fail(what, cat("block scale ", i, " is NaN or infinite"));
   }
 }
 

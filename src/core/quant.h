@@ -43,11 +43,14 @@ std::size_t quantized_row_bytes(WeightFormat format, std::int64_t cols);
 void check_quantizable(std::string_view what, std::int64_t cols);
 
 // One row: w has cols values (cols a multiple of kQuantBlock); values gets
-// quantized_row_bytes(format, cols) bytes, scales cols / kQuantBlock F16 bits.
+// quantized_row_bytes(format, cols) bytes, scales cols / kQuantBlock F16 bits. Throws
+// Error("quantize: input i is NaN") for a non-finite weight, and for a scale past F16.
 void quantize_row(WeightFormat format, std::span<const float> w, std::span<std::uint8_t> values,
                   std::span<std::uint16_t> scales);
 // The inverse: out[i] = f16(d) * q[i] (Q4: * (c[i] - 8)), exactly in float.
 void dequantize_row(WeightFormat format, std::span<const std::uint8_t> values, std::span<const std::uint16_t> scales,
                     std::span<float> out);
+// Throws Error("<what>: block scale i is NaN or infinite") unless every scale is finite.
+void check_scales(std::string_view what, std::span<const std::uint16_t> scales);
 
 }  // namespace voxtral

@@ -1,6 +1,11 @@
 #include "core/quantized_model.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -37,11 +42,6 @@ std::string read_text(const std::filesystem::path& path) {
   return text.str();
 }
 
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  if (!out.flush()) fail(path.string(), "cannot write");
-}
 
 // One tensor of the output: where its bytes come from.
 struct OutputTensor {
@@ -56,9 +56,10 @@ struct OutputTensor {
 
 class OutputFile {
  public:
+  // Created, never opened: an existing file or link there is an error ("x": O_EXCL).
   explicit OutputFile(std::filesystem::path path)
-      : path_(std::move(path)), file_(std::fopen(path_.string().c_str(), "wb"), std::fclose) {
-    if (!file_) fail(path_.string(), "cannot create");
+      : path_(std::move(path)), file_(std::fopen(path_.string().c_str(), "wbx"), std::fclose) {
+    if (!file_) fail(path_.string(), cat("cannot create: ", std::strerror(errno)));
   }
   void write(const void* data, std::size_t bytes) {
     if (bytes > 0 && std::fwrite(data, 1, bytes, file_.get()) != bytes) fail(path_.string(), "write failed (disk full?)");
@@ -72,6 +73,19 @@ class OutputFile {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_;
 };
 
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  OutputFile out(path);
+  out.write(text.data(), text.size());
+  out.close();
+}
+
+// Moves `from` to `to` unless `to` exists (a concurrent run, or a link placed there).
+void rename_new(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    fail(to.string(), cat("cannot be written: ", std::strerror(errno)));
+  }
+}
+
 // Quantizes the source row by row: values and scales planes are written as two tensors, so
 // each pass writes one of them (quantizing twice costs less than holding a whole matrix).
 void write_quantized(OutputFile& out, const OutputTensor& t) {
@@ -81,7 +95,11 @@ void write_quantized(OutputFile& out, const OutputTensor& t) {
   std::vector<std::uint16_t> scales(static_cast<std::size_t>(cols / kQuantBlock));
   for (std::int64_t r = 0; r < rows; ++r) {
     read_floats(*t.source, r * cols, row);
-    quantize_row(t.format, row, values, scales);
+    try {
+      quantize_row(t.format, row, values, scales);
+    } catch (const Error& e) {
+      fail(t.source->name, cat("row ", r, ": ", e.what()));
+    }
     if (t.scales) {
       out.write(scales.data(), scales.size() * sizeof(std::uint16_t));
     } else {
@@ -106,7 +124,11 @@ QuantizeSummary write_quantized_model(const std::filesystem::path& in, const std
   std::error_code ec;
   if (std::filesystem::equivalent(in, out, ec)) fail(out.string(), "is the source directory; choose another output");
   const auto out_file = out / "consolidated.safetensors";
-  if (std::filesystem::exists(out_file)) fail(out_file.string(), "already exists; remove it or choose another output");
+  for (const char* name : {"consolidated.safetensors", "params.json", "tekken.json"}) {
+    if (std::filesystem::exists(std::filesystem::symlink_status(out / name, ec))) {
+      fail((out / name).string(), "already exists; remove it or choose another output");
+    }
+  }
 
   auto params = nlohmann::json::parse(read_text(in / "params.json"), nullptr, false);
   if (!params.is_object()) fail((in / "params.json").string(), "is not a JSON object");
@@ -148,9 +170,18 @@ QuantizeSummary write_quantized_model(const std::filesystem::path& in, const std
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 
-  std::filesystem::create_directories(out);
-  const auto partial = out / "consolidated.safetensors.partial";
+  std::filesystem::create_directories(out, ec);
+  if (ec) fail(out.string(), cat("cannot create the directory: ", ec.message()));
+  // Every file is written under a name of this run's own, then moved in place; the weights
+  // last, so a directory holds a loadable model only once all of it is there.
+  const std::string suffix = cat(".partial-", ::getpid());
+  const auto partial = out / ("consolidated.safetensors" + suffix);
+  const auto params_partial = out / ("params.json" + suffix), tekken_partial = out / ("tekken.json" + suffix);
+  std::vector<std::filesystem::path> placed;
+  params["quantization"] = {{"format", std::string(weight_format_name(format))}, {"block_size", kQuantBlock}};
   try {
+    write_text(params_partial, params.dump(2) + "\n");
+    write_text(tekken_partial, tekken);
     OutputFile file(partial);
     std::uint8_t length[8];
     for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>((header_text.size() >> (8 * i)) & 0xff);
@@ -164,14 +195,16 @@ QuantizeSummary write_quantized_model(const std::filesystem::path& in, const std
       }
     }
     file.close();
-    std::filesystem::rename(partial, out_file);
+    rename_new(params_partial, out / "params.json");
+    placed.push_back(out / "params.json");
+    rename_new(tekken_partial, out / "tekken.json");
+    placed.push_back(out / "tekken.json");
+    rename_new(partial, out_file);
   } catch (...) {
-    std::filesystem::remove(partial, ec);
+    for (const auto& p : {partial, params_partial, tekken_partial}) std::filesystem::remove(p, ec);
+    for (const auto& p : placed) std::filesystem::remove(p, ec);
     throw;
   }
-  params["quantization"] = {{"format", std::string(weight_format_name(format))}, {"block_size", kQuantBlock}};
-  write_text(out / "params.json", params.dump(2) + "\n");
-  write_text(out / "tekken.json", tekken);
   summary.bytes_in = std::filesystem::file_size(in / "consolidated.safetensors");
   summary.bytes_out = 8 + header_text.size() + offset;
   return summary;

@@ -29,7 +29,11 @@ WeightPart QuantizedStore::quantize(const TensorView& source, WeightFormat forma
         for (std::int64_t r = t; r < rows; r += workers) {
           const auto at = static_cast<std::size_t>(r);
           read_floats(source, r * cols, row);
-          quantize_row(format, row, {p->codes.data() + at * row_bytes, row_bytes}, {p->scales.data() + at * blocks, blocks});
+          try {
+            quantize_row(format, row, {p->codes.data() + at * row_bytes, row_bytes}, {p->scales.data() + at * blocks, blocks});
+          } catch (const Error& e) {
+            fail(source.name, cat("row ", r, ": ", e.what()));
+          }
         }
       } catch (...) {
         errors[static_cast<std::size_t>(t)] = std::current_exception();

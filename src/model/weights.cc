@@ -32,6 +32,8 @@ struct Loader {
     for (const auto& n : names) {
       const TensorView& t = file.get(n);
       if (const TensorView* scales = file.find(scale_tensor_name(n))) {
+        // A NaN or infinite scale would silently empty every transcript.
+        check_scales(cat(file.source(), ": ", scales->name), scales->as<std::uint16_t>(DType::F16));
         parts.push_back({&t, scales});
       } else if (quantize_to != WeightFormat::BF16 && stored_format(n, t.shape, quantize_to) != WeightFormat::BF16) {
         parts.push_back(store->quantize(t, stored_format(n, t.shape, quantize_to), threads));

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -25,10 +26,13 @@ void prefault(ThreadPool& pool, const void* data, std::size_t bytes) {
   ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
   const auto pages = static_cast<std::int64_t>((end - begin + page - 1) / page);
   std::atomic<unsigned> sink{0};
+  const auto first = reinterpret_cast<std::uintptr_t>(data);
   pool.parallel_for(pages, 1024, [&](std::int64_t lo, std::int64_t hi) {
     unsigned sum = 0;
     for (std::int64_t p = lo; p < hi; ++p) {
-      sum += *reinterpret_cast<const volatile unsigned char*>(begin + static_cast<std::size_t>(p) * page);
+      // The first page's byte is the data's own: the page may begin before it (heap memory).
+      const std::uintptr_t at = std::max(begin + static_cast<std::size_t>(p) * page, first);
+      sum += *reinterpret_cast<const volatile unsigned char*>(at);
     }
     sink.fetch_add(sum, std::memory_order_relaxed);
   });

@@ -143,6 +143,20 @@ TEST(QuantizedModel, ANonFiniteScaleIsRefusedAtLoadNamingTheTensor) {
               HasSubstr("layers.1.feed_forward.w2.weight_scale: block scale 0 is NaN or infinite"));
 }
 
+TEST(QuantizedModel, ParamsThatDisagreeWithTheFileAreOneLineNamingBoth) {
+  TempDir dir;
+  write_quantized_model(fixture("tiny-a"), dir.path() / "q4", WeightFormat::Q4);
+  auto params = nlohmann::json::parse(file_text(dir.path() / "q4" / "params.json"));
+  params["quantization"]["format"] = "q8";
+  std::ofstream(dir.path() / "q4" / "params.json") << params.dump();
+  EXPECT_THAT(error_message([&] { Model::load(dir.path() / "q4", testing::test_model_options()); }),
+              HasSubstr("holds q4 weights but params.json says q8"));
+  params.erase("quantization");
+  std::ofstream(dir.path() / "q4" / "params.json") << params.dump();
+  EXPECT_THAT(error_message([&] { Model::load(dir.path() / "q4", testing::test_model_options()); }),
+              HasSubstr("holds q4 weights but params.json says unquantized"));
+}
+
 TEST(QuantizedModel, ANanWeightIsRefusedNamingTheTensorAndRow) {
   TempDir dir;
   std::filesystem::copy(fixture("tiny-a"), dir.path() / "src");

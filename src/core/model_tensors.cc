@@ -131,6 +131,15 @@ void check_quantized(const SafeTensors& weights, const TensorSpec& spec, const T
 }  // namespace
 
 void check_model_tensors(const SafeTensors& weights, const ModelConfig& config) {
+  // A quantized file says its format; params.json must say the same (one line, not a list).
+  const auto stated = weights.metadata().find("quantization");
+  const std::string in_params = config.stored_weights == WeightFormat::BF16
+                                    ? "none" : std::string(weight_format_name(config.stored_weights));
+  const std::string in_file = stated == weights.metadata().end() ? "none" : stated->second;
+  if (in_file != in_params) {
+    fail(weights.source(), cat("holds ", in_file == "none" ? "unquantized" : in_file, " weights but params.json says ",
+                               in_params == "none" ? "unquantized" : in_params, " (\"quantization\")"));
+  }
   std::vector<std::string> problems;
   for (const TensorSpec& spec : expected_tensors(config)) {
     const TensorView* found = weights.find(spec.name);

@@ -36,7 +36,7 @@ bool is_linear_matrix(std::string_view name) {
 
 std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path.string(), "cannot read");
+  if (!in) fail(path.string(), cat("cannot read: ", std::strerror(errno)));
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();

@@ -1,6 +1,8 @@
 // voxtral-quantize: writes the Q8 or Q4 version of a BF16 model directory
 // (core/quantized_model.h), which every front end then loads as it is.
 //   voxtral-quantize -d models/voxtral --out models/voxtral-q4 --format q4
+// Exit codes: 0 written, 1 failed (nothing is left in the output but what was there), 2 bad
+// command line.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -17,7 +19,11 @@ int main(int argc, char** argv) {
   app.add_option("-o,--out", out, "The directory to write (created; must not hold a model yet)")->required();
   app.add_option("--format", format, "q8 (1.06 bytes a weight) or q4 (0.56; the LM head stays q8), default q4")
       ->check(CLI::IsMember({"q8", "q4"}));
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is 0; a bad command line is 2, as in voxtral
+  }
   try {
     const auto start = std::chrono::steady_clock::now();
     const auto s = voxtral::write_quantized_model(in, out, voxtral::parse_weight_format(format));

@@ -52,7 +52,7 @@ void dot_rows_generic(const std::uint8_t* codes, const std::uint16_t* scales, co
 }
 
 // ---------------------------------------------------------------- AVX2
-#define VOXTRAL_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VOXTRAL_AVX2 __attribute__((target("avx2,fma")))
 
 // Eight weights at a time (a quarter block).
 VOXTRAL_AVX2 inline __m256 q8_eighth(const std::uint8_t* codes, __m256 d) {
@@ -169,7 +169,7 @@ QuantKernels choose() {
       __builtin_cpu_supports("avx512vl")) {
     return {dot_rows_avx512<false>, dot_rows_avx512<true>, "avx512"};
   }
-  if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     return {dot_rows_avx2<false>, dot_rows_avx2<true>, "avx2"};
   }
   return {dot_rows_generic<block_q8, 32>, dot_rows_generic<block_q4, 16>, "generic"};

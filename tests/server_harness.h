@@ -42,9 +42,10 @@ struct LoopbackServer {
   }
   unsigned short port() const { return server.port(); }
   std::string authority() const { return "127.0.0.1:" + std::to_string(port()); }
-  // Waits (up to 10 s) until `active` transcriptions run on the engine; false if they never do.
+  // Waits (up to 30 s: a loaded CI machine once took over 10 s to see a closed session's
+  // job end) until `active` transcriptions run on the engine; false if they never do.
   bool jobs(int active) {
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 600; ++i) {
       if (engine.counters().active_jobs == active) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

@@ -7,9 +7,9 @@
 #endif
 #include <immintrin.h>
 
-#include <cstdlib>
 #include <string_view>
 
+#include "backend/cpu/simd.h"
 #include "core/bf16.h"
 
 namespace voxtral::simd {
@@ -159,19 +159,11 @@ VOXTRAL_AVX2 void dot_rows_avx2(const std::uint8_t* codes, const std::uint16_t* 
 
 #undef VOXTRAL_ROWS_SWITCH
 
+// The same level as simd.h's kernels (one decision, VOXTRAL_CPU_KERNELS included).
 QuantKernels choose() {
-  __builtin_cpu_init();
-  const char* forced = std::getenv("VOXTRAL_CPU_KERNELS");
-  const std::string_view limit = forced != nullptr ? forced : "";
-  const bool allow512 = limit.empty() || limit == "avx512";
-  const bool allow2 = allow512 || limit == "avx2";
-  if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl")) {
-    return {dot_rows_avx512<false>, dot_rows_avx512<true>, "avx512"};
-  }
-  if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return {dot_rows_avx2<false>, dot_rows_avx2<true>, "avx2"};
-  }
+  const std::string_view level = kernels().name;
+  if (level.starts_with("avx512")) return {dot_rows_avx512<false>, dot_rows_avx512<true>, "avx512"};
+  if (level == "avx2") return {dot_rows_avx2<false>, dot_rows_avx2<true>, "avx2"};
   return {dot_rows_generic<block_q8, 32>, dot_rows_generic<block_q4, 16>, "generic"};
 }
 

@@ -1,6 +1,6 @@
 // Dot products of one Q8 or Q4 weight row (core/quant.h: codes and F16 scales as stored)
-// with several F32 activation rows, chosen at run time like simd.h's kernels (AVX-512,
-// AVX2+FMA, portable; VOXTRAL_CPU_KERNELS=avx2|generic forces a narrower set).
+// with several F32 activation rows, at the level simd.h's kernels chose (AVX-512, AVX2+FMA or
+// portable; VOXTRAL_CPU_KERNELS forces a narrower set for both).
 //
 // Each weight is turned into the exact float its code stands for (f16(d) * q, exact in
 // float), so a result is the dot product with the dequantized row up to float rounding, and

@@ -39,15 +39,6 @@ const float* bias_values(const Weight& bias, std::int64_t expected) {
   return static_cast<const float*>(b.segments[0].data);
 }
 
-// Weight row j of a segmented weight.
-const void* weight_row(const CpuWeight& w, std::int64_t j) {
-  for (const auto& seg : w.segments) {
-    if (j < seg.rows) return static_cast<const char*>(seg.data) + static_cast<std::size_t>(j * w.cols) * elem_size(w.type);
-    j -= seg.rows;
-  }
-  return nullptr;
-}
-
 // Row pointers of x, and in fast mode x rounded to BF16 once per call (not per weight row).
 // Per thread, as two models' products may run at once.
 struct ActivationRows {

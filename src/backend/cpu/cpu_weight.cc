@@ -21,6 +21,11 @@ std::pair<const CpuWeight::Segment*, std::int64_t> find_row(const CpuWeight& w, 
 
 }  // namespace
 
+const void* weight_row(const CpuWeight& w, std::int64_t j) {
+  const auto [seg, r] = find_row(w, j);
+  return static_cast<const char*>(seg->data) + static_cast<std::size_t>(r * w.cols) * elem_size(w.type);
+}
+
 QuantizedRow quantized_row(const CpuWeight& w, std::int64_t j) {
   const auto [seg, r] = find_row(w, j);
   const auto row_bytes = static_cast<std::int64_t>(quantized_row_bytes(w.format, w.cols));
@@ -35,11 +40,11 @@ void widen_weight_row(const CpuWeight& w, std::int64_t j, float* out) {
                    {out, static_cast<std::size_t>(w.cols)});
     return;
   }
-  const auto [seg, r] = find_row(w, j);
+  const void* row = weight_row(w, j);
   if (w.type == ElemType::BF16) {
-    simd::kernels().widen_bf16(static_cast<const std::uint16_t*>(seg->data) + r * w.cols, out, w.cols);
+    simd::kernels().widen_bf16(static_cast<const std::uint16_t*>(row), out, w.cols);
   } else {
-    std::copy_n(static_cast<const float*>(seg->data) + r * w.cols, w.cols, out);
+    std::copy_n(static_cast<const float*>(row), w.cols, out);
   }
 }
 

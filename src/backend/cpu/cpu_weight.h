@@ -30,6 +30,9 @@ struct CpuWeight {
 
 inline const CpuWeight& cpu_weight(const Weight& w) { return *static_cast<const CpuWeight*>(w.handle); }
 
+// The start of row j of a plain (F32 or BF16) weight.
+const void* weight_row(const CpuWeight& w, std::int64_t j);
+
 // Row j of a quantized weight: its codes (quantized_row_bytes) and its cols / 32 scales.
 struct QuantizedRow {
   const std::uint8_t* codes;

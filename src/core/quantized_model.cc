@@ -94,12 +94,7 @@ void write_quantized(OutputFile& out, const OutputTensor& t) {
   std::vector<std::uint8_t> values(quantized_row_bytes(t.format, cols));
   std::vector<std::uint16_t> scales(static_cast<std::size_t>(cols / kQuantBlock));
   for (std::int64_t r = 0; r < rows; ++r) {
-    read_floats(*t.source, r * cols, row);
-    try {
-      quantize_row(t.format, row, values, scales);
-    } catch (const Error& e) {
-      fail(t.source->name, cat("row ", r, ": ", e.what()));
-    }
+    quantize_tensor_row(*t.source, t.format, r, row, values, scales);
     if (t.scales) {
       out.write(scales.data(), scales.size() * sizeof(std::uint16_t));
     } else {
@@ -117,6 +112,16 @@ WeightFormat stored_format(std::string_view name, std::span<const std::int64_t> 
 }
 
 std::string scale_tensor_name(std::string_view name) { return std::string(name) + "_scale"; }
+
+void quantize_tensor_row(const TensorView& source, WeightFormat format, std::int64_t r, std::span<float> scratch,
+                         std::span<std::uint8_t> codes, std::span<std::uint16_t> scales) {
+  read_floats(source, r * static_cast<std::int64_t>(scratch.size()), scratch);
+  try {
+    quantize_row(format, scratch, codes, scales);
+  } catch (const Error& e) {
+    fail(source.name, cat("row ", r, ": ", e.what()));
+  }
+}
 
 QuantizeSummary write_quantized_model(const std::filesystem::path& in, const std::filesystem::path& out,
                                       WeightFormat format) {

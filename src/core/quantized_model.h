@@ -31,6 +31,12 @@ WeightFormat stored_format(std::string_view name, std::span<const std::int64_t> 
 
 std::string scale_tensor_name(std::string_view name);  // name + "_scale"
 
+struct TensorView;  // core/safetensors.h
+// Row r of the 2-D float tensor `source`, quantized to `format` (quantize_row; `scratch`
+// holds its cols floats). Errors name the tensor and the row.
+void quantize_tensor_row(const TensorView& source, WeightFormat format, std::int64_t r, std::span<float> scratch,
+                         std::span<std::uint8_t> codes, std::span<std::uint16_t> scales);
+
 struct QuantizeSummary {
   std::uint64_t bytes_in = 0;   // the source's consolidated.safetensors
   std::uint64_t bytes_out = 0;  // the written one

@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "core/quantized_model.h"
-#include "core/tensor_values.h"
 
 namespace voxtral {
 
@@ -28,12 +27,8 @@ WeightPart QuantizedStore::quantize(const TensorView& source, WeightFormat forma
         std::vector<float> row(static_cast<std::size_t>(cols));
         for (std::int64_t r = t; r < rows; r += workers) {
           const auto at = static_cast<std::size_t>(r);
-          read_floats(source, r * cols, row);
-          try {
-            quantize_row(format, row, {p->codes.data() + at * row_bytes, row_bytes}, {p->scales.data() + at * blocks, blocks});
-          } catch (const Error& e) {
-            fail(source.name, cat("row ", r, ": ", e.what()));
-          }
+          quantize_tensor_row(source, format, r, row, {p->codes.data() + at * row_bytes, row_bytes},
+                              {p->scales.data() + at * blocks, blocks});
         }
       } catch (...) {
         errors[static_cast<std::size_t>(t)] = std::current_exception();

@@ -209,36 +209,31 @@ void run(const std::shared_ptr<HttpSession>& session, std::shared_ptr<Request> r
       client->respond(http::status::ok, type, std::move(body));
     });
   };
-  callbacks.on_busy = [weak, r](const std::string& message) {
+  // A failure the engine reported, for the client if it still waits for this request: an
+  // error event that ends the stream, or an HTTP error.
+  auto report_failure = [weak, r](std::string metric, std::string text, http::status status, std::string code) {
     auto target = weak.lock();
     if (!target) return;
-    target->post([weak, r, message] {
+    target->post([weak, r, metric = std::move(metric), text = std::move(text), status, code = std::move(code)] {
       auto client = weak.lock();
       if (!client || client->request_number() != r->number) return;
-      client->context().metrics.error("busy");
-      const std::string text = "the server is busy: " + message + "; try again shortly";
+      client->context().metrics.error(metric);
       if (r->stream) {
-        client->send_event({{"type", "error"}, {"error", {{"message", text}, {"type", "server_error"}, {"code", "server_busy"}}}});
+        nlohmann::json error = {{"message", text}, {"type", "server_error"}};
+        if (!code.empty()) error["code"] = code;
+        client->send_event({{"type", "error"}, {"error", std::move(error)}});
         client->end_events();
       } else {
-        client->respond_error(http::status::service_unavailable, text, "server_error", "", "server_busy");
+        client->respond_error(status, text, "server_error", "", code);
       }
     });
   };
-  callbacks.on_error = [weak, r](const std::string& message) {
-    auto target = weak.lock();
-    if (!target) return;
-    target->post([weak, r, message] {
-      auto client = weak.lock();
-      if (!client || client->request_number() != r->number) return;
-      client->context().metrics.error("transcription_failed");
-      if (r->stream) {
-        client->send_event({{"type", "error"}, {"error", {{"message", message}, {"type", "server_error"}}}});
-        client->end_events();
-      } else {
-        client->respond_error(http::status::internal_server_error, message, "server_error");
-      }
-    });
+  callbacks.on_busy = [report_failure](const std::string& message) {
+    report_failure("busy", "the server is busy: " + message + "; try again shortly", http::status::service_unavailable,
+                   "server_busy");
+  };
+  callbacks.on_error = [report_failure](const std::string& message) {
+    report_failure("transcription_failed", message, http::status::internal_server_error, "");
   };
   auto job = context.engine.start(JobKind::Batch, options, std::move(callbacks));
   if (!job) {

@@ -31,12 +31,13 @@ struct Loader {
     std::vector<WeightPart> parts;
     for (const auto& n : names) {
       const TensorView& t = file.get(n);
+      const WeightFormat at_load = quantize_to == WeightFormat::BF16 ? quantize_to : stored_format(n, t.shape, quantize_to);
       if (const TensorView* scales = file.find(scale_tensor_name(n))) {
         // A NaN or infinite scale would silently empty every transcript.
         check_scales(cat(file.source(), ": ", scales->name), scales->as<std::uint16_t>(DType::F16));
         parts.push_back({&t, scales});
-      } else if (quantize_to != WeightFormat::BF16 && stored_format(n, t.shape, quantize_to) != WeightFormat::BF16) {
-        parts.push_back(store->quantize(t, stored_format(n, t.shape, quantize_to), threads));
+      } else if (at_load != WeightFormat::BF16) {
+        parts.push_back(store->quantize(t, at_load, threads));
         file.release(t);  // the BF16 values are not read again
       } else {
         parts.push_back({&t, nullptr});

@@ -78,7 +78,7 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
   EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
   options.precision = "auto";
   options.weights = "int4";
-  EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use bf16 or fp16)");
+  EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use auto, bf16 or fp16)");
   options.weights = "bf16";
   options.kernel_variants = "fused=gemv,warp_size=64";
   EXPECT_EQ(refusal(options), "variant: \"warp_size=64\" is not one of fused=1|0|gemv, mma_attention=1|0, "

@@ -52,6 +52,7 @@ struct RunOptions {
   bool skip_bandwidth = false;
   ModelOptions model;  // backend (cpu unless told), threads, precision, K/V cache, weights
   std::string dump_logits;  // prefix of files receiving every step's input id and logits
+  std::string teacher;      // PREFIX.ids of an earlier --dump-logits run: force its tokens
   bool realtime = false;    // feed at real-time pace and measure per-token latency
   double interval = 0;      // processing interval for --realtime
   int late_steps = 100;     // the "late" median covers this many final steps (long context)
@@ -103,6 +104,17 @@ int run_realtime(const RunOptions& o, Model& model, const std::vector<float>& sa
                 delay_ms);
   }
   return 0;
+}
+
+// The ids file of --dump-logits holds each step's input; step k's chosen token is input k + 1.
+std::vector<int> read_teacher_ids(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) fail(path, "cannot open the teacher ids (a PREFIX.ids written by --dump-logits)");
+  std::vector<std::int32_t> inputs;
+  std::int32_t id = 0;
+  while (std::fread(&id, sizeof id, 1, f.get()) == 1) inputs.push_back(id);
+  if (inputs.size() < 2) fail(path, "holds fewer than two steps' ids");
+  return {inputs.begin() + 1, inputs.end()};
 }
 
 int run(const RunOptions& o) {
@@ -159,6 +171,7 @@ int run(const RunOptions& o) {
       if (first_dumped < 0) first_dumped = position;
     };
   }
+  if (!o.teacher.empty()) to.teacher_ids = read_teacher_ids(o.teacher);
   const auto start = std::chrono::steady_clock::now();
   const auto t = transcribe(*model, samples, to, sample_device_memory);
   if (logits_file) {
@@ -284,6 +297,9 @@ int main(int argc, char** argv) {
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
+  bench->add_option("--teacher", ro.teacher,
+                    "Teacher forcing: decode the tokens of an earlier run's PREFIX.ids (from --dump-logits) instead "
+                    "of this run's argmax, so the two runs' logits compare position by position");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
   bench->add_flag("--realtime", ro.realtime,
                   "Feed the audio at real-time pace and report per-token latency (p50/p95) instead");

@@ -212,6 +212,7 @@ int run(const RunOptions& o) {
       {"audio_seconds", s.audio_seconds},
       {"positions", s.positions},
       {"load_ms", model->load_seconds() * 1000.0},
+      {"weights", weight_format_name(model->weight_format())},
       {"weight_bytes", model->backend().weight_bytes()},
       {"mel_ms", s.mel_ms},
       {"encoder_ms", s.encoder_ms},
@@ -240,9 +241,9 @@ int run(const RunOptions& o) {
     std::printf("%s\n", r.dump(2).c_str());
     return 0;
   }
-  std::printf("model       %s on %s, %.2f GB of weights, loaded in %.1f s\n", o.model_dir.c_str(),
+  std::printf("model       %s on %s, %.2f GB of weights in %s, loaded in %.1f s\n", o.model_dir.c_str(),
               model->backend().name().c_str(), static_cast<double>(model->backend().weight_bytes()) / 1e9,
-              model->load_seconds());
+              std::string(weight_format_name(model->weight_format())).c_str(), model->load_seconds());
   std::printf("audio       %.1f s, %lld decoder positions\n", s.audio_seconds, static_cast<long long>(s.positions));
   std::printf("mel         %.0f ms\n", s.mel_ms);
   std::printf("encoder     %.0f ms: %.1f ms per audio second (%.1fx real time), adapter included\n", s.encoder_ms,

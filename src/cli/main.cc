@@ -283,9 +283,10 @@ int main(int argc, char** argv) {
     }
   }
   if (!o.silent) {
-    std::fprintf(stderr, "voxtral: loaded %s in %.0f ms on %s (%.1f MB of weights)\n", o.model_dir.c_str(),
+    std::fprintf(stderr, "voxtral: loaded %s in %.0f ms on %s (%.1f MB of weights in %s)\n", o.model_dir.c_str(),
                  model->load_seconds() * 1000.0, model->backend().name().c_str(),
-                 static_cast<double>(model->backend().weight_bytes()) / 1e6);
+                 static_cast<double>(model->backend().weight_bytes()) / 1e6,
+                 std::string(weight_format_name(model->weight_format())).c_str());
   }
 
   StreamOptions so;

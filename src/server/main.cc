@@ -163,8 +163,9 @@ int main(int argc, char** argv) {
     Scheduler engine_runner(*loaded, engine);
     Server http(engine_runner, server);
     http.start();
-    std::fprintf(stderr, "voxtral-server: model %s on %s; listening on http://%s:%u/\n", server.model_id.c_str(),
-                 loaded->backend().name().c_str(), server.host.c_str(), http.port());
+    std::fprintf(stderr, "voxtral-server: model %s on %s, %s weights; listening on http://%s:%u/\n",
+                 server.model_id.c_str(), loaded->backend().name().c_str(),
+                 std::string(weight_format_name(loaded->weight_format())).c_str(), server.host.c_str(), http.port());
     int received = 0;
     sigwait(&signals, &received);
     std::fprintf(stderr, "voxtral-server: stopping: no new connections; running work gets %g s to finish\n",

@@ -14,15 +14,6 @@ namespace voxtral {
 
 namespace {
 
-// A NaN or infinite sample would spread through the mel frames and the encoder's cache and
-// silence the stream for good: refused before the audio goes to the scheduler thread.
-void check_finite(std::span<const float> samples) {
-  const auto bad = std::find_if(samples.begin(), samples.end(), [](float v) { return !std::isfinite(v); });
-  if (bad == samples.end()) return;
-  throw UsageError(cat("audio: sample ", bad - samples.begin(), " of ", samples.size(), " is ",
-                       std::isnan(*bad) ? "NaN" : "infinite", "; nothing of this call was taken"));
-}
-
 void check_options(const StreamOptions& options, const ModelConfig& config) {
   try {
     validate(options);
@@ -33,6 +24,13 @@ void check_options(const StreamOptions& options, const ModelConfig& config) {
 }
 
 }  // namespace
+
+void check_finite(std::span<const float> samples) {
+  const auto bad = std::find_if(samples.begin(), samples.end(), [](float v) { return !std::isfinite(v); });
+  if (bad == samples.end()) return;
+  throw UsageError(cat("audio: sample ", bad - samples.begin(), " of ", samples.size(), " is ",
+                       std::isnan(*bad) ? "NaN" : "infinite", "; nothing of this call was taken"));
+}
 
 // A job's place in the model's counts, given back once: by the callback that ends the job, or
 // by the caller that cancels it (a cancelled job hears nothing more).
@@ -298,9 +296,6 @@ std::vector<TextPiece> ScheduledStream::take_pieces() {
   return out;
 }
 
-bool ScheduledStream::finished() const {
-  std::lock_guard call(call_mutex_);
-  return finished_;
-}
+bool ScheduledStream::finished() const { return finished_; }
 
 }  // namespace voxtral

@@ -6,6 +6,7 @@
 // them as upload jobs.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -29,6 +30,10 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+// UsageError naming the first NaN or infinite sample by its index (one such value would
+// spread through the mel frames and the encoder's cache and silence the stream for good).
+void check_finite(std::span<const float> samples);
 
 // Called about every kWaitSlice while a call waits for the scheduler; whatever it throws ends
 // the wait (the work already handed over goes on). Python checks for Ctrl-C there.
@@ -123,8 +128,8 @@ class ScheduledStream {
   ScheduledModel& owner_;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<Job> job_;
-  mutable std::mutex call_mutex_;  // one call at a time
-  bool finished_ = false;          // guarded by call_mutex_
+  std::mutex call_mutex_;              // one call at a time
+  std::atomic<bool> finished_{false};  // read without waiting for a call in progress
 };
 
 }  // namespace voxtral

@@ -39,6 +39,10 @@ std::vector<float> array_samples(const py::handle& audio, const char* name) {
     throw py::type_error(cat(name, ": expected a numpy array of samples (float32 in [-1, 1] or int16), got ",
                              type_name(audio)));
   }
+  if (a.dtype().kind() == 'O') {  // None, or an object numpy sees no numbers in
+    throw py::type_error(cat(name, ": expected a numpy array of samples (float32 in [-1, 1] or int16), got ",
+                             type_name(audio)));
+  }
   if (a.ndim() != 1) {
     throw UsageError(cat(name, ": expected a 1-D array of mono samples, got shape ", shape_of(a),
                          a.ndim() == 2 ? "; mix the channels to one first (e.g. samples.mean(axis=1) for (frames, channels))"

@@ -38,12 +38,14 @@ PYBIND11_MODULE(_voxtral, m) {
 
   // Every engine failure is voxtral.Error (a RuntimeError) with the engine's message; a busy
   // model voxtral.BusyError; a wrong argument ValueError or TypeError.
-  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
-  static py::exception<BusyError> busy(m, "BusyError", error.ptr());
-  error.attr("__module__") = "voxtral";
-  busy.attr("__module__") = "voxtral";
-  error.doc() = "The engine could not do what was asked; the message is the engine's (it names the file or option).";
-  busy.doc() =
+  // Held for the life of the process, never released: a static's destructor would run after
+  // the interpreter has finalized.
+  static auto* const error = new py::exception<Error>(m, "Error", PyExc_RuntimeError);
+  static auto* const busy = new py::exception<BusyError>(m, "BusyError", error->ptr());
+  error->attr("__module__") = "voxtral";
+  busy->attr("__module__") = "voxtral";
+  error->doc() = "The engine could not do what was asked; the message is the engine's (it names the file or option).";
+  busy->doc() =
       "No room now: every stream of the model is in use, or its K/V cache is full. Try again later, or load the "
       "model with a larger max_streams / kv_cache_mb.";
   py::register_exception_translator([](std::exception_ptr p) {
@@ -52,9 +54,9 @@ PYBIND11_MODULE(_voxtral, m) {
     } catch (const UsageError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const BusyError& e) {
-      PyErr_SetString(busy.ptr(), e.what());
+      PyErr_SetString(busy->ptr(), e.what());
     } catch (const Error& e) {
-      PyErr_SetString(error.ptr(), e.what());
+      PyErr_SetString(error->ptr(), e.what());
     }
   });
 

@@ -10,6 +10,7 @@ packages=(
   libasound2-dev
   libboost-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
   espeak-ng sox curl ca-certificates python3
+  python3-dev pybind11-dev python3-numpy python3-pytest python3-venv python3-pip python3-setuptools python3-wheel
   chromium nginx
 )
 # The browser test's Playwright needs Node.js and npm; keep any that is already installed.

@@ -10,7 +10,7 @@ namespace voxtral {
 
 namespace {
 constexpr double kHighPassHz = 100;
-constexpr int kNoiseWindowFrames = 200;  // 2 s
+constexpr int kNoiseWindowFrames = 100;  // 1 s
 constexpr double kLowestFloorDb = -90;
 constexpr double kHysteresisDb = 6;
 constexpr int kOnsetWindow = 6;  // frames

@@ -12,7 +12,7 @@
 //   1. a second-order high-pass at 100 Hz (RBJ audio-EQ cookbook biquad) removes DC and mains
 //      hum, which carry energy but no speech;
 //   2. the frame's level L = 10 log10(mean square) in dBFS;
-//   3. the noise floor N is the lowest L of the last 2 s (minimum statistics: speech has
+//   3. the noise floor N is the lowest L of the last 1 s (minimum statistics: speech has
 //      quiet frames between its sounds, so speech does not raise it, while a change of room
 //      noise does), never below -90 dBFS;
 //   4. a frame is voiced when L > max(N + margin, floor), margin = 4 + 16 * threshold dB and

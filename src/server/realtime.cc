@@ -62,7 +62,11 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
         created_(std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch()).count()),
         protocol_(protocol == Protocol::Vllm ? make_vllm_protocol(*this)
-                                             : make_openai_protocol(*this, protocol == Protocol::OpenAiBeta)) {}
+                                             : make_openai_protocol(*this, protocol == Protocol::OpenAiBeta)) {
+    SessionAudio audio;
+    audio.turn_detection = context.options.turn_detection;
+    set_audio(audio);
+  }
 
   ~RealtimeSession() override {
     if (job_) job_->cancel();

@@ -131,11 +131,13 @@ async def session(url, audio, padding_ms):
                 turns.append(turn)
 
 
-def inside_a_word(t, turns, first_word_of=None):
-    """Whether `t` cuts a word (20 ms from its edges), not counting the first word of turn
-    `first_word_of` (a start found late within its turn's first word is not a split)."""
+def inside_a_word(t, turns, own_word):
+    """Whether a detected edge at `t` splits a word (more than 20 ms from its edges): any word
+    but `own_word` ((turn, word index): the turn's own first word for its start, last word for
+    its end, where an edge found early or late is a boundary error, measured as such, and cuts
+    nothing: the turn's audio runs from its padding to its silence)."""
     return any(s + 0.02 < t < e - 0.02 for k, turn in enumerate(turns) for i, (_, s, e) in enumerate(turn["words"])
-               if not (k == first_word_of and i == 0))
+               if (k, i) != own_word)
 
 
 async def measure(url, seeds):
@@ -146,7 +148,8 @@ async def measure(url, seeds):
         texts = await session(url, audio, 300)
         row = {"seed": seed, "style": style, "turns": len(truth), "found": len(bounds), "found_padded": len(texts), "start_errors": [],
                "end_errors": [], "inside_word": 0, "exact_transcripts": 0}
-        row["inside_word"] = sum(inside_a_word(b["start"], truth, k) + inside_a_word(b.get("end", 1e9), truth)
+        row["inside_word"] = sum(inside_a_word(b["start"], truth, (k, 0)) +
+                                 inside_a_word(b.get("end", 1e9), truth, (k, len(truth[min(k, len(truth) - 1)]["words"]) - 1))
                                  for k, b in enumerate(bounds))
         if len(bounds) == len(truth):
             for b, t in zip(bounds, truth):

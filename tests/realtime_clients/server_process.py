@@ -1,9 +1,17 @@
 """voxtral-server on a free loopback port for the Python client tests, and the samples' audio."""
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import time
+
+
+def _end_with_parent():
+    """In the child: SIGTERM when the test process dies (a CTest timeout kills it without
+    cleanup), so no server outlives its test (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 class Server:
@@ -11,7 +19,8 @@ class Server:
 
     def __init__(self, binary, root, *extra):
         self.process = subprocess.Popen([binary, "-d", os.path.join(root, "models", "demo"), "--port", "0", *extra],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=_end_with_parent)
         log, deadline = "", time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.process.stderr.readline()

@@ -110,18 +110,22 @@ async def session(url, audio, padding_ms):
         for at in range(0, len(data), piece):
             await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                       "audio": base64.b64encode(data[at:at + piece]).decode()}))
-        turns, open_turns = [], {}
-        # Every turn ends within the audio (it ends in a second of silence): after the last
-        # completed transcript nothing more comes.
-        while True:
-            try:
-                event = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            except asyncio.TimeoutError:
-                return turns
+        # A commit after the audio: refused as empty once the last turn has ended by itself,
+        # its error marks where the turn events end; then each turn's transcript is awaited.
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit", "event_id": "end_of_audio"}))
+        turns, open_turns, started, ended = [], {}, 0, False
+        while not ended or len(turns) < started:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 120))
             kind = event["type"]
             if kind == "error":
+                if event["error"]["event_id"] == "end_of_audio" and event["error"]["code"] == "input_audio_buffer_commit_empty":
+                    ended = True
+                    continue
                 raise RuntimeError(f"error event: {event}")
+            if kind == "input_audio_buffer.committed" and "end" not in open_turns.get(event["item_id"], {"end": 0}):
+                ended = True  # a turn still open at the end of the audio, committed by us
             if kind == "input_audio_buffer.speech_started":
+                started += 1
                 open_turns[event["item_id"]] = {"start": event["audio_start_ms"] / 1000 + padding_ms / 1000}
             elif kind == "input_audio_buffer.speech_stopped":
                 open_turns[event["item_id"]]["end"] = (event["audio_end_ms"] - SILENCE_MS) / 1000
@@ -129,6 +133,7 @@ async def session(url, audio, padding_ms):
                 turn = open_turns.pop(event["item_id"])
                 turn["transcript"] = event["transcript"]
                 turns.append(turn)
+        return turns
 
 
 def inside_a_word(t, turns, own_word):

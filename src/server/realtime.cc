@@ -9,8 +9,8 @@
 
 #include "model/schedule.h"
 #include "server/json_text.h"
-#include "core/audio.h"
 #include "server/auth.h"
+#include "server/realtime_audio.h"
 #include "server/realtime_protocol.h"
 
 namespace voxtral {
@@ -53,7 +53,7 @@ enum class Protocol { Vllm, OpenAi, OpenAiBeta };
 
 class RealtimeSession final : public std::enable_shared_from_this<RealtimeSession>,
                               private RealtimeCore,
-                              private TurnSink {
+                              private RealtimeAudioPath::Sink {
  public:
   RealtimeSession(beast::tcp_stream stream, ServerContext& context, Protocol protocol)
       : ws_(std::move(stream)),
@@ -180,22 +180,11 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   const ServerOptions& options() const override { return context_.options; }
   const std::string& session_id() const override { return id_; }
   std::int64_t created_at() const override { return created_; }
-  const SessionAudio& audio() const override { return audio_; }
-
-  void set_audio(const SessionAudio& audio) override {
-    if (audio.format != audio_.format) drain_resampler();
-    if (audio.turn_detection != audio_.turn_detection) {
-      turns_detector_.reset();
-      if (audio.turn_detection) {
-        turns_detector_ = std::make_unique<TurnDetector>(*audio.turn_detection);
-        detector_origin_ = input_samples_;
-      }
-    }
-    audio_ = audio;
-  }
+  const SessionAudio& audio() const override { return audio_path_.settings(); }
+  void set_audio(const SessionAudio& audio) override { audio_path_.configure(audio, *this); }
 
   void append(std::vector<float> samples) override {
-    const double rate = audio_.format.rate;
+    const double rate = audio_path_.settings().format.rate;
     const double seconds = static_cast<double>(samples.size()) / rate;
     if (audio_seconds_ + seconds > context_.options.max_audio_seconds) {
       return refuse({"this session passed the server's limit of " + seconds_text(context_.options.max_audio_seconds) +
@@ -218,14 +207,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     }
     held_bytes_ += context_.memory ? bytes : 0;
     audio_seconds_ += seconds;
-    if (audio_.format.rate == kModelRate) {
-      take_in(std::move(samples));
-    } else {
-      if (!resampler_) resampler_ = std::make_unique<Resampler>(audio_.format.rate, kModelRate);
-      std::vector<float> resampled;
-      resampler_->push(samples, resampled);
-      take_in(std::move(resampled));
-    }
+    audio_path_.push(samples, *this);
     settle_memory(job_ ? job_->queued_samples() : 0);
     feed_deferred();
   }
@@ -238,7 +220,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   bool commit(bool allow_empty, const std::string& client_event_id) override {
     if (!ensure_job()) return false;
-    drain_resampler();  // the samples soxr still holds belong to this turn
+    audio_path_.drain(*this);  // the samples the resampler still holds belong to this turn
     if (!open_ && !allow_empty) {
       refuse({"the input audio buffer is empty: nothing was appended since the last commit",
               "input_audio_buffer_commit_empty", ""},
@@ -252,16 +234,15 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
              client_event_id);
       return false;
     }
-    if (turns_detector_) turns_detector_->reset();
-    if (!open_) open_turn(input_samples_);
+    audio_path_.end_turn(/*drop=*/false);
+    if (!open_) open_turn(last_position_);
     end_turn();
     feed_deferred();
     return true;
   }
 
   void clear() override {
-    resampler_.reset();  // the audio it holds goes with the rest
-    if (turns_detector_) turns_detector_->reset();
+    audio_path_.end_turn(/*drop=*/true);  // what the resampler holds goes with the rest
     if (open_) {
       turns_.back().discarded = true;
       open_ = false;
@@ -271,38 +252,19 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     feed_deferred();
   }
 
-  // ---- The audio path: 16 kHz samples, through the turn detector when there is one.
-  void take_in(std::vector<float> samples) {
-    const auto count = static_cast<std::int64_t>(samples.size());
-    if (count == 0) return;
-    if (turns_detector_) {
-      turns_detector_->push(samples, *this);
-    } else {
-      if (!open_) open_turn(input_samples_);
-      feed(std::move(samples));
-    }
-    input_samples_ += count;
-  }
-
-  void drain_resampler() {
-    if (!resampler_) return;
-    std::vector<float> tail;
-    resampler_->finish(tail);
-    resampler_.reset();
-    take_in(std::move(tail));
-  }
-
-  // TurnSink: positions count from the detector's start, at detector_origin_.
-  void speech_started(std::int64_t audio_start, std::int64_t) override {
-    if (!open_) open_turn(detector_origin_ + audio_start);
+  // ---- RealtimeAudioPath::Sink: 16 kHz samples and turn edges, in session positions.
+  void speech_started(std::int64_t audio_start) override {
+    if (!open_) open_turn(audio_start);
     protocol_->speech_started(turns_.back().item, to_ms(turns_.back().offset));
   }
-  void turn_audio(std::span<const float> samples) override {
-    if (open_) feed(std::vector<float>(samples.begin(), samples.end()));
+  void audio(std::vector<float> samples, std::int64_t position) override {
+    if (!open_) open_turn(position);
+    last_position_ = position + static_cast<std::int64_t>(samples.size());
+    feed(std::move(samples));
   }
-  void speech_stopped(std::int64_t, std::int64_t audio_end) override {
+  void speech_stopped(std::int64_t audio_end) override {
     if (!open_) return;
-    protocol_->speech_stopped(turns_.back().item, to_ms(detector_origin_ + audio_end));
+    protocol_->speech_stopped(turns_.back().item, to_ms(audio_end));
     end_turn();
   }
 
@@ -579,12 +541,8 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   std::shared_ptr<Job> job_;
   std::size_t held_bytes_ = 0;  // taken from context_.memory for audio the engine has not taken
   double audio_seconds_ = 0;    // accepted in this session
-  // The audio path.
-  SessionAudio audio_;
-  std::unique_ptr<Resampler> resampler_;  // to 16 kHz, when the session's rate is another
-  std::unique_ptr<TurnDetector> turns_detector_;
-  std::int64_t detector_origin_ = 0;  // the session sample where the detector started
-  std::int64_t input_samples_ = 0;    // 16 kHz samples of the session's audio so far
+  RealtimeAudioPath audio_path_;
+  std::int64_t last_position_ = 0;  // the session position after the last audio fed
   // The turns whose transcript is not done yet, oldest first; the last is open when open_.
   std::deque<Turn> turns_;
   bool open_ = false;

@@ -123,6 +123,8 @@ function equal(actual, expected, what) {
 }
 
 const { child, port } = await startServer();
+// A CTest timeout ends this process with SIGTERM: the server goes with it.
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => { child.kill('SIGTERM'); process.exit(1); });
 const proxy = await startProxy(port);
 const client = new OpenAI({ apiKey: 'not-checked-here', baseURL: `https://localhost:${proxy.address().port}/v1` });
 const options = { ca: cert };

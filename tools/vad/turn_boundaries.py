@@ -68,7 +68,7 @@ def word_by_word(words, voice, speed, pitch, rng):
     return np.concatenate(pieces), spans
 
 
-def dialogue(seed):
+def dialogue(seed, noise=(-65, -50)):
     """(int16 audio at RATE, turns: [{"text", "words": [[word, start, end], ...]}], style) for
     one seed: odd seeds speak word by word, even seeds in connected phrases."""
     rng = random.Random(seed)
@@ -93,7 +93,7 @@ def dialogue(seed):
     # To OpenAI's 24 kHz by the spectrum (band-limited), then a constant noise bed.
     n = len(audio) * RATE // corpus.RATE
     audio = np.fft.irfft(np.fft.rfft(audio), n) * (n / len(audio))
-    noise_db = rng.uniform(-65, -50)
+    noise_db = rng.uniform(*noise)
     audio += np.random.default_rng(seed).standard_normal(len(audio)) * 10 ** (noise_db / 20)
     return np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype("<i2"), turns, style
 
@@ -145,10 +145,10 @@ def inside_a_word(t, turns, own_word):
                if (k, i) != own_word)
 
 
-async def measure(url, seeds):
+async def measure(url, seeds, noise):
     rows = []
     for seed in seeds:
-        audio, truth, style = dialogue(seed)
+        audio, truth, style = dialogue(seed, noise)
         bounds = await session(url, audio, 0)
         texts = await session(url, audio, 300)
         row = {"seed": seed, "style": style, "turns": len(truth), "found": len(bounds), "found_padded": len(texts), "start_errors": [],
@@ -200,9 +200,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tolerance", type=float, default=0.3)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--noise", type=float, nargs=2, default=(-65, -50), metavar=("LOW", "HIGH"),
+                    help="the noise bed's level, dBFS RMS, drawn per dialogue (speech is about -20 dBFS)")
     args = ap.parse_args()
     with Server(args.server, ROOT) as server:
-        rows = asyncio.run(measure("ws://" + server.authority, range(args.seed, args.seed + args.dialogues)))
+        rows = asyncio.run(measure("ws://" + server.authority, range(args.seed, args.seed + args.dialogues), args.noise))
     out, ok = summary(rows, args.tolerance)
     print(json.dumps(out, indent=1))
     if args.check:

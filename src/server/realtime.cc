@@ -279,7 +279,13 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   void feed(std::vector<float> samples) {
     turns_.back().samples += static_cast<std::int64_t>(samples.size());
     deferred_samples_ += samples.size();
-    pending_.push_back({Pending::Kind::Audio, std::move(samples)});
+    // The turn detector hands audio on in 10 ms frames: one piece for the job per append.
+    if (!pending_.empty() && pending_.back().kind == Pending::Kind::Audio) {
+      auto& back = pending_.back().samples;
+      back.insert(back.end(), samples.begin(), samples.end());
+    } else {
+      pending_.push_back({Pending::Kind::Audio, std::move(samples)});
+    }
   }
 
   void end_turn() {

@@ -5,7 +5,8 @@
 //   GET  /v1/models/{id}                one served model (OpenAI's retrieve)
 //   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
 //                                       verbose_json; stream=true as server-sent events)
-//   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol
+//   GET  /v1/realtime                   WebSocket: OpenAI's realtime transcription sessions, or
+//                                       vLLM's realtime protocol (server/realtime.h)
 // Connections run on a few I/O threads; all model work runs on the Scheduler's thread.
 #pragma once
 

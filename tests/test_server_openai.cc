@@ -201,6 +201,25 @@ TEST(OpenAiRealtime, ServerVadEndsEachTurnAtItsPause) {
   }
 }
 
+// voxtral-server --vad: every session starts with turn detection; one may turn it off.
+TEST(OpenAiRealtime, ServerWideVadIsEachSessionsDefault) {
+  ServerOptions options;
+  options.turn_detection = TurnDetectionOptions{};
+  RunningServer s(options);
+  WsClient c(s.port(), kOpenAi);
+  const auto created = c.read();
+  EXPECT_EQ(created["session"]["audio"]["input"]["turn_detection"]["type"], "server_vad") << created.dump();
+  append_at(c, pcm16_at("lights", 16000, 1.0), 16000);
+  EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("lights"));
+  c.send(session_update(16000));  // turn_detection: null
+  EXPECT_TRUE(read_until(c, "session.updated")["session"]["audio"]["input"]["turn_detection"].is_null());
+  append_at(c, pcm16_at("timer", 16000, 1.0), 16000);
+  c.send({{"type", "input_audio_buffer.commit"}});  // no turn ended by itself: the commit ends it
+  const auto committed = c.read();
+  EXPECT_EQ(committed["type"], "input_audio_buffer.committed") << committed.dump();
+  EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("timer"));
+}
+
 TEST(OpenAiRealtime, ClearDropsTheTurnAndCommitsNeedAudio) {
   RunningServer s(ServerOptions{});
   WsClient c(s.port(), kOpenAi);

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "model/kv_pages.h"
+#include "python/interpreter_exit.h"
 #include "python/objects.h"
 
 namespace py = pybind11;
@@ -35,6 +36,7 @@ Class& public_name(Class& cls) {
 PYBIND11_MODULE(_voxtral, m) {
   m.doc() = "Voxtral Realtime speech-to-text: the C++ engine's Python binding (use the package voxtral).";
   m.attr("__version__") = "0.1.0";
+  watch_interpreter_exit();
 
   // Every engine failure is voxtral.Error (a RuntimeError) with the engine's message; a busy
   // model voxtral.BusyError; a wrong argument ValueError or TypeError.

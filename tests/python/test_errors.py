@@ -222,3 +222,40 @@ def test_ctrl_c_interrupts_a_long_transcription(model):
     assert time.monotonic() - started < 2.0
     # Its place went back: the model goes on.
     assert model.transcribe(sample_path("timer")).text == truth("timer")["text"]
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (voxtral.Transcript, "voxtral.Transcript cannot be created directly; Model.transcribe() gives one"),
+        (voxtral.Stream, "voxtral.Stream cannot be created directly; Model.stream() gives one"),
+        (voxtral.Segment, "voxtral.Segment cannot be created directly"),
+        (voxtral.Word, "voxtral.Word cannot be created directly"),
+        (voxtral.Piece, "voxtral.Piece cannot be created directly"),
+    ],
+)
+def test_the_engines_objects_cannot_be_made_without_it(cls, message):
+    with pytest.raises(TypeError) as e:
+        cls.__new__(cls)
+    assert str(e.value).startswith(message)
+
+
+def test_a_model_made_without_init_is_refused_by_every_method():
+    m = voxtral.Model.__new__(voxtral.Model)
+    calls = [
+        lambda: m.transcribe(np.zeros(10, np.float32)),
+        lambda: m.stream(),
+        m.close,
+        lambda: repr(m),
+        lambda: m.backend,
+        lambda: m.closed,
+        lambda: m.path,
+        lambda: m.sample_rate,
+        lambda: m.max_streams,
+        lambda: m.__exit__(None, None, None),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"made by Model.__new__ without __init__; create it as voxtral.Model\(path\)"):
+            call()
+    with pytest.raises(TypeError, match="expected a voxtral.Model"):
+        voxtral.Model.close(object())

@@ -48,7 +48,7 @@ void keep_in_child(pid_t owner, std::shared_ptr<T>& object) {
 PyModel::PyModel(const py::handle& path, std::string backend, std::string weights, std::string precision, int threads,
                  std::string kv_cache, int max_streams, std::int64_t kv_cache_mb)
     : process_(getpid()) {
-  path_ = path_of(path);
+  path_ = path_of(path, "path");
   if (path_.empty()) throw py::type_error("path: expected a str or os.PathLike naming the model directory");
   ModelOptions options;
   options.backend = std::move(backend);
@@ -106,7 +106,7 @@ Transcript PyModel::transcribe(const py::handle& audio, std::optional<int> sampl
   StreamOptions options;
   options.delay_ms = delay_ms;
   options.continuous = continuous;
-  const std::string path = path_of(audio);
+  const std::string path = path_of(audio, "audio");
   std::vector<float> samples;
   if (!path.empty()) {
     if (sample_rate) throw UsageError("sample_rate: a file's header gives its rate; sample_rate is for arrays");

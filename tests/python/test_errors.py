@@ -259,3 +259,23 @@ def test_a_model_made_without_init_is_refused_by_every_method():
             call()
     with pytest.raises(TypeError, match="expected a voxtral.Model"):
         voxtral.Model.close(object())
+
+
+def test_a_model_path_that_is_empty_is_named_path():
+    with pytest.raises(ValueError, match="^path: the file name is empty$"):
+        voxtral.Model("")
+
+
+def test_a_nul_byte_in_a_path_is_a_value_error_not_a_shorter_name(model):
+    with pytest.raises(ValueError, match="audio: embedded null byte in the file name"):
+        model.transcribe(str(sample_path("timer")) + "\0junk")
+    with pytest.raises(ValueError, match="path: embedded null byte"):
+        voxtral.Model(str(DEMO) + "\0")
+
+
+def test_a_file_name_that_is_not_utf8_is_read(model, tmp_path):
+    # os.listdir gives such a name with surrogate escapes; it is still the file (os.fsencode).
+    name = os.fsdecode(b"caf\xe9.wav")
+    target = tmp_path / name
+    target.write_bytes(sample_path("timer").read_bytes())
+    assert model.transcribe(os.path.join(str(tmp_path), name)).text == truth("timer")["text"]

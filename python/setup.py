@@ -3,8 +3,10 @@
 CMake configures the repository one directory up (the target voxtral_python: the engine and
 src/python/) for the interpreter running this build, and the module it builds goes into the
 wheel beside python/voxtral/*.py. Environment:
-  VOXTRAL_BUILD_DIR  an already configured build directory to build the target in (e.g. the
-                     tests' build/); default: a directory under setuptools' build_temp
+  VOXTRAL_BUILD_DIR  an already configured build directory to build the target in, as an
+                     absolute path (e.g. "$PWD/build" from the repository; pip runs this file
+                     elsewhere, so a relative path has nothing reliable to be relative to);
+                     default: a directory under setuptools' build_temp
   CMAKE_ARGS         more CMake arguments, e.g. "-DVOXTRAL_CUDA=ON -DVOXTRAL_BLAS=OFF"
   VOXTRAL_JOBS       parallel build jobs (default: the CPU count)
 """
@@ -28,6 +30,10 @@ class CMakeBuild(build_ext):
         if not (ROOT / "CMakeLists.txt").is_file() or not (ROOT / "src" / "python").is_dir():
             raise RuntimeError(f"{ROOT}: not the voxtral repository (python/ is built from inside it)")
         build_dir = os.environ.get("VOXTRAL_BUILD_DIR")
+        if build_dir and not os.path.isabs(build_dir):
+            raise RuntimeError(
+                f'VOXTRAL_BUILD_DIR="{build_dir}" is a relative path; pip builds in another directory, so give '
+                f'it as an absolute path (from the repository: VOXTRAL_BUILD_DIR="$PWD/{build_dir}")')
         if not build_dir:
             build_dir = os.path.join(os.path.abspath(self.build_temp), "cmake")
             configure = [

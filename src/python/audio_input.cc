@@ -78,12 +78,15 @@ void check_sample_rate(int rate) {
   }
 }
 
-std::string path_of(const py::handle& audio) {
-  if (!py::isinstance<py::str>(audio) && !py::hasattr(audio, "__fspath__")) return "";
-  const py::object path = py::module_::import("os").attr("fspath")(audio);
-  if (!py::isinstance<py::str>(path)) throw py::type_error("audio: a path must be a str or os.PathLike of str");
-  std::string s = path.cast<std::string>();
-  if (s.empty()) throw UsageError("audio: the file name is empty");
+std::string path_of(const py::handle& object, const char* name) {
+  // bytes stay out: to transcribe() they read as a WAV file's contents, not its name.
+  if (!py::isinstance<py::str>(object) && !py::hasattr(object, "__fspath__")) return "";
+  // The file system's bytes, as open() takes them: a name that is not UTF-8 (os.listdir gives
+  // it with surrogate escapes) is still that file.
+  const py::object encoded = py::module_::import("os").attr("fsencode")(object);
+  std::string s = encoded.cast<std::string>();
+  if (s.empty()) throw UsageError(cat(name, ": the file name is empty"));
+  if (s.find('\0') != std::string::npos) throw UsageError(cat(name, ": embedded null byte in the file name"));
   return s;
 }
 

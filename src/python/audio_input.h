@@ -18,8 +18,10 @@ std::vector<float> array_samples(const pybind11::handle& audio, const char* name
 // UsageError unless `rate` is a sample rate the engine resamples from (1000 to 384000 Hz).
 void check_sample_rate(int rate);
 
-// A str or os.PathLike as a path, or an empty string when `audio` is neither. Needs the GIL.
-std::string path_of(const pybind11::handle& audio);
+// A str or os.PathLike (of str or bytes) as the file system's bytes (os.fsencode), or an empty string
+// when `object` is none of them. An empty name or one with a NUL byte is a UsageError naming
+// `name`. Needs the GIL.
+std::string path_of(const pybind11::handle& object, const char* name);
 
 // `samples` at `rate` resampled to `target_rate` (the engine's resampler, libsoxr HQ), drained.
 std::vector<float> resample_whole(std::vector<float> samples, int rate, int target_rate);

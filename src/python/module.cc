@@ -5,8 +5,12 @@
 
 #include <cstdio>
 #include <new>
+#include <string>
+#include <utility>
 
+#include "core/error.h"
 #include "model/kv_pages.h"
+#include "python/interpreter_exit.h"
 #include "python/objects.h"
 
 namespace py = pybind11;
@@ -30,11 +34,43 @@ Class& public_name(Class& cls) {
   return cls;
 }
 
+// Objects the engine makes (Transcript, Stream, ...): Cls.__new__(Cls) would give one with no
+// C++ object behind it, whose use reads uninitialized memory.
+template <typename Class>
+void made_by_the_engine_only(Class& cls, const char* name, const char* how) {
+  const std::string message = cat("voxtral.", name, " cannot be created directly; ", how);
+  cls.attr("__new__") =
+      py::cpp_function([message](const py::args&, const py::kwargs&) -> py::object { throw py::type_error(message); });
+}
+
+// Model.__new__(Model) without __init__ has no C++ object behind it: every method checks.
+PyModel& constructed(py::handle self) {
+  if (!py::isinstance<PyModel>(self)) throw py::type_error("expected a voxtral.Model");
+  auto* instance = reinterpret_cast<py::detail::instance*>(self.ptr());
+  auto made = instance->get_value_and_holder(py::detail::get_type_info(typeid(PyModel)));
+  if (!made.holder_constructed()) {
+    throw py::type_error("voxtral.Model: this object was made by Model.__new__ without __init__; create it as "
+                         "voxtral.Model(path)");
+  }
+  return *static_cast<PyModel*>(made.value_ptr());
+}
+
+template <typename R, typename... A>
+auto checked(R (PyModel::*method)(A...)) {
+  return [method](py::handle self, A... a) -> R { return (constructed(self).*method)(std::forward<A>(a)...); };
+}
+
+template <typename R, typename... A>
+auto checked(R (PyModel::*method)(A...) const) {
+  return [method](py::handle self, A... a) -> R { return (constructed(self).*method)(std::forward<A>(a)...); };
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_voxtral, m) {
   m.doc() = "Voxtral Realtime speech-to-text: the C++ engine's Python binding (use the package voxtral).";
   m.attr("__version__") = "0.1.0";
+  watch_interpreter_exit();
 
   // Every engine failure is voxtral.Error (a RuntimeError) with the engine's message; a busy
   // model voxtral.BusyError; a wrong argument ValueError or TypeError.
@@ -68,6 +104,7 @@ PYBIND11_MODULE(_voxtral, m) {
                     return "Word(" + quoted(w.text) + ", " + seconds(w.start) + "-" + seconds(w.end) + ")";
                   });
   public_name(word_class);
+  made_by_the_engine_only(word_class, "Word", "Transcript.words and Segment.words give them");
 
   auto segment_class = py::class_<Segment>(m, "Segment",
                                      "A stretch of speech: a sentence, or words up to a pause (> 0.4 s), a flush, "
@@ -80,6 +117,7 @@ PYBIND11_MODULE(_voxtral, m) {
                        return "Segment(" + quoted(s.text) + ", " + seconds(s.start) + "-" + seconds(s.end) + ")";
                      });
   public_name(segment_class);
+  made_by_the_engine_only(segment_class, "Segment", "Transcript.segments gives them");
 
   auto transcript_class = py::class_<Transcript>(m, "Transcript", "What Model.transcribe() heard.")
                         .def_readonly("text", &Transcript::text, "The whole text.")
@@ -92,6 +130,7 @@ PYBIND11_MODULE(_voxtral, m) {
                                  " segments, " + seconds(t.duration) + " s)";
                         });
   public_name(transcript_class);
+  made_by_the_engine_only(transcript_class, "Transcript", "Model.transcribe() gives one");
 
   auto piece_class =
       py::class_<TextPiece>(m, "Piece",
@@ -107,6 +146,7 @@ PYBIND11_MODULE(_voxtral, m) {
             return "Piece(" + quoted(p.text) + ", " + seconds(p.start) + "-" + seconds(p.end) + ")";
           });
   public_name(piece_class);
+  made_by_the_engine_only(piece_class, "Piece", "iterating a Stream gives them");
 
   auto stream_class =
       py::class_<PyStream>(m, "Stream",
@@ -134,6 +174,7 @@ PYBIND11_MODULE(_voxtral, m) {
           .def("__enter__", [](py::object self) { return self; })
           .def("__exit__", [](PyStream& s, const py::args&) { s.close(); });
   public_name(stream_class);
+  made_by_the_engine_only(stream_class, "Stream", "Model.stream() gives one");
 
   auto model_class =
       py::class_<PyModel>(m, "Model",
@@ -149,25 +190,26 @@ PYBIND11_MODULE(_voxtral, m) {
                "auto/exact/fast, threads (0: one per core), kv_cache auto/f32/bf16, max_streams (0: the "
                "backend's), kv_cache_mb (0: from free memory). A value out of range is a ValueError naming it; "
                "a model that cannot be loaded a voxtral.Error.")
-          .def("transcribe", &PyModel::transcribe, py::arg("audio"), py::kw_only(), py::arg("sample_rate") = py::none(),
+          .def("transcribe", checked(&PyModel::transcribe), py::arg("audio"), py::kw_only(), py::arg("sample_rate") = py::none(),
                py::arg("delay_ms") = 0, py::arg("continuous") = true,
                "Transcribes a whole recording: a path (WAV: any rate, channels, PCM or float) or a 1-D array "
                "(float32/float64 in [-1, 1], or int16) at sample_rate (default: the model's, 16000 Hz). delay_ms: "
                "the transcription delay (0: the model's, 480). continuous: restart by itself before the model's "
                "length limit (else longer audio is an error).")
-          .def("stream", &PyModel::stream, py::kw_only(), py::arg("sample_rate") = 16000, py::arg("delay_ms") = 0,
+          .def("stream", checked(&PyModel::stream), py::kw_only(), py::arg("sample_rate") = 16000, py::arg("delay_ms") = 0,
                py::arg("processing_interval_s") = 0.0, py::arg("continuous") = true,
                "A live stream taking audio at sample_rate (Hz; resampled by the engine). processing_interval_s: "
                "audio gathered per encoder run (0: every 80 ms). BusyError when every stream of the model is in use.")
-          .def("close", &PyModel::close, "Lets the model go once its open streams are closed.")
-          .def_property_readonly("closed", &PyModel::closed)
-          .def_property_readonly("path", &PyModel::path)
-          .def_property_readonly("backend", &PyModel::backend, "Where the model runs (the backend's name).")
-          .def_property_readonly("sample_rate", &PyModel::sample_rate, "Hz of the model's input (16000).")
-          .def_property_readonly("max_streams", &PyModel::max_streams, "Streams and transcriptions at once.")
+          .def("close", checked(&PyModel::close), "Lets the model go once its open streams are closed.")
+          .def_property_readonly("closed", checked(&PyModel::closed))
+          .def_property_readonly("path", checked(&PyModel::path))
+          .def_property_readonly("backend", checked(&PyModel::backend), "Where the model runs (the backend's name).")
+          .def_property_readonly("sample_rate", checked(&PyModel::sample_rate), "Hz of the model's input (16000).")
+          .def_property_readonly("max_streams", checked(&PyModel::max_streams), "Streams and transcriptions at once.")
           .def("__enter__", [](py::object self) { return self; })
-          .def("__exit__", [](PyModel& model, const py::args&) { model.close(); })
-          .def("__repr__", [](const PyModel& model) {
+          .def("__exit__", [](py::handle self, const py::args&) { constructed(self).close(); })
+          .def("__repr__", [](py::handle self) {
+            const PyModel& model = constructed(self);
             return "Model(" + quoted(model.path()) + ", backend=" + quoted(model.backend()) + ")";
           });
   public_name(model_class);

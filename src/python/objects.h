@@ -4,12 +4,16 @@
 // engine works; a wait checks for Ctrl-C every 100 ms.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <pybind11/pybind11.h>
@@ -34,6 +38,7 @@ class PyModel {
   // The options are ModelOptions' fields, checked by the engine's validate() (ValueError).
   PyModel(const pybind11::handle& path, std::string backend, std::string weights, std::string precision, int threads,
           std::string kv_cache, int max_streams, std::int64_t kv_cache_mb);
+  ~PyModel();
 
   Transcript transcribe(const pybind11::handle& audio, std::optional<int> sample_rate, int delay_ms, bool continuous);
   std::unique_ptr<PyStream> stream(int sample_rate, int delay_ms, double processing_interval_s, bool continuous);
@@ -47,8 +52,9 @@ class PyModel {
   bool closed() const;
 
  private:
-  std::shared_ptr<ScheduledModel> engine() const;  // ValueError once closed
+  std::shared_ptr<ScheduledModel> engine() const;  // ValueError once closed; voxtral.Error after fork()
 
+  const pid_t process_;  // the one its scheduler thread runs in
   std::string path_, backend_;
   int sample_rate_ = 0, max_streams_ = 0;
   mutable std::mutex mutex_;
@@ -71,11 +77,29 @@ class PyStream {
   int sample_rate() const { return sample_rate_; }
 
  private:
-  std::shared_ptr<ScheduledStream> stream() const;  // ValueError once closed
+  std::shared_ptr<ScheduledStream> stream() const;  // ValueError once closed; voxtral.Error after fork()
 
+  // feed, flush or finish holding call_mutex_: the thread and the call's name, so that the
+  // same thread calling again (a signal handler run in the call's wait) is refused rather
+  // than waiting on itself.
+  class Turn {
+   public:
+    Turn(PyStream& stream, const char* call);
+    ~Turn();
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+
+   private:
+    PyStream& stream_;
+    std::unique_lock<std::timed_mutex> lock_;
+  };
+
+  const pid_t process_;
   std::shared_ptr<ScheduledModel> engine_;  // first: the stream goes before its model
   const int sample_rate_;
-  std::mutex call_mutex_;                   // feed, flush and finish in their order
+  std::timed_mutex call_mutex_;  // feed, flush and finish in their order
+  std::atomic<std::thread::id> caller_{};
+  std::atomic<const char*> call_{""};
   std::unique_ptr<Resampler> resampler_;    // guarded by call_mutex_; null at the model's rate
   mutable std::mutex mutex_;
   std::shared_ptr<ScheduledStream> stream_;  // guarded by mutex_; null once closed

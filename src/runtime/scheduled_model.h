@@ -55,6 +55,8 @@ class ScheduledModel {
   ScheduledModel(std::unique_ptr<Model> model, OptionNaming naming);
   // Stops the scheduler. Every stream must be destroyed first (front ends refuse earlier).
   ~ScheduledModel();
+  // Stops the scheduler for good (Scheduler::halt): for a process exiting while callers wait.
+  void halt() { scheduler_->halt(); }
   ScheduledModel(const ScheduledModel&) = delete;
   ScheduledModel& operator=(const ScheduledModel&) = delete;
 

@@ -83,13 +83,15 @@ Scheduler::Scheduler(Model& model, SchedulerOptions options) : model_(model), op
   worker_ = std::thread([this] { run(); });
 }
 
-Scheduler::~Scheduler() {
+Scheduler::~Scheduler() { halt(); }
+
+void Scheduler::halt() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
-  worker_.join();
+  std::call_once(joined_, [this] { worker_.join(); });
 }
 
 std::shared_ptr<Job> Scheduler::start(JobKind kind, StreamOptions options, JobCallbacks callbacks) {

@@ -126,6 +126,10 @@ class Scheduler {
  public:
   Scheduler(Model& model, SchedulerOptions options);
   ~Scheduler();
+  // Stops the worker after its current step and waits for it; later jobs are refused and the
+  // waiting ones are never served. For a process's exit with callers still waiting (their
+  // threads never return): no engine work may run while exit() tears the libraries down.
+  void halt();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -173,6 +177,7 @@ class Scheduler {
   std::size_t encode_turn_ = 0;  // ... and which are encoded first
   std::vector<int> next_;
   std::thread worker_;
+  std::once_flag joined_;
 };
 
 }  // namespace voxtral

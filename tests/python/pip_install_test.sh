@@ -17,6 +17,14 @@ for entry in "$source"/*; do
   [ "$(basename "$entry")" = python ] || ln -s "$entry" "$work/$(basename "$entry")"
 done
 cd "$work"
+# A relative VOXTRAL_BUILD_DIR has no reliable base (pip runs setup.py elsewhere): refused by name.
+if refusal=$(PIP_CONFIG_FILE=/dev/null VOXTRAL_BUILD_DIR=build \
+    "$work/venv/bin/pip" --isolated install --no-build-isolation --no-index ./python 2>&1); then
+  echo "a relative VOXTRAL_BUILD_DIR was taken" >&2; exit 1
+fi
+grep -qF 'VOXTRAL_BUILD_DIR="build" is a relative path' <<<"$refusal" ||
+  { echo "a relative VOXTRAL_BUILD_DIR was refused without saying why:" >&2; echo "$refusal" >&2; exit 1; }
+rm -rf "$work/python/build" "$work/python/"*.egg-info
 PIP_CONFIG_FILE=/dev/null VOXTRAL_BUILD_DIR="$build" \
   "$work/venv/bin/pip" --isolated install --no-build-isolation --no-index ./python
 installed=$(cd / && env -u PYTHONPATH "$work/venv/bin/python" -c 'import voxtral; print(voxtral.__file__)')

@@ -222,3 +222,60 @@ def test_ctrl_c_interrupts_a_long_transcription(model):
     assert time.monotonic() - started < 2.0
     # Its place went back: the model goes on.
     assert model.transcribe(sample_path("timer")).text == truth("timer")["text"]
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (voxtral.Transcript, "voxtral.Transcript cannot be created directly; Model.transcribe() gives one"),
+        (voxtral.Stream, "voxtral.Stream cannot be created directly; Model.stream() gives one"),
+        (voxtral.Segment, "voxtral.Segment cannot be created directly"),
+        (voxtral.Word, "voxtral.Word cannot be created directly"),
+        (voxtral.Piece, "voxtral.Piece cannot be created directly"),
+    ],
+)
+def test_the_engines_objects_cannot_be_made_without_it(cls, message):
+    with pytest.raises(TypeError) as e:
+        cls.__new__(cls)
+    assert str(e.value).startswith(message)
+
+
+def test_a_model_made_without_init_is_refused_by_every_method():
+    m = voxtral.Model.__new__(voxtral.Model)
+    calls = [
+        lambda: m.transcribe(np.zeros(10, np.float32)),
+        lambda: m.stream(),
+        m.close,
+        lambda: repr(m),
+        lambda: m.backend,
+        lambda: m.closed,
+        lambda: m.path,
+        lambda: m.sample_rate,
+        lambda: m.max_streams,
+        lambda: m.__exit__(None, None, None),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"made by Model.__new__ without __init__; create it as voxtral.Model\(path\)"):
+            call()
+    with pytest.raises(TypeError, match="expected a voxtral.Model"):
+        voxtral.Model.close(object())
+
+
+def test_a_model_path_that_is_empty_is_named_path():
+    with pytest.raises(ValueError, match="^path: the file name is empty$"):
+        voxtral.Model("")
+
+
+def test_a_nul_byte_in_a_path_is_a_value_error_not_a_shorter_name(model):
+    with pytest.raises(ValueError, match="audio: embedded null byte in the file name"):
+        model.transcribe(str(sample_path("timer")) + "\0junk")
+    with pytest.raises(ValueError, match="path: embedded null byte"):
+        voxtral.Model(str(DEMO) + "\0")
+
+
+def test_a_file_name_that_is_not_utf8_is_read(model, tmp_path):
+    # os.listdir gives such a name with surrogate escapes; it is still the file (os.fsencode).
+    name = os.fsdecode(b"caf\xe9.wav")
+    target = tmp_path / name
+    target.write_bytes(sample_path("timer").read_bytes())
+    assert model.transcribe(os.path.join(str(tmp_path), name)).text == truth("timer")["text"]

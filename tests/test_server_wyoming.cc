@@ -118,7 +118,7 @@ TEST(Wyoming, TextComesOutWhileTheAudioStreams) {
 // Interleaved 24-bit stereo at 48 kHz: mixed and resampled to the model's 16 kHz.
 TEST(Wyoming, OtherRatesWidthsAndChannelsAreConverted) {
   RunningServer s(wyoming_options());
-  const auto samples = load_audio_file(source_path("samples/timer.wav"), 48000);
+  const auto samples = load_audio_file(voxtral::testing::source_path("samples/timer.wav"), 48000);
   std::string pcm;
   for (const float v : samples) {
     const auto integer = static_cast<std::int32_t>(std::lround(std::clamp(v, -1.0f, 0.9999f) * 8388608.0));

@@ -103,10 +103,10 @@ TEST(WyomingEvents, BrokenFramingIsNamed) {
   EXPECT_EQ(error_code("{\"type\":\"x\",\"data_length\":2}\n[]"), "invalid_data");
   EXPECT_EQ(error_code("{\"type\":\"x\",\"data_length\":2}\n{]"), "invalid_data");
   WyomingLimits small;
-  small.max_header_bytes = 32;
+  small.max_header_bytes = 40;
   small.max_data_bytes = 10;
   small.max_payload_bytes = 100;
-  EXPECT_EQ(error_code("{\"type\":\"audio-chunk\",\"x\":\"......\"}\n", small), "header_too_long");
+  EXPECT_EQ(error_code("{\"type\":\"audio-chunk\",\"x\":\"....................\"}\n", small), "header_too_long");
   EXPECT_EQ(error_code("{\"type\":\"x\",\"data_length\":11}\n", small), "data_too_long");
   EXPECT_EQ(error_code("{\"type\":\"x\",\"payload_length\":101}\n", small), "payload_too_long");
   EXPECT_EQ(error_code("{\"type\":\"x\",\"payload_length\":1e30}\n", small), "invalid_header");

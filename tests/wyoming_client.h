@@ -103,9 +103,9 @@ class WyomingClient {
 
  private:
   bool fill() {
-    char chunk[65536];
+    std::array<char, 65536> chunk{};
     const std::size_t n = socket_.read_some(net::buffer(chunk), ended_by_);
-    buffer_.append(chunk, n);
+    buffer_.append(chunk.data(), n);
     return !ended_by_ || n > 0;
   }
 

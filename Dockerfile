@@ -16,7 +16,7 @@ COPY cmake cmake
 COPY include include
 COPY src src
 COPY web web
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=OFF \
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=OFF -DVOXTRAL_PYTHON=OFF \
  && cmake --build build -j "$(nproc)" --target voxtral-server voxtral
 
 FROM ${BASE}

@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 CUDA_ARCHS ?= 80-real;86-real;89-real;90-real;90-virtual
 CMAKE_FLAGS ?=
 
-.PHONY: all cpu blas cuda test test-gpu test-asan test-browser fuzz clean help
+.PHONY: all cpu blas cuda test test-gpu test-asan test-browser test-container fuzz clean help
 
 all: cpu
 
@@ -44,6 +44,9 @@ test:  ## build with OpenBLAS and run the CPU test suite
 test-browser: blas  ## the web page in headless Chromium (Playwright) with a fake microphone; screenshots in build/browser
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	node tests/browser/live_page.test.mjs build/src/voxtral-server . build/browser
+
+test-container:  ## build the CPU image (Dockerfile) with podman and run it on the demo model (root; podman, runc)
+	tests/deploy/container_test.sh .
 
 test-asan:  ## the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 	$(call build,build-asan,Debug,-DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON -DVOXTRAL_SANITIZE=address$(comma)undefined -DVOXTRAL_WERROR=ON)

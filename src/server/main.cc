@@ -20,7 +20,8 @@
 int main(int argc, char** argv) {
   using namespace voxtral;
   CLI::App app{"voxtral-server: speech to text over HTTP (OpenAI-compatible) and WebSocket (vLLM's realtime\n"
-               "protocol), with a web page for the microphone. One process holds the model for every client."};
+               "protocol), with a web page for the microphone, and Home Assistant's Wyoming protocol (--wyoming).\n"
+               "One process holds the model for every client."};
   std::string model_dir;
   ServerOptions server;
   SchedulerOptions engine;
@@ -33,6 +34,10 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--host", server.host, "Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
   app.add_option("-p,--port", server.port, "Port (default 8000; 0 picks a free one)");
+  app.add_option("--wyoming", server.wyoming_port,
+                 "Also serve Home Assistant's Wyoming protocol (speech to text) on this TCP port, at --host\n"
+                 "(e.g. 10300; 0 picks a free one; default: off)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--model-id", server.model_id,
                  "Model name in /v1/models and responses (default: the first --served-model-name, else the directory name)");
   app.add_option("--served-model-name", server.served_model_names,
@@ -172,6 +177,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "voxtral-server: model %s on %s, %s weights; listening on http://%s:%u/\n",
                  server.model_id.c_str(), loaded->backend().name().c_str(),
                  std::string(weight_format_name(loaded->weight_format())).c_str(), server.host.c_str(), http.port());
+    if (server.wyoming_port >= 0) {
+      std::fprintf(stderr, "voxtral-server: Wyoming protocol on tcp://%s:%u\n", server.host.c_str(), http.wyoming_port());
+    }
     int received = 0;
     sigwait(&signals, &received);
     std::fprintf(stderr, "voxtral-server: stopping: no new connections; running work gets %g s to finish\n",

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "server/http_session.h"
+#include "server/wyoming.h"
 
 namespace voxtral {
 
@@ -19,6 +20,7 @@ struct Server::Impl {
         context{engine, metrics, options},
         io(options.io_threads),
         acceptor(net::make_strand(io)),
+        wyoming(io, context),
         blocking_pool(2) {
     context.blocking_pool = &blocking_pool;
     context.lifecycle = &lifecycle;
@@ -73,6 +75,7 @@ struct Server::Impl {
   ServerContext context;
   net::io_context io;
   tcp::acceptor acceptor;
+  WyomingListener wyoming;
   net::thread_pool blocking_pool;
   std::vector<std::thread> threads;
   unsigned short port = 0;
@@ -113,6 +116,7 @@ void Server::start() {
   if (!ec) s.acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) fail(where, cat("cannot listen: ", ec.message()));
   s.port = s.acceptor.local_endpoint().port();
+  if (s.options.wyoming_port >= 0) s.wyoming.start(s.options.host, static_cast<unsigned short>(s.options.wyoming_port));
   s.accept();
   for (int i = 0; i < std::max(1, s.options.io_threads); ++i) s.threads.emplace_back([&s] { s.run_io(); });
 }
@@ -128,6 +132,7 @@ void Server::stop() {
     beast::error_code ignored;
     s.acceptor.close(ignored);
   });
+  impl_->wyoming.close();
   impl_->io.stop();
 }
 
@@ -140,6 +145,7 @@ void Server::shutdown(double grace_seconds) {
     beast::error_code ignored;
     s.acceptor.close(ignored);
   });
+  s.wyoming.close();
   s.lifecycle.begin_drain();
   const auto grace_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                             std::chrono::duration<double>(std::max(0.0, grace_seconds)));
@@ -158,5 +164,7 @@ void Server::shutdown(double grace_seconds) {
 void Server::cut_grace() { impl_->grace_cut = true; }
 
 unsigned short Server::port() const { return impl_->port; }
+
+unsigned short Server::wyoming_port() const { return impl_->wyoming.port(); }
 
 }  // namespace voxtral

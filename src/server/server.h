@@ -7,6 +7,7 @@
 //                                       verbose_json; stream=true as server-sent events)
 //   GET  /v1/realtime                   WebSocket: OpenAI's realtime transcription sessions, or
 //                                       vLLM's realtime protocol (server/realtime.h)
+// and, with --wyoming PORT, Home Assistant's Wyoming protocol on its own port (server/wyoming.h).
 // Connections run on a few I/O threads; all model work runs on the Scheduler's thread.
 #pragma once
 
@@ -70,6 +71,9 @@ struct ServerOptions {
   std::optional<TurnDetectionOptions> turn_detection;
   double idle_timeout_seconds = 60;         // a connection silent this long (between requests,
                                             // or within a body) is closed
+  // --wyoming: Home Assistant's Wyoming protocol on this TCP port too, at `host` (0: any
+  // free port, see Server::wyoming_port(); -1: off). server/wyoming.h.
+  int wyoming_port = -1;
 
   // What /v1/models lists: model_id, then the other served names.
   std::vector<std::string> listed_models() const {
@@ -127,6 +131,7 @@ class Server {
   void shutdown(double grace_seconds);
   void cut_grace();
   unsigned short port() const;
+  unsigned short wyoming_port() const;  // 0 when the Wyoming protocol is off
   Metrics& metrics() { return metrics_; }
 
  private:

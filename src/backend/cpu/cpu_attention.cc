@@ -127,8 +127,10 @@ void CpuBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, con
     thread_local std::vector<float> weights, widened, queries, sums, block_out;
     thread_local std::vector<const float*> keys, values;
     for (std::int64_t item = a; item < b; ++item) {
-      const QueryBlock& block = blocks[static_cast<std::size_t>(item / n_heads)];
-      const int h = static_cast<int>(item % n_heads);
+      // Head-major: the blocks of one head follow each other and find its keys and values
+      // (a few hundred KB) still in cache.
+      const QueryBlock& block = blocks[static_cast<std::size_t>(item % static_cast<std::int64_t>(blocks.size()))];
+      const int h = static_cast<int>(item / static_cast<std::int64_t>(blocks.size()));
       const std::int64_t pos = positions[block.first];
       const std::int32_t sequence = sequences[block.first];
       const std::int64_t first = std::max<std::int64_t>(0, pos - cache.window + 1);

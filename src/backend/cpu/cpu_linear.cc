@@ -92,7 +92,6 @@ void streamed_linear(ThreadPool& pool, const Tensor& x, const CpuWeight& w, cons
   });
 }
 
-
 }  // namespace
 
 void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y,

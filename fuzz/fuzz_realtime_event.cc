@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/json_text.h"
+#include "server/pcm.h"
 #include "server/realtime_events.h"
 
 namespace {
@@ -29,10 +30,15 @@ void check_serializable(const std::string& message, const std::string& code, con
 
 struct Sink : voxtral::RealtimeEventSink {
   int calls = 0;
-  void on_session_update(const std::optional<std::string>& model) override {
+  void on_session_update(const voxtral::VllmSessionUpdate& update) override {
     ++calls;
     // The session quotes a refused model name back.
-    if (model) check_serializable("the model `" + voxtral::shortened(*model) + "` is not served here", "model_not_found", "model");
+    if (update.model) {
+      check_serializable("the model `" + voxtral::shortened(*update.model) + "` is not served here", "model_not_found",
+                         "model");
+    }
+    if (update.sample_rate) check(*update.sample_rate >= voxtral::kMinSessionRate && *update.sample_rate <= voxtral::kMaxSessionRate);
+    if (update.turn_detection) voxtral::validate(*update.turn_detection);  // throws (and the fuzzer stops) if out of range
   }
   void on_append(std::vector<float> samples) override {
     ++calls;
@@ -43,7 +49,8 @@ struct Sink : voxtral::RealtimeEventSink {
   void on_error(const voxtral::RealtimeError& error) override {
     ++calls;
     static const std::set<std::string> kCodes = {"invalid_json", "invalid_event", "unknown_event",
-                                                 "invalid_type", "missing_field", "invalid_audio"};
+                                                 "invalid_type", "missing_field", "invalid_audio",
+                                                 "invalid_value"};
     check(kCodes.contains(error.code));
     check(!error.message.empty() && error.message.size() < 256);
     check_serializable(error.message, error.code, error.param);

@@ -63,6 +63,14 @@ TEST(BackendFactory, PrecisionReachesTheCpuBackend) {
   EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
 }
 
+TEST(BackendFactory, Fp16IsRefusedOnTheCpuNamingWhatItRuns) {
+  ModelOptions options;
+  options.backend = "cpu";
+  options.weights = "fp16";
+  EXPECT_EQ(refusal(options),
+            "weights: fp16 is a storage of the CUDA backend; the CPU backend keeps BF16 weights (use auto, bf16, q8 or q4)");
+}
+
 TEST(BackendFactory, NamesAnUnknownBackend) {
   ModelOptions options;
   options.backend = "tpu";

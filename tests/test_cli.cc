@@ -392,6 +392,26 @@ TEST(CliDemo, TranscribesTheShippedSamples) {
   }
 }
 
+// --vad: the two phrases of numbers.wav (0.64 s apart, samples/numbers.json) each on a line;
+// from stdin too. The options are checked like the others.
+TEST(CliDemo, TurnDetectionPutsEachUtteranceOnItsLine) {
+  const std::string expected = "four one five two\nnine hundred twelve\n";
+  const auto file = run_cli(demo_args() + "--vad -i " + quoted(source_path("samples/numbers.wav")));
+  EXPECT_EQ(file.exit_code, 0) << file.err;
+  EXPECT_EQ(file.out, expected);
+  const auto piped = run_cli(demo_args() + "--vad --stdin < " + quoted(source_path("samples/numbers.wav")));
+  EXPECT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out, expected);
+  // A pause longer than any in the recording: one utterance, as without --vad.
+  const auto long_pause = run_cli(demo_args() + "--vad --vad-silence-ms 2000 -i " + quoted(source_path("samples/numbers.wav")));
+  EXPECT_EQ(long_pause.out, demo_sample("numbers")["text"].get<std::string>() + "\n");
+  for (const std::string bad : {"--vad-threshold 1.5", "--vad-silence-ms 5", "--vad-padding-ms -1", "--vad-threshold nan"}) {
+    const auto r = run_cli(demo_args() + "--vad " + bad + " -i " + quoted(source_path("samples/numbers.wav")));
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find(bad.substr(0, bad.find(' '))), std::string::npos) << r.err;
+  }
+}
+
 // Fast precision on the CPU (activations rounded to BF16 in the decode step's products)
 // keeps every shipped sample's recorded text.
 TEST(CliDemoCpuFast, TranscribesTheShippedSamples) {

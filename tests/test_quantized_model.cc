@@ -123,6 +123,21 @@ TEST(QuantizedModel, RefusesAQuantizedSourceAnExistingOutputAndTheSourceItself) 
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "y" / "consolidated.safetensors.partial"));
 }
 
+// Some exporters write "quantization": null for an unquantized model: that is BF16.
+TEST(QuantizedModel, ANullQuantizationEntryIsAnUnquantizedSource) {
+  TempDir dir;
+  const auto src = dir.path() / "src";
+  std::filesystem::create_directory(src);
+  for (const char* f : {"consolidated.safetensors", "tekken.json"}) std::filesystem::copy(fixture("tiny-a") / f, src / f);
+  auto params = nlohmann::json::parse(file_text(fixture("tiny-a") / "params.json"));
+  params["quantization"] = nullptr;
+  std::ofstream(src / "params.json") << params.dump();
+  EXPECT_EQ(Model::load(src, testing::test_model_options())->weight_format(), WeightFormat::BF16);
+  const auto summary = write_quantized_model(src, dir.path() / "q8", WeightFormat::Q8);
+  EXPECT_GT(summary.quantized, 0);
+  EXPECT_EQ(Model::load(dir.path() / "q8", testing::test_model_options())->weight_format(), WeightFormat::Q8);
+}
+
 // Overwrites the first F16 value of tensor `name` in a safetensors file with `bits`.
 void poke_f16(const std::filesystem::path& file, const std::string& name, std::uint16_t bits) {
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);

@@ -37,8 +37,13 @@ void expect_error(WsClient& c, const std::string& code, const std::string& param
 // The event handler alone, with no socket or engine.
 struct Recorder : RealtimeEventSink {
   std::vector<std::string> calls;
-  void on_session_update(const std::optional<std::string>& model) override {
-    calls.push_back("update " + model.value_or("-"));
+  void on_session_update(const VllmSessionUpdate& update) override {
+    std::string call = "update " + update.model.value_or("-");
+    if (update.sample_rate) call += " rate " + std::to_string(*update.sample_rate);
+    if (update.turn_detection_given) {
+      call += update.turn_detection ? " vad " + std::to_string(update.turn_detection->silence_duration_ms) : " vad off";
+    }
+    calls.push_back(call);
   }
   void on_append(std::vector<float> samples) override { calls.push_back("append " + std::to_string(samples.size())); }
   void on_commit(bool final) override { calls.push_back(final ? "commit final" : "commit"); }

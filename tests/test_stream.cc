@@ -5,6 +5,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -61,6 +62,32 @@ TEST(Stream, AnyChunkingGivesTheOfflineTokens) {
       }
     }
   }
+}
+
+TEST(Stream, TeacherForcingDecodesTheGivenTokens) {
+  const auto clips = fixture_clips();
+  const auto& clip = clips.front();
+  auto model = Model::load(fixture(clip.model), cpu());
+  const auto samples = load_audio_file(fixture(clip.info["audio"]), 16000);
+  auto teacher = clip.info["greedy_ids"].get<std::vector<int>>();
+  ASSERT_GE(teacher.size(), 4u);
+  std::reverse(teacher.begin(), teacher.end());  // not what the model would choose
+  teacher.resize(teacher.size() / 2);
+  std::erase(teacher, model->tokenizer().eos_id());
+  StreamOptions options;
+  options.delay_ms = clip.info["delay_ms"];
+  options.ignore_eos = true;
+  options.teacher_ids = teacher;
+  std::vector<int> inputs;
+  options.on_step_logits = [&](int input, std::int64_t, const Tensor&) { inputs.push_back(input); };
+  std::mt19937 rng(1);
+  const auto ids = stream_ids(*model, samples, options, rng, 4000);
+  ASSERT_GT(ids.size(), teacher.size());
+  EXPECT_EQ(std::vector<int>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(teacher.size())), teacher);
+  // Each forced token is the next step's input.
+  ASSERT_GT(inputs.size(), teacher.size());
+  EXPECT_EQ(std::vector<int>(inputs.begin() + 1, inputs.begin() + 1 + static_cast<std::ptrdiff_t>(teacher.size())),
+            teacher);
 }
 
 TEST(Stream, OfflinePiecesEndOnWholeEncoderChunks) {

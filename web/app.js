@@ -34,14 +34,24 @@ async function loadInfo() {
 }
 
 // ---------------------------------------------------------------- microphone
-const live = { ws: null, context: null, media: null, node: null, text: '', sentSamples: 0,
-               captureStart: 0, latencies: [], stopping: false, failed: false };
+// With turn detection the server ends each utterance itself: `lines` holds the finished
+// ones, `text` the one being spoken.
+const live = { ws: null, context: null, media: null, node: null, text: '', lines: [], sentSamples: 0,
+               captureStart: 0, latencies: [], stopping: false, failed: false, turns: false, pending: 0 };
+
+function showLive() {
+  $('live').textContent = [...live.lines, live.text.trimStart()].filter((l) => l).join('\n');
+}
 
 function setStatus(text) { $('status').textContent = text; }
 
 async function startMicrophone() {
   $('start').disabled = true;
   live.text = '';
+  live.lines = [];
+  live.pending = 0;  // utterances ended whose transcription.done is still to come
+  live.turns = $('turns').checked;
+  $('turns').disabled = true;
   live.latencies = [];
   live.sentSamples = 0;
   live.stopping = false;
@@ -74,24 +84,36 @@ async function startMicrophone() {
   ws.onmessage = (message) => {
     const event = JSON.parse(message.data);
     if (event.type === 'session.created') {
-      ws.send(JSON.stringify({ type: 'session.update', model: modelId }));
+      const update = { type: 'session.update', model: modelId };
+      if (live.turns) update.turn_detection = { type: 'server_vad' };
+      ws.send(JSON.stringify(update));
       ws.send(JSON.stringify({ type: 'input_audio_buffer.commit' }));
       ready = true;
       setStatus('Listening… speak now.');
       $('stop').disabled = false;
     } else if (event.type === 'transcription.delta') {
       live.text += event.delta;
-      $('live').textContent = live.text.trimStart();
+      showLive();
       if (typeof event.audio_end === 'number' && event.delta.trim()) {
         const latency = performance.now() - (live.captureStart + event.audio_end * 1000);
         live.latencies.push(latency);
         $('latency-last').textContent = `${Math.max(0, latency).toFixed(0)} ms`;
         $('latency-median').textContent = `${Math.max(0, median(live.latencies)).toFixed(0)} ms`;
       }
+    } else if (event.type === 'input_audio_buffer.speech_started') {
+      if (!live.stopping) setStatus('Hearing speech…');
+    } else if (event.type === 'input_audio_buffer.speech_stopped') {
+      live.pending += 1;
+      if (!live.stopping) setStatus('Listening… speak now.');
     } else if (event.type === 'transcription.done') {
-      $('live').textContent = event.text.trimStart();
-      setStatus('Done.');
-      ws.close();
+      live.text = '';
+      if (event.text.trim()) live.lines.push(event.text.trim());
+      showLive();
+      live.pending -= 1;
+      if (live.stopping && live.pending <= 0) {  // the final commit's answer: the session is over
+        setStatus('Done.');
+        ws.close();
+      }
     } else if (event.type === 'error') {
       live.failed = true;  // a busy or failed session is closed next: keep its reason shown
       setStatus(`Server error: ${event.error}`);
@@ -102,6 +124,7 @@ async function startMicrophone() {
     stopAudio();
     $('start').disabled = false;
     $('stop').disabled = true;
+    $('turns').disabled = false;
   };
   ws.onerror = () => setStatus('Cannot reach the server\'s realtime endpoint.');
   live.node.port.onmessage = (e) => {
@@ -125,6 +148,7 @@ function stopMicrophone() {
   $('stop').disabled = true;
   stopAudio();
   if (live.ws && live.ws.readyState === WebSocket.OPEN) {
+    live.pending += 1;
     live.ws.send(JSON.stringify({ type: 'input_audio_buffer.commit', final: true }));
     setStatus('Finishing…');
   }

@@ -37,6 +37,10 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
   const bool fast = options.precision == "fast";
   if (kind == "cpu") {
     if (!options.kernel_variants.empty()) fail("variant", "kernel variants are the CUDA backend's");
+    if (options.weights == "fp16") {
+      fail(option_name(options.naming, "weights"),
+           "fp16 is a storage of the CUDA backend; the CPU backend keeps BF16 weights (use auto, bf16, q8 or q4)");
+    }
     int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
     backend = std::make_unique<CpuBackend>(std::max(threads, 1), fast ? CpuPrecision::Fast : CpuPrecision::Exact);
   } else if (kind == "cuda") {

@@ -14,7 +14,6 @@ namespace voxtral {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-constexpr int kOfflineEncoderChunk = 128;  // as transcribe() uses: the same encoder work per stream
 }  // namespace
 
 int run_batch(Model& model, const std::vector<float>& samples, const BatchRunOptions& o) {

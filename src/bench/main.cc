@@ -54,6 +54,7 @@ struct RunOptions {
   bool skip_bandwidth = false;
   ModelOptions model;  // backend (cpu unless told), threads, precision, K/V cache, weights
   std::string dump_logits;  // prefix of files receiving every step's input id and logits
+  std::string teacher;      // PREFIX.ids of an earlier --dump-logits run: force its tokens
   bool realtime = false;    // feed at real-time pace and measure per-token latency
   double interval = 0;      // processing interval for --realtime
   int late_steps = 100;     // the "late" median covers this many final steps (long context)
@@ -105,6 +106,17 @@ int run_realtime(const RunOptions& o, Model& model, const std::vector<float>& sa
                 delay_ms);
   }
   return 0;
+}
+
+// The ids file of --dump-logits holds each step's input; step k's chosen token is input k + 1.
+std::vector<int> read_teacher_ids(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) fail(path, "cannot open the teacher ids (a PREFIX.ids written by --dump-logits)");
+  std::vector<std::int32_t> inputs;
+  std::int32_t id = 0;
+  while (std::fread(&id, sizeof id, 1, f.get()) == 1) inputs.push_back(id);
+  if (inputs.size() < 2) fail(path, "holds fewer than two steps' ids");
+  return {inputs.begin() + 1, inputs.end()};
 }
 
 int run(const RunOptions& o) {
@@ -161,6 +173,7 @@ int run(const RunOptions& o) {
       if (first_dumped < 0) first_dumped = position;
     };
   }
+  if (!o.teacher.empty()) to.teacher_ids = read_teacher_ids(o.teacher);
   const auto start = std::chrono::steady_clock::now();
   const auto t = transcribe(*model, samples, to, sample_device_memory);
   if (logits_file) {
@@ -201,6 +214,7 @@ int run(const RunOptions& o) {
       {"audio_seconds", s.audio_seconds},
       {"positions", s.positions},
       {"load_ms", model->load_seconds() * 1000.0},
+      {"weights", weight_format_name(model->weight_format())},
       {"weight_bytes", model->backend().weight_bytes()},
       {"mel_ms", s.mel_ms},
       {"encoder_ms", s.encoder_ms},
@@ -229,9 +243,9 @@ int run(const RunOptions& o) {
     std::printf("%s\n", r.dump(2).c_str());
     return 0;
   }
-  std::printf("model       %s on %s, %.2f GB of weights, loaded in %.1f s\n", o.model_dir.c_str(),
+  std::printf("model       %s on %s, %.2f GB of weights in %s, loaded in %.1f s\n", o.model_dir.c_str(),
               model->backend().name().c_str(), static_cast<double>(model->backend().weight_bytes()) / 1e9,
-              model->load_seconds());
+              std::string(weight_format_name(model->weight_format())).c_str(), model->load_seconds());
   std::printf("audio       %.1f s, %lld decoder positions\n", s.audio_seconds, static_cast<long long>(s.positions));
   std::printf("mel         %.0f ms\n", s.mel_ms);
   std::printf("encoder     %.0f ms: %.1f ms per audio second (%.1fx real time), adapter included\n", s.encoder_ms,
@@ -286,6 +300,9 @@ int main(int argc, char** argv) {
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
   bench->add_option("--dump-logits", ro.dump_logits,
                     "Write every step's input id and logits to PREFIX.ids / PREFIX.f32 / PREFIX.json (parity checks)");
+  bench->add_option("--teacher", ro.teacher,
+                    "Teacher forcing: decode the tokens of an earlier run's PREFIX.ids (from --dump-logits) instead "
+                    "of this run's argmax, so the two runs' logits compare position by position");
   bench->add_option("--late-steps", ro.late_steps, "Steps in the long-context median (default 100)");
   bench->add_flag("--realtime", ro.realtime,
                   "Feed the audio at real-time pace and report per-token latency (p50/p95) instead");

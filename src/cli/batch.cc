@@ -16,15 +16,13 @@
 #include "core/audio.h"
 #include "core/error.h"
 #include "runtime/scheduler.h"
+#include "runtime/transcriber.h"
 
 namespace voxtral {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// As transcribe() (model/transcriber.cc) uses offline: fuller encoder products.
-constexpr int kOfflineEncoderChunk = 128;
 
 // A directory's audio files: names ending in .wav (any case), not hidden (a leading dot, as
 // shell globs and `ls` leave them out).

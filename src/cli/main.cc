@@ -27,6 +27,7 @@
 #include "model/model.h"
 #include "model/schedule.h"
 #include "runtime/transcriber.h"
+#include "runtime/voice_activity.h"
 
 namespace {
 
@@ -60,8 +61,56 @@ struct Options {
   bool timestamps = false;
   std::vector<std::string> formats{"text"};
   ModelOptions model{"auto"};  // backend, threads, precision, K/V cache, weight storage
+  bool vad = false;
+  TurnDetectionOptions turns;
   bool silent = false;
   bool debug = false;
+};
+
+// --vad: the stream is flushed where the detector finds the end of an utterance, so each
+// utterance's words come out then (and, as plain text, on a line of their own).
+class TurnFlusher final : private TurnSink {
+ public:
+  TurnFlusher(const Options& o, Stream& stream, TranscriptPrinter& printer)
+      : stream_(stream), printer_(printer), debug_(o.debug) {
+    if (o.vad) detector_ = std::make_unique<TurnDetector>(o.turns);
+  }
+  // Feeds `samples` to the stream, in pieces of 100 ms so that a flush follows the end of
+  // an utterance by at most that; `drain` prints what came out.
+  void feed(std::span<const float> samples, const std::function<void()>& drain) {
+    if (!detector_) {
+      stream_.feed(samples);
+      return;
+    }
+    constexpr std::size_t kPiece = 1600;
+    for (std::size_t at = 0; at < samples.size(); at += kPiece) {
+      const auto piece = samples.subspan(at, std::min(kPiece, samples.size() - at));
+      stream_.feed(piece);
+      detector_->push(piece, *this);
+      if (ended_) {
+        ended_ = false;
+        stream_.flush();
+        drain();
+        printer_.end_turn();
+      }
+    }
+  }
+
+ private:
+  void speech_started(std::int64_t, std::int64_t speech_start) override {
+    if (debug_) std::fprintf(stderr, "voxtral: speech starts at %.2f s\n", static_cast<double>(speech_start) / 16000);
+  }
+  void turn_audio(std::span<const float>) override {}
+  void speech_stopped(std::int64_t speech_end, std::int64_t) override {
+    if (debug_) std::fprintf(stderr, "voxtral: speech ends at %.2f s\n", static_cast<double>(speech_end) / 16000);
+    ended_ = true;
+  }
+
+  Stream& stream_;
+  TranscriptPrinter& printer_;
+  bool debug_;
+  std::unique_ptr<TurnDetector> detector_;
+  bool ended_ = false;
 };
 
 std::atomic<bool> interrupted{false};
@@ -103,8 +152,8 @@ WarningHandler audio_warnings(const Options& o) {
 // Reads a stream (stdin, or a FIFO or device given to -i) as it arrives; a pause of
 // `flush_after` seconds in the input flushes the stream so that what was said before it
 // comes out.
-void stream_input(Stream& stream, const Options& o, int rate, int fd, const std::string& source, AudioFormat format,
-                  const std::function<void()>& drain) {
+void stream_input(Stream& stream, TurnFlusher& turns, const Options& o, int rate, int fd, const std::string& source,
+                  AudioFormat format, const std::function<void()>& drain) {
   AudioDecoder decoder(source, rate, format, audio_warnings(o));
   std::vector<std::byte> bytes(1 << 16);
   std::vector<float> samples;
@@ -133,7 +182,7 @@ void stream_input(Stream& stream, const Options& o, int rate, int fd, const std:
     } catch (const Error& e) {
       throw AudioError(e.what());
     }
-    stream.feed(samples);
+    turns.feed(samples, drain);
     drain();
   }
   samples.clear();
@@ -142,10 +191,10 @@ void stream_input(Stream& stream, const Options& o, int rate, int fd, const std:
   } catch (const Error& e) {
     throw AudioError(e.what());
   }
-  stream.feed(samples);
+  turns.feed(samples, drain);
 }
 
-void stream_microphone(Stream& stream, const Options& o, int rate, const std::function<void()>& drain) {
+void stream_microphone(TurnFlusher& turns, const Options& o, int rate, const std::function<void()>& drain) {
   std::unique_ptr<Microphone> mic;
   try {
     mic = std::make_unique<Microphone>(o.mic_device, rate);
@@ -161,7 +210,7 @@ void stream_microphone(Stream& stream, const Options& o, int rate, const std::fu
     const std::size_t want = static_cast<std::size_t>(rate / 25);  // 40 ms
     mic->read(samples, limit > 0 ? std::min<std::size_t>(want, static_cast<std::size_t>(limit - total)) : want);
     total += static_cast<std::int64_t>(samples.size());
-    stream.feed(samples);
+    turns.feed(samples, drain);
     drain();
   }
 }
@@ -228,6 +277,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json", "srt", "vtt"}))
       ->delimiter(',');
   add_model_options(app, o.model);
+  add_turn_detection_options(app, o.vad, o.turns,
+                             "end the utterance there: its words come out at once, as a line of their own (with "
+                             "--debug, where speech starts and ends goes to stderr)");
   app.add_flag("--silent", o.silent, "Print nothing but the transcript (and errors)");
   app.add_flag("--debug", o.debug, "Print every token (id, position, time, text) to stderr");
   try {
@@ -239,6 +291,9 @@ int main(int argc, char** argv) {
     if (batch->count() > 0 && (o.from_stdin || o.from_mic)) {
       throw CLI::ValidationError("--batch", cat("is for several files (-i a.wav b.wav, or a directory); ",
                                                 o.from_stdin ? "--stdin" : "--from-mic", " is one stream"));
+    }
+    if (o.vad && (o.inputs.size() > 1 || !o.output_dir.empty())) {
+      throw CLI::ValidationError("--vad", "is for one stream (one file, --stdin or --from-mic)");
     }
     if (o.timestamps && std::none_of(o.formats.begin(), o.formats.end(), [](const std::string& f) { return f == "text"; })) {
       throw CLI::ValidationError("--timestamps", "is for --format text (json, srt and vtt carry their own times)");
@@ -283,9 +338,10 @@ int main(int argc, char** argv) {
     }
   }
   if (!o.silent) {
-    std::fprintf(stderr, "voxtral: loaded %s in %.0f ms on %s (%.1f MB of weights)\n", o.model_dir.c_str(),
+    std::fprintf(stderr, "voxtral: loaded %s in %.0f ms on %s (%.1f MB of weights in %s)\n", o.model_dir.c_str(),
                  model->load_seconds() * 1000.0, model->backend().name().c_str(),
-                 static_cast<double>(model->backend().weight_bytes()) / 1e6);
+                 static_cast<double>(model->backend().weight_bytes()) / 1e6,
+                 std::string(weight_format_name(model->weight_format())).c_str());
   }
 
   StreamOptions so;
@@ -310,6 +366,10 @@ int main(int argc, char** argv) {
   std::error_code not_directory;
   if (o.inputs.size() > 1 || !o.output_dir.empty() ||
       (o.inputs.size() == 1 && std::filesystem::is_directory(o.inputs.front(), not_directory))) {
+    if (o.vad) {
+      std::fprintf(stderr, "voxtral: --vad is for one stream (one file, --stdin or --from-mic), not a directory\n");
+      return kUsage;
+    }
     BatchOptions bo;
     bo.max_files = o.batch > 0 ? o.batch : model->decoder().options().max_sequences;
     bo.formats = formats;
@@ -350,7 +410,7 @@ int main(int argc, char** argv) {
   StreamStats stats;
   try {
     TranscriptPrinter printer(format, o.timestamps, o.alt_cutoff >= 0, o.debug, model->tokenizer());
-    if (!input.empty() && input_fd < 0) {
+    if (!input.empty() && input_fd < 0 && !o.vad) {
       const auto t = transcribe(*model, samples, so, [&](const TextPiece& p) { printer.add(p); });
       stats = t.stats;
     } else {
@@ -358,12 +418,15 @@ int main(int argc, char** argv) {
       auto drain = [&] {
         for (const auto& p : stream.take_pieces()) printer.add(p);
       };
-      if (input_fd >= 0) {
-        stream_input(stream, o, rate, input_fd, input, AudioFormat::Wav, drain);
+      TurnFlusher turns(o, stream, printer);
+      if (!input.empty() && input_fd < 0) {
+        turns.feed(samples, drain);
+      } else if (input_fd >= 0) {
+        stream_input(stream, turns, o, rate, input_fd, input, AudioFormat::Wav, drain);
       } else if (o.from_stdin) {
-        stream_input(stream, o, rate, STDIN_FILENO, "stdin", AudioFormat::Auto, drain);
+        stream_input(stream, turns, o, rate, STDIN_FILENO, "stdin", AudioFormat::Auto, drain);
       } else {
-        stream_microphone(stream, o, rate, drain);
+        stream_microphone(turns, o, rate, drain);
       }
       stream.finish();
       drain();

@@ -50,4 +50,19 @@ CLI::Option* add_interval_option(CLI::App& app, double& seconds) {
       ->check(finite_range(0.0, kMaxProcessingIntervalSeconds));
 }
 
+void add_turn_detection_options(CLI::App& app, bool& enabled, TurnDetectionOptions& o, const std::string& what_vad_does) {
+  app.add_flag("--vad", enabled, "Turn detection: find where each utterance ends from the audio (an energy voice "
+                                 "activity detector) and " + what_vad_does);
+  app.add_option("--vad-threshold", o.threshold,
+                 "Turn detection: how far speech must stand above the room's noise, 0 to 1 (default 0.5; higher for "
+                 "noisy rooms)")
+      ->check(finite_range(0.0, 1.0));
+  app.add_option("--vad-silence-ms", o.silence_duration_ms,
+                 "Turn detection: the pause in ms that ends an utterance (default 500)")
+      ->check(whole_range(10, 10000));
+  app.add_option("--vad-padding-ms", o.prefix_padding_ms,
+                 "Turn detection: audio in ms kept before the detected start of speech (default 300)")
+      ->check(whole_range(0, 10000));
+}
+
 }  // namespace voxtral

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "model/model.h"
+#include "runtime/voice_activity.h"
 
 namespace voxtral {
 
@@ -19,5 +20,10 @@ CLI::Option* add_delay_option(CLI::App& app, int& delay_ms);
 
 // -I/--interval: seconds of new audio gathered per encoder run (0 = every 80 ms).
 CLI::Option* add_interval_option(CLI::App& app, double& seconds);
+
+// --vad (turn detection on), --vad-threshold, --vad-silence-ms, --vad-padding-ms: OpenAI's
+// server_vad parameters (runtime/voice_activity.h). `what_vad_does` ends the --vad help.
+void add_turn_detection_options(CLI::App& app, bool& enabled, TurnDetectionOptions& options,
+                                const std::string& what_vad_does);
 
 }  // namespace voxtral

@@ -93,9 +93,16 @@ void TranscriptPrinter::add(const TextPiece& piece) {
   print_segments(segmenter_.add(piece));
 }
 
+void TranscriptPrinter::end_turn() {
+  if (format_ != OutputFormat::Text || timestamps_ || !printed_) return;
+  out("\n");
+  printed_ = false;
+  ended_turn_ = true;
+}
+
 void TranscriptPrinter::finish(double duration) {
   print_segments(segmenter_.finish());
-  if (format_ == OutputFormat::Text && !timestamps_) out("\n");
+  if (format_ == OutputFormat::Text && !timestamps_ && (printed_ || !ended_turn_)) out("\n");
   if (format_ == OutputFormat::Json) {
     std::size_t first = text_.find_first_not_of(' ');
     const std::string text = first == std::string::npos ? std::string() : text_.substr(first);

@@ -29,6 +29,8 @@ class TranscriptPrinter {
   // Each throws OutputError when stdout refuses the text.
   void add(const TextPiece& piece);
   void finish(double duration);
+  // An utterance ended (--vad): plain text starts a new line for the next one.
+  void end_turn();
 
  private:
   void print_segments(const std::vector<Segment>& segments);
@@ -42,7 +44,8 @@ class TranscriptPrinter {
   std::string text_;
   std::string* sink_;
   int cue_ = 0;
-  bool printed_ = false;  // whether any transcript text has gone to stdout yet
+  bool printed_ = false;  // whether any transcript text has gone to stdout yet (on this line)
+  bool ended_turn_ = false;  // a line was ended by end_turn()
 };
 
 }  // namespace voxtral

@@ -137,7 +137,9 @@ QuantizeSummary write_quantized_model(const std::filesystem::path& in, const std
 
   auto params = nlohmann::json::parse(read_text(in / "params.json"), nullptr, false);
   if (!params.is_object()) fail((in / "params.json").string(), "is not a JSON object");
-  if (params.contains("quantization")) fail((in / "params.json").string(), "describes a quantized model already");
+  if (params.contains("quantization") && !params["quantization"].is_null()) {
+    fail((in / "params.json").string(), "describes a quantized model already");
+  }
   const std::string tekken = read_text(in / "tekken.json");
   const SafeTensors source = SafeTensors::open(in / "consolidated.safetensors");
   if (source.metadata().count("quantization") > 0) fail(source.source(), "is quantized already");

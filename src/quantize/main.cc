@@ -31,6 +31,11 @@ int main(int argc, char** argv) {
     std::printf("wrote %s: %s, %.1f MB (from %.1f MB), %d tensors quantized, %d copied, in %.1f s\n", out.c_str(),
                 format.c_str(), static_cast<double>(s.bytes_out) / 1e6, static_cast<double>(s.bytes_in) / 1e6,
                 s.quantized, s.copied, seconds);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "voxtral-quantize: wrote %s, but the summary could not be written to standard output\n",
+                   out.c_str());
+      return 1;
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "voxtral-quantize: %s\n", e.what());

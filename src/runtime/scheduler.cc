@@ -54,6 +54,11 @@ void Job::wait_until_served() {
   served_changed_.wait(lock, [&] { return served_ || cancelled_; });
 }
 
+bool Job::wait_until_served_for(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return served_changed_.wait_for(lock, timeout, [&] { return served_ || cancelled_; });
+}
+
 void Job::finish() {
   {
     std::lock_guard lock(mutex_);

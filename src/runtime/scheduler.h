@@ -62,6 +62,8 @@ class Job {
   // as far as the audio allows (for a synchronous API: after it, the pieces of that audio
   // are out). Returns at once after cancel() or a failure.
   void wait_until_served();
+  // As wait_until_served(), for at most `timeout`: whether everything was served by then.
+  bool wait_until_served_for(std::chrono::milliseconds timeout);
   // Samples the job holds: appended, and not yet all served (an append is released once
   // the scheduler has taken all of it). What a connection's memory accounting follows.
   std::int64_t queued_samples() const;

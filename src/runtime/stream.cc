@@ -357,6 +357,7 @@ void Stream::take_step(int token, const Tensor& logits, double step_ms) {
   stats_.step_ms.push_back(step_ms);
   stats_.decode_ms += step_ms;
   if (options_.on_step_logits) options_.on_step_logits(next_input_, p, logits);
+  if (stats_.step_ms.size() <= options_.teacher_ids.size()) token = options_.teacher_ids[stats_.step_ms.size() - 1];
   ++decoded_;
   if (token == model_.tokenizer().eos_id() && !options_.ignore_eos) {
     segment_done_ = true;  // as offline: the rest of this segment's audio yields no text

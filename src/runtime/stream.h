@@ -44,6 +44,9 @@ struct StreamOptions {
   // Called after every decode step with the step's input id, position and logits ([1, vocab]
   // in backend memory): for parity checks, not for normal use.
   std::function<void(int input_id, std::int64_t position, const Tensor& logits)> on_step_logits;
+  // Teacher forcing, for parity checks: the k-th decode step's token is teacher_ids[k] instead
+  // of its argmax while k < size, so two engines compare logits on the same inputs.
+  std::vector<int> teacher_ids;
 
   // Reports each chosen token's own probability (for avg_logprob) without other candidates,
   // unless alternatives were asked for already: no other candidate reaches certainty.

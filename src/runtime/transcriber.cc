@@ -2,11 +2,6 @@
 
 namespace voxtral {
 
-namespace {
-// Offline, the encoder runs on larger pieces: fewer, fuller matrix products.
-constexpr int kOfflineEncoderChunk = 128;
-}  // namespace
-
 Transcript transcribe(Model& model, std::span<const float> samples, StreamOptions options,
                       const std::function<void(const TextPiece&)>& on_piece) {
   options.expected_samples = static_cast<std::int64_t>(samples.size());

@@ -11,6 +11,10 @@
 
 namespace voxtral {
 
+// Offline, the encoder runs on larger pieces than live: fewer, fuller matrix products
+// (StreamOptions::encoder_chunk of every whole-recording transcription).
+inline constexpr int kOfflineEncoderChunk = 128;
+
 struct Transcript {
   std::vector<int> ids;  // every token produced, specials included, EOS excluded
   std::string text;

@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
                  "ended (HTTP 503, WebSocket close 1001); a second signal ends them at once (default 30)")
       ->check(CLI::Range(0.0, 86400.0));
   add_delay_option(app, server.delay_ms);
+  bool vad = false;
+  TurnDetectionOptions vad_options;
+  add_turn_detection_options(app, vad, vad_options,
+                             "end each realtime session's utterances there, from its start (a session may turn it "
+                             "off with turn_detection: null, or set its own)");
   app.add_option("--io-threads", server.io_threads, "Network threads (default 2)")->check(CLI::Range(1, 64));
   add_model_options(app, model);
   // Every number must be finite: CLI11's ranges let NaN through (its comparisons are false).
@@ -124,6 +129,7 @@ int main(int argc, char** argv) {
       return usage_error("--allowed-origin " + origin + ": " + why);
     }
   }
+  if (vad) server.turn_detection = vad_options;
   server.max_upload_bytes = static_cast<std::size_t>(max_upload_mb * (1 << 20));
   server.max_message_bytes = static_cast<std::size_t>(max_message_kb * 1024);
   if (!api_key_file.empty()) {
@@ -163,8 +169,9 @@ int main(int argc, char** argv) {
     Scheduler engine_runner(*loaded, engine);
     Server http(engine_runner, server);
     http.start();
-    std::fprintf(stderr, "voxtral-server: model %s on %s; listening on http://%s:%u/\n", server.model_id.c_str(),
-                 loaded->backend().name().c_str(), server.host.c_str(), http.port());
+    std::fprintf(stderr, "voxtral-server: model %s on %s, %s weights; listening on http://%s:%u/\n",
+                 server.model_id.c_str(), loaded->backend().name().c_str(),
+                 std::string(weight_format_name(loaded->weight_format())).c_str(), server.host.c_str(), http.port());
     int received = 0;
     sigwait(&signals, &received);
     std::fprintf(stderr, "voxtral-server: stopping: no new connections; running work gets %g s to finish\n",

@@ -9,11 +9,22 @@
 
 #include "model/schedule.h"
 #include "server/json_text.h"
-#include "server/realtime_events.h"
+#include "server/auth.h"
+#include "server/realtime_audio.h"
+#include "server/realtime_protocol.h"
 
 namespace voxtral {
 
 namespace websocket = beast::websocket;
+
+std::string random_id(std::string_view prefix) {
+  static std::mt19937_64 random{std::random_device{}()};
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  char text[24];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(random()));
+  return std::string(prefix) + text;
+}
 
 namespace {
 
@@ -27,27 +38,40 @@ constexpr std::size_t kKeptReadBuffer = 1u << 20;
 // How often a session held back by its buffered-audio limit looks for room again.
 constexpr std::chrono::milliseconds kRetryFeed{20};
 
-std::string session_id() {
-  static std::mt19937_64 random{std::random_device{}()};
-  static std::mutex mutex;
-  std::lock_guard lock(mutex);
-  char text[40];
-  std::snprintf(text, sizeof text, "sess-%016llx", static_cast<unsigned long long>(random()));
-  return text;
-}
+constexpr int kModelRate = 16000;
+// OpenAI refuses a commit of less audio than this (input_audio_buffer_commit_empty).
+constexpr std::int64_t kMinCommitSamples = kModelRate / 10;
 
 std::string trim_start(std::string s) {
   s.erase(0, std::min(s.find_first_not_of(" \t\n"), s.size()));
   return s;
 }
 
-class RealtimeSession final : public std::enable_shared_from_this<RealtimeSession>, private RealtimeEventSink {
+std::int64_t to_ms(std::int64_t samples) { return samples * 1000 / kModelRate; }
+
+enum class Protocol { Vllm, OpenAi, OpenAiBeta };
+
+class RealtimeSession final : public std::enable_shared_from_this<RealtimeSession>,
+                              private RealtimeCore,
+                              private RealtimeAudioPath::Sink {
  public:
-  RealtimeSession(beast::tcp_stream stream, ServerContext& context) : ws_(std::move(stream)), context_(context) {}
+  RealtimeSession(beast::tcp_stream stream, ServerContext& context, Protocol protocol)
+      : ws_(std::move(stream)),
+        context_(context),
+        id_(random_id(protocol == Protocol::Vllm ? "sess-" : "sess_")),
+        created_(std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count()),
+        protocol_(protocol == Protocol::Vllm ? make_vllm_protocol(*this)
+                                             : make_openai_protocol(*this, protocol == Protocol::OpenAiBeta)) {
+    SessionAudio audio;
+    audio.turn_detection = context.options.turn_detection;
+    set_audio(audio);
+  }
 
   ~RealtimeSession() override {
     if (job_) job_->cancel();
-    deferred_.clear();
+    pending_.clear();
+    deferred_samples_ = 0;
     settle_memory(0);
     if (lifecycle_id_ != 0) context_.lifecycle->forget(lifecycle_id_);
     if (opened_) context_.metrics.realtime_closed();
@@ -64,6 +88,22 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   }
 
  private:
+  // One turn: the audio between two commits (or a detected start and end of speech).
+  struct Turn {
+    std::string item;
+    std::int64_t offset = 0;   // its first sample in the session's audio (16 kHz samples)
+    std::int64_t samples = 0;  // fed to the engine
+    bool discarded = false;    // cleared: its text is not reported
+    std::string text;
+    bool started_text = false;
+    long long completion_tokens = 0;
+  };
+  // What waits for room in the engine's job, in order.
+  struct Pending {
+    enum class Kind { Audio, Flush, EndTurn } kind = Kind::Audio;
+    std::vector<float> samples;
+  };
+
   // Every completion handler and posted callback runs its work through here: an exception
   // (bad_alloc, a bug) becomes an `error` event, is logged and counted, and never reaches
   // Asio. `fatal`: the session's state may be broken, so it closes (1011).
@@ -78,7 +118,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
       std::fprintf(stderr, "voxtral-server: realtime session: unknown exception\n");
     }
     try {
-      send_error("internal server error: the event was not processed", "internal_error");
+      refuse({"internal server error: the event was not processed", "internal_error", ""});
       if (fatal) close(websocket::close_code::internal_error);
     } catch (...) {
       drop_connection();
@@ -98,9 +138,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
         });
       });
     }
-    send({{"type", "session.created"}, {"id", session_id()},
-          {"created", std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count()}});
+    protocol_->opened();
     read();
   }
 
@@ -118,85 +156,180 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     }
     if (closing_ || closed_) return;
     if (buffer_.size() > context_.options.max_message_bytes) {
-      send_error("a message is larger than this server's limit of " +
-                     std::to_string(context_.options.max_message_bytes >> 10) +
-                     " KiB (--max-message-kb); send audio in several appends",
-                 "message_too_big");
+      refuse({"a message is larger than this server's limit of " +
+                  std::to_string(context_.options.max_message_bytes >> 10) +
+                  " KiB (--max-message-kb); send audio in several appends",
+              "message_too_big", ""});
       buffer_ = {};
       close(websocket::close_code::too_big);
       return;
     }
     if (!ws_.is_message_done()) return read();
     const std::string_view message(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    guarded(false, [&] { dispatch_realtime_event(message, *this); });
+    guarded(false, [&] { protocol_->handle(message); });
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > kKeptReadBuffer) buffer_.shrink_to_fit();
     if (!closing_ && !closed_ && !paused_) read();
   }
 
-  // RealtimeEventSink: one client event each.
-  void on_error(const RealtimeError& error) override { send_error(error.message, error.code, error.param); }
-
-  void on_session_update(const std::optional<std::string>& model) override {
-    if (model && !context_.options.accepts_model(*model)) {
-      return send_error("the model `" + shortened(*model) + "` is not served here", "model_not_found", "model");
-    }
-    validated_ = true;
+  // ---- RealtimeCore: what the protocol asks.
+  void refuse(const RealtimeError& error, const std::string& client_event_id = "") override {
+    context_.metrics.error(error.code);
+    send(protocol_->error_event(error, client_event_id));
   }
+  const ServerOptions& options() const override { return context_.options; }
+  const std::string& session_id() const override { return id_; }
+  std::int64_t created_at() const override { return created_; }
+  const SessionAudio& audio() const override { return audio_path_.settings(); }
+  void set_audio(const SessionAudio& audio) override { audio_path_.configure(audio, *this); }
 
-  void on_append(std::vector<float> samples) override {
-    const auto count = static_cast<std::int64_t>(samples.size());
-    const double rate = context_.sample_rate;
-    const double seconds = static_cast<double>(count) / rate;
+  void append(std::vector<float> samples) override {
+    const double rate = audio_path_.settings().format.rate;
+    const double seconds = static_cast<double>(samples.size()) / rate;
     if (audio_seconds_ + seconds > context_.options.max_audio_seconds) {
-      return send_error("this session passed the server's limit of " + seconds_text(context_.options.max_audio_seconds) +
-                            " s of audio (--max-audio-seconds)",
-                        "audio_too_long", "audio");
+      return refuse({"this session passed the server's limit of " + seconds_text(context_.options.max_audio_seconds) +
+                         " s of audio (--max-audio-seconds)",
+                     "audio_too_long", "audio"});
     }
     if (!ensure_job()) return;
     const double limit = context_.options.max_buffered_audio_seconds;
     if (seconds > limit) {
-      return send_error("one append of " + seconds_text(seconds) + " s is more audio than this server holds for a "
-                            "session (" + seconds_text(limit) + " s, --max-buffered-audio-seconds); it was dropped: "
-                            "send audio in smaller appends",
-                        "audio_buffer_full", "audio");
+      return refuse({"one append of " + seconds_text(seconds) + " s is more audio than this server holds for a "
+                         "session (" + seconds_text(limit) + " s, --max-buffered-audio-seconds); it was dropped: "
+                         "send audio in smaller appends",
+                     "audio_buffer_full", "audio"});
     }
     settle_memory(job_->queued_samples());
-    const auto bytes = samples.size() * sizeof(float);
+    const auto bytes = static_cast<std::size_t>(seconds * kModelRate + 64) * sizeof(float);
     if (context_.memory && !context_.memory->try_take(bytes)) {
-      return send_error("the server's memory for client audio is spent; this append was dropped, try again shortly",
-                        "server_busy", "audio");
+      return refuse({"the server's memory for client audio is spent; this append was dropped, try again shortly",
+                     "server_busy", "audio"});
     }
     held_bytes_ += context_.memory ? bytes : 0;
     audio_seconds_ += seconds;
-    deferred_ = std::move(samples);
+    audio_path_.push(samples, *this);
+    settle_memory(job_ ? job_->queued_samples() : 0);
     feed_deferred();
   }
 
-  // Hands the append read last to the job once the audio the session holds leaves room for
-  // it (max_buffered_audio_seconds). Until then no further message is read: a client that
+  void flush() override {
+    if (!ensure_job()) return;
+    pending_.push_back({Pending::Kind::Flush, {}});
+    feed_deferred();
+  }
+
+  bool commit(bool allow_empty, const std::string& client_event_id) override {
+    if (!ensure_job()) return false;
+    audio_path_.drain(*this);  // the samples the resampler still holds belong to this turn
+    if (!open_ && !allow_empty) {
+      refuse({"the input audio buffer is empty: nothing was appended since the last commit",
+              "input_audio_buffer_commit_empty", ""},
+             client_event_id);
+      return false;
+    }
+    if (open_ && !allow_empty && turns_.back().samples < kMinCommitSamples) {
+      refuse({"the input audio buffer holds " + seconds_text(static_cast<double>(turns_.back().samples) / 16.0) +
+                  " ms of audio; a commit needs at least 100 ms",
+              "input_audio_buffer_commit_empty", ""},
+             client_event_id);
+      return false;
+    }
+    audio_path_.end_turn(/*drop=*/false);
+    if (!open_) open_turn(last_position_);
+    end_turn();
+    feed_deferred();
+    return true;
+  }
+
+  void clear() override {
+    audio_path_.end_turn(/*drop=*/true);  // what the resampler holds goes with the rest
+    if (open_) {
+      turns_.back().discarded = true;
+      open_ = false;
+      pending_.push_back({Pending::Kind::EndTurn, {}});
+    }
+    protocol_->cleared();
+    feed_deferred();
+  }
+
+  // ---- RealtimeAudioPath::Sink: 16 kHz samples and turn edges, in session positions.
+  void speech_started(std::int64_t audio_start) override {
+    if (!open_) open_turn(audio_start);
+    protocol_->speech_started(turns_.back().item, to_ms(turns_.back().offset));
+  }
+  void audio(std::vector<float> samples, std::int64_t position) override {
+    if (!open_) open_turn(position);
+    last_position_ = position + static_cast<std::int64_t>(samples.size());
+    feed(std::move(samples));
+  }
+  void speech_stopped(std::int64_t audio_end) override {
+    if (!open_) return;
+    protocol_->speech_stopped(turns_.back().item, to_ms(audio_end));
+    end_turn();
+  }
+
+  void open_turn(std::int64_t offset) {
+    Turn turn;
+    turn.item = random_id("item_");
+    turn.offset = offset;
+    turns_.push_back(std::move(turn));
+    open_ = true;
+  }
+
+  void feed(std::vector<float> samples) {
+    turns_.back().samples += static_cast<std::int64_t>(samples.size());
+    deferred_samples_ += samples.size();
+    // The turn detector hands audio on in 10 ms frames: one piece for the job per append.
+    if (!pending_.empty() && pending_.back().kind == Pending::Kind::Audio) {
+      auto& back = pending_.back().samples;
+      back.insert(back.end(), samples.begin(), samples.end());
+    } else {
+      pending_.push_back({Pending::Kind::Audio, std::move(samples)});
+    }
+  }
+
+  void end_turn() {
+    open_ = false;
+    pending_.push_back({Pending::Kind::EndTurn, {}});
+    protocol_->committed(turns_.back().item, last_committed_);
+    last_committed_ = turns_.back().item;
+  }
+
+  // Hands what waits to the job while the audio it holds leaves room
+  // (max_buffered_audio_seconds). Until then no further message is read: a client that
   // sends faster than the engine transcribes is held back by TCP, and its events keep their
   // order.
   void feed_deferred() {
     if (!job_) {  // the job failed or the session is closing: nothing to feed
-      deferred_.clear();
+      pending_.clear();
+      deferred_samples_ = 0;
       settle_memory(0);
-    } else if (!deferred_.empty()) {
-      const std::int64_t queued = job_->queued_samples();
-      settle_memory(queued);
-      const auto held = static_cast<double>(queued + static_cast<std::int64_t>(deferred_.size()));
-      if (held / context_.sample_rate > context_.options.max_buffered_audio_seconds) {
-        paused_ = true;
-        retry_.expires_after(kRetryFeed);
-        retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
-          self->guarded(true, [&] {
-            if (!ec && !self->closing_ && !self->closed_) self->feed_deferred();
+      return;
+    }
+    while (!pending_.empty()) {
+      Pending& next = pending_.front();
+      if (next.kind == Pending::Kind::Audio) {
+        const std::int64_t queued = job_->queued_samples();
+        settle_memory(queued);
+        const auto held = static_cast<double>(queued + static_cast<std::int64_t>(next.samples.size()));
+        if (queued > 0 && held / kModelRate > context_.options.max_buffered_audio_seconds) {
+          paused_ = true;
+          retry_.expires_after(kRetryFeed);
+          retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            self->guarded(true, [&] {
+              if (!ec && !self->closing_ && !self->closed_) self->feed_deferred();
+            });
           });
-        });
-        return;
+          return;
+        }
+        deferred_samples_ -= next.samples.size();
+        job_->append(std::move(next.samples));
+      } else if (next.kind == Pending::Kind::Flush) {
+        job_->flush();
+      } else {
+        job_->end_utterance();
       }
-      job_->append(std::move(deferred_));
-      deferred_.clear();
+      pending_.pop_front();
     }
     if (paused_) {
       paused_ = false;
@@ -204,22 +337,10 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     }
   }
 
-  void on_commit(bool final) override {
-    if (!validated_) {
-      return send_error("Model not validated. Make sure to validate the model by sending a session.update event.",
-                        "model_not_validated");
-    }
-    if (!ensure_job()) return;
-    if (final) {
-      job_->end_utterance();
-    } else {
-      job_->flush();
-    }
-  }
-
   // The session's slot on the engine, from its first append or commit until it closes.
   bool ensure_job() {
     if (job_) return true;
+    if (closing_ || closed_) return false;
     StreamOptions options;
     options.delay_ms = context_.options.delay_ms;
     options.continuous = true;
@@ -236,7 +357,9 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     callbacks.on_pieces = [on_strand](std::vector<TextPiece> pieces) {
       on_strand([pieces = std::move(pieces)](RealtimeSession& self) { self.on_pieces(pieces); });
     };
-    callbacks.on_done = [on_strand](const StreamStats&) { on_strand([](RealtimeSession& self) { self.on_done(); }); };
+    callbacks.on_done = [on_strand](const StreamStats& stats) {
+      on_strand([stats](RealtimeSession& self) { self.on_done(stats); });
+    };
     callbacks.on_error = [on_strand](const std::string& message) {
       on_strand([message](RealtimeSession& self) { self.on_job_error(message, "processing_error"); });
     };
@@ -250,48 +373,44 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
                   "server_busy");
       return false;
     }
-    start_utterance();
     return true;
   }
 
-  void start_utterance() {
-    text_.clear();
-    started_text_ = false;
-    completion_tokens_ = 0;
-  }
-
+  // The engine's pieces and done belong to the oldest turn not yet done.
   void on_pieces(const std::vector<TextPiece>& pieces) {
-    if (!job_) return;
+    if (!job_ || turns_.empty()) return;
     settle_memory(job_->queued_samples());
+    Turn& turn = turns_.front();
     std::string delta;
     for (const auto& piece : pieces) {
-      if (piece.id >= 0) ++completion_tokens_;
+      if (piece.id >= 0) ++turn.completion_tokens;
       delta += piece.text;
     }
-    if (!started_text_) {  // as an upload's text: no leading space
+    if (!turn.started_text) {  // as an upload's text: no leading space
       delta = trim_start(std::move(delta));
-      started_text_ = !delta.empty();
+      turn.started_text = !delta.empty();
     }
-    if (delta.empty()) return;
-    text_ += delta;
-    // audio_end (an addition to the protocol; clients ignore unknown fields): seconds of the
-    // session's audio the server had when it produced this text, for latency figures.
-    send({{"type", "transcription.delta"}, {"delta", delta}, {"audio_end", pieces.back().audio_end}});
+    if (delta.empty() || turn.discarded) return;
+    turn.text += delta;
+    const double audio_end = static_cast<double>(turn.offset) / kModelRate + pieces.back().audio_end;
+    protocol_->delta(turn.item, delta, audio_end);
   }
 
-  void on_done() {
-    if (!job_) return;
+  void on_done(const StreamStats& stats) {
+    if (!job_ || turns_.empty()) return;
     settle_memory(job_->queued_samples());
+    const Turn turn = std::move(turns_.front());
+    turns_.pop_front();
+    if (turn.discarded) return;
     const auto& model = context_.engine.model();
     const int n_delay = delay_positions(
         context_.options.delay_ms > 0 ? context_.options.delay_ms : model.tokenizer().audio().transcription_delay_ms,
         model.config());
-    const auto prompt = static_cast<long long>(prompt_ids(model.tokenizer(), n_delay).size());
-    send({{"type", "transcription.done"},
-          {"text", text_},
-          {"usage", {{"prompt_tokens", prompt}, {"completion_tokens", completion_tokens_},
-                     {"total_tokens", prompt + completion_tokens_}}}});
-    start_utterance();
+    TurnUsage usage;
+    usage.audio_seconds = stats.audio_seconds;
+    usage.prompt_tokens = static_cast<long long>(prompt_ids(model.tokenizer(), n_delay).size());
+    usage.completion_tokens = turn.completion_tokens;
+    protocol_->done(turn.item, turn.text, usage);
   }
 
   void on_job_error(const std::string& message, const std::string& code) {
@@ -305,15 +424,15 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   // is lost, so resuming with later appends would give text with a hole in it. An `error`
   // event, then the close: 1013 (try again later) when busy, 1011 (internal error) else.
   void end_session(const std::string& message, const std::string& code) {
-    send_error(message, code);
+    refuse({message, code, ""});
     close(code == "server_busy" ? websocket::close_code::try_again_later : websocket::close_code::internal_error);
   }
 
   // Keeps the memory budget's hold at the audio held: `queued` samples in the job, and the
-  // append waiting for room.
+  // audio waiting for room.
   void settle_memory(std::int64_t queued) {
     if (!context_.memory) return;
-    const auto keep = (static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)) + deferred_.size()) * sizeof(float);
+    const auto keep = (static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)) + deferred_samples_) * sizeof(float);
     if (held_bytes_ > keep) {
       context_.memory->give_back(held_bytes_ - keep);
       held_bytes_ = keep;
@@ -323,7 +442,8 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   void drop_job() {
     if (job_) job_->cancel();
     job_.reset();
-    deferred_.clear();
+    pending_.clear();
+    deferred_samples_ = 0;
     settle_memory(0);
   }
 
@@ -333,15 +453,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     return text;
   }
 
-  void send_error(const std::string& message, const std::string& code, const std::string& param = "") {
-    context_.metrics.error(code);
-    // `param`, as in OpenAI's error objects: the offending field, null when none.
-    nlohmann::json event = {{"type", "error"}, {"error", message}, {"code", code}, {"param", nullptr}};
-    if (!param.empty()) event["param"] = param;
-    send(event);
-  }
-
-  void send(const nlohmann::json& event) {
+  void send(const nlohmann::json& event) override {
     if (closing_ || closed_) return;
     std::string text = json_text(event);
     backlog_ += text.size();
@@ -410,15 +522,19 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   }
 
   void shut_down() {
-    send_error("the server is shutting down", "server_shutdown");
+    refuse({"the server is shutting down", "server_shutdown", ""});
     close(websocket::close_code::going_away);
   }
 
   websocket::stream<beast::tcp_stream> ws_;
   ServerContext& context_;
+  const std::string id_;
+  const std::int64_t created_;
+  std::unique_ptr<RealtimeProtocol> protocol_;
   beast::flat_buffer buffer_;
-  std::vector<float> deferred_;  // an append waiting for room in the job
-  bool paused_ = false;          // reading waits for deferred_ to go
+  std::deque<Pending> pending_;       // what waits for room in the job
+  std::size_t deferred_samples_ = 0;  // the audio in pending_
+  bool paused_ = false;               // reading waits for pending_ to go
   net::steady_timer retry_{ws_.get_executor()};
   std::deque<std::string> out_;
   std::size_t backlog_ = 0;
@@ -427,21 +543,30 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   bool closed_ = false;   // the connection is over
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool opened_ = false;
-  bool validated_ = false;
   Lifecycle::Id lifecycle_id_ = 0;
   std::shared_ptr<Job> job_;
   std::size_t held_bytes_ = 0;  // taken from context_.memory for audio the engine has not taken
   double audio_seconds_ = 0;    // accepted in this session
-  // The current utterance.
-  std::string text_;
-  bool started_text_ = false;
-  long long completion_tokens_ = 0;
+  RealtimeAudioPath audio_path_;
+  std::int64_t last_position_ = 0;  // the session position after the last audio fed
+  // The turns whose transcript is not done yet, oldest first; the last is open when open_.
+  std::deque<Turn> turns_;
+  bool open_ = false;
+  std::string last_committed_;
 };
+
+Protocol protocol_of(const http::request<http::string_body>& request) {
+  const std::string_view target(request.target().data(), request.target().size());
+  const auto beta = request.find("OpenAI-Beta");
+  if (beta != request.end() && beta->value().find("realtime") != beast::string_view::npos) return Protocol::OpenAiBeta;
+  if (!query_parameter(target, "intent").empty() || !query_parameter(target, "model").empty()) return Protocol::OpenAi;
+  return Protocol::Vllm;
+}
 
 }  // namespace
 
 void start_realtime(beast::tcp_stream stream, ServerContext& context, http::request<http::string_body> request) {
-  std::make_shared<RealtimeSession>(std::move(stream), context)->run(request);
+  std::make_shared<RealtimeSession>(std::move(stream), context, protocol_of(request))->run(request);
 }
 
 }  // namespace voxtral

@@ -5,7 +5,8 @@
 //   GET  /v1/models/{id}                one served model (OpenAI's retrieve)
 //   POST /v1/audio/transcriptions       OpenAI-compatible transcription (json, text, srt, vtt,
 //                                       verbose_json; stream=true as server-sent events)
-//   GET  /v1/realtime                   WebSocket, vLLM's realtime transcription protocol
+//   GET  /v1/realtime                   WebSocket: OpenAI's realtime transcription sessions, or
+//                                       vLLM's realtime protocol (server/realtime.h)
 // Connections run on a few I/O threads; all model work runs on the Scheduler's thread.
 #pragma once
 
@@ -13,11 +14,13 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "runtime/scheduler.h"
+#include "runtime/voice_activity.h"
 #include "server/lifecycle.h"
 #include "server/memory_budget.h"
 #include "server/metrics.h"
@@ -62,6 +65,9 @@ struct ServerOptions {
   // Above one largest message's audio.
   double max_buffered_audio_seconds = 600;
   int delay_ms = 0;                         // 0: the model's default
+  // --vad: turn detection for every realtime session from its start (a session may turn it
+  // off or change it); none: off until a session asks for it.
+  std::optional<TurnDetectionOptions> turn_detection;
   double idle_timeout_seconds = 60;         // a connection silent this long (between requests,
                                             // or within a body) is closed
 

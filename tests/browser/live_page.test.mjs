@@ -1,6 +1,7 @@
 // The web page in headless Chromium: a fake microphone plays samples/commands.wav, the page
 // streams it to voxtral-server (demo model) over the realtime WebSocket, and the demo model's
-// words must appear; then a file goes through the upload box. Screenshots go to OUT_DIR.
+// words must appear; again with turn detection, where each command is a line; then a file
+// goes through the upload box. Screenshots go to OUT_DIR.
 //   node tests/browser/live_page.test.mjs <voxtral-server> <repository root> <output dir>
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -57,6 +58,19 @@ try {
   const live = (await page.textContent('#live')).trim();
   if (!live.startsWith(firstCommand)) throw new Error(`live transcript "${live}" does not start with "${firstCommand}"`);
   console.log(`live transcript: ${live} (median latency ${latency})`);
+
+  // Live with turn detection: the server ends the first command at its pause, and the page
+  // shows it as a line of its own while the next is spoken.
+  await page.check('#turns');
+  await page.click('#start');
+  await page.waitForFunction(() => document.getElementById('live').textContent.split('\n').length >= 2, null,
+                             { timeout: 60000 });
+  const firstLine = (await page.textContent('#live')).split('\n')[0];
+  if (firstLine !== firstCommand) throw new Error(`the first utterance's line is "${firstLine}", not "${firstCommand}"`);
+  await page.screenshot({ path: path.join(outDir, 'live-turns.png') });
+  await page.click('#stop');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 30000 });
+  console.log(`turn detection: ${JSON.stringify((await page.textContent('#live')).split('\n'))}`);
 
   // File: the upload box shows the timestamped transcript and the real-time factor.
   await page.setInputFiles('#file', sample('lights.wav'));

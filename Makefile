@@ -25,7 +25,7 @@ cpu:  ## CPU engine with the built-in matrix kernels only
 	$(call build,build,Release,-DVOXTRAL_BLAS=OFF -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 
-blas:  ## CPU engine with OpenBLAS (faster encoder and prefill)
+blas:  ## CPU engine linked with OpenBLAS (no longer called: the built-in tiles replaced sgemm)
 	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 

@@ -71,9 +71,9 @@ struct WeightPart {
   std::int64_t cols() const;    // inputs: Q4 holds two per byte; a plain tensor's trailing dims
 };
 
-// How a weight is used, so the backend can pick its storage: Dense weights multiply many
-// rows at once (encoder, adapter: the CPU keeps F32 copies for sgemm); Streamed weights are
-// read once per decoded token (the decoder: kept in BF16, read in place).
+// How a weight is used, so the backend can pick its storage and kernels: Dense weights
+// multiply many rows at once (encoder, adapter); Streamed weights are read once per decoded
+// token (the decoder). The CPU reads both in place as stored.
 enum class WeightUse { Dense, Streamed };
 
 enum class Epilogue {

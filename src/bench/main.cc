@@ -2,6 +2,7 @@
 //   voxtral-bench make-model --params params.json --out DIR [--seed N]
 //   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--batch N] [--json]
 //   voxtral-bench step -d DIR --batch N[,N...] --context C[,C...] [--backend cuda] [--json]
+//   voxtral-bench encoder -d DIR -i FILE [--seconds S] [--repeats N] [--precision fast] [--json]
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +14,7 @@
 
 #include "bench/memory_bandwidth.h"
 #include "bench/batch_run.h"
+#include "bench/encoder_bench.h"
 #include "bench/random_model.h"
 #include "bench/step_bench.h"
 #include "cli/model_options.h"
@@ -324,6 +326,16 @@ int main(int argc, char** argv) {
   step->add_option("--variant", so.model.kernel_variants, "Kernel variants (CUDA), as for run");
   step->add_flag("--skip-bandwidth", so.skip_bandwidth, "Do not measure memory bandwidth");
 
+  EncoderBenchOptions eo;
+  auto* enc = app.add_subcommand("encoder", "Time the audio encoder and adapter alone on a recording");
+  enc->add_option("-d,--model", eo.model_dir, "Model directory")->required();
+  enc->add_option("-i,--input", eo.input, "WAV file")->required();
+  enc->add_option("--seconds", eo.seconds, "Repeat or cut the audio to this many seconds");
+  enc->add_option("--repeats", eo.repeats, "Timed passes over the audio (median reported; default 3)")
+      ->check(CLI::Range(1, 1000));
+  add_model_options(*enc, eo.model);
+  enc->add_flag("--json", eo.json, "Print the results as JSON");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*make) {
@@ -334,6 +346,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*step) return run_step_bench(so);
+    if (*enc) return run_encoder_bench(eo);
     if (ro.batch > 0 && ro.model.max_streams == 0) ro.model.max_streams = ro.batch;  // room for the N streams
     return run(ro);
   } catch (const Error& e) {

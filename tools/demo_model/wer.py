@@ -12,6 +12,7 @@ Standard library only, so it runs anywhere the CLI does:
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ def word_errors(ref, hyp):
 def transcribe(args, item):
     wav = os.path.join(args.corpus, "wav", item["id"] + ".wav")
     cmd = [args.cli, "-d", args.model, "-i", wav, "--backend", args.backend, "--silent", "-t", str(args.threads)]
+    cmd += shlex.split(args.cli_args)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
@@ -46,6 +48,7 @@ def main():
     ap.add_argument("--transformers", help="heldout_transformers.json from train.py, to compare against")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--threads", type=int, default=1, help="threads per CLI run")
+    ap.add_argument("--cli-args", default="", help="more CLI arguments for every run, e.g. '--precision fast'")
     ap.add_argument("--limit", type=int, default=0, help="only the first N held-out utterances of each set")
     ap.add_argument("--sets", nargs="+", help="only these held-out sets (corpus.py's 'set' field)")
     ap.add_argument("--json", help="write the per-utterance results here")

@@ -1,10 +1,13 @@
-// RoPE, the K/V ring cache and sliding-window attention on the CPU.
+// RoPE, the K/V ring cache and sliding-window attention on the CPU. A decode step's rows (one
+// per sequence) attend one at a time; consecutive rows of one sequence (the encoder, a
+// prefill) attend in blocks whose queries share the keys (simd_attention.h).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/simd.h"
+#include "backend/cpu/simd_attention.h"
 #include "core/bf16.h"
 #include "core/error.h"
 
@@ -72,6 +75,39 @@ void CpuBackend::rope_kv_append(const Tensor& q, const Tensor& k, const Tensor& 
   });
 }
 
+namespace {
+
+// Rows [first, first + count) of one sequence at consecutive positions: their queries share
+// most of their keys, and go through the lanes of simd_attention.h together.
+struct QueryBlock {
+  std::int64_t first = 0;
+  int count = 0;
+};
+
+// The rows cut into blocks of up to kAttentionLanes consecutive positions of one sequence (a
+// row alone is a block of one, attended to on its own).
+std::vector<QueryBlock> query_blocks(const KvRows& rows, std::int64_t n) {
+  const auto* positions = rows.positions.ptr<std::int32_t>();
+  const auto* sequences = rows.sequences.ptr<std::int32_t>();
+  std::vector<QueryBlock> blocks;
+  for (std::int64_t i = 0; i < n; ++i) {
+    QueryBlock& last = blocks.empty() ? blocks.emplace_back(QueryBlock{i, 0}) : blocks.back();
+    const std::int64_t prev = last.first + last.count - 1;
+    const bool continues = last.count > 0 && last.count < simd::kAttentionLanes && sequences[i] == sequences[prev] &&
+                           positions[i] == positions[prev] + 1;
+    if (continues) {
+      ++last.count;
+    } else if (last.count == 0) {
+      last.count = 1;
+    } else {
+      blocks.push_back({i, 1});
+    }
+  }
+  return blocks;
+}
+
+}  // namespace
+
 void CpuBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, const KvCacheLayout& cache,
                            const Tensor& k_cache, const Tensor& v_cache, const Tensor& out) {
   check_kv_rows("cpu backend", "attention", rows, q.rows, cache);
@@ -82,49 +118,103 @@ void CpuBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, con
   const int group = n_heads / cache.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto& kern = simd::kernels();
-  const std::int64_t items = q.rows * n_heads;
+  const auto& tiles = simd::attention_kernels();
+  constexpr int kLanes = simd::kAttentionLanes;
   const bool bf16_cache = cache.type == ElemType::BF16;
+  const std::vector<QueryBlock> blocks = query_blocks(rows, q.rows);
+  const auto items = static_cast<std::int64_t>(blocks.size()) * n_heads;
   pool_.parallel_for(items, 1, [&](std::int64_t a, std::int64_t b) {
-    std::vector<float> weights, widened(static_cast<std::size_t>(hd));
+    thread_local std::vector<float> weights, widened, queries, sums, block_out;
+    thread_local std::vector<const float*> keys, values;
     for (std::int64_t item = a; item < b; ++item) {
-      const std::int64_t i = item / n_heads;
-      const int h = static_cast<int>(item % n_heads);
-      const std::int64_t pos = positions[i];
-      const std::int32_t sequence = sequences[i];
+      // Head-major: the blocks of one head follow each other and find its keys and values
+      // (a few hundred KB) still in cache.
+      const QueryBlock& block = blocks[static_cast<std::size_t>(item % static_cast<std::int64_t>(blocks.size()))];
+      const int h = static_cast<int>(item / static_cast<std::int64_t>(blocks.size()));
+      const std::int64_t pos = positions[block.first];
+      const std::int32_t sequence = sequences[block.first];
       const std::int64_t first = std::max<std::int64_t>(0, pos - cache.window + 1);
-      const std::int64_t count = pos - first + 1;
-      const float* qh = q.ptr<float>() + i * q.stride + static_cast<std::int64_t>(h) * hd;
+      const std::int64_t count = pos + block.count - first;  // keys of the block's rows, together
       const std::int64_t kv_offset = static_cast<std::int64_t>(h / group) * hd;
-      weights.resize(static_cast<std::size_t>(count));
-      float max_score = -INFINITY;
+      const std::int64_t q_offset = static_cast<std::int64_t>(h) * hd;
+      if (block.count == 1) {
+        // One query (a decode step's row): dot products and weighted sums along the head.
+        const float* qh = q.ptr<float>() + block.first * q.stride + q_offset;
+        weights.resize(static_cast<std::size_t>(count));
+        float max_score = -INFINITY;
+        for (std::int64_t t = 0; t < count; ++t) {
+          const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * k_cache.stride + kv_offset;
+          float dot = 0;
+          if (bf16_cache) {
+            const std::uint16_t* key = k_cache.ptr<std::uint16_t>() + row;
+            kern.dot_bf16(&key, 1, &qh, 1, hd, &dot);
+          } else {
+            dot = kern.dot(qh, k_cache.ptr<float>() + row, hd);
+          }
+          const float score = dot * scale;
+          weights[static_cast<std::size_t>(t)] = score;
+          max_score = std::max(max_score, score);
+        }
+        float sum = 0;
+        for (auto& w : weights) {
+          w = std::exp(w - max_score);
+          sum += w;
+        }
+        float* o = out.ptr<float>() + block.first * out.stride + q_offset;
+        std::fill_n(o, hd, 0.0f);
+        widened.resize(static_cast<std::size_t>(hd));
+        for (std::int64_t t = 0; t < count; ++t) {
+          const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * v_cache.stride + kv_offset;
+          const float* value = v_cache.ptr<float>() + row;
+          if (bf16_cache) {
+            kern.widen_bf16(v_cache.ptr<std::uint16_t>() + row, widened.data(), hd);
+            value = widened.data();
+          }
+          kern.axpy(weights[static_cast<std::size_t>(t)] / sum, value, o, hd);
+        }
+        continue;
+      }
+      // The keys' and values' rows, widened once per block from a BF16 cache.
+      keys.resize(static_cast<std::size_t>(count));
+      values.resize(static_cast<std::size_t>(count));
+      if (bf16_cache) widened.resize(static_cast<std::size_t>(2 * count * hd));
       for (std::int64_t t = 0; t < count; ++t) {
-        const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * k_cache.stride + kv_offset;
-        float dot = 0;
+        const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t);
+        const auto ti = static_cast<std::size_t>(t);
         if (bf16_cache) {
-          const std::uint16_t* key = k_cache.ptr<std::uint16_t>() + row;
-          kern.dot_bf16(&key, 1, &qh, 1, hd, &dot);
+          float* k = widened.data() + 2 * t * hd;
+          kern.widen_bf16(k_cache.ptr<std::uint16_t>() + row * k_cache.stride + kv_offset, k, hd);
+          kern.widen_bf16(v_cache.ptr<std::uint16_t>() + row * v_cache.stride + kv_offset, k + hd, hd);
+          keys[ti] = k;
+          values[ti] = k + hd;
         } else {
-          dot = kern.dot(qh, k_cache.ptr<float>() + row, hd);
+          keys[ti] = k_cache.ptr<float>() + row * k_cache.stride + kv_offset;
+          values[ti] = v_cache.ptr<float>() + row * v_cache.stride + kv_offset;
         }
-        const float score = dot * scale;
-        weights[static_cast<std::size_t>(t)] = score;
-        max_score = std::max(max_score, score);
       }
-      float sum = 0;
-      for (auto& w : weights) {
-        w = std::exp(w - max_score);
-        sum += w;
+      // The block's queries transposed into the lanes (lanes past the block stay zero).
+      queries.assign(static_cast<std::size_t>(hd * kLanes), 0.0f);
+      for (int l = 0; l < block.count; ++l) {
+        const float* qh = q.ptr<float>() + (block.first + l) * q.stride + q_offset;
+        for (int d = 0; d < hd; ++d) queries[static_cast<std::size_t>(d * kLanes + l)] = qh[d];
       }
-      float* o = out.ptr<float>() + i * out.stride + static_cast<std::int64_t>(h) * hd;
-      std::fill_n(o, hd, 0.0f);
-      for (std::int64_t t = 0; t < count; ++t) {
-        const std::int64_t row = kv_cache_row(cache, pages, sequence, first + t) * v_cache.stride + kv_offset;
-        const float* value = v_cache.ptr<float>() + row;
-        if (bf16_cache) {
-          kern.widen_bf16(v_cache.ptr<std::uint16_t>() + row, widened.data(), hd);
-          value = widened.data();
-        }
-        kern.axpy(weights[static_cast<std::size_t>(t)] / sum, value, o, hd);
+      weights.resize(static_cast<std::size_t>(count * kLanes));
+      tiles.scores(queries.data(), keys.data(), count, hd, scale, weights.data());
+      // Lane l (position pos + l) sees keys first + t for t in [pos + l - window + 1 - first, pos + l - first]:
+      // only the first and last keys of the block's span fall outside some lane's window.
+      for (int l = 0; l < block.count; ++l) {
+        const std::int64_t lo = std::max<std::int64_t>(0, pos + l - cache.window + 1 - first), hi = pos + l - first;
+        for (std::int64_t t = 0; t < lo; ++t) weights[static_cast<std::size_t>(t * kLanes + l)] = -INFINITY;
+        for (std::int64_t t = hi + 1; t < count; ++t) weights[static_cast<std::size_t>(t * kLanes + l)] = -INFINITY;
+      }
+      sums.resize(kLanes);
+      tiles.softmax(weights.data(), count, sums.data());
+      block_out.resize(static_cast<std::size_t>(hd * kLanes));
+      tiles.weighted_sum(weights.data(), values.data(), count, hd, block_out.data());
+      for (int l = 0; l < block.count; ++l) {
+        float* o = out.ptr<float>() + (block.first + l) * out.stride + q_offset;
+        const float inverse = 1.0f / sums[static_cast<std::size_t>(l)];
+        for (int d = 0; d < hd; ++d) o[d] = block_out[static_cast<std::size_t>(d * kLanes + l)] * inverse;
       }
     }
   });

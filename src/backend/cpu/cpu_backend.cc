@@ -40,15 +40,12 @@ void prefault(ThreadPool& pool, const void* data, std::size_t bytes) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads, CpuPrecision precision) : pool_(threads), precision_(precision) {
-  cpu_blas_threads(pool_.size());
-}
+CpuBackend::CpuBackend(int threads, CpuPrecision precision) : pool_(threads), precision_(precision) {}
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::name() const {
   return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels",
-             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 activations)" : "", cpu_has_blas() ? ", OpenBLAS" : "",
-             ")");
+             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 activations)" : "", ")");
 }
 
 void* CpuBackend::allocate(std::size_t bytes) {
@@ -115,33 +112,19 @@ Weight CpuBackend::load_weight(std::span<const WeightPart> parts, WeightUse use)
     all_bf16 = all_bf16 && p.values->dtype == DType::BF16;
     all_f32 = all_f32 && p.values->dtype == DType::F32;
   }
-  if (w->quantized() && use == WeightUse::Streamed) {
-    // Codes and scales used in place (the memory map, or the model's quantized planes).
+  w->use = use;
+  if (w->quantized() || all_bf16 || all_f32) {
+    // Used in place (the memory map, or the model's quantized planes): no copy, no conversion.
+    if (!w->quantized()) w->type = all_bf16 ? ElemType::BF16 : ElemType::F32;
     for (const WeightPart& p : parts) {
-      w->segments.push_back({p.values->data, p.rows(), p.scales->as<std::uint16_t>(DType::F16).data()});
-      prefault(pool_, p.values->data, p.values->nbytes);
-      prefault(pool_, p.scales->data, p.scales->nbytes);
-      weight_bytes_ += p.values->nbytes + p.scales->nbytes;
-    }
-  } else if (w->quantized()) {
-    // Many-row products run on F32 sgemm: the exact values the codes stand for.
-    CpuWeight codes = *w;
-    for (const WeightPart& p : parts) {
-      codes.segments.push_back({p.values->data, p.rows(), p.scales->as<std::uint16_t>(DType::F16).data()});
-    }
-    w->format = WeightFormat::BF16;
-    w->type = ElemType::F32;
-    w->f32_storage.resize(static_cast<std::size_t>(w->rows * w->cols));
-    for (std::int64_t j = 0; j < w->rows; ++j) widen_weight_row(codes, j, w->f32_storage.data() + j * w->cols);
-    w->segments.push_back({w->f32_storage.data(), w->rows});
-    weight_bytes_ += w->f32_storage.size() * sizeof(float);
-  } else if (use == WeightUse::Streamed && (all_bf16 || all_f32)) {
-    // Used in place from the memory map: no copy, no conversion.
-    w->type = all_bf16 ? ElemType::BF16 : ElemType::F32;
-    for (const WeightPart& p : parts) {
-      w->segments.push_back({p.values->data, p.rows()});
+      const std::uint16_t* scales = w->quantized() ? p.scales->as<std::uint16_t>(DType::F16).data() : nullptr;
+      w->segments.push_back({p.values->data, p.rows(), scales});
       prefault(pool_, p.values->data, p.values->nbytes);
       weight_bytes_ += p.values->nbytes;
+      if (scales != nullptr) {
+        prefault(pool_, p.scales->data, p.scales->nbytes);
+        weight_bytes_ += p.scales->nbytes;
+      }
     }
   } else {
     w->type = ElemType::F32;

@@ -1,6 +1,7 @@
-// The CPU backend: plain host memory, a thread pool, OpenBLAS sgemm (when built with it) for
-// many-row products with F32 weights, and hand-written BF16 kernels that read the decoder's
-// weights in place from the memory map.
+// The CPU backend: plain host memory, a thread pool, and hand-written kernels that read the
+// weights in place, as the model file stores them (the memory map, or the planes quantized at
+// load): streamed dot products for the decode step's few rows, register tiles for the many
+// rows of the encoder, the adapter and a prefill (cpu_gemm.cc).
 #pragma once
 
 #include <cstdint>
@@ -14,8 +15,9 @@
 
 namespace voxtral {
 
-// How the streamed products with BF16 weights (the decode step; every product of a build
-// without OpenBLAS) treat their activations. The encoder's and prefill's sgemm stay F32.
+// How the products with 16-bit weights treat their activations: the decode step's BF16
+// products, and every many-row product (encoder, adapter, prefill; Q8/Q4 weights there are
+// dequantized a tile at a time, in fast mode then rounded to BF16 too).
 enum class CpuPrecision {
   Exact,  // F32 activations, F32 FMAs: as F32 arithmetic gives the products
   Fast,   // activations rounded to BF16 (nearest even), products summed in pairs: vdpbf16ps
@@ -68,8 +70,6 @@ class CpuBackend final : public Backend {
   std::mutex weights_mutex_;
   std::vector<std::unique_ptr<CpuWeight>> weights_;
   std::size_t weight_bytes_ = 0;
-  std::vector<float> conversion_scratch_;  // BF16 weight rows widened for sgemm
-  friend void cpu_linear(CpuBackend&, const Tensor&, const Weight&, const Weight&, const Tensor&, Epilogue);
 };
 
 // Implemented in cpu_linear.cc.
@@ -78,7 +78,8 @@ void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& w, const Wei
 // Implemented in cpu_quantized_linear.cc: linear() with a Q8/Q4 weight (shapes checked).
 void cpu_quantized_linear(CpuBackend& backend, const Tensor& x, const CpuWeight& w, const float* bias,
                           const Tensor& y, Epilogue epilogue);
-bool cpu_has_blas();
-void cpu_blas_threads(int threads);
+// Implemented in cpu_gemm.cc: linear() for many rows, any weight storage (shapes checked).
+void cpu_gemm(ThreadPool& pool, const Tensor& x, const CpuWeight& w, const float* bias, const Tensor& y,
+              Epilogue epilogue, CpuPrecision precision);
 
 }  // namespace voxtral

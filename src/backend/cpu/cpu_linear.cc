@@ -1,13 +1,11 @@
 // y = epilogue(x W^T + b) on the CPU.
-//  * F32 weights and several rows: one sgemm (OpenBLAS) — the encoder and adapter.
-//  * BF16 weights and a few rows (the decode step): the weights are streamed once from
-//    memory through a multithreaded dot-product kernel that widens BF16 in registers;
-//    this is the memory-bandwidth-bound path that sets the CPU's decode speed. In fast
-//    precision the activations are rounded to BF16 and the products use vdpbf16ps
-//    (AVX512_BF16) where the CPU has it: half the arithmetic of F32 FMAs for many rows.
-//  * BF16 weights and many rows (prefill): blocks of weight rows are widened into a
-//    scratch buffer and multiplied with sgemm, so no whole matrix is ever converted.
-// Without OpenBLAS every case uses the dot-product kernel.
+//  * A few rows (the decode step): the weights are streamed once from memory through a
+//    multithreaded dot-product kernel that widens BF16 in registers; this is the
+//    memory-bandwidth-bound path that sets the CPU's decode speed. In fast precision the
+//    activations are rounded to BF16 and the products use vdpbf16ps (AVX512_BF16) where the
+//    CPU has it. Q8/Q4 weights have kernels of their own (cpu_quantized_linear.cc).
+//  * Many rows (the encoder, the adapter, a prefill): register tiles over the weights as
+//    stored (cpu_gemm.cc), bound by arithmetic rather than memory.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,10 +14,6 @@
 #include "backend/cpu/cpu_epilogue.h"
 #include "backend/cpu/simd.h"
 #include "core/error.h"
-
-#ifdef VOXTRAL_HAVE_BLAS
-#include <cblas.h>
-#endif
 
 namespace voxtral {
 
@@ -30,7 +24,6 @@ constexpr int kF32RowsPerKernelCall = 4;  // activation rows sharing one pass ov
 constexpr std::int64_t kSmallBatch = simd::kMaxRows;
 
 using cpu::finish_value;
-using cpu::gelu;
 
 const float* bias_values(const Weight& bias, std::int64_t expected) {
   if (bias.empty()) return nullptr;
@@ -99,46 +92,7 @@ void streamed_linear(ThreadPool& pool, const Tensor& x, const CpuWeight& w, cons
   });
 }
 
-#ifdef VOXTRAL_HAVE_BLAS
-void sgemm_block(const Tensor& x, const float* w, std::int64_t rows, std::int64_t cols, float* y, std::int64_t ldy,
-                 bool accumulate) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows), static_cast<int>(rows),
-              static_cast<int>(cols), 1.0f, x.ptr<float>(), static_cast<int>(x.stride), w, static_cast<int>(cols),
-              accumulate ? 1.0f : 0.0f, y, static_cast<int>(ldy));
-}
-
-// Bias and activation after an sgemm that already stored (or accumulated) the product.
-void apply_epilogue(ThreadPool& pool, const float* bias, const Tensor& y, Epilogue epilogue) {
-  if (bias == nullptr && epilogue != Epilogue::Gelu) return;
-  pool.parallel_for(y.rows, 8, [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) {
-      float* row = y.ptr<float>() + i * y.stride;
-      for (std::int64_t j = 0; j < y.cols; ++j) {
-        float v = row[j] + (bias != nullptr ? bias[j] : 0.0f);
-        row[j] = epilogue == Epilogue::Gelu ? gelu(v) : v;
-      }
-    }
-  });
-}
-#endif
-
 }  // namespace
-
-void cpu_blas_threads(int threads) {
-#ifdef VOXTRAL_HAVE_BLAS
-  openblas_set_num_threads(threads);
-#else
-  (void)threads;
-#endif
-}
-
-bool cpu_has_blas() {
-#ifdef VOXTRAL_HAVE_BLAS
-  return true;
-#else
-  return false;
-#endif
-}
 
 void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y,
                 Epilogue epilogue) {
@@ -148,32 +102,11 @@ void cpu_linear(CpuBackend& backend, const Tensor& x, const Weight& weight, cons
                             "], y [", y.rows, ", ", y.cols, "]"));
   }
   const float* b = bias_values(bias, w.rows);
-  if (w.quantized()) return cpu_quantized_linear(backend, x, w, b, y, epilogue);
-#ifdef VOXTRAL_HAVE_BLAS
-  const bool accumulate = epilogue == Epilogue::Add;
-  if (w.type == ElemType::F32 && w.segments.size() == 1 && x.rows > 1) {
-    sgemm_block(x, static_cast<const float*>(w.segments[0].data), w.rows, w.cols, y.ptr<float>(), y.stride, accumulate);
-    apply_epilogue(backend.pool(), b, y, epilogue);
-    return;
-  }
-  if (w.type == ElemType::BF16 && x.rows > kSmallBatch) {
-    const std::int64_t block = std::clamp<std::int64_t>((std::int64_t{2} << 20) / w.cols, 64, 4096);
-    auto& scratch = backend.conversion_scratch_;
-    scratch.resize(static_cast<std::size_t>(block * w.cols));
-    const auto& k = simd::kernels();
-    for (std::int64_t j0 = 0; j0 < w.rows; j0 += block) {
-      const std::int64_t rows = std::min(block, w.rows - j0);
-      backend.pool().parallel_for(rows, 8, [&](std::int64_t r0, std::int64_t r1) {
-        for (std::int64_t r = r0; r < r1; ++r) {
-          k.widen_bf16(static_cast<const std::uint16_t*>(weight_row(w, j0 + r)), scratch.data() + r * w.cols, w.cols);
-        }
-      });
-      sgemm_block(x, scratch.data(), rows, w.cols, y.ptr<float>() + j0, y.stride, accumulate);
-    }
-    apply_epilogue(backend.pool(), b, y, epilogue);
-    return;
-  }
-#endif
+  const bool many_rows = x.rows > kSmallBatch;
+  // Streamed Q8/Q4 weights keep their own kernels at any row count: a stream's outputs must
+  // not depend on how many rows share the step.
+  if (w.quantized() && !(many_rows && w.use == WeightUse::Dense)) return cpu_quantized_linear(backend, x, w, b, y, epilogue);
+  if (many_rows) return cpu_gemm(backend.pool(), x, w, b, y, epilogue, backend.precision());
   streamed_linear(backend.pool(), x, w, b, y, epilogue, backend.precision());
 }
 

@@ -11,6 +11,7 @@ namespace voxtral {
 // One or more row segments (stacked weights stay in place in the memory map rather than
 // being copied together). Plain weights are F32 or BF16 (`type`); block-quantized ones
 // (`format` Q8 or Q4) hold codes in `data` and F16 scales beside them (core/quant.h).
+// Either use keeps the storage the file has; `use` only picks the kernels of a product.
 struct CpuWeight {
   struct Segment {
     const void* data;
@@ -19,11 +20,11 @@ struct CpuWeight {
   };
   ElemType type = ElemType::F32;             // plain weights: F32 or BF16
   WeightFormat format = WeightFormat::BF16;  // Q8/Q4, or BF16 for a plain weight of `type`
+  WeightUse use = WeightUse::Streamed;
   std::int64_t rows = 0;
   std::int64_t cols = 0;
   std::vector<Segment> segments;
-  std::vector<float> f32_storage;
-  std::vector<std::uint16_t> bf16_storage;
+  std::vector<float> f32_storage;  // a vector, or a matrix of another float dtype (F16) widened
 
   bool quantized() const { return is_block_quantized(format); }
 };

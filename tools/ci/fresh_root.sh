@@ -100,6 +100,17 @@ printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 
+# The host's own certificate authorities (a TLS-inspecting proxy's, say) go in beside the
+# network settings: ca-certificates adds them to the root's bundle when setup installs it, and
+# npm in the root (setup's `npm ci`) then reaches its registry the way the host does.
+extra_ca=""
+if compgen -G "/usr/local/share/ca-certificates/*.crt" > /dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  extra_ca="NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/all-host.pem"
+  cat /usr/local/share/ca-certificates/*.crt > "$root/usr/local/share/ca-certificates/all-host.pem"
+fi
+
 mkdir -p "$root/root/voxtral"
 git -C "$repo" ls-files -z --cached --others --exclude-standard |
   tar -C "$repo" --null --ignore-failed-read -T - -cf - |
@@ -111,7 +122,7 @@ mount --rbind /dev "$root/dev"
 mount --make-rslave "$root/dev"  # unmounting ours must not unmount the host's /dev/pts
 
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb $extra_ca \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/bash -euo pipefail -c "cd /root/voxtral && $1"
 }

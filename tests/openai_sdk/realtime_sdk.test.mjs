@@ -39,7 +39,7 @@ function pcm(name, rate, silence = 0) {
 const work = mkdtempSync(path.join(os.tmpdir(), 'voxtral-sdk-'));
 const key = path.join(work, 'key.pem'), certFile = path.join(work, 'cert.pem');
 const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certFile,
-                                   '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost']);
+                                   '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1']);
 if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
 const cert = readFileSync(certFile);
 
@@ -126,7 +126,7 @@ const { child, port } = await startServer();
 // A CTest timeout ends this process with SIGTERM: the server goes with it.
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => { child.kill('SIGTERM'); process.exit(1); });
 const proxy = await startProxy(port);
-const client = new OpenAI({ apiKey: 'not-checked-here', baseURL: `https://localhost:${proxy.address().port}/v1` });
+const client = new OpenAI({ apiKey: 'not-checked-here', baseURL: `https://127.0.0.1:${proxy.address().port}/v1` });
 const options = { ca: cert };
 try {
   await check('GA client: a 24 kHz transcription session with commits', () =>

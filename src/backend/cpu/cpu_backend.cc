@@ -47,7 +47,7 @@ CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::name() const {
   return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels",
-             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 activations)" : "", cpu_has_blas() ? ", OpenBLAS" : "",
+             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 or, with Q8/Q4 weights, int8 activations)" : "", cpu_has_blas() ? ", OpenBLAS" : "",
              ")");
 }
 

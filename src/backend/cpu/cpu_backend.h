@@ -14,11 +14,14 @@
 
 namespace voxtral {
 
-// How the streamed products with BF16 weights (the decode step; every product of a build
-// without OpenBLAS) treat their activations. The encoder's and prefill's sgemm stay F32.
+// How the streamed products with BF16 or Q8/Q4 weights (the decode step; every product of a
+// build without OpenBLAS) treat their activations. The encoder's and prefill's sgemm stay F32.
 enum class CpuPrecision {
   Exact,  // F32 activations, F32 FMAs: as F32 arithmetic gives the products
-  Fast,   // activations rounded to BF16 (nearest even), products summed in pairs: vdpbf16ps
+  // BF16 weights: activations rounded to BF16 (nearest even), products summed in pairs
+  // (vdpbf16ps). Q8/Q4: activations quantized to int8 per block of 32, integer products
+  // (vpdpbusd; simd_quant.h).
+  Fast,
 };
 
 class CpuBackend final : public Backend {

@@ -137,33 +137,27 @@ TEST(QuantizedLinear, FastPrecisionKeepsANonFiniteActivationVisibleInItsRowOnly)
 
 // The activation bytes and scales every kernel set writes (simd_quant_int8.h's layout),
 // checked position by position against the formula: a + 128 per input, in groups of 128
-// inputs (Q4: the 16 low-nibble inputs of each of 4 blocks, then their 16 high-nibble
-// ones), and s repeated 8 (Q8) or 4 (Q4) times per block; the last group padded.
+// inputs (the first 16 inputs of each of 4 blocks, then their last 16), and s repeated 4
+// times per block; the last group padded with a = 0, s = 0.
 TEST(QuantizedLinear, ActivationsAreQuantizedToTheDocumentedBytes) {
   const auto& k = simd::quant_kernels();
   const std::int64_t cols = 352;  // 11 blocks: two groups of 4 and one of 3
   const auto x = activations(1, cols, 5);
-  for (const auto format : {WeightFormat::Q8, WeightFormat::Q4}) {
-    SCOPED_TRACE(std::string(weight_format_name(format)));
-    const int lanes = format == WeightFormat::Q8 ? 8 : 4;
-    ASSERT_EQ(simd::int8_row_values(cols), 3 * 128);
-    ASSERT_EQ(simd::int8_row_scales(format, cols), 3 * 4 * lanes);
-    std::vector<std::uint8_t> values(3 * 128, 0xee);
-    std::vector<float> scales(static_cast<std::size_t>(3 * 4 * lanes), -1.0f);
-    k.quantize_activations(format, x.data(), cols, values.data(), scales.data());
-    for (std::int64_t b = 0; b < 12; ++b) {
-      float m = 0;
-      for (int i = 0; i < 32 && b < 11; ++i) m = std::max(m, std::fabs(x[static_cast<std::size_t>(b * 32 + i)]));
-      const float inv = m >= 0x1p-120f ? 127.0f / m : 0.0f;
-      for (int l = 0; l < lanes; ++l) ASSERT_EQ(scales[static_cast<std::size_t>(b * lanes + l)], m / 127.0f) << b;
-      for (int i = 0; i < 32; ++i) {
-        const std::int64_t in_group = format == WeightFormat::Q8 ? (b % 4) * 32 + i
-                                      : i < 16                   ? (b % 4) * 16 + i
-                                                                 : 64 + (b % 4) * 16 + i - 16;
-        const float v = b < 11 ? x[static_cast<std::size_t>(b * 32 + i)] : 0.0f;
-        const int a = inv != 0.0f ? static_cast<int>(std::nearbyint(v * inv)) : 0;
-        ASSERT_EQ(values[static_cast<std::size_t>((b / 4) * 128 + in_group)], a + 128) << "block " << b << ", input " << i;
-      }
+  ASSERT_EQ(simd::int8_row_values(cols), 3 * 128);
+  ASSERT_EQ(simd::int8_row_scales(cols), 3 * 4 * 4);
+  std::vector<std::uint8_t> values(3 * 128, 0xee);
+  std::vector<float> scales(3 * 4 * 4, -1.0f);
+  k.quantize_activations(x.data(), cols, values.data(), scales.data());
+  for (std::int64_t b = 0; b < 12; ++b) {
+    float m = 0;
+    for (int i = 0; i < 32 && b < 11; ++i) m = std::max(m, std::fabs(x[static_cast<std::size_t>(b * 32 + i)]));
+    const float inv = m >= 0x1p-120f ? 127.0f / m : 0.0f;
+    for (int l = 0; l < 4; ++l) ASSERT_EQ(scales[static_cast<std::size_t>(b * 4 + l)], m / 127.0f) << b;
+    for (int i = 0; i < 32; ++i) {
+      const std::int64_t in_group = i < 16 ? (b % 4) * 16 + i : 64 + (b % 4) * 16 + i - 16;
+      const float v = b < 11 ? x[static_cast<std::size_t>(b * 32 + i)] : 0.0f;
+      const int a = inv != 0.0f ? static_cast<int>(std::nearbyint(v * inv)) : 0;
+      ASSERT_EQ(values[static_cast<std::size_t>((b / 4) * 128 + in_group)], a + 128) << "block " << b << ", input " << i;
     }
   }
 }

@@ -30,11 +30,11 @@ T* aligned_storage(std::vector<T>& v, std::int64_t count) {
 
 // x's rows quantized for the fast products, once per product (not per weight row). Per
 // thread, as two models' products may run at once.
-const simd::Int8Row* int8_rows(ThreadPool& pool, const Tensor& x, WeightFormat format) {
+const simd::Int8Row* int8_rows(ThreadPool& pool, const Tensor& x) {
   thread_local std::vector<std::uint8_t> value_storage;
   thread_local std::vector<float> scale_storage;
   thread_local std::vector<simd::Int8Row> rows;
-  const std::int64_t value_count = simd::int8_row_values(x.cols), scale_count = simd::int8_row_scales(format, x.cols);
+  const std::int64_t value_count = simd::int8_row_values(x.cols), scale_count = simd::int8_row_scales(x.cols);
   std::uint8_t* values = aligned_storage(value_storage, x.rows * value_count);
   float* scales = aligned_storage(scale_storage, x.rows * scale_count);
   rows.resize(static_cast<std::size_t>(x.rows));
@@ -45,7 +45,7 @@ const simd::Int8Row* int8_rows(ThreadPool& pool, const Tensor& x, WeightFormat f
     for (std::int64_t r = r0; r < r1; ++r) {
       std::uint8_t* row_values = values + r * value_count;
       float* row_scales = scales + r * scale_count;
-      simd::quant_kernels().quantize_activations(format, x.ptr<float>() + r * x.stride, x.cols, row_values, row_scales);
+      simd::quant_kernels().quantize_activations(x.ptr<float>() + r * x.stride, x.cols, row_values, row_scales);
       out[r] = {row_values, row_scales};
     }
   };
@@ -65,7 +65,7 @@ void cpu_quantized_linear(CpuBackend& backend, const Tensor& x, const CpuWeight&
   const auto& k = simd::quant_kernels();
   const bool q8 = w.format == WeightFormat::Q8;
   const std::int64_t n = x.rows;
-  const simd::Int8Row* int8 = backend.precision() == CpuPrecision::Fast ? int8_rows(backend.pool(), x, w.format) : nullptr;
+  const simd::Int8Row* int8 = backend.precision() == CpuPrecision::Fast ? int8_rows(backend.pool(), x) : nullptr;
   const auto dot = q8 ? k.dot_rows_q8 : k.dot_rows_q4;
   const auto dot_int8 = q8 ? k.dot_rows_q8_int8 : k.dot_rows_q4_int8;
   backend.pool().parallel_for(w.rows, 16, [&](std::int64_t j0, std::int64_t j1) {

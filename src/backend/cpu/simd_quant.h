@@ -38,7 +38,7 @@ struct Int8Row {
 // Sizes of an Int8Row's two arrays for n inputs (n a multiple of 32): values in bytes,
 // scales in floats. Both are whole multiples of 64 bytes.
 std::int64_t int8_row_values(std::int64_t n);
-std::int64_t int8_row_scales(WeightFormat format, std::int64_t n);
+std::int64_t int8_row_scales(std::int64_t n);
 
 struct QuantKernels {
   // Exact: out[r] = sum_i w[i] * x[r][i] for r < rows <= kQuantRows; n a multiple of 32.
@@ -46,10 +46,9 @@ struct QuantKernels {
                       std::int64_t n, float* out);
   void (*dot_rows_q4)(const std::uint8_t* codes, const std::uint16_t* scales, const float* const* x, int rows,
                       std::int64_t n, float* out);
-  // Fast: x (n floats) quantized as above into values and scales (int8_row_* sizes), laid
-  // out for weights of `format` (Q8 or Q4). Every kernel set writes the same bytes.
-  void (*quantize_activations)(WeightFormat format, const float* x, std::int64_t n, std::uint8_t* values,
-                               float* scales);
+  // Fast: x (n floats) quantized as above into values and scales (int8_row_* sizes; the
+  // layout serves Q8 and Q4 weights alike). Every kernel set writes the same bytes.
+  void (*quantize_activations)(const float* x, std::int64_t n, std::uint8_t* values, float* scales);
   // Fast: out[r] = the integer-product sum above for r < rows <= kQuantRows.
   void (*dot_rows_q8_int8)(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows,
                            std::int64_t n, float* out);

@@ -12,14 +12,11 @@ namespace voxtral::simd {
 
 std::int64_t int8_row_values(std::int64_t n) { return groups(n) * kGroupInputs; }
 
-std::int64_t int8_row_scales(WeightFormat format, std::int64_t n) {
-  return groups(n) * kGroupBlocks * scale_lanes(format);
-}
+std::int64_t int8_row_scales(std::int64_t n) { return groups(n) * kGroupBlocks * kScaleLanes; }
 
 namespace {
 
-void quantize_generic(WeightFormat format, const float* x, std::int64_t n, std::uint8_t* values, float* scales) {
-  const int lanes = scale_lanes(format);
+void quantize_generic(const float* x, std::int64_t n, std::uint8_t* values, float* scales) {
   const std::int64_t blocks = n / kQuantBlock;
   for (std::int64_t b = 0; b < groups(n) * kGroupBlocks; ++b) {
     float s = 0.0f;
@@ -39,15 +36,14 @@ void quantize_generic(WeightFormat format, const float* x, std::int64_t n, std::
     }
     const auto k = static_cast<int>(b % kGroupBlocks);
     std::uint8_t* group = values + (b / kGroupBlocks) * kGroupInputs;
-    for (int i = 0; i < kQuantBlock; ++i) group[value_position(format, k, i)] = static_cast<std::uint8_t>(a[i] + 128);
-    std::fill_n(scales + b * lanes, lanes, s);
+    for (int i = 0; i < kQuantBlock; ++i) group[value_position(k, i)] = static_cast<std::uint8_t>(a[i] + 128);
+    std::fill_n(scales + b * kScaleLanes, kScaleLanes, s);
   }
 }
 
 template <WeightFormat Format>
 void dot_int8_generic(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows,
                       std::int64_t n, float* out) {
-  constexpr int kLanes = scale_lanes(Format);
   float acc[kQuantRows] = {};
   for (std::int64_t b = 0; b < n / kQuantBlock; ++b) {
     int q[kQuantBlock];
@@ -64,8 +60,8 @@ void dot_int8_generic(const std::uint8_t* codes, const std::uint16_t* scales, co
     for (int r = 0; r < rows; ++r) {
       const std::uint8_t* group = x[r].values + (b / kGroupBlocks) * kGroupInputs;
       std::int32_t sum = 0;
-      for (int i = 0; i < kQuantBlock; ++i) sum += q[i] * (group[value_position(Format, k, i)] - 128);
-      acc[r] += d * x[r].scales[b * kLanes] * static_cast<float>(sum);
+      for (int i = 0; i < kQuantBlock; ++i) sum += q[i] * (group[value_position(k, i)] - 128);
+      acc[r] += d * x[r].scales[b * kScaleLanes] * static_cast<float>(sum);
     }
   }
   std::copy_n(acc, rows, out);

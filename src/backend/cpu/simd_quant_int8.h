@@ -1,22 +1,23 @@
 // The fast (integer) Q8/Q4 products of simd_quant.h: the activation layout every kernel set
 // shares, the integer formulas, and the sets. Internal to the CPU backend.
 //
-// Layout of a quantized activation row. Inputs go in groups of 4 blocks (128 inputs), the
-// last group padded with a = 0, s = 0 where n is not a multiple of 128:
-//   values: one byte a + 128 per input (1..255; 128 in the padding). Q8: a group's inputs in
-//     order. Q4: inputs 0..15 of each of the group's 4 blocks, then inputs 16..31 of each:
-//     the order of the low, then the high nibbles of the group's 64 code bytes, so a nibble
-//     plane multiplies a run of activation bytes with no shuffle of the weights.
-//   scales: per block, its s repeated L times, L = 8 (Q8) or 4 (Q4): a block's share of the
-//     16 int32 lanes of one 64-byte vector of codes (Q8: 2 blocks, Q4: 4), so a vector of
-//     lane sums is scaled by one load. (An AVX2 vector of 32 code bytes gives 8 lanes: one
-//     Q8 block, two Q4 blocks, the same L.)
+// Layout of a quantized activation row, the same for Q8 and Q4 weights. Inputs go in groups
+// of 4 blocks (128 inputs), the last group padded with a = 0, s = 0 where n is not a
+// multiple of 128:
+//   values: one byte a + 128 per input (1..255; 128 in the padding): inputs 0..15 of each of
+//     the group's 4 blocks, then inputs 16..31 of each. That is the order of the low, then
+//     the high nibbles of a group's 64 bytes of Q4 codes, so a nibble plane multiplies a run
+//     of activation bytes as it is. Q8's 128 code bytes take the same order with two 128-bit
+//     lane shuffles per group, shared by all the rows; so a row's products of a group land
+//     in 16 int32 lanes, 4 per block, for one conversion and one FMA per row and group.
+//   scales: per block, its s repeated 4 times (its 4 lanes), so a group's lane sums are
+//     scaled by one load. (AVX2 works on half groups: 2 blocks, 8 lanes.)
 //
-// Integer sums, exact in int32 (a lane sums at most 8 products of at most 255 * 128):
+// Integer sums, exact in int32 (a lane sums 8 products of at most 255 * 128):
 //   vpdpbusd (AVX512-VNNI) multiplies unsigned bytes by signed ones and adds each 4 into an
 //   int32 lane. The unsigned side is the activation byte a + 128 and the signed side the
 //   weight q (Q4: c - 8), so a lane gets  sum (a + 128) q = sum a q + 128 sum q; it starts
-//   from -128 sum q, worked out once per vector of weights for all the activation rows.
+//   from -128 sum q, worked out once per group of weights for all the activation rows.
 //   vpmaddubsw (AVX2, AVX-512BW) makes saturating int16 sums of two such products, then
 //   vpmaddwd adds pairs into int32 lanes. Q4 as above (a pair is at most 2 * 255 * 8);
 //   Q8's pairs could pass 32767, so Q8 takes |q| as the unsigned side and a, negated where
@@ -35,16 +36,12 @@ inline constexpr float kInt8Max = 127.0f;
 // Blocks whose largest magnitude is below this quantize to a = 0 (127 / m would overflow).
 inline constexpr float kTinyBlock = 0x1p-120f;
 
-// L above: scale lanes per block.
-constexpr int scale_lanes(WeightFormat format) { return format == WeightFormat::Q8 ? 8 : 4; }
+inline constexpr int kScaleLanes = 4;  // scales per block
 
 inline std::int64_t groups(std::int64_t n) { return (n + kGroupInputs - 1) / kGroupInputs; }
 
 // Where input i (< 32) of block k (< 4) of a group goes among the group's 128 value bytes.
-constexpr int value_position(WeightFormat format, int k, int i) {
-  if (format == WeightFormat::Q8) return k * kQuantBlock + i;
-  return i < 16 ? k * 16 + i : 64 + k * 16 + (i - 16);
-}
+constexpr int value_position(int k, int i) { return i < 16 ? k * 16 + i : 64 + k * 16 + (i - 16); }
 
 struct Int8Kernels {
   decltype(QuantKernels::quantize_activations) quantize;

@@ -1,5 +1,5 @@
-// The fast Q8/Q4 products on AVX2: 32 code bytes a vector (one Q8 block, two Q4 blocks),
-// the integer sums through vpmaddubsw + vpmaddwd (simd_quant_int8.h has the layout and the
+// The fast Q8/Q4 products on AVX2: half a group (2 blocks, 8 int32 lanes) a step, the
+// integer sums through vpmaddubsw + vpmaddwd (simd_quant_int8.h has the layout and the
 // formulas).
 #include <algorithm>
 #include <bit>
@@ -27,9 +27,7 @@ VOXTRAL_AVX2_INLINE __m256i max_magnitude(__m256 a, __m256 b) {
                           _mm256_and_si256(_mm256_castps_si256(b), magnitude));
 }
 
-VOXTRAL_AVX2 void quantize_avx2(WeightFormat format, const float* x, std::int64_t n, std::uint8_t* values,
-                                float* scales) {
-  const int lanes = scale_lanes(format);
+VOXTRAL_AVX2 void quantize_avx2(const float* x, std::int64_t n, std::uint8_t* values, float* scales) {
   const std::int64_t blocks = n / kQuantBlock;
   const __m256i offset = _mm256_set1_epi8(static_cast<char>(0x80));
   for (std::int64_t b = 0; b < groups(n) * kGroupBlocks; ++b) {
@@ -58,9 +56,9 @@ VOXTRAL_AVX2 void quantize_avx2(WeightFormat format, const float* x, std::int64_
     }
     const auto k = static_cast<int>(b % kGroupBlocks);
     std::uint8_t* group = values + (b / kGroupBlocks) * kGroupInputs;
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(format, k, 0)), _mm256_castsi256_si128(a));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(format, k, 16)), _mm256_extracti128_si256(a, 1));
-    for (int l = 0; l < lanes; ++l) scales[b * lanes + l] = s;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(k, 0)), _mm256_castsi256_si128(a));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(k, 16)), _mm256_extracti128_si256(a, 1));
+    _mm_storeu_ps(scales + b * kScaleLanes, _mm_set1_ps(s));
   }
 }
 
@@ -81,64 +79,69 @@ VOXTRAL_AVX2_INLINE float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
-// Q8: one block per vector; |q| times the activation with q's sign (no pair can saturate).
-template <int ROWS>
-VOXTRAL_AVX2 void q8_avx2(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, std::int64_t n,
-                          float* out) {
-  __m256 acc[ROWS];
-  for (auto& a : acc) a = _mm256_setzero_ps();
-  const __m256i offset = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
-  const std::int64_t blocks = n / kQuantBlock;
-  for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {
-    const __m256 d4 = group_scales(scales + b, blocks - b);
-    for (std::int64_t k = 0; k < std::min<std::int64_t>(kGroupBlocks, blocks - b); ++k) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + (b + k) * kQuantBlock));
-      const __m256i magnitude = _mm256_abs_epi8(q);
-      const __m256 d = _mm256_permutevar8x32_ps(d4, _mm256_set1_epi32(static_cast<int>(k)));
-      for (int r = 0; r < ROWS; ++r) {
-        const __m256i a = _mm256_xor_si256(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].values + (b + k) * kQuantBlock)), offset);
-        const __m256i lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q)), ones);
-        acc[r] = scale_add(lanes, d, x[r].scales + (b + k) * 8, acc[r]);
-      }
-    }
+// Half a group's codes (blocks k, k + 1; zero past the row's end) as the activation
+// layout's two planes: inputs 0..15 of both blocks, then inputs 16..31 of both.
+struct Planes {
+  __m256i first, second;
+};
+template <WeightFormat F>
+VOXTRAL_AVX2_INLINE Planes planes(const std::uint8_t* codes, std::int64_t left_blocks) {
+  if constexpr (F == WeightFormat::Q8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
+    const __m256i b = left_blocks >= 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32))
+                                       : _mm256_setzero_si256();
+    return {_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31)};
+  } else {
+    const __m256i raw = left_blocks >= 2
+                            ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes))
+                            : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+    const __m256i nibble = _mm256_set1_epi8(0x0f);
+    return {_mm256_and_si256(raw, nibble), _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble)};
   }
-  for (int r = 0; r < ROWS; ++r) out[r] = hsum(acc[r]);
 }
 
-// Q4: two blocks per vector of codes; the biased activation bytes times q = c - 8, from the
-// lanes' start -128 sum q.
-template <int ROWS>
-VOXTRAL_AVX2 void q4_avx2(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, std::int64_t n,
-                          float* out) {
+// Q8: |q| times the activation with q's sign, each pair in int16 (at most 2 * 128 * 127).
+VOXTRAL_AVX2_INLINE __m256i signed_pairs(__m256i q, __m256i a_biased) {
+  const __m256i a = _mm256_xor_si256(a_biased, _mm256_set1_epi8(static_cast<char>(0x80)));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(a, q)), _mm256_set1_epi16(1));
+}
+
+// One accumulator per row: a row's sum goes in the same order whatever ROWS is.
+template <WeightFormat F, int ROWS>
+VOXTRAL_AVX2 void dot_avx2(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, std::int64_t n,
+                           float* out) {
   __m256 acc[ROWS];
   for (auto& a : acc) a = _mm256_setzero_ps();
-  const __m256i nibble = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8), ones8 = _mm256_set1_epi8(1);
-  const __m256i ones16 = _mm256_set1_epi16(1);
   const std::int64_t blocks = n / kQuantBlock;
+  const auto block_bytes = static_cast<std::int64_t>(quantized_row_bytes(F, kQuantBlock));
   for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {
     const __m256 d4 = group_scales(scales + b, blocks - b);
-    for (std::int64_t k = 0; k < std::min<std::int64_t>(kGroupBlocks, blocks - b); k += 2) {
-      const std::uint8_t* p = codes + (b + k) * 16;
-      const __m256i raw = blocks - b - k >= 2
-                              ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                              : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-      const __m256i c_lo = _mm256_and_si256(raw, nibble);
-      const __m256i c_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
-      const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(c_lo, ones8), _mm256_maddubs_epi16(c_hi, ones8));
-      const __m256i start =
-          _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(-128)), _mm256_set1_epi32(8192));
-      const __m256i q_lo = _mm256_sub_epi8(c_lo, eight), q_hi = _mm256_sub_epi8(c_hi, eight);
-      const auto first = static_cast<int>(k);
-      const __m256 d = _mm256_permutevar8x32_ps(
-          d4, _mm256_setr_epi32(first, first, first, first, first + 1, first + 1, first + 1, first + 1));
+    for (int h = 0; h < 2 && b + 2 * h < blocks; ++h) {
+      const Planes w = planes<F>(codes + (b + 2 * h) * block_bytes, blocks - b - 2 * h);
+      const __m256 d = _mm256_permutevar8x32_ps(d4, _mm256_setr_epi32(2 * h, 2 * h, 2 * h, 2 * h, 2 * h + 1, 2 * h + 1,
+                                                                        2 * h + 1, 2 * h + 1));
+      // Q4: q = c - 8, each lane starting from -128 sum q = 8192 - 128 sum c (its 8 codes).
+      __m256i q_first = w.first, q_second = w.second, start = _mm256_setzero_si256();
+      if constexpr (F == WeightFormat::Q4) {
+        const __m256i ones = _mm256_set1_epi8(1), eight = _mm256_set1_epi8(8);
+        const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(w.first, ones), _mm256_maddubs_epi16(w.second, ones));
+        start = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(-128)), _mm256_set1_epi32(8192));
+        q_first = _mm256_sub_epi8(w.first, eight);
+        q_second = _mm256_sub_epi8(w.second, eight);
+      }
       for (int r = 0; r < ROWS; ++r) {
-        const std::uint8_t* group = x[r].values + b * kQuantBlock;
-        const __m256i a_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + 16 * k));
-        const __m256i a_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + 64 + 16 * k));
-        const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(a_lo, q_lo), _mm256_maddubs_epi16(a_hi, q_hi));
-        acc[r] = scale_add(_mm256_add_epi32(_mm256_madd_epi16(sums, ones16), start), d, x[r].scales + (b + k) * 4,
-                           acc[r]);
+        const std::uint8_t* v = x[r].values + b * kQuantBlock + 32 * h;
+        const __m256i a_first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v));
+        const __m256i a_second = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 64));
+        __m256i lanes;
+        if constexpr (F == WeightFormat::Q8) {
+          lanes = _mm256_add_epi32(signed_pairs(q_first, a_first), signed_pairs(q_second, a_second));
+        } else {
+          const __m256i pairs =
+              _mm256_add_epi16(_mm256_maddubs_epi16(a_first, q_first), _mm256_maddubs_epi16(a_second, q_second));
+          lanes = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), start);
+        }
+        acc[r] = scale_add(lanes, d, x[r].scales + (b + 2 * h) * kScaleLanes, acc[r]);
       }
     }
   }
@@ -146,31 +149,23 @@ VOXTRAL_AVX2 void q4_avx2(const std::uint8_t* codes, const std::uint16_t* scales
 }
 
 // The row count as a template argument keeps the accumulators in registers.
-#define VOXTRAL_ROWS_SWITCH(fn)                       \
-  switch (rows) {                                     \
-    case 1: return fn<1>(codes, scales, x, n, out);   \
-    case 2: return fn<2>(codes, scales, x, n, out);   \
-    case 3: return fn<3>(codes, scales, x, n, out);   \
-    case 4: return fn<4>(codes, scales, x, n, out);   \
-    case 5: return fn<5>(codes, scales, x, n, out);   \
-    case 6: return fn<6>(codes, scales, x, n, out);   \
-    case 7: return fn<7>(codes, scales, x, n, out);   \
-    default: return fn<8>(codes, scales, x, n, out);  \
+template <WeightFormat F>
+VOXTRAL_AVX2 void by_rows(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows,
+                          std::int64_t n, float* out) {
+  switch (rows) {
+    case 1: return dot_avx2<F, 1>(codes, scales, x, n, out);
+    case 2: return dot_avx2<F, 2>(codes, scales, x, n, out);
+    case 3: return dot_avx2<F, 3>(codes, scales, x, n, out);
+    case 4: return dot_avx2<F, 4>(codes, scales, x, n, out);
+    case 5: return dot_avx2<F, 5>(codes, scales, x, n, out);
+    case 6: return dot_avx2<F, 6>(codes, scales, x, n, out);
+    case 7: return dot_avx2<F, 7>(codes, scales, x, n, out);
+    default: return dot_avx2<F, 8>(codes, scales, x, n, out);
   }
-
-VOXTRAL_AVX2 void dot_q8_avx2(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows,
-                              std::int64_t n, float* out) {
-  VOXTRAL_ROWS_SWITCH(q8_avx2)
 }
-VOXTRAL_AVX2 void dot_q4_avx2(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows,
-                              std::int64_t n, float* out) {
-  VOXTRAL_ROWS_SWITCH(q4_avx2)
-}
-
-#undef VOXTRAL_ROWS_SWITCH
 
 }  // namespace
 
-Int8Kernels int8_kernels_avx2() { return {quantize_avx2, dot_q8_avx2, dot_q4_avx2}; }
+Int8Kernels int8_kernels_avx2() { return {quantize_avx2, by_rows<WeightFormat::Q8>, by_rows<WeightFormat::Q4>}; }
 
 }  // namespace voxtral::simd

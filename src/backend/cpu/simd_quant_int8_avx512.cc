@@ -24,9 +24,7 @@ namespace voxtral::simd {
 
 namespace {
 
-VOXTRAL_AVX512BW void quantize_avx512(WeightFormat format, const float* x, std::int64_t n, std::uint8_t* values,
-                                      float* scales) {
-  const int lanes = scale_lanes(format);
+VOXTRAL_AVX512BW void quantize_avx512(const float* x, std::int64_t n, std::uint8_t* values, float* scales) {
   const std::int64_t blocks = n / kQuantBlock;
   const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
   const __m128i offset = _mm_set1_epi8(static_cast<char>(0x80));
@@ -49,9 +47,9 @@ VOXTRAL_AVX512BW void quantize_avx512(WeightFormat format, const float* x, std::
     }
     const auto k = static_cast<int>(b % kGroupBlocks);
     std::uint8_t* group = values + (b / kGroupBlocks) * kGroupInputs;
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(format, k, 0)), a0);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(format, k, 16)), a1);
-    for (int l = 0; l < lanes; ++l) scales[b * lanes + l] = s;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(k, 0)), a0);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(group + value_position(k, 16)), a1);
+    _mm_storeu_ps(scales + b * kScaleLanes, _mm_set1_ps(s));
   }
 }
 
@@ -69,123 +67,129 @@ VOXTRAL_AVX512BW_INLINE __m512i load_codes(const std::uint8_t* p, std::int64_t b
   return _mm512_maskz_loadu_epi8(bytes <= 0 ? 0 : (~0ull >> (64 - bytes)), p);
 }
 
+// A group's codes as the activation layout's two planes: inputs 0..15 of each of its 4
+// blocks, then inputs 16..31 of each (zero codes past the row's end).
+struct Planes {
+  __m512i first, second;
+};
+// Q8: the 128-bit quarters of two vectors, interleaved (each quarter is half a block).
+VOXTRAL_AVX512BW_INLINE Planes q8_planes(const std::uint8_t* codes, std::int64_t left_blocks) {
+  const __m512i a = load_codes(codes, left_blocks * kQuantBlock);
+  const __m512i b = load_codes(codes + 64, left_blocks * kQuantBlock - 64);
+  return {_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1))};
+}
+// Q4: the low and the high nibbles of the group's 64 bytes, codes c in 0..15.
+VOXTRAL_AVX512BW_INLINE Planes q4_planes(const std::uint8_t* codes, std::int64_t left_blocks) {
+  const __m512i raw = load_codes(codes, left_blocks * 16), nibble = _mm512_set1_epi8(0x0f);
+  return {_mm512_and_si512(raw, nibble), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble)};
+}
+
 // acc += lanes * (d * s): a vector of integer lane sums scaled by its blocks' d and s.
 VOXTRAL_AVX512BW_INLINE __m512 scale_add(__m512i lanes, __m512 d, const float* s, __m512 acc) {
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(d, _mm512_loadu_ps(s)), acc);
 }
 
-// The integer lane sums of one vector of codes with each activation row, two ways.
+// The integer lane sums of a group's codes with one activation row, two ways. weights()
+// does the work shared by all rows, lanes() each row's.
 struct Vnni {
-  // Q8: q's vector, and each lane's start -128 sum q.
-  struct Q8 {
-    __m512i q, start;
+  // The signed weights q (Q4: c - 8) and each lane's start, -128 sum q.
+  struct Weights {
+    __m512i first, second, start;
   };
-  VOXTRAL_VNNI_INLINE static Q8 q8(__m512i q) {
-    const __m512i zero = _mm512_setzero_si512();
-    return {q, _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(static_cast<char>(0x80)), q))};
+  template <WeightFormat F>
+  VOXTRAL_VNNI_INLINE static Weights weights(const std::uint8_t* codes, std::int64_t left_blocks) {
+    const __m512i zero = _mm512_setzero_si512(), minus128 = _mm512_set1_epi8(-128);
+    if constexpr (F == WeightFormat::Q8) {
+      const Planes q = q8_planes(codes, left_blocks);
+      const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, minus128, q.first), minus128, q.second);
+      return {q.first, q.second, _mm512_sub_epi32(zero, sums)};  // 0x80 is 128 as the unsigned operand
+    } else {
+      // -128 sum (c - 8) over a lane's 8 codes = 8192 - 128 sum c.
+      const Planes c = q4_planes(codes, left_blocks);
+      const __m512i eight = _mm512_set1_epi8(8);
+      const __m512i start =
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_set1_epi32(8192), c.first, minus128), c.second, minus128);
+      return {_mm512_sub_epi8(c.first, eight), _mm512_sub_epi8(c.second, eight), start};
+    }
   }
-  VOXTRAL_VNNI_INLINE static __m512i lanes(const Q8& w, __m512i a) { return _mm512_dpbusd_epi32(w.start, a, w.q); }
-  // Q4: the low and high nibble planes as q = c - 8, and the start -128 sum q = 8192 - 128 sum c.
-  struct Q4 {
-    __m512i lo, hi, start;
-  };
-  VOXTRAL_VNNI_INLINE static Q4 q4(__m512i c_lo, __m512i c_hi) {
-    const __m512i minus128 = _mm512_set1_epi8(-128), eight = _mm512_set1_epi8(8);
-    const __m512i start =
-        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_set1_epi32(8192), c_lo, minus128), c_hi, minus128);
-    return {_mm512_sub_epi8(c_lo, eight), _mm512_sub_epi8(c_hi, eight), start};
-  }
-  VOXTRAL_VNNI_INLINE static __m512i lanes(const Q4& w, __m512i a_lo, __m512i a_hi) {
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(w.start, a_lo, w.lo), a_hi, w.hi);
+  VOXTRAL_VNNI_INLINE static __m512i lanes(const Weights& w, __m512i a_first, __m512i a_second) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(w.start, a_first, w.first), a_second, w.second);
   }
 };
 
 struct MaddUbs {
-  // Q8: |q| (unsigned) and where q < 0; the activation is negated there.
-  struct Q8 {
-    __m512i magnitude;
-    __mmask64 negative;
+  // Q8: |q| (unsigned) and where q < 0, the activation being negated there.
+  struct Q8Weights {
+    __m512i first, second;
+    __mmask64 first_negative, second_negative;
   };
-  VOXTRAL_AVX512BW_INLINE static Q8 q8(__m512i q) { return {_mm512_abs_epi8(q), _mm512_movepi8_mask(q)}; }
-  VOXTRAL_AVX512BW_INLINE static __m512i lanes(const Q8& w, __m512i a_biased) {
+  // Q4: q = c - 8 and each lane's start, as Vnni's.
+  struct Q4Weights {
+    __m512i first, second, start;
+  };
+  template <WeightFormat F>
+  VOXTRAL_AVX512BW_INLINE static auto weights(const std::uint8_t* codes, std::int64_t left_blocks) {
+    if constexpr (F == WeightFormat::Q8) {
+      const Planes q = q8_planes(codes, left_blocks);
+      return Q8Weights{_mm512_abs_epi8(q.first), _mm512_abs_epi8(q.second), _mm512_movepi8_mask(q.first),
+                       _mm512_movepi8_mask(q.second)};
+    } else {
+      const Planes c = q4_planes(codes, left_blocks);
+      const __m512i ones = _mm512_set1_epi8(1), eight = _mm512_set1_epi8(8);
+      const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(c.first, ones), _mm512_maddubs_epi16(c.second, ones));
+      const __m512i start =
+          _mm512_add_epi32(_mm512_madd_epi16(pairs, _mm512_set1_epi16(-128)), _mm512_set1_epi32(8192));
+      return Q4Weights{_mm512_sub_epi8(c.first, eight), _mm512_sub_epi8(c.second, eight), start};
+    }
+  }
+  // |q| a' with a' = a negated where q < 0; each product pair in int16 (at most 2 * 128 * 127).
+  VOXTRAL_AVX512BW_INLINE static __m512i signed_pairs(__m512i magnitude, __mmask64 negative, __m512i a_biased) {
     const __m512i a = _mm512_xor_si512(a_biased, _mm512_set1_epi8(static_cast<char>(0x80)));
-    const __m512i signed_a = _mm512_mask_sub_epi8(a, w.negative, _mm512_setzero_si512(), a);
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(w.magnitude, signed_a), _mm512_set1_epi16(1));
+    const __m512i signed_a = _mm512_mask_sub_epi8(a, negative, _mm512_setzero_si512(), a);
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(magnitude, signed_a), _mm512_set1_epi16(1));
   }
-  struct Q4 {
-    __m512i lo, hi, start;
-  };
-  VOXTRAL_AVX512BW_INLINE static Q4 q4(__m512i c_lo, __m512i c_hi) {
-    const __m512i ones = _mm512_set1_epi8(1), eight = _mm512_set1_epi8(8);
-    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(c_lo, ones), _mm512_maddubs_epi16(c_hi, ones));
-    const __m512i start = _mm512_add_epi32(_mm512_madd_epi16(pairs, _mm512_set1_epi16(-128)), _mm512_set1_epi32(8192));
-    return {_mm512_sub_epi8(c_lo, eight), _mm512_sub_epi8(c_hi, eight), start};
+  VOXTRAL_AVX512BW_INLINE static __m512i lanes(const Q8Weights& w, __m512i a_first, __m512i a_second) {
+    return _mm512_add_epi32(signed_pairs(w.first, w.first_negative, a_first),
+                            signed_pairs(w.second, w.second_negative, a_second));
   }
-  VOXTRAL_AVX512BW_INLINE static __m512i lanes(const Q4& w, __m512i a_lo, __m512i a_hi) {
-    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(a_lo, w.lo), _mm512_maddubs_epi16(a_hi, w.hi));
+  VOXTRAL_AVX512BW_INLINE static __m512i lanes(const Q4Weights& w, __m512i a_first, __m512i a_second) {
+    const __m512i pairs =
+        _mm512_add_epi16(_mm512_maddubs_epi16(a_first, w.first), _mm512_maddubs_epi16(a_second, w.second));
     return _mm512_add_epi32(_mm512_madd_epi16(pairs, _mm512_set1_epi16(1)), w.start);
   }
 };
 
-// One group (4 blocks) per step; each row has one accumulator per code vector, so its sum
-// goes in the same order whatever ROWS is.
-#define VOXTRAL_Q8_BODY(Ops)                                                                              \
-  __m512 acc[ROWS][2];                                                                                    \
-  for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();                                                  \
-  const __m512i first = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                 \
-  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(2));                                   \
-  const std::int64_t blocks = n / kQuantBlock;                                                            \
-  for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {                                               \
-    const std::int64_t left_bytes = (blocks - b) * kQuantBlock;                                           \
-    const auto w0 = Ops::q8(load_codes(codes + b * kQuantBlock, left_bytes));                             \
-    const auto w1 = Ops::q8(load_codes(codes + b * kQuantBlock + 64, left_bytes - 64));                   \
-    const __m512 d4 = group_scales(scales + b, blocks - b);                                               \
-    const __m512 d0 = _mm512_permutexvar_ps(first, d4), d1 = _mm512_permutexvar_ps(second, d4);           \
-    for (int r = 0; r < ROWS; ++r) {                                                                      \
-      const std::uint8_t* v = x[r].values + b * kQuantBlock;                                              \
-      const float* s = x[r].scales + b * 8;                                                               \
-      acc[r][0] = scale_add(Ops::lanes(w0, _mm512_loadu_si512(v)), d0, s, acc[r][0]);                     \
-      acc[r][1] = scale_add(Ops::lanes(w1, _mm512_loadu_si512(v + 64)), d1, s + 16, acc[r][1]);           \
-    }                                                                                                     \
-  }                                                                                                       \
-  for (int r = 0; r < ROWS; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-
-#define VOXTRAL_Q4_BODY(Ops)                                                                              \
-  __m512 acc[ROWS];                                                                                       \
-  for (auto& a : acc) a = _mm512_setzero_ps();                                                            \
-  const __m512i quarter = _mm512_srli_epi32(                                                              \
-      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2);                         \
-  const __m512i nibble = _mm512_set1_epi8(0x0f);                                                          \
-  const std::int64_t blocks = n / kQuantBlock;                                                            \
-  for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {                                               \
-    const __m512i raw = load_codes(codes + b * 16, (blocks - b) * 16);                                    \
-    const auto w = Ops::q4(_mm512_and_si512(raw, nibble), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble)); \
-    const __m512 d = _mm512_permutexvar_ps(quarter, group_scales(scales + b, blocks - b));                \
-    for (int r = 0; r < ROWS; ++r) {                                                                      \
-      const std::uint8_t* v = x[r].values + b * kQuantBlock;                                              \
-      const __m512i lanes = Ops::lanes(w, _mm512_loadu_si512(v), _mm512_loadu_si512(v + 64));             \
-      acc[r] = scale_add(lanes, d, x[r].scales + b * 4, acc[r]);                                          \
-    }                                                                                                     \
-  }                                                                                                       \
-  for (int r = 0; r < ROWS; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
-
-// The kernels, one per format and way, ROWS a template argument so that the accumulators
-// stay in registers.
-#define VOXTRAL_INT8_KERNEL(Name, Target, Body, Ops)                                                 \
-  struct Name {                                                                                     \
-    template <int ROWS>                                                                             \
-    Target static void run(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, \
-                           std::int64_t n, float* out) {                                            \
-      Body(Ops)                                                                                     \
-    }                                                                                               \
+// One group (4 blocks, one vector of lane sums) per step, each row with one accumulator: a
+// row's sum goes in the same order whatever ROWS is. ROWS is a template argument so that
+// the accumulators stay in registers; each kernel is compiled for its own instructions.
+#define VOXTRAL_INT8_KERNEL(Name, Target, Ops, Format)                                                      \
+  struct Name {                                                                                            \
+    template <int ROWS>                                                                                    \
+    Target static void run(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x,        \
+                           std::int64_t n, float* out) {                                                   \
+      __m512 acc[ROWS];                                                                                    \
+      for (auto& a : acc) a = _mm512_setzero_ps();                                                         \
+      const __m512i quarter =                                                                              \
+          _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2);     \
+      const std::int64_t blocks = n / kQuantBlock;                                                         \
+      const std::int64_t block_bytes = static_cast<std::int64_t>(quantized_row_bytes(Format, kQuantBlock)); \
+      for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {                                            \
+        const auto w = Ops::template weights<Format>(codes + b * block_bytes, blocks - b);                 \
+        const __m512 d = _mm512_permutexvar_ps(quarter, group_scales(scales + b, blocks - b));             \
+        for (int r = 0; r < ROWS; ++r) {                                                                   \
+          const std::uint8_t* v = x[r].values + b * kQuantBlock;                                           \
+          const __m512i lanes = Ops::lanes(w, _mm512_loadu_si512(v), _mm512_loadu_si512(v + 64));          \
+          acc[r] = scale_add(lanes, d, x[r].scales + b * kScaleLanes, acc[r]);                             \
+        }                                                                                                  \
+      }                                                                                                    \
+      for (int r = 0; r < ROWS; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);                                \
+    }                                                                                                      \
   };
-VOXTRAL_INT8_KERNEL(Q8Vnni, VOXTRAL_VNNI, VOXTRAL_Q8_BODY, Vnni)
-VOXTRAL_INT8_KERNEL(Q4Vnni, VOXTRAL_VNNI, VOXTRAL_Q4_BODY, Vnni)
-VOXTRAL_INT8_KERNEL(Q8MaddUbs, VOXTRAL_AVX512BW, VOXTRAL_Q8_BODY, MaddUbs)
-VOXTRAL_INT8_KERNEL(Q4MaddUbs, VOXTRAL_AVX512BW, VOXTRAL_Q4_BODY, MaddUbs)
+VOXTRAL_INT8_KERNEL(Q8Vnni, VOXTRAL_VNNI, Vnni, WeightFormat::Q8)
+VOXTRAL_INT8_KERNEL(Q4Vnni, VOXTRAL_VNNI, Vnni, WeightFormat::Q4)
+VOXTRAL_INT8_KERNEL(Q8MaddUbs, VOXTRAL_AVX512BW, MaddUbs, WeightFormat::Q8)
+VOXTRAL_INT8_KERNEL(Q4MaddUbs, VOXTRAL_AVX512BW, MaddUbs, WeightFormat::Q4)
 #undef VOXTRAL_INT8_KERNEL
-#undef VOXTRAL_Q8_BODY
-#undef VOXTRAL_Q4_BODY
 
 template <class K>
 void by_rows(const std::uint8_t* codes, const std::uint16_t* scales, const Int8Row* x, int rows, std::int64_t n,

@@ -61,10 +61,11 @@ VOXTRAL_AVX512BW_INLINE __m512 group_scales(const std::uint16_t* scales, std::in
   return _mm512_zextps128_ps512(_mm_cvtph_ps(half));
 }
 
-// `bytes` code bytes from p (the rest zero), bytes <= 64.
+// `bytes` code bytes from p (the rest zero; nothing is read past them).
 VOXTRAL_AVX512BW_INLINE __m512i load_codes(const std::uint8_t* p, std::int64_t bytes) {
   if (bytes >= 64) return _mm512_loadu_si512(p);
-  return _mm512_maskz_loadu_epi8(bytes <= 0 ? 0 : (~0ull >> (64 - bytes)), p);
+  if (bytes <= 0) return _mm512_setzero_si512();
+  return _mm512_maskz_loadu_epi8(~0ull >> (64 - bytes), p);
 }
 
 // A group's codes as the activation layout's two planes: inputs 0..15 of each of its 4

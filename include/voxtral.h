@@ -51,8 +51,9 @@ typedef struct voxtral_stream voxtral_stream;
 typedef struct {
   const char* backend;   /* "auto" (GPU if usable, else CPU), "cpu" or "cuda"; NULL = "auto" */
   int threads;           /* CPU threads: 1 to 1024, or 0 = one per core */
-  const char* precision; /* matrix products with BF16 weights: "exact" or "fast" (BF16 activations: on the
-                            CPU, the decode step through AVX512_BF16 where present); NULL = "exact" */
+  const char* precision; /* matrix products: "exact" or "fast" (BF16 activations: on the CPU, the decode
+                            step through AVX512_BF16 where present; with Q8/Q4 weights on the CPU, int8
+                            activations per block of 32 and integer products); NULL = "exact" */
   const char* kv_cache;  /* "f32", "bf16" or NULL (the backend's default) */
   int max_streams;       /* streams open at once: 1 to 4096, or 0 = the backend's default (8 on the CPU) */
   int64_t kv_cache_mb;   /* MiB of decoder K/V cache shared by the streams; 0 = enough for every stream's

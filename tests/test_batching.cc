@@ -152,9 +152,10 @@ void batched_teacher_forcing(const std::string& model_name, int stagger) {
 
 // Eight streams decoding together against each clip decoding alone (each joins after the
 // previous one left): every logit the same bits, in the given precision.
-void expect_batch_invariant(const std::string& precision) {
+void expect_batch_invariant(const std::string& precision, const std::string& weights = "auto") {
   ModelOptions options = testing::test_model_options();
   options.precision = precision;
+  options.weights = weights;
   const auto alone = teacher_forced_logits("tiny-a", 1 << 12, options);
   const auto together = teacher_forced_logits("tiny-a", 0, options, 8);
   ASSERT_EQ(together.size(), 8u);
@@ -163,7 +164,7 @@ void expect_batch_invariant(const std::string& precision) {
     ASSERT_EQ(together[i].size(), want.size());
     std::size_t differ = 0;
     for (std::size_t j = 0; j < want.size(); ++j) differ += std::memcmp(&together[i][j], &want[j], sizeof(float)) != 0;
-    EXPECT_EQ(differ, 0u) << precision << ": stream " << i << " of 8, of " << want.size() << " logits";
+    EXPECT_EQ(differ, 0u) << precision << ", " << weights << ": stream " << i << " of 8, of " << want.size() << " logits";
   }
 }
 
@@ -180,6 +181,12 @@ TEST(BatchedDecoder, RowsWithDifferentDelaysMatchTheReferenceLogits) {
 TEST(BatchedDecoder, RowsGiveTheSameBitsAloneAndAmongEight) { expect_batch_invariant("exact"); }
 
 TEST(BatchedDecoder, RowsGiveTheSameBitsAloneAndAmongEightInFastPrecision) { expect_batch_invariant("fast"); }
+
+// Q8/Q4 in the fast precision: each row's activations are quantized on their own.
+TEST(BatchedDecoder, RowsGiveTheSameBitsAloneAndAmongEightInQ8AndQ4Fast) {
+  expect_batch_invariant("fast", "q8");
+  expect_batch_invariant("fast", "q4");
+}
 
 TEST(BatchedDecoder, FullPoolIsAClearBusyError) {
   ModelOptions options = testing::test_model_options();

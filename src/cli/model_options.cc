@@ -13,9 +13,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                      "with a warning (default ", o.backend, ")"))
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", o.precision,
-                 "Matrix products with BF16 weights: exact (near-F32: two BF16 passes on the GPU, F32 activations on "
-                 "the CPU) or fast (activations rounded to BF16; on the CPU the decode step's BF16 products, the "
-                 "encoder, the adapter and a prefill then use AVX512_BF16 where the CPU has it); default exact")
+                 "Matrix products: exact (near-F32: two BF16 passes on the GPU, F32 activations on the CPU) or fast "
+                 "(activations rounded to BF16; on the CPU the decode step's BF16 products, the encoder, the adapter and "
+                 "a prefill then use AVX512_BF16 where the CPU has it, and with q8/q4 weights the decode step uses int8 "
+                 "activations per block of 32 and integer products, AVX512-VNNI where the CPU has it); default exact")
       ->check(CLI::IsMember({"auto", "exact", "fast"}));
   app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));

@@ -35,7 +35,7 @@ struct ModelOptions {
   std::string backend = "cpu";  // "cpu", "cuda", or "auto" (CUDA when a GPU is usable, else CPU)
   int threads = 0;              // CPU threads; 0 = one per core
   std::string kv_cache = "auto";  // "f32", "bf16", or "auto" (the backend's default)
-  std::string precision = "auto"; // decode matrix products: "exact" (near-F32), "fast" (BF16 activations), "auto" (exact)
+  std::string precision = "auto"; // decode matrix products: "exact" (near-F32), "fast" (BF16 activations; int8 with Q8/Q4 weights on the CPU), "auto" (exact)
   // Matrix storage: "auto" (as the file stores them), "bf16", "fp16" (GPU), or "q8" / "q4":
   // a BF16 model quantized at load (core/quantized_model.h; CPU backend so far).
   std::string weights = "auto";

@@ -31,7 +31,8 @@ def word_errors(ref, hyp):
 
 def transcribe(args, item):
     wav = os.path.join(args.corpus, "wav", item["id"] + ".wav")
-    cmd = [args.cli, "-d", args.model, "-i", wav, "--backend", args.backend, "--silent", "-t", str(args.threads)]
+    cmd = [args.cli, "-d", args.model, "-i", wav, "--backend", args.backend, "--precision", args.precision, "--silent",
+           "-t", str(args.threads)]
     cmd += shlex.split(args.cli_args)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -45,10 +46,11 @@ def main():
     ap.add_argument("--model", default="models/demo")
     ap.add_argument("--cli", default="./voxtral")
     ap.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="exact", choices=["exact", "fast"], help="the CLI's --precision")
     ap.add_argument("--transformers", help="heldout_transformers.json from train.py, to compare against")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--threads", type=int, default=1, help="threads per CLI run")
-    ap.add_argument("--cli-args", default="", help="more CLI arguments for every run, e.g. '--precision fast'")
+    ap.add_argument("--cli-args", default="", help="more CLI arguments for every run, e.g. '--weights q4'")
     ap.add_argument("--limit", type=int, default=0, help="only the first N held-out utterances of each set")
     ap.add_argument("--sets", nargs="+", help="only these held-out sets (corpus.py's 'set' field)")
     ap.add_argument("--json", help="write the per-utterance results here")

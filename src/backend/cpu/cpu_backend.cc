@@ -45,7 +45,8 @@ CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::name() const {
   return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels",
-             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 activations)" : "", ")");
+             precision_ == CpuPrecision::Fast ? ", fast precision (BF16 or, with Q8/Q4 weights, int8 activations)" : "",
+             ")");
 }
 
 void* CpuBackend::allocate(std::size_t bytes) {

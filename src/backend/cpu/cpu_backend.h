@@ -15,12 +15,15 @@
 
 namespace voxtral {
 
-// How the products with 16-bit weights treat their activations: the decode step's BF16
-// products, and every many-row product (encoder, adapter, prefill; Q8/Q4 weights there are
+// How the products treat their activations: the decode step's products with BF16 or Q8/Q4
+// weights, and every many-row product (encoder, adapter, prefill; Q8/Q4 weights there are
 // dequantized a tile at a time, in fast mode then rounded to BF16 too).
 enum class CpuPrecision {
   Exact,  // F32 activations, F32 FMAs: as F32 arithmetic gives the products
-  Fast,   // activations rounded to BF16 (nearest even), products summed in pairs: vdpbf16ps
+  // BF16 weights: activations rounded to BF16 (nearest even), products summed in pairs
+  // (vdpbf16ps). Q8/Q4: activations quantized to int8 per block of 32, integer products
+  // (vpdpbusd; simd_quant.h).
+  Fast,
 };
 
 class CpuBackend final : public Backend {

@@ -17,7 +17,9 @@ Kernels choose() {
   const bool allow2 = allow512 || limit == "avx2";
   if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl")) {
-    return avx512_kernels(allow_bf16 && __builtin_cpu_supports("avx512bf16"));
+    Kernels k = avx512_kernels(allow_bf16 && __builtin_cpu_supports("avx512bf16"));
+    k.vnni = allow_bf16 && __builtin_cpu_supports("avx512vnni");
+    return k;
   }
   if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return avx2_kernels();
   return generic_kernels();

@@ -35,6 +35,10 @@ struct Kernels {
   // out[i] = bf16(in[i]), rounded to nearest even (NaN stays NaN): core/bf16.h's float_to_bf16.
   void (*round_bf16)(const float* in, std::uint16_t* out, std::int64_t n);
   const char* name;  // "avx512bf16", "avx512", "avx2" or "generic"
+  // AVX512_VNNI for simd_quant.h's integer products: the CPU has it and VOXTRAL_CPU_KERNELS
+  // is unset or avx512bf16 (the set "avx512" stands for AVX-512F/BW without the newer
+  // instructions).
+  bool vnni = false;
 };
 
 // The kernels for this machine (chosen once). VOXTRAL_CPU_KERNELS=avx512bf16|avx512|avx2|generic

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/simd_quant_int8.h"
 #include "core/bf16.h"
 
 namespace voxtral::simd {
@@ -161,10 +162,24 @@ VOXTRAL_AVX2 void dot_rows_avx2(const std::uint8_t* codes, const std::uint16_t* 
 
 // The same level as simd.h's kernels (one decision, VOXTRAL_CPU_KERNELS included).
 QuantKernels choose() {
-  const std::string_view level = kernels().name;
-  if (level.starts_with("avx512")) return {dot_rows_avx512<false>, dot_rows_avx512<true>, "avx512"};
-  if (level == "avx2") return {dot_rows_avx2<false>, dot_rows_avx2<true>, "avx2"};
-  return {dot_rows_generic<block_q8, 32>, dot_rows_generic<block_q4, 16>, "generic"};
+  const Kernels& level = kernels();
+  const std::string_view name = level.name;
+  QuantKernels k;
+  Int8Kernels fast;
+  if (name.starts_with("avx512")) {
+    k = {dot_rows_avx512<false>, dot_rows_avx512<true>, nullptr, nullptr, nullptr, level.vnni ? "avx512vnni" : "avx512"};
+    fast = int8_kernels_avx512(level.vnni);
+  } else if (name == "avx2") {
+    k = {dot_rows_avx2<false>, dot_rows_avx2<true>, nullptr, nullptr, nullptr, "avx2"};
+    fast = int8_kernels_avx2();
+  } else {
+    k = {dot_rows_generic<block_q8, 32>, dot_rows_generic<block_q4, 16>, nullptr, nullptr, nullptr, "generic"};
+    fast = int8_kernels_generic();
+  }
+  k.quantize_activations = fast.quantize;
+  k.dot_rows_q8_int8 = fast.dot_q8;
+  k.dot_rows_q4_int8 = fast.dot_q4;
+  return k;
 }
 
 }  // namespace

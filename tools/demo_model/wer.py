@@ -29,15 +29,20 @@ def word_errors(ref, hyp):
     return d[len(h)], len(r)
 
 
-def transcribe(args, item):
-    wav = os.path.join(args.corpus, "wav", item["id"] + ".wav")
-    cmd = [args.cli, "-d", args.model, "-i", wav, "--backend", args.backend, "--precision", args.precision, "--silent",
-           "-t", str(args.threads)]
+def transcribe(args, group):
+    """Transcripts of a group of utterances, from one CLI run (one model load for all)."""
+    wavs = [os.path.join(args.corpus, "wav", it["id"] + ".wav") for it in group]
+    cmd = [args.cli, "-d", args.model, "-i", *wavs, "--backend", args.backend, "--precision", args.precision,
+           "--silent", "-t", str(args.threads), "--format", "json"]
     cmd += shlex.split(args.cli_args)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
-    return " ".join(done.stdout.split())
+        raise SystemExit(f"{' '.join(cmd[:6])} ... failed ({done.returncode}): {done.stderr.strip()}")
+    out = json.loads(done.stdout)
+    if not isinstance(out, list):  # one input: one object
+        out = [out]
+    by_file = {os.path.abspath(r["file"]): " ".join(r["text"].split()) for r in out}
+    return [by_file[os.path.abspath(w)] for w in wavs]
 
 
 def main():
@@ -50,6 +55,8 @@ def main():
     ap.add_argument("--transformers", help="heldout_transformers.json from train.py, to compare against")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     ap.add_argument("--threads", type=int, default=1, help="threads per CLI run")
+    ap.add_argument("--files-per-run", type=int, default=25,
+                    help="utterances one CLI run transcribes together (a GPU batches them)")
     ap.add_argument("--cli-args", default="", help="more CLI arguments for every run, e.g. '--weights q4'")
     ap.add_argument("--limit", type=int, default=0, help="only the first N held-out utterances of each set")
     ap.add_argument("--sets", nargs="+", help="only these held-out sets (corpus.py's 'set' field)")
@@ -64,8 +71,10 @@ def main():
                  len(taken[it.get("set")]) <= args.limit]
     if not items:
         raise SystemExit(f"{args.corpus}: no held-out utterances in manifest.jsonl")
+    step = max(1, args.files_per_run)
+    groups = [items[i:i + step] for i in range(0, len(items), step)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        hyps = list(pool.map(lambda it: transcribe(args, it), items))
+        hyps = [h for done in pool.map(lambda g: transcribe(args, g), groups) for h in done]
 
     errors = words = 0
     per_set = {}

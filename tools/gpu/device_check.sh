@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
-# info unit parity capi sanitize model bench decodeab profile ncu fullparity latency demo
+# info unit parity capi sanitize model bench decodeab profile ncu fullparity latency demo demoformats
 # serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
@@ -153,6 +153,20 @@ for stage in "$@"; do
           --cli "$bin/voxtral" --backend "$backend" --jobs 8 \
           --transformers "$root/tools/demo_model/results/heldout_transformers.json" \
           --json "$out/demo_wer_$backend.json" | tail -20 || status=1
+      done
+      ;;
+    demoformats)
+      # Needs espeak-ng as the demo stage does. Held-out WER of the demo model on CUDA per weight
+      # format (the words corpus of BENCHMARKS.md's CPU table).
+      step "demo model: held-out WER on CUDA, bf16 / q8 / q4 / fp8 weights"
+      PATH="$carry/espeak/bin:$PATH" LD_LIBRARY_PATH="$carry/espeak/lib:$LD_LIBRARY_PATH" \
+        ESPEAK_DATA_PATH="$carry/espeak" python3 "$root/tools/demo_model/corpus.py" --out /tmp/heldout-words \
+        --style words --train 0 --heldout 600 --wavs heldout --jobs "$(nproc)" > /dev/null || status=1
+      for weights in ${DEMO_FORMATS:-bf16 q8 q4 fp8}; do
+        echo "weights $weights"
+        python3 "$root/tools/demo_model/wer.py" --corpus /tmp/heldout-words --model "$root/models/demo" \
+          --cli "$bin/voxtral" --backend cuda --jobs 4 --files-per-run 50 --cli-args "--weights $weights" \
+          --json "$out/demo_wer_cuda_$weights.json" | tail -1 | cut -c1-160 || status=1
       done
       ;;
     *) echo "unknown stage $stage"; status=2 ;;

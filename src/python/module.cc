@@ -203,7 +203,11 @@ PYBIND11_MODULE(_voxtral, m) {
           .def("close", checked(&PyModel::close), "Lets the model go once its open streams are closed.")
           .def_property_readonly("closed", checked(&PyModel::closed))
           .def_property_readonly("path", checked(&PyModel::path))
-          .def_property_readonly("backend", checked(&PyModel::backend), "Where the model runs (the backend's name).")
+          .def_property_readonly("backend", checked(&PyModel::backend),
+                                 "Where the model runs: \"cpu\" or \"cuda\" (backend=\"auto\" decided).")
+          .def_property_readonly("backend_description", checked(&PyModel::backend_description),
+                                 "The backend in words, for people (threads and kernels, or the GPU and its "
+                                 "settings); its wording may change between versions.")
           .def_property_readonly("sample_rate", checked(&PyModel::sample_rate), "Hz of the model's input (16000).")
           .def_property_readonly("max_streams", checked(&PyModel::max_streams), "Streams and transcriptions at once.")
           .def("__enter__", [](py::object self) { return self; })

@@ -72,7 +72,8 @@ PyModel::PyModel(const py::handle& path, std::string backend, std::string weight
   halt_at_exit(engine_);
   Model& model = engine_->model();
   sample_rate_ = model.config().audio.sampling_rate;
-  backend_ = model.backend().name();
+  backend_ = model.backend_kind();
+  backend_description_ = model.backend().name();
   max_streams_ = model.decoder().options().max_sequences;
 }
 

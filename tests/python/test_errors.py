@@ -248,6 +248,7 @@ def test_a_model_made_without_init_is_refused_by_every_method():
         m.close,
         lambda: repr(m),
         lambda: m.backend,
+        lambda: m.backend_description,
         lambda: m.closed,
         lambda: m.path,
         lambda: m.sample_rate,

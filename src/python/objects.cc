@@ -112,7 +112,7 @@ Transcript PyModel::transcribe(const py::handle& audio, std::optional<int> sampl
   if (!path.empty()) {
     if (sample_rate) throw UsageError("sample_rate: a file's header gives its rate; sample_rate is for arrays");
     ReleasedGil nogil;
-    samples = load_audio_file(path, sample_rate_);
+    samples = load_audio_file(path, sample_rate_, AudioFormat::Wav, {}, python_signals());
   } else {
     samples = array_samples(audio, "audio");
     const int rate = sample_rate.value_or(sample_rate_);

@@ -115,8 +115,9 @@ VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const vo
 VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
 
 /* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16.
- * `samples` may be NULL only when `count` is 0. A NaN or infinite sample is refused: -1, an
- * error naming its index, and none of the call's samples are taken (the stream stays usable).
+ * `samples` may be NULL only when `count` is 0. A NaN or infinite sample, or a float beyond
+ * +-2 (6 dB over full scale: integer PCM values passed as floats), is refused: -1, an error
+ * naming its index, and none of the call's samples are taken (the stream stays usable).
  * Returns once the audio has been decoded as far as it allows: the next read has its text.
  * A failure in decoding (e.g. the K/V cache of kv_cache_mb is full) ends the stream: this and
  * every later call return -1 with that error. */

@@ -156,7 +156,8 @@ PYBIND11_MODULE(_voxtral, m) {
                            "without waiting. Thread-safe: calls on one stream are served in order.")
           .def("feed", &PyStream::feed, py::arg("samples"),
                "Adds audio: a 1-D numpy array of float32 (or float64) in [-1, 1] or int16 PCM at the stream's "
-               "sample_rate. A NaN or infinite sample is a ValueError and nothing of the call is taken.")
+               "sample_rate. A NaN or infinite sample, or a float beyond +-2 (int16 values passed as floats), is a "
+               "ValueError and nothing of the call is taken.")
           .def("flush", &PyStream::flush,
                "At a pause: brings out everything said so far; later audio continues the stream.")
           .def("finish", &PyStream::finish, "End of the audio: brings out the rest. No audio may follow.")
@@ -193,7 +194,7 @@ PYBIND11_MODULE(_voxtral, m) {
           .def("transcribe", checked(&PyModel::transcribe), py::arg("audio"), py::kw_only(), py::arg("sample_rate") = py::none(),
                py::arg("delay_ms") = 0, py::arg("continuous") = true,
                "Transcribes a whole recording: a path (WAV: any rate, channels, PCM or float) or a 1-D array "
-               "(float32/float64 in [-1, 1], or int16) at sample_rate (default: the model's, 16000 Hz). delay_ms: "
+               "(float32/float64 in [-1, 1], up to +-2 taken as loud audio, or int16) at sample_rate (default: the model's, 16000 Hz). delay_ms: "
                "the transcription delay (0: the model's, 480). continuous: restart by itself before the model's "
                "length limit (else longer audio is an error).")
           .def("stream", checked(&PyModel::stream), py::kw_only(), py::arg("sample_rate") = 16000, py::arg("delay_ms") = 0,

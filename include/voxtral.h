@@ -138,8 +138,9 @@ VOXTRAL_API const char* voxtral_stream_error(const voxtral_stream* stream);
 /* Reads an audio file (WAV) as mono floats at `sample_rate` (1000 to 384000 Hz; other rates
  * are an error), with the count in *count (required); free with voxtral_free_samples. A FIFO
  * or device is read to its end, at most 4 hours of audio: more is an error (an endless source
- * must not take all memory; feed a stream piece by piece instead). Channels are averaged, or
- * one is used when they cancel. */
+ * must not take all memory; feed a stream piece by piece instead); an open or read a signal
+ * interrupts (EINTR) is resumed. Channels are averaged, or one is used when they cancel.
+ * Float WAV samples beyond +-2 are an error (integer PCM values stored as floats). */
 VOXTRAL_API float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size);
 VOXTRAL_API void voxtral_free_samples(float* samples);
 

@@ -1,4 +1,4 @@
-# voxtral-server on the CPU (OpenBLAS) in a Debian 12 image: HTTP on 8000, Home Assistant's
+# voxtral-server on the CPU in a Debian 12 image: HTTP on 8000, Home Assistant's
 # Wyoming protocol on 10300, the model mounted at /model (read-only).
 #   podman build -t voxtral .                       (or docker build)
 #   podman run --rm -p 8000:8000 -p 10300:10300 -v "$PWD/models/demo:/model:ro" voxtral
@@ -8,7 +8,7 @@ ARG BASE=debian:bookworm
 
 FROM ${BASE} AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      g++ make cmake pkg-config libopenblas-dev libsoxr-dev libkissfft-dev nlohmann-json3-dev libcli11-dev \
+      g++ make cmake pkg-config libsoxr-dev libkissfft-dev nlohmann-json3-dev libcli11-dev \
       zlib1g-dev libasound2-dev libboost-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -16,12 +16,12 @@ COPY cmake cmake
 COPY include include
 COPY src src
 COPY web web
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=OFF -DVOXTRAL_PYTHON=OFF \
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=OFF -DVOXTRAL_PYTHON=OFF \
  && cmake --build build -j "$(nproc)" --target voxtral-server voxtral
 
 FROM ${BASE}
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libopenblas0 libsoxr0 libavformat59 libavcodec59 libavutil57 libswresample4 libasound2 zlib1g \
+      libsoxr0 libavformat59 libavcodec59 libavutil57 libswresample4 libasound2 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/src/voxtral-server /src/build/src/voxtral /usr/local/bin/
 # Not root: the server needs no privilege.

@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 CUDA_ARCHS ?= 80-real;86-real;89-real;90-real;90-virtual
 CMAKE_FLAGS ?=
 
-.PHONY: all cpu blas cuda test test-gpu test-asan test-browser test-container fuzz clean help
+.PHONY: all cpu cuda test test-gpu test-asan test-browser test-container fuzz clean help
 
 all: cpu
 
@@ -21,27 +21,23 @@ define link_binaries
 	  if [ -x $(1)/src/$$b ]; then ln -sf $(1)/src/$$b $$b; fi; done
 endef
 
-cpu:  ## CPU engine with the built-in matrix kernels only
-	$(call build,build,Release,-DVOXTRAL_BLAS=OFF -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
+cpu:  ## CPU engine (its own matrix kernels, dispatched to AVX2/AVX-512 at run time)
+	$(call build,build,Release,-DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
 	$(call link_binaries,build)
 
-blas:  ## CPU engine linked with OpenBLAS (no longer called: the built-in tiles replaced sgemm)
-	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON)
-	$(call link_binaries,build)
-
-cuda:  ## CUDA backend for sm_80/86/89/90 (+PTX), with the OpenBLAS CPU backend beside it
-	$(call build,build-cuda,Release,-DVOXTRAL_CUDA=ON -DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS)")
+cuda:  ## CUDA backend for sm_80/86/89/90 (+PTX), with the CPU backend beside it
+	$(call build,build-cuda,Release,-DVOXTRAL_CUDA=ON -DVOXTRAL_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS)")
 	$(call link_binaries,build-cuda)
 
 test-gpu: cuda  ## on a machine with an NVIDIA GPU: CUDA op tests, parity on CUDA, compute-sanitizer
 	cd build-cuda && ctest -L gpu --output-on-failure
 
-test:  ## build with OpenBLAS and run the CPU test suite
-	$(call build,build,Release,-DVOXTRAL_BLAS=ON -DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON -DVOXTRAL_WERROR=ON)
+test:  ## build with warnings as errors and run the CPU test suite
+	$(call build,build,Release,-DVOXTRAL_CUDA=OFF -DVOXTRAL_TESTS=ON -DVOXTRAL_WERROR=ON)
 	$(call link_binaries,build)
 	cd build && ctest -L cpu --output-on-failure -j $(JOBS)
 
-test-browser: blas  ## the web page in headless Chromium (Playwright) with a fake microphone; screenshots in build/browser
+test-browser: cpu  ## the web page in headless Chromium (Playwright) with a fake microphone; screenshots in build/browser
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	node tests/browser/live_page.test.mjs build/src/voxtral-server . build/browser
 
@@ -49,7 +45,7 @@ test-container:  ## build the CPU image (Dockerfile) with podman and run it on t
 	tests/deploy/container_test.sh .
 
 test-asan:  ## the CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer
-	$(call build,build-asan,Debug,-DVOXTRAL_BLAS=ON -DVOXTRAL_TESTS=ON -DVOXTRAL_SANITIZE=address$(comma)undefined -DVOXTRAL_WERROR=ON)
+	$(call build,build-asan,Debug,-DVOXTRAL_TESTS=ON -DVOXTRAL_SANITIZE=address$(comma)undefined -DVOXTRAL_WERROR=ON)
 	cd build-asan && ctest -L cpu --output-on-failure -j $(JOBS)
 
 fuzz:  ## build the libFuzzer targets with clang and run each for FUZZ_SECONDS

@@ -116,8 +116,9 @@ VOXTRAL_API voxtral_stream* voxtral_stream_create(voxtral_model* model, const vo
 VOXTRAL_API void voxtral_stream_free(voxtral_stream* stream);
 
 /* Feeds samples at the model's sample rate (16 kHz), mono, floats in [-1, 1] or PCM16.
- * `samples` may be NULL only when `count` is 0. A NaN or infinite sample is refused: -1, an
- * error naming its index, and none of the call's samples are taken (the stream stays usable).
+ * `samples` may be NULL only when `count` is 0. A NaN or infinite sample, or a float beyond
+ * +-2 (6 dB over full scale: integer PCM values passed as floats), is refused: -1, an error
+ * naming its index, and none of the call's samples are taken (the stream stays usable).
  * Returns once the audio has been decoded as far as it allows: the next read has its text.
  * A failure in decoding (e.g. the K/V cache of kv_cache_mb is full) ends the stream: this and
  * every later call return -1 with that error. */
@@ -138,8 +139,9 @@ VOXTRAL_API const char* voxtral_stream_error(const voxtral_stream* stream);
 /* Reads an audio file (WAV) as mono floats at `sample_rate` (1000 to 384000 Hz; other rates
  * are an error), with the count in *count (required); free with voxtral_free_samples. A FIFO
  * or device is read to its end, at most 4 hours of audio: more is an error (an endless source
- * must not take all memory; feed a stream piece by piece instead). Channels are averaged, or
- * one is used when they cancel. */
+ * must not take all memory; feed a stream piece by piece instead); an open or read a signal
+ * interrupts (EINTR) is resumed. Channels are averaged, or one is used when they cancel.
+ * Float WAV samples beyond +-2 are an error (integer PCM values stored as floats). */
 VOXTRAL_API float* voxtral_load_audio(const char* path, int sample_rate, size_t* count, char* error, size_t error_size);
 VOXTRAL_API void voxtral_free_samples(float* samples);
 

@@ -7,7 +7,7 @@ wheel beside python/voxtral/*.py. Environment:
                      absolute path (e.g. "$PWD/build" from the repository; pip runs this file
                      elsewhere, so a relative path has nothing reliable to be relative to);
                      default: a directory under setuptools' build_temp
-  CMAKE_ARGS         more CMake arguments, e.g. "-DVOXTRAL_CUDA=ON -DVOXTRAL_BLAS=OFF"
+  CMAKE_ARGS         more CMake arguments, e.g. "-DVOXTRAL_CUDA=ON -DVOXTRAL_LIBAV=OFF"
   VOXTRAL_JOBS       parallel build jobs (default: the CPU count)
 """
 

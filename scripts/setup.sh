@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  libopenblas-dev libsoxr-dev libkissfft-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libsoxr-dev libkissfft-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libasound2-dev
   libboost-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev

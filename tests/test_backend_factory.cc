@@ -122,7 +122,21 @@ TEST(BackendFactory, AutoIsTheCpuWithoutANoticeInACpuBuild) {
   EXPECT_NE(dynamic_cast<const CpuBackend*>(backend.get()), nullptr) << backend->name();
   EXPECT_EQ(notices, "");
 }
+
+TEST(BackendFactory, ResolvesAutoToTheCpuInACpuBuild) {
+  ModelOptions options;
+  options.backend = "auto";
+  EXPECT_EQ(resolve_backend(options), "cpu");
+}
 #endif
+
+TEST(BackendFactory, ResolvingKeepsANamedBackendAsItIs) {
+  for (const std::string name : {"cpu", "cuda", "tpu"}) {
+    ModelOptions options;
+    options.backend = name;
+    EXPECT_EQ(resolve_backend(options), name);
+  }
+}
 
 TEST(BackendFactory, KernelVariantsAreForTheCudaBackendOnly) {
   ModelOptions options;

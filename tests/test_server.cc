@@ -1,6 +1,8 @@
 // voxtral-server over real sockets on loopback, with the demo model: every response format,
 // server-sent events, the realtime WebSocket protocol, limits and errors, disconnects and
 // slow clients. Expected words come from the samples' scripts (samples/*.json).
+#include <bit>
+#include <cstdint>
 #include <fstream>
 #include <utility>
 
@@ -15,6 +17,7 @@
 #include "server_test_client.h"
 #include "transcript/segments.h"
 #include "test_util.h"
+#include "wav_builder.h"
 #include "word_time_checks.h"
 
 namespace voxtral {
@@ -24,6 +27,25 @@ using namespace voxtral::testing::loopback;
 using ::testing::HasSubstr;
 using voxtral::testing::fixture;
 using voxtral::testing::source_path;
+
+std::string float_wav(const std::vector<float>& samples) {
+  return testing::simple_wav(testing::fmt_body(testing::kFloat, 1, 16000, 32), testing::f32_bytes(samples));
+}
+
+// Sun audio (.au: a 24-byte big-endian header, encoding 6 = 32-bit IEEE float), which libav reads.
+std::string float_au(const std::vector<float>& samples) {
+  std::string out = ".snd";
+  auto u32 = [&](std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xFF));
+  };
+  u32(24);
+  u32(static_cast<std::uint32_t>(4 * samples.size()));
+  u32(6);
+  u32(16000);
+  u32(1);
+  for (const float v : samples) u32(std::bit_cast<std::uint32_t>(v));
+  return out;
+}
 
 const std::string kBoundary = "voxtral-test-boundary-7f3a";
 
@@ -255,6 +277,20 @@ TEST(Server, RejectsBadRequestsWithClearErrors) {
         "notes.txt: not a WAV file", "file");
 #endif
   check(transcribe(s.port(), {{"file", "empty.wav", ""}}), 400, "empty.wav: the file is empty", "file");
+  // int16 values stored as floats: refused as the other front ends refuse them (core/float_peak.h).
+  check(transcribe(s.port(),
+                   {{"file", "as-float.wav", float_wav({0.0f, 32767.0f, -5.0f})}}),
+        400,
+        "as-float.wav: 32-bit float WAV data: samples must be in [-1, 1] (float full scale), got a peak of 32767 at "
+        "frame 1; if they are 16-bit PCM values, divide them by 32768",
+        "file");
+#if VOXTRAL_HAVE_LIBAV
+  std::vector<float> au(1600, 0.0f);
+  au[100] = -32767.0f;
+  check(transcribe(s.port(), {{"file", "as-float.au", float_au(au)}}), 400,
+        "as-float.au: pcm_f32be audio: samples must be in [-1, 1] (float full scale), got a peak of 32767 at frame 100",
+        "file");
+#endif
   check(request(s.port(), http::verb::post, "/v1/audio/transcriptions", "{}", "application/json"), 400,
         "must be multipart/form-data", "");
   check(transcribe(s.port(), {{"file", "big.wav", std::string(3u << 20, 'x')}}), 413, "larger than this server's limit",

@@ -76,6 +76,12 @@ TEST(WavReader, Float32PassesThrough) {
   EXPECT_EQ(encoding_name(format.encoding), "32-bit float");
 }
 
+TEST(WavReader, FloatsALittleOverFullScalePassThrough) {
+  // A loud master's overs, up to 6 dB over full scale, are audio (core/float_peak.h).
+  const std::vector<float> samples{1.2f, -1.5f, 2.0f, -2.0f};
+  EXPECT_EQ(decode(simple_wav(fmt_body(kFloat, 1, 16000, 32), f32_bytes(samples))), samples);
+}
+
 TEST(WavReader, Float64RoundsToFloat) {
   WavFormat format;
   const std::vector<double> samples{0.125, -0.75, 0.1, 1e-10};

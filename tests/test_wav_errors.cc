@@ -172,6 +172,20 @@ TEST(WavReaderErrors, NonFiniteFloatSamples) {
               HasSubstr("contains NaN or infinite samples"));
 }
 
+TEST(WavReaderErrors, IntegerValuesStoredAsFloatsAreRefusedNamingTheFrame) {
+  // int16 values written as 32-bit floats (a tool that forgot to divide): noise if read as is.
+  std::vector<float> samples(3000, 0.0f);
+  samples[2500] = 1200.0f;
+  samples[2700] = -32767.0f;
+  EXPECT_EQ(decode_error(simple_wav(fmt_body(kFloat, 1, 16000, 32), f32_bytes(samples))),
+            "bad.wav: 32-bit float WAV data: samples must be in [-1, 1] (float full scale), got a peak of 32767 at "
+            "frame 2700; if they are 16-bit PCM values, divide them by 32768");
+  // Stereo: the frame, not the interleaved index.
+  EXPECT_THAT(decode_error(simple_wav(fmt_body(kFloat, 2, 16000, 64), f64_bytes({0.5, 0.5, 0.1, 8000000.0}))),
+              HasSubstr("64-bit float WAV data: samples must be in [-1, 1] (float full scale), got a peak of 8e+06 at "
+                        "frame 1; if they are 24-bit PCM values, divide them by 8388608"));
+}
+
 TEST(WavReaderErrors, ErrorsAreThrownWhilePushingOneByteAtATime) {
   const std::string file = simple_wav(fmt_body(6, 1, 8000, 8), "abc");
   WavReader reader("pipe");

@@ -17,20 +17,19 @@
 
 namespace voxtral {
 
+std::string resolve_backend(const ModelOptions& options) {
+  if (options.backend != "auto") return options.backend;
+#ifdef VOXTRAL_HAVE_CUDA
+  std::string reason;
+  if (cuda_usable(&reason)) return "cuda";
+  if (!options.quiet) std::fprintf(stderr, "voxtral: %s; falling back to the CPU backend\n", reason.c_str());
+#endif
+  return "cpu";  // a build without CUDA is a CPU build by choice: no notice
+}
+
 std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
   std::unique_ptr<Backend> backend;
-  std::string kind = options.backend;
-  if (kind == "auto") {
-    kind = "cpu";  // a build without CUDA is a CPU build by choice: no notice
-#ifdef VOXTRAL_HAVE_CUDA
-    std::string reason;
-    if (cuda_usable(&reason)) {
-      kind = "cuda";
-    } else if (!options.quiet) {
-      std::fprintf(stderr, "voxtral: %s; falling back to the CPU backend\n", reason.c_str());
-    }
-#endif
-  }
+  const std::string kind = resolve_backend(options);
   if (options.precision != "auto" && options.precision != "exact" && options.precision != "fast") {
     fail("precision", cat("unknown mode \"", options.precision, "\" (use exact, fast or auto)"));
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "backend/backend.h"
 
@@ -17,5 +18,10 @@ struct ModelOptions;  // model/model.h: the options every front end parses once
 // naming the field for an unknown backend, precision or weight storage, and for "cuda" in a
 // build without CUDA.
 std::unique_ptr<Backend> make_backend(const ModelOptions& options);
+
+// options.backend with "auto" decided: "cuda" when this build has CUDA and a GPU is usable,
+// else "cpu" (with a notice on stderr in a CUDA build, unless options.quiet). Any other value
+// comes back as it is (make_backend names an unknown one).
+std::string resolve_backend(const ModelOptions& options);
 
 }  // namespace voxtral

@@ -12,6 +12,7 @@
 
 #include "core/audio.h"
 #include "core/error.h"
+#include "core/float_peak.h"
 #include "model/model.h"
 #include "runtime/scheduled_model.h"
 
@@ -149,7 +150,14 @@ void voxtral_stream_free(voxtral_stream* stream) { delete stream; }
 int voxtral_stream_feed(voxtral_stream* stream, const float* samples, size_t count) {
   return guarded(stream, [&] {
     if (samples == nullptr && count > 0) throw voxtral::Error("voxtral_stream_feed: samples is NULL");
-    stream->stream->feed(std::span(samples, count));
+    const std::span audio(samples, count);
+    voxtral::check_finite(audio);  // first: a NaN is no peak
+    if (const auto peak = voxtral::excessive_peak(audio)) {
+      throw voxtral::UsageError(voxtral::cat(
+          "voxtral_stream_feed: ", voxtral::excessive_peak_problem(*peak, "sample", "feed them with voxtral_stream_feed_pcm16"),
+          "; none of the call's samples were taken"));
+    }
+    stream->stream->feed(audio);
   });
 }
 

@@ -1,6 +1,8 @@
 #include "core/audio.h"
 
+#include <fcntl.h>
 #include <soxr.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -24,6 +26,25 @@ constexpr std::size_t kStreamReadBytes = 64 * 1024;
 bool has_at(std::span<const std::byte> head, std::size_t offset, std::string_view literal) {
   if (head.size() < offset + literal.size()) return false;
   return std::memcmp(head.data() + offset, literal.data(), literal.size()) == 0;
+}
+
+// A FIFO's open waits for a writer: a signal (Ctrl-C, a Python handler's SIGALRM; Python
+// installs its handlers without SA_RESTART) interrupts that wait, and it is resumed.
+std::FILE* open_stream(const std::filesystem::path& path, const InterruptedWait& on_interrupted) {
+  for (;;) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      std::FILE* stream = ::fdopen(fd, "rb");
+      if (stream == nullptr) {
+        const int error = errno;
+        ::close(fd);
+        fail(path.string(), cat("cannot open: ", std::strerror(error)));
+      }
+      return stream;
+    }
+    if (errno != EINTR) fail(path.string(), cat("cannot open: ", std::strerror(errno)));
+    if (on_interrupted) on_interrupted();
+  }
 }
 
 unsigned byte_at(std::span<const std::byte> head, std::size_t i) { return std::to_integer<unsigned>(head[i]); }
@@ -282,11 +303,10 @@ int AudioDecoder::input_channels() const {
 // ---------------------------------------------------------------------------------------
 
 std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate, AudioFormat format,
-                                   const WarningHandler& on_warning) {
+                                   const WarningHandler& on_warning, const InterruptedWait& on_interrupted) {
   if (file_kind(path.string()) == FileKind::Stream) {
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (stream == nullptr) fail(path.string(), cat("cannot open: ", std::strerror(errno)));
-    return read_audio_stream(stream.get(), path.string(), target_rate, format, on_warning);
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> stream(open_stream(path, on_interrupted), &std::fclose);
+    return read_audio_stream(stream.get(), path.string(), target_rate, format, on_warning, on_interrupted);
   }
   const MappedFile file(path);
   if (file.bytes().empty()) fail(file.path(), "empty file");
@@ -298,20 +318,29 @@ std::vector<float> load_audio_file(const std::filesystem::path& path, int target
 }
 
 std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
-                                     AudioFormat format, const WarningHandler& on_warning) {
+                                     AudioFormat format, const WarningHandler& on_warning,
+                                     const InterruptedWait& on_interrupted) {
   AudioDecoder decoder(source, target_rate, format, on_warning);
   std::vector<float> samples;
   std::vector<std::byte> piece(kStreamReadBytes);
   const auto max_samples = static_cast<std::size_t>(kMaxStreamReadSeconds * target_rate);
   for (;;) {
+    errno = 0;
     const std::size_t n = std::fread(piece.data(), 1, piece.size(), stream);
+    const int read_error = errno;  // before the decoder's calls can change it
     if (n > 0) decoder.push(std::span(piece).first(n), samples);
     if (samples.size() > max_samples) {
       fail(source, cat("longer than ", kMaxStreamReadSeconds / 3600, " hours, the most audio a whole-stream read "
                        "holds (stream it instead: the CLI's --stdin, or feed a voxtral stream piece by piece)"));
     }
     if (n < piece.size()) {
-      if (std::ferror(stream)) fail(source, cat("read error: ", std::strerror(errno)));
+      if (std::ferror(stream)) {
+        // A signal interrupted the wait for more bytes (those read before it are in `n`).
+        if (read_error != EINTR) fail(source, cat("read error: ", std::strerror(read_error)));
+        std::clearerr(stream);
+        if (on_interrupted) on_interrupted();
+        continue;
+      }
       if (std::feof(stream)) break;
     }
   }

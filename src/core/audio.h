@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -73,16 +74,25 @@ inline constexpr int kMaxTargetRate = 384000;
 // file is bounded by its size and read whole.
 inline constexpr double kMaxStreamReadSeconds = 4 * 3600.0;
 
+// Called when a signal interrupted a wait for input (EINTR) before it is waited for again:
+// whatever it throws ends the read (Python raises KeyboardInterrupt there on Ctrl-C). A wait
+// interrupted with none given is simply resumed.
+using InterruptedWait = std::function<void()>;
+
 // Reads a whole audio file (WAV unless `format` says raw). Errors name the path. A FIFO or
 // a character device (e.g. /dev/stdin) is read as a stream to its end, at most
-// kMaxStreamReadSeconds of audio (more is an Error).
+// kMaxStreamReadSeconds of audio (more is an Error); its open and reads are resumed after a
+// signal (`on_interrupted` first).
 std::vector<float> load_audio_file(const std::filesystem::path& path, int target_rate,
-                                   AudioFormat format = AudioFormat::Wav, const WarningHandler& on_warning = {});
+                                   AudioFormat format = AudioFormat::Wav, const WarningHandler& on_warning = {},
+                                   const InterruptedWait& on_interrupted = {});
 
 // Reads a stream to its end (e.g. stdin), auto-detecting WAV or raw s16le by default; more
-// than kMaxStreamReadSeconds of audio is an Error.
+// than kMaxStreamReadSeconds of audio is an Error. A read a signal interrupted is resumed
+// (`on_interrupted` first).
 std::vector<float> read_audio_stream(std::FILE* stream, const std::string& source, int target_rate,
-                                     AudioFormat format = AudioFormat::Auto, const WarningHandler& on_warning = {});
+                                     AudioFormat format = AudioFormat::Auto, const WarningHandler& on_warning = {},
+                                     const InterruptedWait& on_interrupted = {});
 
 // Names a known non-WAV container from its first bytes ("MP3", "Ogg", "FLAC", ...), or ""
 // when the bytes match none of them.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/float_peak.h"
 
 namespace voxtral {
 
@@ -519,6 +520,12 @@ void WavReader::decode_frame_block(const std::byte* frames, std::size_t count, s
     case SampleEncoding::Float64:
       decode_interleaved(frames, count, channels, width, ReadF64{source_}, interleaved_);
       break;
+  }
+  if (format_.encoding == SampleEncoding::Float32 || format_.encoding == SampleEncoding::Float64) {
+    if (auto peak = excessive_peak(std::span<const double>(interleaved_))) {
+      peak->index = static_cast<std::size_t>(frames_decoded_) + peak->index / static_cast<std::size_t>(channels);
+      fail(source_, cat(encoding_name(format_.encoding), " WAV data: ", excessive_peak_problem(*peak, "frame")));
+    }
   }
   if (channels == 1) {
     mono.reserve(mono.size() + count);

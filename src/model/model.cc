@@ -186,7 +186,10 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   check_model_tensors(*m->file_, m->config_);
   const WeightFormat quantize_to = format_to_quantize(options, m->config_, dir);
   m->weight_format_ = quantize_to != WeightFormat::BF16 ? quantize_to : m->config_.stored_weights;
-  m->backend_ = make_backend(options);
+  ModelOptions resolved = options;  // "auto" decided once: the GPU probe and its notice run once
+  resolved.backend = resolve_backend(options);
+  m->backend_ = make_backend(resolved);
+  m->backend_kind_ = resolved.backend;
   m->quantized_ = std::make_unique<QuantizedStore>();
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   m->weights_ = ModelWeights::load(*m->backend_, *m->file_, m->config_, quantize_to, m->quantized_.get(), threads);

@@ -69,6 +69,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   Backend& backend() { return *backend_; }
+  // "cpu" or "cuda": the backend it runs on, "auto" decided (Backend::name() describes it).
+  const std::string& backend_kind() const { return backend_kind_; }
   const ModelWeights& weights() const { return weights_; }
   // How the matrices are held: the file's format, or Q8/Q4 when quantized at load.
   WeightFormat weight_format() const { return weight_format_; }
@@ -93,6 +95,7 @@ class Model {
   std::unique_ptr<SafeTensors> file_;      // declared before the backend: weights may view it
   std::unique_ptr<QuantizedStore> quantized_;  // likewise: planes quantized at load
   std::unique_ptr<Backend> backend_;
+  std::string backend_kind_;
   ModelWeights weights_;
   std::mutex norms_mutex_;
   std::map<int, std::vector<std::vector<float>>> ffn_norms_;

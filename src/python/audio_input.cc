@@ -4,6 +4,7 @@
 
 #include "core/audio.h"
 #include "core/error.h"
+#include "core/float_peak.h"
 #include "runtime/scheduled_model.h"
 
 namespace py = pybind11;
@@ -69,6 +70,12 @@ std::vector<float> array_samples(const py::handle& audio, const char* name) {
   }
   // Before any resampling: the index is then the caller's, and no NaN reaches a filter's state.
   check_finite(out);
+  if (kind == 'f') {
+    if (const auto peak = excessive_peak(out)) {
+      throw UsageError(cat(name, ": ", excessive_peak_problem(*peak, "sample", "pass them as an int16 array"),
+                           "; nothing of this call was taken"));
+    }
+  }
   return out;
 }
 

@@ -11,8 +11,9 @@
 namespace voxtral::python {
 
 // The samples of a 1-D array as floats (int16 scaled by 1/32768). TypeError for anything that
-// is not an array of float32, float64 or int16; UsageError (ValueError) for another shape, or
-// a NaN or infinite sample (named by its index). Needs the GIL.
+// is not an array of float32, float64 or int16; UsageError (ValueError) for another shape, a
+// NaN or infinite sample (named by its index), or float samples beyond ±kMaxFloatPeak
+// (core/float_peak.h: int16 values passed as floats). Needs the GIL.
 std::vector<float> array_samples(const pybind11::handle& audio, const char* name);
 
 // UsageError unless `rate` is a sample rate the engine resamples from (1000 to 384000 Hz).

@@ -16,7 +16,7 @@ namespace voxtral::python {
 
 // Registers the atexit callback that marks the exit (once, at the module's import), and the
 // end of finalization's, which halts the schedulers of the models still alive (a parked
-// thread's): no engine work may race exit()'s teardown of the libraries (OpenBLAS's threads).
+// thread's): no engine work may race exit()'s teardown of static objects and shared libraries.
 void watch_interpreter_exit();
 
 // A model to halt at the end of finalization if it is still alive then.

@@ -156,7 +156,8 @@ PYBIND11_MODULE(_voxtral, m) {
                            "without waiting. Thread-safe: calls on one stream are served in order.")
           .def("feed", &PyStream::feed, py::arg("samples"),
                "Adds audio: a 1-D numpy array of float32 (or float64) in [-1, 1] or int16 PCM at the stream's "
-               "sample_rate. A NaN or infinite sample is a ValueError and nothing of the call is taken.")
+               "sample_rate. A NaN or infinite sample, or a float beyond +-2 (int16 values passed as floats), is a "
+               "ValueError and nothing of the call is taken.")
           .def("flush", &PyStream::flush,
                "At a pause: brings out everything said so far; later audio continues the stream.")
           .def("finish", &PyStream::finish, "End of the audio: brings out the rest. No audio may follow.")
@@ -193,7 +194,7 @@ PYBIND11_MODULE(_voxtral, m) {
           .def("transcribe", checked(&PyModel::transcribe), py::arg("audio"), py::kw_only(), py::arg("sample_rate") = py::none(),
                py::arg("delay_ms") = 0, py::arg("continuous") = true,
                "Transcribes a whole recording: a path (WAV: any rate, channels, PCM or float) or a 1-D array "
-               "(float32/float64 in [-1, 1], or int16) at sample_rate (default: the model's, 16000 Hz). delay_ms: "
+               "(float32/float64 in [-1, 1], up to +-2 taken as loud audio, or int16) at sample_rate (default: the model's, 16000 Hz). delay_ms: "
                "the transcription delay (0: the model's, 480). continuous: restart by itself before the model's "
                "length limit (else longer audio is an error).")
           .def("stream", checked(&PyModel::stream), py::kw_only(), py::arg("sample_rate") = 16000, py::arg("delay_ms") = 0,
@@ -203,7 +204,11 @@ PYBIND11_MODULE(_voxtral, m) {
           .def("close", checked(&PyModel::close), "Lets the model go once its open streams are closed.")
           .def_property_readonly("closed", checked(&PyModel::closed))
           .def_property_readonly("path", checked(&PyModel::path))
-          .def_property_readonly("backend", checked(&PyModel::backend), "Where the model runs (the backend's name).")
+          .def_property_readonly("backend", checked(&PyModel::backend),
+                                 "Where the model runs: \"cpu\" or \"cuda\" (backend=\"auto\" decided).")
+          .def_property_readonly("backend_description", checked(&PyModel::backend_description),
+                                 "The backend in words, for people (threads and kernels, or the GPU and its "
+                                 "settings); its wording may change between versions.")
           .def_property_readonly("sample_rate", checked(&PyModel::sample_rate), "Hz of the model's input (16000).")
           .def_property_readonly("max_streams", checked(&PyModel::max_streams), "Streams and transcriptions at once.")
           .def("__enter__", [](py::object self) { return self; })

@@ -72,7 +72,8 @@ PyModel::PyModel(const py::handle& path, std::string backend, std::string weight
   halt_at_exit(engine_);
   Model& model = engine_->model();
   sample_rate_ = model.config().audio.sampling_rate;
-  backend_ = model.backend().name();
+  backend_ = model.backend_kind();
+  backend_description_ = model.backend().name();
   max_streams_ = model.decoder().options().max_sequences;
 }
 
@@ -111,7 +112,7 @@ Transcript PyModel::transcribe(const py::handle& audio, std::optional<int> sampl
   if (!path.empty()) {
     if (sample_rate) throw UsageError("sample_rate: a file's header gives its rate; sample_rate is for arrays");
     ReleasedGil nogil;
-    samples = load_audio_file(path, sample_rate_);
+    samples = load_audio_file(path, sample_rate_, AudioFormat::Wav, {}, python_signals());
   } else {
     samples = array_samples(audio, "audio");
     const int rate = sample_rate.value_or(sample_rate_);

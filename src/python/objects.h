@@ -48,6 +48,7 @@ class PyModel {
   int sample_rate() const { return sample_rate_; }
   const std::string& path() const { return path_; }
   const std::string& backend() const { return backend_; }
+  const std::string& backend_description() const { return backend_description_; }
   int max_streams() const { return max_streams_; }
   bool closed() const;
 
@@ -55,7 +56,7 @@ class PyModel {
   std::shared_ptr<ScheduledModel> engine() const;  // ValueError once closed; voxtral.Error after fork()
 
   const pid_t process_;  // the one its scheduler thread runs in
-  std::string path_, backend_;
+  std::string path_, backend_, backend_description_;
   int sample_rate_ = 0, max_streams_ = 0;
   mutable std::mutex mutex_;
   std::shared_ptr<ScheduledModel> engine_;  // guarded by mutex_; null once closed

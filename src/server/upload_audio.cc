@@ -5,6 +5,7 @@
 
 #include "core/audio.h"
 #include "core/error.h"
+#include "core/float_peak.h"
 
 #if VOXTRAL_HAVE_LIBAV
 extern "C" {
@@ -143,6 +144,9 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
     fail(source, cat("cannot open the ", codec->name, " decoder: ", av_message(rc)));
   }
   const int source_rate = decoder->sample_rate;
+  const AVCodecID id = decoder->codec_id;
+  const bool float_pcm = id == AV_CODEC_ID_PCM_F32LE || id == AV_CODEC_ID_PCM_F32BE || id == AV_CODEC_ID_PCM_F64LE ||
+                         id == AV_CODEC_ID_PCM_F64BE || id == AV_CODEC_ID_PCM_F16LE || id == AV_CODEC_ID_PCM_F24LE;
   if (source_rate <= 0) fail(source, "the audio stream has no sample rate");
 
   AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
@@ -176,6 +180,12 @@ std::vector<float> decode_with_libav(std::string_view bytes, const std::string& 
                                 const_cast<const std::uint8_t**>(frame->extended_data), frame->nb_samples);
       av_frame_unref(frame.get());
       if (n < 0) fail(source, "cannot convert this audio to mono");
+      if (float_pcm) {  // coded audio comes out at full scale; stored floats may be integer values
+        if (auto peak = excessive_peak(std::span<const float>(mono_block.data(), static_cast<std::size_t>(n)))) {
+          peak->index += static_cast<std::size_t>(source_samples);
+          fail(source, cat(codec->name, " audio: ", excessive_peak_problem(*peak, "frame")));
+        }
+      }
       source_samples += n;
       if (max_seconds > 0 && source_samples > max_source_samples) fail_too_long(source, max_seconds);
       block.clear();

@@ -58,7 +58,7 @@ std::string read_text(voxtral_stream* s) {
   return text;
 }
 
-TEST(CApiEdges, NonFiniteSamplesAreRefusedAndTheStreamStaysUsable) {
+TEST(CApiEdges, NonFiniteOrIntegerScaledSamplesAreRefusedAndTheStreamStaysUsable) {
   // One NaN used to be taken silently and make every later transcript "".
   char err[512] = "";
   auto model = load_tiny_a(err, sizeof err);
@@ -80,6 +80,21 @@ TEST(CApiEdges, NonFiniteSamplesAreRefusedAndTheStreamStaysUsable) {
   poisoned[3999] = -std::numeric_limits<float>::infinity();
   EXPECT_EQ(voxtral_stream_feed(stream.get(), poisoned.data(), poisoned.size()), -1);
   EXPECT_THAT(voxtral_stream_error(stream.get()), HasSubstr("sample 3999 of 4000 is infinite"));
+
+  // int16 values passed as floats (peak 6 dB and more over full scale) would be noise.
+  std::vector<float> as_int16(speech.get(), speech.get() + 4000);
+  for (float& v : as_int16) v = std::round(v * 32768.0f);
+  as_int16[100] = -32000.0f;  // the peak: the clip's own in its first 4000 samples is 26210
+  EXPECT_EQ(voxtral_stream_feed(stream.get(), as_int16.data(), as_int16.size()), -1);
+  EXPECT_STREQ(voxtral_stream_error(stream.get()),
+               "voxtral_stream_feed: samples must be in [-1, 1] (float full scale), got a peak of 32000 at sample "
+               "100; if they are 16-bit PCM values, feed them with voxtral_stream_feed_pcm16 or divide them by "
+               "32768; none of the call's samples were taken");
+  std::vector<float> loud(speech.get(), speech.get() + 4000);
+  loud[5] = 2.0f;  // the bound itself is loud audio (FloatPeak tests); just past it is refused
+  loud[6] = -2.0009f;
+  EXPECT_EQ(voxtral_stream_feed(stream.get(), loud.data(), loud.size()), -1);
+  EXPECT_THAT(voxtral_stream_error(stream.get()), HasSubstr("got a peak of 2.0009 at sample 6"));
 
   // A read without a place for the pieces is an error and takes none of them.
   EXPECT_EQ(voxtral_stream_read(stream.get(), nullptr), 0u);

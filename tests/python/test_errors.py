@@ -117,6 +117,44 @@ def test_a_nan_or_infinite_sample_is_refused_by_its_index(model, bad, what):
         s.finish()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_int16_values_passed_as_floats_are_refused_saying_what_to_do(model, dtype):
+    audio, _ = read_wav(sample_path("timer"))
+    at = int(np.argmax(np.abs(audio.astype(np.int32))))
+    peak = abs(int(audio[at]))  # 18533 in this recording
+    as_floats = audio.astype(dtype)  # the values, not divided by 32768: noise if read as is
+    expected = (
+        f"samples must be in [-1, 1] (float full scale), got a peak of {peak} at sample {at}; if they are "
+        "16-bit PCM values, pass them as an int16 array or divide them by 32768; nothing of this call was taken"
+    )
+    with pytest.raises(ValueError) as e:
+        model.transcribe(as_floats)
+    assert str(e.value) == "audio: " + expected
+    with model.stream() as s:
+        with pytest.raises(ValueError) as e:
+            s.feed(as_floats)
+        assert str(e.value) == "samples: " + expected
+        s.feed(audio)  # the stream is still usable, and the advice works
+        s.finish()
+        assert "".join(p.text for p in s).strip() == truth("timer")["text"]
+    assert model.transcribe(as_floats / 32768).text == truth("timer")["text"]
+
+
+@pytest.mark.parametrize("peak", [1.0, 1.5, 1.99])
+def test_float_audio_a_little_over_full_scale_is_transcribed(model, peak):
+    # soundfile/librosa give a loud master's overs and a resampler's ringing as they are.
+    audio, _ = read_wav(sample_path("timer"))
+    samples = audio.astype(np.float32) * np.float32(peak / np.abs(audio.astype(np.float32)).max())
+    assert model.transcribe(samples).text == truth("timer")["text"]
+
+
+def test_the_float_bound_is_two():
+    with voxtral.Model(DEMO, backend=BACKEND, threads=1) as m:
+        assert m.transcribe(np.array([0.0, 2.0, -2.0], dtype=np.float32)).text == ""
+        with pytest.raises(ValueError, match=r"got a peak of 2.001 at sample 2; if they are 16-bit"):
+            m.transcribe(np.array([0.0, 2.0, -2.001], dtype=np.float32))
+
+
 def test_a_float64_beyond_float32_is_infinite(model):
     with pytest.raises(ValueError, match="sample 2 of 3 is infinite"):
         model.transcribe(np.array([0.0, 0.1, 1e300]))
@@ -248,6 +286,7 @@ def test_a_model_made_without_init_is_refused_by_every_method():
         m.close,
         lambda: repr(m),
         lambda: m.backend,
+        lambda: m.backend_description,
         lambda: m.closed,
         lambda: m.path,
         lambda: m.sample_rate,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's two commands on a fresh Debian 12 root, so a missing install step in
 # scripts/setup.sh fails CI instead of passing on a machine that happens to have the package:
-#   1. the main job: ./scripts/setup.sh && make blas && ./voxtral -d models/demo -i samples/timer.wav
+#   1. the main job: ./scripts/setup.sh && make && ./voxtral -d models/demo -i samples/timer.wav
 #      (its output must be "set a timer for ten minutes")
 #   2. the tests:    ./scripts/setup.sh && make test
 # The root is made by `mmdebstrap --variant=apt bookworm` (Debian's essential packages and apt,
@@ -129,7 +129,7 @@ in_root() {
 
 echo "== fresh_root: the README's main job"
 start=$SECONDS
-in_root './scripts/setup.sh && make blas && ./voxtral -d models/demo -i samples/timer.wav > /tmp/timer.txt'
+in_root './scripts/setup.sh && make && ./voxtral -d models/demo -i samples/timer.wav > /tmp/timer.txt'
 got="$(cat "$root/tmp/timer.txt")"
 if [ "$got" != "$expected_main_job_output" ]; then
   echo "fresh_root: the main job printed \"$got\", want \"$expected_main_job_output\"" >&2

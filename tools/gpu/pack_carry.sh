@@ -2,7 +2,7 @@
 # Builds the CUDA binaries for the GPU test machine and packs what they need into
 # .device-carry/ (bin/, lib/, audio/), the folder tools/gpu/device_check.sh reads there.
 # That machine has CUDA, torch and transformers but none of our Debian packages, and a call
-# carries at most 64 MiB: so the build is for Hopper only, without OpenBLAS and libav, and
+# carries at most 64 MiB: so the build is for Hopper only, without libav, and
 # lib/ holds the shared libraries the binaries load that are neither glibc's nor CUDA's.
 #   tools/gpu/pack_carry.sh            (then: run with carry [".device-carry"])
 set -euo pipefail
@@ -13,7 +13,7 @@ carry=.device-carry
 launcher=()
 command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
                                            -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_CUDA=ON -DVOXTRAL_BLAS=OFF -DVOXTRAL_LIBAV=OFF \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DVOXTRAL_CUDA=ON -DVOXTRAL_LIBAV=OFF \
   -DVOXTRAL_TESTS=ON "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" "${launcher[@]}" > /dev/null
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target voxtral voxtral-bench voxtral-server voxtral-loadtest \
   voxtral_tests voxtral_gpu_tests c_api_test

@@ -69,9 +69,15 @@ inline Reply upload(unsigned short port, const std::string& name) {
 
 class WsClient {
  public:
-  explicit WsClient(unsigned short port, const std::string& target = "/v1/realtime") : ws_(io_) {
+  // `headers`: sent with the upgrade request (OpenAI-Beta: realtime=v1, ...).
+  explicit WsClient(unsigned short port, const std::string& target = "/v1/realtime",
+                    const std::vector<std::pair<std::string, std::string>>& headers = {})
+      : ws_(io_) {
     ws_.next_layer().connect({net::ip::make_address("127.0.0.1"), port});
     set_timeouts(ws_.next_layer(), 30);
+    ws_.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
+      for (const auto& [name, value] : headers) req.set(name, value);
+    }));
     ws_.handshake("localhost", target);
   }
   // The next message; an error (or a 30 s wait) is returned, not thrown.

@@ -209,7 +209,7 @@ TEST(OpenAiRealtime, ServerWideVadIsEachSessionsDefault) {
   WsClient c(s.port(), kOpenAi);
   const auto created = c.read();
   EXPECT_EQ(created["session"]["audio"]["input"]["turn_detection"]["type"], "server_vad") << created.dump();
-  append_at(c, pcm16_at("lights", 16000, 1.0), 16000);
+  append_at(c, pcm16_at("lights", 24000, 1.0), 24000);  // OpenAI's default format: 24 kHz PCM16
   EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("lights"));
   c.send(session_update(16000));  // turn_detection: null
   EXPECT_TRUE(read_until(c, "session.updated")["session"]["audio"]["input"]["turn_detection"].is_null());
@@ -269,8 +269,8 @@ TEST(OpenAiRealtime, BadEventsGetErrorsNamingTheFieldAndTheSessionGoesOn) {
   expect_error(c, "invalid_json");
   c.send({{"type", "input_audio_buffer.commit"}, {"event_id", 7}});
   expect_error(c, "invalid_type", "event_id");
-  // Nothing of that changed the session: 16 kHz PCM, no turn detection.
-  append_at(c, pcm16_at("lights", 16000), 16000);
+  // Nothing of that changed the session: 24 kHz PCM (OpenAI's default), no turn detection.
+  append_at(c, pcm16_at("lights", 24000), 24000);
   c.send({{"type", "input_audio_buffer.commit"}});
   EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("lights"));
   EXPECT_EQ(request(s.port(), http::verb::get, "/health").status, 200);

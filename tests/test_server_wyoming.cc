@@ -3,6 +3,7 @@
 // clients that break the protocol or the limits. Expected words come from the samples'
 // scripts (samples/*.json), never from the engine.
 #include <cmath>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -271,6 +272,41 @@ TEST(Wyoming, ASilentClientIsClosed) {
   WyomingClient c(s.server.wyoming_port());  // silent after its header began
   c.send_bytes("{\"type\":\"describe\"");
   expect_refusal(c, "idle_timeout", "--idle-timeout");
+}
+
+// A stream holds an engine slot: pings alone do not keep it past --idle-timeout.
+TEST(Wyoming, PingsDoNotKeepAStreamsSlot) {
+  ServerOptions options = wyoming_options();
+  options.idle_timeout_seconds = 1;
+  SchedulerOptions engine;
+  engine.max_jobs = 1;
+  RunningServer s(options, engine);
+  WyomingClient c(s.server.wyoming_port());
+  c.audio_start();
+  c.audio_chunk(pcm16("lights").substr(0, 16000));  // 0.5 s
+  ASSERT_TRUE(s.jobs(1));
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    c.send("ping", {{"text", "still here"}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (;;) {
+    const auto event = c.read();
+    ASSERT_TRUE(event) << "no error event before the close";
+    if (event->type == "pong" || event->type.starts_with("transcript")) continue;
+    EXPECT_EQ(event->type, "error") << event->data.dump();
+    EXPECT_EQ(event->data.value("code", ""), "idle_timeout") << event->data.dump();
+    EXPECT_THAT(event->data.value("text", ""), HasSubstr("no audio")) << event->data.dump();
+    EXPECT_THAT(event->data.value("text", ""), HasSubstr("--idle-timeout")) << event->data.dump();
+    break;
+  }
+  EXPECT_TRUE(c.closed());
+  EXPECT_TRUE(s.idle());  // the slot is free
+  WyomingClient next(s.server.wyoming_port());
+  next.audio_start();
+  next.audio_chunks(pcm16("lights"));
+  next.send("audio-stop");
+  EXPECT_EQ(next.transcript().text, sample_text("lights"));
 }
 
 TEST(Wyoming, LimitsOfTheServerApply) {

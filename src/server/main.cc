@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
                  "Seconds a request's header may take from its first byte (default 30)")
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--idle-timeout", server.idle_timeout_seconds,
-                 "Seconds a connection may stay silent between requests or within a body (default 60)")
+                 "Seconds a connection may stay silent between requests or within a body, and a realtime\n"
+                 "session or Wyoming stream holding a transcription slot without audio or events (default 60)")
       ->check(CLI::Range(0.1, 86400.0));
   app.add_option("--shutdown-timeout", server.shutdown_timeout_seconds,
                  "On SIGTERM/SIGINT, seconds running requests and sessions get to finish before they are\n"

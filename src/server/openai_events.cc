@@ -20,7 +20,7 @@ constexpr int kMaxDepth = 8;
 InputAudioFormat format_field(const json& value, const std::string& path) {
   if (value.is_string()) {
     const auto& name = value.get_ref<const std::string&>();
-    if (name == "pcm16") return {PcmEncoding::Pcm16, 24000};
+    if (name == "pcm16") return kOpenAiDefaultFormat;
     if (name == "g711_ulaw") return {PcmEncoding::Mulaw, 8000};
     if (name == "g711_alaw") return {PcmEncoding::Alaw, 8000};
     refuse("`" + path + "` `" + shortened(name) + "` is not a format served here: pcm16, g711_ulaw or g711_alaw", path);
@@ -37,7 +37,7 @@ InputAudioFormat format_field(const json& value, const std::string& path) {
     refuse("`" + path + ".type` `" + shortened(type) + "` is not a format served here: audio/pcm, audio/pcmu or audio/pcma",
            path + ".type");
   }
-  const int hz = rate.value_or(24000);
+  const int hz = rate.value_or(kOpenAiDefaultFormat.rate);
   if (hz < kMinSessionRate || hz > kMaxSessionRate) {
     refuse("`" + rate_path + "` " + std::to_string(hz) + " Hz cannot be honoured: from " +
                std::to_string(kMinSessionRate) + " to " + std::to_string(kMaxSessionRate) + " Hz",
@@ -113,9 +113,14 @@ void dispatch(const json& event, const std::string& event_id, OpenAiEventSink& s
   }
   if (*type == "input_audio_buffer.append") {
     auto bytes = base64_decode(required_string(event, "audio"));
-    if (!bytes || bytes->empty()) {
-      return sink.on_error({"`audio` must be base64 (RFC 4648) of audio bytes, not empty", "invalid_audio", "audio"},
+    if (!bytes) {
+      return sink.on_error({"`audio` is not valid base64 (RFC 4648: A-Z a-z 0-9 + /, padded with = to a multiple of "
+                            "4 characters)",
+                            "invalid_audio", "audio"},
                            event_id);
+    }
+    if (bytes->empty()) {
+      return sink.on_error({"`audio` is empty: an append carries audio bytes", "invalid_audio", "audio"}, event_id);
     }
     return sink.on_append(std::move(*bytes), event_id);
   }

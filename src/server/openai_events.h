@@ -26,6 +26,9 @@
 
 namespace voxtral {
 
+// OpenAI's "pcm16": 24 kHz mono PCM16, also what a session that names no format gets.
+inline constexpr InputAudioFormat kOpenAiDefaultFormat{PcmEncoding::Pcm16, 24000};
+
 struct OpenAiSessionUpdate {
   bool beta = false;  // transcription_session.update: answer transcription_session.updated
   std::optional<std::string> model;  // the transcription model asked for

@@ -1,7 +1,11 @@
 // OpenAI's realtime transcription sessions (server/realtime.h): the server events, in the GA
 // names (session.created/updated) or, for a client that speaks the beta (OpenAI-Beta:
 // realtime=v1, or transcription_session.update), in the beta's (transcription_session.*).
+// A session that names no format reads its appends as OpenAI's default, 24 kHz PCM16.
 #include "server/realtime_protocol.h"
+
+#include <unordered_map>
+#include <unordered_set>
 
 #include "server/openai_events.h"
 #include "server/server.h"
@@ -49,13 +53,26 @@ class OpenAiProtocol final : public RealtimeProtocol, private OpenAiEventSink {
          {{"previous_item_id", previous_id},
           {"item", {{"id", item}, {"object", "realtime.item"}, {"type", "message"}, {"status", "completed"},
                     {"role", "user"}, {"content", content}}}});
+    committed_.insert(item);
+    if (const auto held = held_.find(item); held != held_.end()) {
+      for (const auto& text : held->second) send_delta(item, text);
+      held_.erase(held);
+    }
   }
-  void cleared() override { send("input_audio_buffer.cleared", json::object()); }
+  void cleared(const std::string& item) override {
+    held_.erase(item);  // the item is never committed: its words never go out
+    send("input_audio_buffer.cleared", json::object());
+  }
 
+  // OpenAI's order for an item: committed, added/created, deltas, completed. The engine
+  // writes words while the audio arrives, before the commit that names the item: they wait
+  // here until it.
   void delta(const std::string& item, const std::string& text, double) override {
-    send("conversation.item.input_audio_transcription.delta", {{"item_id", item}, {"content_index", 0}, {"delta", text}});
+    if (committed_.contains(item)) return send_delta(item, text);
+    held_[item].push_back(text);
   }
   void done(const std::string& item, const std::string& transcript, const TurnUsage& usage) override {
+    committed_.erase(item);
     send("conversation.item.input_audio_transcription.completed",
          {{"item_id", item},
           {"content_index", 0},
@@ -64,6 +81,10 @@ class OpenAiProtocol final : public RealtimeProtocol, private OpenAiEventSink {
   }
 
  private:
+  void send_delta(const std::string& item, const std::string& text) {
+    send("conversation.item.input_audio_transcription.delta", {{"item_id", item}, {"content_index", 0}, {"delta", text}});
+  }
+
   void send(const char* type, json fields) {
     fields["type"] = type;
     fields["event_id"] = random_id("event_");
@@ -136,6 +157,10 @@ class OpenAiProtocol final : public RealtimeProtocol, private OpenAiEventSink {
   RealtimeCore& core_;
   bool beta_;
   std::string model_;
+  // Items committed and not yet completed: their deltas go out as they come.
+  std::unordered_set<std::string> committed_;
+  // The deltas of items not committed yet (the open turn's), in order.
+  std::unordered_map<std::string, std::vector<std::string>> held_;
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "model/schedule.h"
 #include "server/json_text.h"
 #include "server/auth.h"
+#include "server/openai_events.h"
 #include "server/realtime_audio.h"
 #include "server/realtime_protocol.h"
 
@@ -51,6 +52,12 @@ std::int64_t to_ms(std::int64_t samples) { return samples * 1000 / kModelRate; }
 
 enum class Protocol { Vllm, OpenAi, OpenAiBeta };
 
+using Clock = std::chrono::steady_clock;
+
+Clock::duration seconds_of(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
 class RealtimeSession final : public std::enable_shared_from_this<RealtimeSession>,
                               private RealtimeCore,
                               private RealtimeAudioPath::Sink {
@@ -64,6 +71,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
         protocol_(protocol == Protocol::Vllm ? make_vllm_protocol(*this)
                                              : make_openai_protocol(*this, protocol == Protocol::OpenAiBeta)) {
     SessionAudio audio;
+    if (protocol != Protocol::Vllm) audio.format = kOpenAiDefaultFormat;
     audio.turn_detection = context.options.turn_detection;
     set_audio(audio);
   }
@@ -164,12 +172,67 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
       close(websocket::close_code::too_big);
       return;
     }
+    heard_from_client(ws_.is_message_done());
     if (!ws_.is_message_done()) return read();
     const std::string_view message(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    guarded(false, [&] { protocol_->handle(message); });
+    if (ws_.got_binary()) {
+      refuse({"binary frames are not accepted: send each event as a text frame of JSON (audio goes base64 in "
+              "input_audio_buffer.append)",
+              "invalid_event", ""});
+    } else {
+      guarded(false, [&] { protocol_->handle(message); });
+    }
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > kKeptReadBuffer) buffer_.shrink_to_fit();
     if (!closing_ && !closed_ && !paused_) read();
+  }
+
+  // A whole message is the client's activity; so are the pieces of one still arriving, while
+  // they come at --min-upload-rate on average after a grace of one idle timeout (as an HTTP
+  // body does), so a trickle cannot hold an engine slot. Pings and pongs are not: Beast
+  // answers them inside the read, which goes on waiting for a message.
+  void heard_from_client(bool message_done) {
+    const auto now = Clock::now();
+    if (message_done) {
+      message_start_ = {};
+      last_activity_ = now;
+      return;
+    }
+    if (message_start_ == Clock::time_point{}) message_start_ = now;
+    const auto& o = context_.options;
+    const double allowed = o.idle_timeout_seconds + (o.min_upload_bytes_per_second > 0
+                                                         ? static_cast<double>(buffer_.size()) / o.min_upload_bytes_per_second
+                                                         : 1e9);
+    if (now - message_start_ <= seconds_of(allowed)) last_activity_ = now;
+  }
+
+  // A session holding an engine slot is ended after --idle-timeout with no message from its
+  // client while the engine has nothing of it to do: the slot goes to another client. The
+  // close is 1008 (policy violation: the server's idle limit), after an `error` event.
+  void watch_idle() {
+    idle_.expires_at(last_activity_ + seconds_of(context_.options.idle_timeout_seconds));
+    idle_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->guarded(true, [&] {
+        if (!ec) self->on_idle_check();
+      });
+    });
+  }
+
+  void on_idle_check() {
+    if (!job_ || closing_ || closed_) return;
+    const auto now = Clock::now();
+    if (engine_has_work()) last_activity_ = now;
+    if (now < last_activity_ + seconds_of(context_.options.idle_timeout_seconds)) return watch_idle();
+    refuse({"no audio or event for " + seconds_text(context_.options.idle_timeout_seconds) +
+                " s (--idle-timeout); the session was closed to free its transcription slot",
+            "idle_timeout", ""});
+    close(websocket::close_code::policy_error);
+  }
+
+  // Audio waiting for the engine or in it, or a committed turn whose transcript is not done:
+  // the client may well wait in silence.
+  bool engine_has_work() const {
+    return paused_ || !pending_.empty() || job_->queued_samples() > 0 || turns_.size() > (open_ ? 1u : 0u);
   }
 
   // ---- RealtimeCore: what the protocol asks.
@@ -243,12 +306,14 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   void clear() override {
     audio_path_.end_turn(/*drop=*/true);  // what the resampler holds goes with the rest
+    std::string item;
     if (open_) {
       turns_.back().discarded = true;
+      item = turns_.back().item;
       open_ = false;
       pending_.push_back({Pending::Kind::EndTurn, {}});
     }
-    protocol_->cleared();
+    protocol_->cleared(item);
     feed_deferred();
   }
 
@@ -367,7 +432,10 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
       on_strand([message](RealtimeSession& self) { self.on_job_error(message, "server_busy"); });
     };
     job_ = context_.engine.start(JobKind::Live, options, std::move(callbacks));
-    if (!job_) {
+    if (job_) {
+      last_activity_ = Clock::now();
+      watch_idle();
+    } else {
       end_session("the server is busy: " + std::to_string(context_.engine.max_jobs()) +
                       " transcriptions are running (--max-sessions); start a new session shortly",
                   "server_busy");
@@ -379,6 +447,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   // The engine's pieces and done belong to the oldest turn not yet done.
   void on_pieces(const std::vector<TextPiece>& pieces) {
     if (!job_ || turns_.empty()) return;
+    last_activity_ = Clock::now();
     settle_memory(job_->queued_samples());
     Turn& turn = turns_.front();
     std::string delta;
@@ -398,6 +467,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
 
   void on_done(const StreamStats& stats) {
     if (!job_ || turns_.empty()) return;
+    last_activity_ = Clock::now();
     settle_memory(job_->queued_samples());
     const Turn turn = std::move(turns_.front());
     turns_.pop_front();
@@ -440,6 +510,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   }
 
   void drop_job() {
+    idle_.cancel();
     if (job_) job_->cancel();
     job_.reset();
     pending_.clear();
@@ -536,6 +607,9 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
   std::size_t deferred_samples_ = 0;  // the audio in pending_
   bool paused_ = false;               // reading waits for pending_ to go
   net::steady_timer retry_{ws_.get_executor()};
+  net::steady_timer idle_{ws_.get_executor()};  // while the session holds an engine slot
+  Clock::time_point last_activity_;  // the client's last message, or the engine's last words
+  Clock::time_point message_start_;  // the first piece of a message still arriving
   std::deque<std::string> out_;
   std::size_t backlog_ = 0;
   bool writing_ = false;

@@ -27,7 +27,9 @@ struct ServerOptions;
 
 // How the session reads its appends, as the client last set it.
 struct SessionAudio {
-  InputAudioFormat format;  // 16 kHz PCM16 until a session update says otherwise
+  // Until a session update says otherwise: 16 kHz PCM16 in vLLM's protocol (its appends are
+  // 16 kHz), 24 kHz PCM16 in OpenAI's (kOpenAiDefaultFormat, its "pcm16").
+  InputAudioFormat format;
   std::optional<TurnDetectionOptions> turn_detection;  // none: turns end at commits only
 };
 
@@ -72,7 +74,8 @@ class RealtimeProtocol {
   virtual void speech_started(const std::string& item, std::int64_t audio_start_ms) = 0;
   virtual void speech_stopped(const std::string& item, std::int64_t audio_end_ms) = 0;
   virtual void committed(const std::string& item, const std::string& previous_item) = 0;
-  virtual void cleared() = 0;
+  // `item`: the open turn's id, whose deltas are dropped; "" when no turn was open.
+  virtual void cleared(const std::string& item) = 0;
   // `audio_end`: seconds of the session's audio the engine had when it wrote this text.
   virtual void delta(const std::string& item, const std::string& text, double audio_end) = 0;
   virtual void done(const std::string& item, const std::string& transcript, const TurnUsage& usage) = 0;

@@ -69,8 +69,10 @@ struct ServerOptions {
   // --vad: turn detection for every realtime session from its start (a session may turn it
   // off or change it); none: off until a session asks for it.
   std::optional<TurnDetectionOptions> turn_detection;
-  double idle_timeout_seconds = 60;         // a connection silent this long (between requests,
-                                            // or within a body) is closed
+  // A connection silent this long (between requests, or within a body) is closed; so is a
+  // realtime session or Wyoming stream holding an engine slot that gets no audio or event
+  // (pings do not count) for this long while the engine has nothing of it to do.
+  double idle_timeout_seconds = 60;
   // --wyoming: Home Assistant's Wyoming protocol on this TCP port too, at `host` (0: any
   // free port, see Server::wyoming_port(); -1: off). server/wyoming.h.
   int wyoming_port = -1;

@@ -33,7 +33,7 @@ class VllmProtocol final : public RealtimeProtocol, private RealtimeEventSink {
     core_.send({{"type", "input_audio_buffer.speech_stopped"}, {"audio_end_ms", audio_end_ms}});
   }
   void committed(const std::string&, const std::string&) override {}
-  void cleared() override {}
+  void cleared(const std::string&) override {}
 
   void delta(const std::string&, const std::string& text, double audio_end) override {
     // audio_end (an addition to the protocol; clients ignore unknown fields): seconds of the

@@ -28,7 +28,8 @@
 //     invalid_audio (a payload that is not whole frames),
 //     audio_too_long (past --max-audio-seconds in one stream)
 //   server: server_busy (--max-sessions, or the memory budget), processing_error,
-//     idle_timeout (silent for --idle-timeout while the server waits for it),
+//     idle_timeout (silent for --idle-timeout while the server waits for it, or no audio
+//       for --idle-timeout while a stream holds an engine slot: pings do not keep it),
 //     server_shutdown (drain, or the end of the shutdown grace period), internal_error.
 // Limits are the server's (ServerOptions): a client sending audio faster than the engine
 // transcribes is held back (max_buffered_audio_seconds, by not reading), audio held is

@@ -203,6 +203,8 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     if (!format) throw Refusal{"audio-start: " + why, "invalid_audio_format"};
     audio_.emplace(*format, context_.sample_rate);
     if (!start_job()) return;
+    last_audio_ = std::chrono::steady_clock::now();
+    watch_slot();
     text_.clear();
     started_text_ = false;
     sent_start_ = false;
@@ -228,6 +230,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
                         " s (--max-audio-seconds)",
                     "audio_too_long"};
     }
+    last_audio_ = std::chrono::steady_clock::now();
     std::vector<float> samples;
     audio_->push(event.payload, samples);
     event.payload = {};
@@ -242,6 +245,29 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     hold(std::move(tail));
     stopping_ = true;  // events after this one wait for the transcript
     feed_deferred(false);
+  }
+
+  // A stream holds an engine slot: --idle-timeout without audio from the client while the
+  // engine has nothing of it to do ends it (other events, pings included, do not count), so
+  // a client that keeps the connection alive and sends no audio cannot keep the slot.
+  void watch_slot() {
+    slot_idle_.expires_at(last_audio_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                            std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
+    slot_idle_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      self->guarded([&] {
+        if (!ec) self->on_slot_check();
+      });
+    });
+  }
+
+  void on_slot_check() {
+    if (!job_ || closing_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (stopping_ || !deferred_.empty() || job_->queued_samples() > 0) last_audio_ = now;
+    if (now - last_audio_ < std::chrono::duration<double>(context_.options.idle_timeout_seconds)) return watch_slot();
+    refuse("no audio for " + seconds_text(context_.options.idle_timeout_seconds) +
+               " s (--idle-timeout) in a stream holding a transcription slot; the connection was closed to free it",
+           "idle_timeout");
   }
 
   // ---- the engine
@@ -358,6 +384,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
       started_text_ = !delta.empty();
     }
     if (delta.empty()) return;
+    last_audio_ = std::chrono::steady_clock::now();  // the engine was busy with the stream's audio
     text_ += delta;
     start_transcript();
     send("transcript-chunk", {{"text", delta}});
@@ -392,6 +419,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     settle_memory(0);
     stopping_ = finished_ = false;
     awaiting_.cancel();
+    slot_idle_.cancel();
     if (lifecycle_id_ != 0) context_.lifecycle->forget(lifecycle_id_);
     lifecycle_id_ = 0;
   }
@@ -481,6 +509,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     idle_.cancel();
     retry_.cancel();
     awaiting_.cancel();
+    slot_idle_.cancel();
     socket_.close(ignored);
   }
 
@@ -495,6 +524,8 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
   net::steady_timer idle_{socket_.get_executor()};
   net::steady_timer retry_{socket_.get_executor()};
   net::steady_timer awaiting_{socket_.get_executor()};
+  net::steady_timer slot_idle_{socket_.get_executor()};  // while a stream holds an engine slot
+  std::chrono::steady_clock::time_point last_audio_;       // its last audio event (or engine words)
   std::deque<std::string> out_;
   std::size_t backlog_ = 0;
   bool writing_ = false;

@@ -2,10 +2,11 @@
 """Turn detection on a recorded-like dialogue: espeak-ng turns (connected phrases, word times
 from libespeak-ng's synthesis events, tools/demo_model/espeak_api.py) over room noise that is
 not steady (pink plus brown noise, its level drifting by a few dB), with breath-like bursts
-(band-limited noise under a smooth 250-450 ms envelope, 25-32 dB below the speech, as inhales at a normal distance from the microphone are; so at most 8 dB over the noise, under
-the detector's 12 dB start margin) in the
-pauses inside turns and before some turns, where a talker inhales. Everything is drawn from
-a fixed seed, so the audio and its truth are the same on every run.
+(band-limited noise under a smooth 250-450 ms envelope, 25-32 dB below the speech, as
+inhales at a normal distance from the microphone are: at most 8 dB over the noise, under
+the detector's 12 dB start margin) in the pauses inside turns and before some turns, where
+a talker inhales. Everything is drawn from a fixed seed, so the audio and its truth are the
+same on every run. (The detector before the percentile floor merged two of its turns.)
 
 Each turn is two phrases 200-350 ms apart (a pause inside the turn, often with a breath);
 turns are 0.7-1.6 s apart. The file goes through `voxtral --vad --debug` (the CLI's turn

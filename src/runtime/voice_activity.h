@@ -17,7 +17,8 @@
 //      below -90 dBFS. Room noise is not steady: its 10 ms frames spread over several dB, so
 //      the quietest frame (minimum statistics) sits well under the noise's typical level and
 //      ordinary noise frames cross any small margin over it; a low percentile is the level
-//      most noise frames reach, and speech, which rarely fills 90% of 3 s, does not raise it;
+//      most noise frames reach. Speech raises it only where it fills over 90% of the 3 s
+//      (long connected phrases), and then the first 0.3 s of a pause bring it back down;
 //   4. the speech level S is the peak L of voiced frames, falling 5 dB per second;
 //   5. a frame is voiced when L > max(N + margin, floor), margin = 4 + 16 * threshold dB and
 //      floor = -65 + 30 * threshold dBFS (threshold 0.5: 12 dB over the noise and at least

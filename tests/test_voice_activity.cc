@@ -133,6 +133,61 @@ TEST(TurnDetector, SteadyNoiseAndClicksAreNotSpeech) {
   EXPECT_TRUE(detect(quiet, o).empty());
 }
 
+// Room noise is not steady: each 10 ms frame of a recording's pause is a few dB above or below
+// the last (jfk.wav's pauses: 10 ms levels spread over 8 dB around their median). Here every
+// frame's gain is drawn uniformly within +-`spread_db`.
+void make_noise_fluctuate(std::vector<float>& audio, double spread_db, std::uint32_t seed = 11) {
+  std::mt19937 random(seed);
+  std::uniform_real_distribution<double> gain_db(-spread_db, spread_db);
+  for (std::size_t at = 0; at < audio.size(); at += 160) {
+    const auto gain = static_cast<float>(std::pow(10, gain_db(random) / 20));
+    for (std::size_t i = at; i < std::min(at + 160, audio.size()); ++i) audio[i] *= gain;
+  }
+}
+
+TEST(TurnDetector, APauseInFluctuatingRoomNoiseEndsTheTurn) {
+  // Speech 30 dB over noise (-50 dBFS) whose frames spread over +-4 dB, pauses of 1.1 s and
+  // 0.7 s as in jfk.wav: the floor's minimum would sit 4 dB under the noise's typical frame.
+  auto audio = signal(7, {{0.5, 2.0}, {3.1, 4.2}, {4.9, 6.0}}, -50, -20);
+  make_noise_fluctuate(audio, 4);
+  const auto turns = detect(audio, TurnDetectionOptions{});
+  ASSERT_EQ(turns.size(), 3u);
+  const double ends[3] = {2.0, 4.2, 6.0};
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_NEAR(turns[i].speech_end, at(ends[i]), 1600);  // the last syllable's fade, as above
+  }
+}
+
+TEST(TurnDetector, LoneLoudFramesInAPauseDoNotHoldTheTurn) {
+  // After the speech, a 10 ms burst 10 dB over the noise every 100 ms (a ticking clock,
+  // crackle): each one is over the continuation bound, none is 30 ms of sound.
+  auto audio = signal(4, {{0.5, 1.5}}, -55);
+  std::mt19937 random(5);
+  std::normal_distribution<float> gauss(0, static_cast<float>(std::pow(10, -45.0 / 20)));
+  for (double t = 1.6; t < 3.5; t += 0.1) {
+    for (std::int64_t i = at(t); i < at(t) + 160; ++i) audio[static_cast<std::size_t>(i)] += gauss(random);
+  }
+  const auto turns = detect(audio, TurnDetectionOptions{});
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_NEAR(turns[0].speech_end, at(1.5), 1600);
+  EXPECT_LT(turns[0].audio_end, at(2.2));
+}
+
+TEST(TurnDetector, ABreathFarBelowTheSpeechDoesNotHoldTheTurn) {
+  // A quiet room (-75 dBFS) and an exhale 200 ms after the speech: 400 ms of noise at
+  // -54 dBFS, 21 dB over the room (past the margins over the noise floor) but 34 dB under
+  // the speech.
+  auto audio = signal(4, {{0.5, 1.5}}, -75, -20);
+  std::mt19937 random(9);
+  std::normal_distribution<float> gauss(0, static_cast<float>(std::pow(10, -54.0 / 20)));
+  for (std::int64_t i = at(1.7); i < at(2.1); ++i) audio[static_cast<std::size_t>(i)] += gauss(random);
+  const auto turns = detect(audio, TurnDetectionOptions{});
+  ASSERT_EQ(turns.size(), 1u);
+  EXPECT_NEAR(turns[0].speech_end, at(1.5), 1600);
+  EXPECT_LT(turns[0].audio_end, at(2.2));
+}
+
 TEST(TurnDetector, ResetEndsATurnWithoutAStop) {
   const auto audio = signal(3, {{0.5, 2.5}});
   TurnDetector detector(TurnDetectionOptions{});

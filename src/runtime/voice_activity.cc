@@ -10,11 +10,17 @@ namespace voxtral {
 
 namespace {
 constexpr double kHighPassHz = 100;
-constexpr int kNoiseWindowFrames = 100;  // 1 s
+constexpr double kNoisePercentile = 0.10;
 constexpr double kLowestFloorDb = -90;
-constexpr double kHysteresisDb = 6;
-constexpr int kOnsetWindow = 6;  // frames
-constexpr int kOnsetVoiced = 4;  // voiced frames among them that start speech
+constexpr double kBinDb = 0.5, kLowestBinDb = -100;
+constexpr double kMarginHysteresisDb = 3;  // in speech: N + margin - 3 dB
+constexpr double kFloorHysteresisDb = 6;   // in speech: floor - 6 dB
+constexpr double kSpeechRangeDb = 30;      // in speech: within 30 dB of S
+constexpr double kSpeechDecayDb = 0.05;    // per frame: 5 dB/s
+constexpr int kOnsetWindow = 6;            // frames
+constexpr int kOnsetVoiced = 4;            // voiced frames among them that start speech
+constexpr int kSustainWindow = 5;          // frames
+constexpr int kSustainVoiced = 3;          // voiced frames among them that continue speech
 }  // namespace
 
 void validate(const TurnDetectionOptions& o) {
@@ -52,14 +58,27 @@ bool VoiceActivityDetector::voiced(std::span<const float, kFrameSamples> frame, 
     energy += y * y;
   }
   const double level = 10 * std::log10(energy / kFrameSamples + 1e-12);
-  // The window's minimum: a monotonic queue (each level leaves once).
-  while (!minima_.empty() && minima_.back().second >= level) minima_.pop_back();
-  minima_.emplace_back(frame_, level);
-  while (minima_.front().first <= frame_ - kNoiseWindowFrames) minima_.pop_front();
-  ++frame_;
-  noise_db_ = std::max(kLowestFloorDb, minima_.front().second);
-  const double slack = in_speech ? kHysteresisDb : 0;
-  return level > std::max(noise_db_ + margin_db_, floor_db_) - slack;
+  const auto bin = static_cast<std::uint8_t>(std::clamp((level - kLowestBinDb) / kBinDb, 0.0, kBins - 1.0));
+  if (window_.size() < kWindowFrames) {
+    window_.push_back(bin);
+  } else {
+    --histogram_[window_[next_]];
+    window_[next_] = bin;
+    next_ = (next_ + 1) % kWindowFrames;
+  }
+  ++histogram_[bin];
+  // The percentile's rank, 1-based: the smallest bin whose count reaches it.
+  const auto rank = static_cast<int>(std::ceil(kNoisePercentile * static_cast<double>(window_.size())));
+  int seen = 0, at = 0;
+  while ((seen += histogram_[at]) < rank) ++at;
+  noise_db_ = std::max(kLowestFloorDb, kLowestBinDb + (at + 0.5) * kBinDb);
+  speech_db_ = std::max(kLowestFloorDb, speech_db_ - kSpeechDecayDb);
+  const bool is_voiced =
+      in_speech ? level > std::max({noise_db_ + margin_db_ - kMarginHysteresisDb, floor_db_ - kFloorHysteresisDb,
+                                    speech_db_ - kSpeechRangeDb})
+                : level > std::max(noise_db_ + margin_db_, floor_db_);
+  if (is_voiced) speech_db_ = std::max(speech_db_, level);
+  return is_voiced;
 }
 
 TurnDetector::TurnDetector(const TurnDetectionOptions& options)
@@ -100,10 +119,14 @@ void TurnDetector::frame(std::span<const float, VoiceActivityDetector::kFrameSam
   ++frames_;
   if (in_speech_) {
     sink.turn_audio(samples);
-    if (vad_.voiced(samples, true)) {
+    const bool voiced = vad_.voiced(samples, true);
+    recent_.push_back(voiced);
+    if (static_cast<int>(recent_.size()) > kSustainWindow) recent_.pop_front();
+    if (voiced && std::count(recent_.begin(), recent_.end(), true) >= kSustainVoiced) {
       last_voiced_end_ = end;
     } else if (end - last_voiced_end_ >= silence_samples_) {
       in_speech_ = false;
+      recent_.clear();
       turn_floor_ = end;
       sink.speech_stopped(last_voiced_end_, end);
     }
@@ -125,7 +148,7 @@ void TurnDetector::frame(std::span<const float, VoiceActivityDetector::kFrameSam
   const std::int64_t audio_start = std::max({speech_start - prefix_samples_, turn_floor_, held_start});
   in_speech_ = true;
   last_voiced_end_ = window_start + last * n;
-  recent_.clear();
+  while (static_cast<int>(recent_.size()) > kSustainWindow) recent_.pop_front();
   sink.speech_started(audio_start, speech_start);
   const std::vector<float> turn(held_.begin() + (audio_start - held_start), held_.end());
   held_.clear();

@@ -1,5 +1,6 @@
 // Turn detection: where an utterance starts and ends, from the audio alone (an energy VAD
-// with an adaptive noise floor and hysteresis), with OpenAI's server_vad parameters.
+// with a percentile noise floor, hysteresis and a sustained-voicing rule), with OpenAI's
+// server_vad parameters.
 //
 // Why our own: Debian 12 has no libfvad; its webrtc-audio-processing (0.3, a 2016 snapshot)
 // offers voice detection only inside its whole processing module, with four fixed
@@ -12,23 +13,29 @@
 //   1. a second-order high-pass at 100 Hz (RBJ audio-EQ cookbook biquad) removes DC and mains
 //      hum, which carry energy but no speech;
 //   2. the frame's level L = 10 log10(mean square) in dBFS;
-//   3. the noise floor N is the lowest L of the last 1 s (minimum statistics: speech has
-//      quiet frames between its sounds, so speech does not raise it, while a change of room
-//      noise does), never below -90 dBFS;
-//   4. a frame is voiced when L > max(N + margin, floor), margin = 4 + 16 * threshold dB and
+//   3. the noise floor N is the 10th percentile of L over the last 3 s (0.5 dB bins), never
+//      below -90 dBFS. Room noise is not steady: its 10 ms frames spread over several dB, so
+//      the quietest frame (minimum statistics) sits well under the noise's typical level and
+//      ordinary noise frames cross any small margin over it; a low percentile is the level
+//      most noise frames reach. Speech raises it only where it fills over 90% of the 3 s
+//      (long connected phrases), and then the first 0.3 s of a pause bring it back down;
+//   4. the speech level S is the peak L of voiced frames, falling 5 dB per second;
+//   5. a frame is voiced when L > max(N + margin, floor), margin = 4 + 16 * threshold dB and
 //      floor = -65 + 30 * threshold dBFS (threshold 0.5: 12 dB over the noise and at least
-//      -50 dBFS); inside speech both bounds are 6 dB lower (hysteresis), so weak sounds
-//      within a word (fricatives, closures) do not end it;
-//   5. speech starts at the first voiced frame of 4 voiced frames among 6 consecutive ones
-//      (a click is not speech); it stops after silence_duration_ms of unvoiced frames, at the
-//      end of the last voiced frame.
+//      -50 dBFS). Inside speech (hysteresis) the bounds are 3 and 6 dB lower, so weak sounds
+//      within a word (fricatives, closures) stay voiced, but the frame must also be within
+//      30 dB of S: breaths and reverberation tails far below the talker's level are not speech;
+//   6. speech starts at the first voiced frame of 4 voiced frames among 6 consecutive ones
+//      (a click is not speech). Inside speech a voiced frame continues it only with at least
+//      3 voiced frames among the last 5 (30 ms of sustained sound): a lone noise frame over
+//      the bound does not reset the pause. Speech stops after silence_duration_ms without
+//      such a frame, at the end of the last one.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace voxtral {
@@ -52,15 +59,20 @@ class VoiceActivityDetector {
 
   explicit VoiceActivityDetector(double threshold);
   // Whether this frame (kFrameSamples samples) is voiced; `in_speech` selects the lower
-  // (continuation) bounds.
+  // (continuation) bounds and the bound relative to the speech level.
   bool voiced(std::span<const float, kFrameSamples> frame, bool in_speech);
   double noise_floor_db() const { return noise_db_; }
+  double speech_level_db() const { return speech_db_; }
 
  private:
+  static constexpr int kWindowFrames = 300;  // the noise floor's 3 s
+  static constexpr int kBins = 200;          // 0.5 dB from -100 dBFS to 0
+
   double margin_db_, floor_db_;
-  double noise_db_ = -90;
-  std::int64_t frame_ = 0;
-  std::deque<std::pair<std::int64_t, double>> minima_;  // (frame, level), levels increasing: the window's minimum first
+  double noise_db_ = -90, speech_db_ = -90;
+  std::vector<int> histogram_ = std::vector<int>(kBins);  // of the window's levels
+  std::vector<std::uint8_t> window_;                       // the window's bins, a ring
+  std::size_t next_ = 0;                                   // the ring's oldest entry once full
   // The high-pass filter: coefficients and state (direct form I).
   double b0_ = 0, b1_ = 0, b2_ = 0, a1_ = 0, a2_ = 0;
   double x1_ = 0, x2_ = 0, y1_ = 0, y2_ = 0;
@@ -102,7 +114,7 @@ class TurnDetector {
   std::int64_t prefix_samples_, silence_samples_;
   std::vector<float> pending_;   // the start of the next frame
   std::deque<float> held_;       // idle: the audio before a possible start (prefix + onset window)
-  std::deque<bool> recent_;      // idle: the last decisions of the onset window
+  std::deque<bool> recent_;      // the last decisions: the onset window, or in speech the last 5
   std::int64_t position_ = 0;    // samples pushed (through the last whole frame and pending_)
   std::int64_t frames_ = 0;      // frames decided
   std::int64_t turn_floor_ = 0;  // a turn's audio starts no earlier than this (previous turn's end)

@@ -25,4 +25,4 @@ def test_the_cpu_description_names_the_threads_and_kernels():
         assert m.backend == "cpu"
         assert re.fullmatch(r"cpu \(3 threads, (avx512bf16|avx512|avx2|generic) kernels\)", m.backend_description)
     with voxtral.Model(DEMO, backend="cpu", threads=1, precision="fast") as m:
-        assert m.backend_description.endswith(", fast precision (BF16 activations))")
+        assert ", fast precision (BF16" in m.backend_description, m.backend_description

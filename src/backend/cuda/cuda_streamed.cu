@@ -15,8 +15,14 @@
 // delay). Numerics are those of the separate ops: the norm is applied element-wise as rms_norm
 // does (w * (x * inv_rms)), products accumulate in F32, RoPE uses the same float angles; only
 // summation order differs.
+//
+// The weights come in any format of core/quant.h; a 16-byte load holds 8 BF16/F16 values, 16
+// Q8 or FP8 codes (half a block) or 32 Q4 codes (one block). Codes become the exact floats they
+// stand for; a Q8/Q4 lane's sums over its block are multiplied by the block's F16 scale
+// (loaded beside the codes), an FP8 row's sum by the row's F32 scale at the end.
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_device.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -36,6 +42,60 @@ __device__ __forceinline__ uint4 load_weights(const void* p) {
 
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
+// How one 16-byte load of a weight row becomes floats: group(raw, q, out) gives inputs
+// 8q..8q+7 of the load's kPerLoad.
+template <typename T>
+struct PlainWeights {  // BF16 or F16 values
+  using Elem = T;
+  static constexpr int kPerLoad = 8;
+  static constexpr bool kBlockScales = false, kRowScales = false;
+  __device__ static const void* at(const void* w, long long row, int k, int c) { return static_cast<const T*>(w) + row * k + c; }
+  __device__ static void group(const uint4& raw, int, float (&out)[8]) { widen8(raw, out, T{}); }
+};
+
+struct Q8Weights {
+  static constexpr int kPerLoad = 16;
+  static constexpr bool kBlockScales = true, kRowScales = false;
+  __device__ static const void* at(const void* w, long long row, int k, int c) {
+    return static_cast<const signed char*>(w) + row * k + c;
+  }
+  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
+    q8x4_to_float(q == 0 ? raw.x : raw.z, out);
+    q8x4_to_float(q == 0 ? raw.y : raw.w, out + 4);
+  }
+};
+
+// Byte j of a block holds codes j (low nibble) and j + 16 (high): groups 0 and 1 are the low
+// nibbles of bytes 0..7 and 8..15, groups 2 and 3 the high ones.
+struct Q4Weights {
+  static constexpr int kPerLoad = 32;
+  static constexpr bool kBlockScales = true, kRowScales = false;
+  __device__ static const void* at(const void* w, long long row, int k, int c) {
+    return static_cast<const unsigned char*>(w) + row * (k / 2) + c / 2;
+  }
+  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
+    const int shift = q >= 2 ? 4 : 0;
+    q4x4_to_float(((q % 2 == 0 ? raw.x : raw.z) >> shift) & 0x0f0f0f0fu, out);
+    q4x4_to_float(((q % 2 == 0 ? raw.y : raw.w) >> shift) & 0x0f0f0f0fu, out + 4);
+  }
+};
+
+struct Fp8Weights {
+  static constexpr int kPerLoad = 16;
+  static constexpr bool kBlockScales = false, kRowScales = true;
+  __device__ static const void* at(const void* w, long long row, int k, int c) {
+    return static_cast<const unsigned char*>(w) + row * k + c;
+  }
+  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
+    e4m3x4_to_float(q == 0 ? raw.x : raw.z, out);
+    e4m3x4_to_float(q == 0 ? raw.y : raw.w, out + 4);
+  }
+};
+
+__device__ __forceinline__ float load_block_scale(const void* scales, long long at) {
+  return f16_bits_to_float(__ldg(static_cast<const unsigned short*>(scales) + at));
+}
 __device__ __forceinline__ float gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
 
 enum Mode : int { kStore = 0, kSiluPair = 1, kRopePair = 2 };
@@ -54,6 +114,7 @@ struct RopeAppend {
 
 struct StreamArgs {
   const void* w = nullptr;
+  const void* scales = nullptr;  // Q8/Q4: F16 per block; FP8: F32 per row
   int m = 0, k = 0;
   const float* x = nullptr;
   long long ldx = 0;
@@ -74,9 +135,11 @@ struct StreamArgs {
 };
 
 // Registers grow with N: fewer resident blocks for more rows, so that none spill.
-template <int N, typename W, int MODE, bool kVector>
-__global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2)
-    streamed_kernel(const __grid_constant__ StreamArgs a) {
+template <int N, typename F>
+constexpr int kMinBlocks = F::kPerLoad == 8 ? (N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2) : (N == 1 ? 4 : N == 2 ? 3 : 2);
+
+template <int N, typename F, int MODE, bool kVector>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -116,7 +179,6 @@ __global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 
       }
     }
   }
-  const W* w = static_cast<const W*>(a.w);
   float acc[R][N];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -124,47 +186,78 @@ __global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 
     for (int i = 0; i < N; ++i) acc[r][i] = 0.0f;
   }
   if constexpr (kVector) {
-    const int first = part * a.chunks, last = min(first + a.chunks, (a.k + 255) / 256);
+    constexpr int kStripe = 32 * F::kPerLoad;  // columns of one load by each lane of the warp
+    constexpr int kGroups = F::kPerLoad / 8;
+    const int first = part * a.chunks, last = min(first + a.chunks, (a.k + kStripe - 1) / kStripe);
     constexpr int kInFlight = 2;  // stripes whose loads (of each row) are issued before any is used
     for (int base = first; base < last; base += kInFlight) {
       uint4 wv[R][kInFlight];
+      float scale[R][kInFlight];
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
-        const int c = (base + u) * 256 + lane * 8;
+        const int c = (base + u) * kStripe + lane * F::kPerLoad;
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           wv[r][u] = make_uint4(0, 0, 0, 0);
-          if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(w + static_cast<long long>(rows[r]) * a.k + c);
+          scale[r][u] = 0.0f;
+          if (row_ok[r] && base + u < last && c < a.k) {
+            wv[r][u] = load_weights(F::at(a.w, rows[r], a.k, c));
+            if constexpr (F::kBlockScales) scale[r][u] = load_block_scale(a.scales, static_cast<long long>(rows[r]) * (a.k / 32) + c / 32);
+          }
         }
       }
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
-        const int c = (base + u) * 256 + lane * 8;
+        const int c = (base + u) * kStripe + lane * F::kPerLoad;
         if (base + u >= last || c >= a.k) break;
-        float wf[R][8];
+        float block[R][N];  // this lane's sums over its block, before the block's scale
 #pragma unroll
-        for (int r = 0; r < R; ++r) widen8(wv[r][u], wf[r], W{});
+        for (int r = 0; r < R; ++r) {
 #pragma unroll
-        for (int i = 0; i < N; ++i) {
-          if (i >= a.n) break;
-          float xs[8];
-          load8(a.x + i * a.ldx + c, xs);
-          if (a.norm != nullptr) {
-            float gs[8];
-            load8(g[i] + c, gs);
-            const float inv = inv_rms_s[i];
+          for (int i = 0; i < N; ++i) block[r][i] = 0.0f;
+        }
 #pragma unroll
-            for (int j = 0; j < 8; ++j) xs[j] = gs[j] * (xs[j] * inv);
+        for (int q = 0; q < kGroups; ++q) {
+          const int cq = c + 8 * q;
+          float wf[R][8];
+#pragma unroll
+          for (int r = 0; r < R; ++r) F::group(wv[r][u], q, wf[r]);
+#pragma unroll
+          for (int i = 0; i < N; ++i) {
+            if (i >= a.n) break;
+            float xs[8];
+            load8(a.x + i * a.ldx + cq, xs);
+            if (a.norm != nullptr) {
+              float gs[8];
+              load8(g[i] + cq, gs);
+              const float inv = inv_rms_s[i];
+#pragma unroll
+              for (int j = 0; j < 8; ++j) xs[j] = gs[j] * (xs[j] * inv);
+            }
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+              const float dot = wf[r][0] * xs[0] + wf[r][1] * xs[1] + wf[r][2] * xs[2] + wf[r][3] * xs[3] +
+                                wf[r][4] * xs[4] + wf[r][5] * xs[5] + wf[r][6] * xs[6] + wf[r][7] * xs[7];
+              if constexpr (F::kBlockScales) {
+                block[r][i] += dot;
+              } else {
+                acc[r][i] += dot;
+              }
+            }
           }
+        }
+        if constexpr (F::kBlockScales) {
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            acc[r][i] += wf[r][0] * xs[0] + wf[r][1] * xs[1] + wf[r][2] * xs[2] + wf[r][3] * xs[3] + wf[r][4] * xs[4] +
-                         wf[r][5] * xs[5] + wf[r][6] * xs[6] + wf[r][7] * xs[7];
+#pragma unroll
+            for (int i = 0; i < N; ++i) acc[r][i] += scale[r][u] * block[r][i];
           }
         }
       }
     }
-  } else {  // unaligned or odd widths (never fused with a norm): one value per lane at a time
+  } else {  // unaligned or odd widths (never fused with a norm; BF16/F16 only): one value per lane at a time
+    using W = typename F::Elem;
+    const W* w = static_cast<const W*>(a.w);
     if (part == 0) {
       for (int c = lane; c < a.k; c += 32) {
 #pragma unroll
@@ -203,6 +296,14 @@ __global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 
     }
   }
   if (lane != 0 || !active) return;
+  if constexpr (F::kRowScales) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float s = row_ok[r] ? static_cast<const float*>(a.scales)[rows[r]] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < N; ++i) acc[r][i] *= s;
+    }
+  }
 
 #pragma unroll
   for (int i = 0; i < N; ++i) {
@@ -252,10 +353,10 @@ __global__ void __launch_bounds__(kWarps * 32, N == 1 ? 5 : N == 2 ? 4 : N == 4 
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-template <int N, typename W, int MODE, bool kVector>
+template <int N, typename F, int MODE, bool kVector>
 void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
   const unsigned blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
-  streamed_kernel<N, W, MODE, kVector><<<blocks, kWarps * 32, 0, impl.stream>>>(a);
+  streamed_kernel<N, F, MODE, kVector><<<blocks, kWarps * 32, 0, impl.stream>>>(a);
 }
 
 template <typename W, int MODE, bool kVector>
@@ -272,26 +373,46 @@ void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a) {
 }
 
 template <int MODE>
-void launch_typed(const CudaBackend::Impl& impl, const StreamArgs& a, ElemType type, bool vector) {
+void launch_typed(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, bool vector) {
+  switch (w.format) {
+    case WeightFormat::Q8: launch_rows<Q8Weights, MODE, true>(impl, a); return;
+    case WeightFormat::Q4: launch_rows<Q4Weights, MODE, true>(impl, a); return;
+    case WeightFormat::FP8: launch_rows<Fp8Weights, MODE, true>(impl, a); return;
+    default: break;
+  }
+  using Bf16 = PlainWeights<__nv_bfloat16>;
+  using F16 = PlainWeights<__half>;
   if constexpr (MODE == kStore) {
     if (!vector) {
-      type == ElemType::BF16 ? launch_rows<__nv_bfloat16, MODE, false>(impl, a) : launch_rows<__half, MODE, false>(impl, a);
+      w.type == ElemType::BF16 ? launch_rows<Bf16, MODE, false>(impl, a) : launch_rows<F16, MODE, false>(impl, a);
       return;
     }
   }
-  type == ElemType::BF16 ? launch_rows<__nv_bfloat16, MODE, true>(impl, a) : launch_rows<__half, MODE, true>(impl, a);
+  w.type == ElemType::BF16 ? launch_rows<Bf16, MODE, true>(impl, a) : launch_rows<F16, MODE, true>(impl, a);
+}
+
+// Inputs of one 16-byte load of a row of `w`.
+int per_load(const CudaWeight& w) {
+  switch (w.format) {
+    case WeightFormat::Q8:
+    case WeightFormat::FP8: return 16;
+    case WeightFormat::Q4: return 32;
+    default: return 8;
+  }
 }
 
 // Plans the passes (8 rows each) and launches them; false when the shapes do not suit the
-// kernel. Only the Store mode without a norm has a path for unaligned inputs.
-bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, ElemType type, std::int64_t n) {
-  const bool vector = a.k % 8 == 0 && a.ldx % 4 == 0 && aligned16(a.w) && aligned16(a.x) &&
+// kernel. Only the Store mode without a norm on BF16/F16 weights has a path for unaligned inputs.
+bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, const CudaWeight& w, std::int64_t n) {
+  const int width = per_load(w);
+  const bool vector = a.k % width == 0 && a.ldx % 4 == 0 && aligned16(a.w) && aligned16(a.x) &&
                       (a.norm == nullptr || (aligned16(a.norm) && a.norm_stride % 4 == 0));
-  if ((type != ElemType::BF16 && type != ElemType::F16) || (!vector && (mode != kStore || a.norm != nullptr))) return false;
+  const bool plain = !w.quantized() && (w.type == ElemType::BF16 || w.type == ElemType::F16);
+  if ((!plain && !w.quantized()) || (!vector && (mode != kStore || a.norm != nullptr || !plain))) return false;
   if (n <= 0 || a.m == 0) return true;
   // Long rows are shared by several warps: shorter chains of loads per warp.
-  a.splits = a.k >= 8192 ? 4 : (a.k >= 4096 ? 2 : 1);
-  const int stripes = (a.k + 255) / 256;
+  const int stripes = (a.k + 32 * width - 1) / (32 * width);
+  a.splits = stripes >= 32 ? 4 : (stripes >= 16 ? 2 : 1);
   a.chunks = (stripes + a.splits - 1) / a.splits;
   a.units = mode == kSiluPair ? a.m / 2 : (a.m + 1) / 2;
   for (std::int64_t first = 0; first < n; first += kMaxPassRows) {
@@ -302,9 +423,9 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, ElemType type, s
     if (a.norm_rows != nullptr) pass.norm_rows = a.norm_rows + first;
     if (mode == kRopePair) pass.rope.positions = a.rope.positions + first, pass.rope.sequences = a.rope.sequences + first;
     switch (mode) {
-      case kStore: launch_typed<kStore>(impl, pass, type, vector); break;
-      case kSiluPair: launch_typed<kSiluPair>(impl, pass, type, vector); break;
-      default: launch_typed<kRopePair>(impl, pass, type, vector); break;
+      case kStore: launch_typed<kStore>(impl, pass, w, vector); break;
+      case kSiluPair: launch_typed<kSiluPair>(impl, pass, w, vector); break;
+      default: launch_typed<kRopePair>(impl, pass, w, vector); break;
     }
     VOXTRAL_CUDA_LAUNCHED("streamed product");
   }
@@ -314,7 +435,7 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, ElemType type, s
 StreamArgs args_for(const CudaWeight& w, const float* x, std::int64_t ldx, const RowNorms* norm, float* y,
                     std::int64_t ldy) {
   StreamArgs a;
-  a.w = w.data, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.w = w.data, a.scales = w.scales, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
   a.x = x, a.ldx = ldx, a.y = y, a.ldy = ldy;
   if (norm != nullptr) {
     a.norm = norm->table, a.norm_stride = norm->stride, a.norm_rows = norm->rows, a.eps = norm->eps;
@@ -331,13 +452,13 @@ bool launch_streamed_linear(const CudaBackend::Impl& impl, const CudaWeight& w, 
   if (norm != nullptr && !impl.fused_decode) return false;
   StreamArgs a = args_for(w, x, ldx, norm, y, ldy);
   a.bias = bias, a.epilogue = static_cast<int>(epilogue);
-  return run(impl, kStore, a, w.type, n);
+  return run(impl, kStore, a, w, n);
 }
 
 bool launch_streamed_norm_swiglu(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
                                  std::int64_t n, const RowNorms* norm, float* act, std::int64_t ld_act) {
   if (!impl.fused_decode || w.rows % 2 != 0) return false;
-  return run(impl, kSiluPair, args_for(w, x, ldx, norm, act, ld_act), w.type, n);
+  return run(impl, kSiluPair, args_for(w, x, ldx, norm, act, ld_act), w, n);
 }
 
 bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeight& w, const float* x, std::int64_t ldx,
@@ -355,7 +476,7 @@ bool launch_streamed_norm_qkv_rope(const CudaBackend::Impl& impl, const CudaWeig
   r.ld_cache = k_cache.stride, r.k_cache = k_cache.data, r.v_cache = v_cache.data;
   r.cache_bf16 = cache.type == ElemType::BF16;
   for (int j = 0; j < hd / 2; ++j) r.inverse_frequency[j] = rope_inverse_frequency(q_rope.theta, hd, j);
-  return run(impl, kRopePair, a, w.type, n);
+  return run(impl, kRopePair, a, w, n);
 }
 
 }  // namespace voxtral

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -254,8 +255,8 @@ std::size_t weight_footprint(const CudaWeight& w) {
   const auto rows = static_cast<std::size_t>(w.rows), cols = static_cast<std::size_t>(w.cols);
   switch (w.format) {
     case WeightFormat::Q8:
-    case WeightFormat::Q4: return rows * (quantized_row_bytes(w.format, w.cols) + cols / kQuantBlock * 2);
-    case WeightFormat::FP8: return rows * (cols + sizeof(float));
+    case WeightFormat::Q4: return rows * (static_cast<std::size_t>(w.row_bytes) + cols / kQuantBlock * 2);
+    case WeightFormat::FP8: return rows * (static_cast<std::size_t>(w.row_bytes) + sizeof(float));
     default: return rows * cols * elem_size(w.type);
   }
 }
@@ -281,13 +282,15 @@ void load_plain(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPa
   }
 }
 
-// The codes and scales planes as stored (core/quant.h), parts stacked row-wise in each plane:
-// codes first, the scales after them on a 256-byte boundary, in one placement.
+// The codes re-laid for the streamed product (cuda_quant.cuh) and the scales plane as stored
+// (core/quant.h), parts stacked row-wise in each: codes first, the scales after them on a
+// 256-byte boundary, in one placement.
 void load_block_quantized(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
   check_quantizable(parts[0].values->name, w.cols);
   const std::size_t row_bytes = quantized_row_bytes(w.format, w.cols);
+  w.row_bytes = device_row_bytes(w.format, w.cols);
   const std::size_t scale_row_bytes = static_cast<std::size_t>(w.cols / kQuantBlock) * sizeof(std::uint16_t);
-  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows) * row_bytes);
+  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
   place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * scale_row_bytes);
   char* scales = static_cast<char*>(w.data) + codes_bytes;
   w.scales = scales;
@@ -299,19 +302,24 @@ void load_block_quantized(CudaBackend::Impl& impl, CudaWeight& w, std::span<cons
                        weight_format_name(w.format), " inputs"));
     }
     const auto at = static_cast<std::size_t>(row);
-    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(w.data) + at * row_bytes, p.values->data, p.values->nbytes,
-                                       cudaMemcpyHostToDevice, impl.stream));
+    void* staging = impl.device_alloc(p.values->nbytes);
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p.values->data, p.values->nbytes, cudaMemcpyHostToDevice, impl.stream));
+    launch_relayout_codes(impl.stream, w.format, staging, p.rows(), w.cols,
+                          static_cast<char*>(w.data) + at * static_cast<std::size_t>(w.row_bytes));
     VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(scales + at * scale_row_bytes, p.scales->data, p.scales->nbytes,
                                        cudaMemcpyHostToDevice, impl.stream));
+    VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));
+    impl.device_free(staging);
     row += p.rows();
   }
 }
 
 // Each part uploaded as it is stored, then quantized row by row into the codes plane.
 void load_fp8(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
-  // Rows start on 16 bytes, for the streamed product's 16-byte loads.
-  if (w.cols % 16 != 0) fail("cuda", cat(parts[0].values->name, ": fp8 needs a multiple of 16 inputs, not ", w.cols));
-  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.cols));
+  // Whole 4-input chunks of the device layout (and the 32-input blocks of the other formats).
+  check_quantizable(parts[0].values->name, w.cols);
+  w.row_bytes = device_row_bytes(w.format, w.cols);
+  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
   place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * sizeof(float));
   auto* scales = reinterpret_cast<float*>(static_cast<char*>(w.data) + codes_bytes);
   w.scales = scales;
@@ -327,7 +335,7 @@ void load_fp8(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart
     void* staging = impl.device_alloc(p->nbytes);
     VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p->data, p->nbytes, cudaMemcpyHostToDevice, impl.stream));
     launch_quantize_fp8(impl.stream, staging, p->dtype, part.rows(), w.cols,
-                        static_cast<char*>(w.data) + static_cast<std::size_t>(row * w.cols), scales + row, bad);
+                        static_cast<char*>(w.data) + static_cast<std::size_t>(row * w.row_bytes), scales + row, bad);
     int first_bad = none;
     VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(&first_bad, bad, sizeof(int), cudaMemcpyDeviceToHost, impl.stream));
     VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));

@@ -41,14 +41,15 @@ namespace voxtral {
 #define VOXTRAL_CUDA_LAUNCHED(name) VOXTRAL_CUDA_CHECK(cudaPeekAtLastError())
 
 // A matrix in one of the formats of core/quant.h. BF16: 16-bit values of `type` [rows, cols];
-// Q8/Q4: the codes plane at `data` (int8 [rows, cols] / packed nibbles [rows, cols / 2]) and
-// F16 block scales [rows, cols / 32] at `scales`; FP8: E4M3 codes [rows, cols] at `data` and
+// Q8/Q4: the codes at `data`, re-laid for the streamed product (cuda_quant.cuh), and the F16
+// block scales [rows, cols / 32] at `scales`; FP8: E4M3 codes in the same layout at `data` and
 // an F32 scale per row at `scales` (w = code * scale).
 struct CudaWeight {
   void* data = nullptr;
   ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors (the BF16 format only)
   WeightFormat format = WeightFormat::BF16;
   const void* scales = nullptr;
+  std::int64_t row_bytes = 0;  // quantized formats: bytes of a row of codes in the device layout (cuda_quant.cuh)
   std::int64_t rows = 0;
   std::int64_t cols = 0;
   bool in_arena = false;  // placed in the weight arena, not allocated on its own
@@ -212,12 +213,16 @@ void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type
 
 // ---- launchers (cuda_quantized.cu)
 // FP8 at load: each row of the [rows, cols] float matrix `src` (F32, BF16 or F16) as E4M3
-// codes of w / s with s = max|row| / 448 (a row of zeros: s = 0, codes 0), s into scales[r].
+// codes of w / s with s = max|row| / 448 (a row of zeros: s = 0, codes 0), s into scales[r];
+// the codes in the device layout (cuda_quant.cuh).
 // first_bad_row (device, holding INT_MAX) gets the lowest row holding a NaN or infinity.
 void launch_quantize_fp8(cudaStream_t stream, const void* src, DType src_type, std::int64_t rows, std::int64_t cols,
                          void* codes, float* scales, int* first_bad_row);
 // The quantized matrix w (Q8, Q4 or FP8) as F16 values [rows, cols].
 void launch_dequantize(cudaStream_t stream, const CudaWeight& w, __half* out);
+// Q8/Q4 codes of `rows` rows as stored (core/quant.h) into the device layout at `out`.
+void launch_relayout_codes(cudaStream_t stream, WeightFormat format, const void* stored, std::int64_t rows,
+                           std::int64_t cols, void* out);
 // Rows of a quantized table (embed): out[i] = table[ids[i]] (+ add[i]).
 void launch_embed_quantized(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids,
                             std::int64_t ids_stride, const float* add, std::int64_t ld_add, float* out,

@@ -1,13 +1,52 @@
-// Device decoding of the quantized weight formats (core/quant.h): codes to the exact floats
-// they stand for, eight consecutive inputs at a time, without integer-to-float conversions
-// (a quarter-rate instruction): a byte placed in the low bits of 2^23's float is 2^23 + byte,
-// and one subtraction leaves the code.
+// The quantized weight formats (core/quant.h) on the GPU: the layout of their codes in device
+// memory, and their decoding to the exact floats they stand for.
+//
+// Device layout of the codes. The streamed product (cuda_streamed.cu) gives each lane of a
+// warp one 16-byte load of a row per stripe of 32 x 16 bytes. Were those bytes consecutive
+// codes, lane l would need inputs 16l.. (Q8) or 32l.. (Q4) and its activation loads across
+// the warp would stride 64 or 128 bytes: 4 to 8 times the L1 traffic of the product itself.
+// So the codes are re-laid at upload: in stripe s of kStripeInputs inputs, lane l's 16 bytes
+// hold its chunks t = 0.. (4 inputs each) of inputs s * kStripeInputs + 128 t + 4 l + (0..3),
+// and the warp's activation load of chunk t reads 128 consecutive floats; the 8 lanes of an
+// octet share one 32-input block (one scale). Q8/FP8: word t of the 16 bytes is chunk t
+// (4 chunks, 512 inputs a stripe). Q4: word w holds chunk w in its low nibbles and chunk w + 4
+// in its high nibbles (8 chunks, 1024 inputs a stripe). Rows are padded to whole stripes
+// (padding never read as a product's input). The F16 block scales keep their [rows, cols / 32]
+// plane; FP8's F32 scales are one per row.
+//
+// Decoding avoids integer-to-float conversions (a quarter-rate instruction): a byte placed in
+// the low bits of 2^23's float is 2^23 + byte, and one subtraction leaves the code.
 #pragma once
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include "core/quant.h"
+
 namespace voxtral {
+
+// Inputs of one stripe of the device layout.
+__host__ __device__ constexpr int stripe_inputs(WeightFormat format) { return format == WeightFormat::Q4 ? 1024 : 512; }
+
+// Bytes of one row of codes in the device layout.
+__host__ __device__ constexpr long long device_row_bytes(WeightFormat format, long long cols) {
+  const long long stripes = (cols + stripe_inputs(format) - 1) / stripe_inputs(format);
+  return stripes * 512;
+}
+
+// Where input i of a row lives in the row's codes: the byte, and for Q4 the nibble's shift.
+struct CodePlace {
+  long long byte;
+  int shift;
+};
+__host__ __device__ inline CodePlace code_place(WeightFormat format, long long i) {
+  const int per_stripe = stripe_inputs(format);
+  const long long stripe = i / per_stripe;
+  const int within = static_cast<int>(i % per_stripe);
+  const int t = within / 128, lane = (within % 128) / 4, j = within % 4;
+  if (format == WeightFormat::Q4) return {stripe * 512 + lane * 16 + 4 * (t % 4) + j, 4 * (t / 4)};
+  return {stripe * 512 + lane * 16 + 4 * t + j, 0};
+}
 
 // Byte j of `word` as the float 2^23 + byte.
 template <int J>
@@ -43,25 +82,26 @@ __device__ __forceinline__ void e4m3x4_to_float(unsigned word, float* out) {
 
 __device__ __forceinline__ float f16_bits_to_float(unsigned short bits) { return __half2float(__ushort_as_half(bits)); }
 
-// One weight of a quantized matrix, scale applied (the reference formula: d * code in float).
-// codes/scales as CudaWeight holds them; row r, input c of `cols`.
+// One weight of a quantized matrix in the device layout, scale applied (the reference
+// formula: d * code in float). Row r, input c of `cols`.
 __device__ __forceinline__ float q8_weight(const signed char* codes, const unsigned short* scales, long long r, long long c,
                                            long long cols) {
-  return f16_bits_to_float(scales[r * (cols / 32) + c / 32]) * static_cast<float>(codes[r * cols + c]);
+  const CodePlace at = code_place(WeightFormat::Q8, c);
+  return f16_bits_to_float(scales[r * (cols / 32) + c / 32]) *
+         static_cast<float>(codes[r * device_row_bytes(WeightFormat::Q8, cols) + at.byte]);
 }
 
 __device__ __forceinline__ float q4_weight(const unsigned char* codes, const unsigned short* scales, long long r, long long c,
                                            long long cols) {
-  const long long block = c / 32;
-  const int j = static_cast<int>(c % 32);
-  const unsigned char byte = codes[r * (cols / 2) + block * 16 + j % 16];
-  const int code = j < 16 ? (byte & 0x0f) : (byte >> 4);
-  return f16_bits_to_float(scales[r * (cols / 32) + block]) * static_cast<float>(code - 8);
+  const CodePlace at = code_place(WeightFormat::Q4, c);
+  const int code = (codes[r * device_row_bytes(WeightFormat::Q4, cols) + at.byte] >> at.shift) & 0x0f;
+  return f16_bits_to_float(scales[r * (cols / 32) + c / 32]) * static_cast<float>(code - 8);
 }
 
 __device__ __forceinline__ float fp8_weight(const unsigned char* codes, const float* scales, long long r, long long c,
                                             long long cols) {
-  const __half_raw h = __nv_cvt_fp8_to_halfraw(codes[r * cols + c], __NV_E4M3);
+  const CodePlace at = code_place(WeightFormat::FP8, c);
+  const __half_raw h = __nv_cvt_fp8_to_halfraw(codes[r * device_row_bytes(WeightFormat::FP8, cols) + at.byte], __NV_E4M3);
   return __half2float(__half(h)) * scales[r];
 }
 

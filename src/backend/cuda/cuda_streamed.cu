@@ -54,43 +54,30 @@ struct PlainWeights {  // BF16 or F16 values
   __device__ static void group(const uint4& raw, int, float (&out)[8]) { widen8(raw, out, T{}); }
 };
 
+// The quantized formats in their device layout (cuda_quant.cuh): chunk(raw, t, out) gives the
+// 4 inputs of chunk t of a lane's 16 bytes.
+__device__ __forceinline__ unsigned word_of(const uint4& raw, int t) {
+  return t == 0 ? raw.x : t == 1 ? raw.y : t == 2 ? raw.z : raw.w;
+}
+
 struct Q8Weights {
   static constexpr int kPerLoad = 16;
   static constexpr bool kBlockScales = true, kRowScales = false;
-  __device__ static const void* at(const void* w, long long row, int k, int c) {
-    return static_cast<const signed char*>(w) + row * k + c;
-  }
-  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
-    q8x4_to_float(q == 0 ? raw.x : raw.z, out);
-    q8x4_to_float(q == 0 ? raw.y : raw.w, out + 4);
-  }
+  __device__ static void chunk(const uint4& raw, int t, float* out) { q8x4_to_float(word_of(raw, t), out); }
 };
 
-// Byte j of a block holds codes j (low nibble) and j + 16 (high): groups 0 and 1 are the low
-// nibbles of bytes 0..7 and 8..15, groups 2 and 3 the high ones.
 struct Q4Weights {
   static constexpr int kPerLoad = 32;
   static constexpr bool kBlockScales = true, kRowScales = false;
-  __device__ static const void* at(const void* w, long long row, int k, int c) {
-    return static_cast<const unsigned char*>(w) + row * (k / 2) + c / 2;
-  }
-  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
-    const int shift = q >= 2 ? 4 : 0;
-    q4x4_to_float(((q % 2 == 0 ? raw.x : raw.z) >> shift) & 0x0f0f0f0fu, out);
-    q4x4_to_float(((q % 2 == 0 ? raw.y : raw.w) >> shift) & 0x0f0f0f0fu, out + 4);
+  __device__ static void chunk(const uint4& raw, int t, float* out) {
+    q4x4_to_float((word_of(raw, t % 4) >> (4 * (t / 4))) & 0x0f0f0f0fu, out);
   }
 };
 
 struct Fp8Weights {
   static constexpr int kPerLoad = 16;
   static constexpr bool kBlockScales = false, kRowScales = true;
-  __device__ static const void* at(const void* w, long long row, int k, int c) {
-    return static_cast<const unsigned char*>(w) + row * k + c;
-  }
-  __device__ static void group(const uint4& raw, int q, float (&out)[8]) {
-    e4m3x4_to_float(q == 0 ? raw.x : raw.z, out);
-    e4m3x4_to_float(q == 0 ? raw.y : raw.w, out + 4);
-  }
+  __device__ static void chunk(const uint4& raw, int t, float* out) { e4m3x4_to_float(word_of(raw, t), out); }
 };
 
 __device__ __forceinline__ float load_block_scale(const void* scales, long long at) {
@@ -115,6 +102,7 @@ struct RopeAppend {
 struct StreamArgs {
   const void* w = nullptr;
   const void* scales = nullptr;  // Q8/Q4: F16 per block; FP8: F32 per row
+  long long row_bytes = 0;       // quantized formats: bytes of a row in the device layout
   int m = 0, k = 0;
   const float* x = nullptr;
   long long ldx = 0;
@@ -136,30 +124,85 @@ struct StreamArgs {
 
 // Registers grow with N: fewer resident blocks for more rows, so that none spill.
 template <int N, typename F>
-constexpr int kMinBlocks = F::kPerLoad == 8 ? (N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2) : (N == 1 ? 4 : N == 2 ? 3 : 2);
+constexpr int kMinBlocks = F::kPerLoad == 8 ? (N == 1 ? 5 : N == 2 ? 4 : N == 4 ? 3 : 2) : (N == 1 ? 3 : 2);
 
 template <int N, typename F, int MODE, bool kVector>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
+  extern __shared__ float normed_x[];  // quantized formats with a norm: the normalized rows [n, k]
+  constexpr bool kQuantized = F::kPerLoad > 8;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int unit = blockIdx.x * (kWarps / a.splits) + warp / a.splits;
   const int part = warp % a.splits;
-  const bool active = unit < a.units;
+  // A block works on per_block units at once, and where the grid is narrower than the units
+  // (the quantized formats: one wave, so that the norm prologue runs once per block) on those
+  // a grid's width further on, and so on.
+  const int per_block = kWarps / a.splits;
+  const int first_unit = blockIdx.x * per_block;
+  int unit = 0;
+  bool active = false;
   int rows[R];
   bool row_ok[R];
+  auto take_unit = [&](int block_unit) {
+    unit = block_unit + warp / a.splits;
+    active = unit < a.units;
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    rows[r] = MODE == kSiluPair ? unit + r * (a.m / 2) : 2 * unit + r;
-    row_ok[r] = active && rows[r] < a.m;
-  }
+    for (int r = 0; r < R; ++r) {
+      rows[r] = MODE == kSiluPair ? unit + r * (a.m / 2) : 2 * unit + r;
+      row_ok[r] = active && rows[r] < a.m;
+    }
+  };
+  take_unit(first_unit);
+
+  // Quantized formats: lane l's 16 bytes of a stripe hold its chunks t of inputs 128 t + 4 l +
+  // (0..3) of the stripe (cuda_quant.cuh), so each chunk's activation load is 128 consecutive
+  // floats. A warp's stripes (at most kInFlightQ: run() splits longer rows over more warps) are
+  // all loaded at once, the first ones before the norm prologue, which runs while they arrive.
+  constexpr int kInFlightQ = kQuantized ? 4 : 1;
+  constexpr int kStripeQ = 32 * F::kPerLoad;  // inputs
+  constexpr int kBlocksQ = kStripeQ / 32;     // 32-input blocks of a stripe
+  const int first_q = part * a.chunks, last_q = min(first_q + a.chunks, (a.k + kStripeQ - 1) / kStripeQ);
+  uint4 wv_q[R][kInFlightQ];
+  float scale_q[R][kInFlightQ];  // block (lane % kBlocksQ) of the stripe; chunks take theirs by shuffle
+  auto load_stripes = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < kInFlightQ; ++u) {
+      const int stripe = base + u;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        wv_q[r][u] = make_uint4(0, 0, 0, 0);
+        scale_q[r][u] = 0.0f;
+        if (row_ok[r] && stripe < last_q) {
+          wv_q[r][u] = load_weights(static_cast<const char*>(a.w) + rows[r] * a.row_bytes + stripe * 512LL + lane * 16);
+          if constexpr (F::kBlockScales) {
+            const int block = stripe * kBlocksQ + lane % kBlocksQ;
+            if (block < a.k / 32) scale_q[r][u] = load_block_scale(a.scales, static_cast<long long>(rows[r]) * (a.k / 32) + block);
+          }
+        }
+      }
+    }
+  };
+  if constexpr (kQuantized) load_stripes(first_q);
 
   // The norm of each activation row, once per block; its weight row.
   const float* g[N];
 #pragma unroll
   for (int i = 0; i < N; ++i) g[i] = a.norm;
+  if (a.norm != nullptr && kQuantized) {
+    for (int i = 0; i < a.n; ++i) {  // all warps at once: the block waits for it
+      float ss = 0.0f;
+      for (int c = threadIdx.x * 4; c < a.k; c += kWarps * 32 * 4) {
+        const float4 v = *reinterpret_cast<const float4*>(a.x + i * a.ldx + c);
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      }
+      ss = block_sum(ss);
+      const int row = a.norm_rows != nullptr ? a.norm_rows[i] : 0;
+      const bool known = row >= 0 && row < a.norm_count;
+      if (threadIdx.x == 0) inv_rms_s[i] = known ? 1.0f / sqrtf(ss / static_cast<float>(a.k) + a.eps) : __int_as_float(0x7fc00000);
+    }
+  }
   if (a.norm != nullptr) {
-    for (int i = warp; i < a.n; i += kWarps) {
+    for (int i = warp; i < a.n && !kQuantized; i += kWarps) {
       float ss = 0.0f;
       for (int c = lane * 4; c < a.k; c += 128) {
         const float4 v = *reinterpret_cast<const float4*>(a.x + i * a.ldx + c);
@@ -178,185 +221,241 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel
         g[i] = a.norm + static_cast<long long>(row >= 0 && row < a.norm_count ? row : 0) * a.norm_stride;
       }
     }
+    if constexpr (kQuantized) {  // as rms_norm computes it, once per block
+      for (int i = 0; i < a.n; ++i) {
+        const float inv = inv_rms_s[i];
+        const float* gi = a.norm + (a.norm_rows != nullptr && a.norm_rows[i] >= 0 && a.norm_rows[i] < a.norm_count
+                                        ? static_cast<long long>(a.norm_rows[i]) * a.norm_stride
+                                        : 0);
+        for (int c = threadIdx.x * 4; c < a.k; c += kWarps * 32 * 4) {
+          const float4 v = *reinterpret_cast<const float4*>(a.x + i * a.ldx + c);
+          const float4 w = *reinterpret_cast<const float4*>(gi + c);
+          *reinterpret_cast<float4*>(normed_x + static_cast<long long>(i) * a.k + c) =
+              make_float4(w.x * (v.x * inv), w.y * (v.y * inv), w.z * (v.z * inv), w.w * (v.w * inv));
+        }
+      }
+      __syncthreads();
+    }
   }
-  float acc[R][N];
+  // One unit of rows: its product, then its epilogue (an inlined lambda, so that the one-unit
+  // grids of BF16/F16 keep the registers of straight-line code).
+  auto process = [&](int block_unit) {
+    if (block_unit != first_unit) {
+      take_unit(block_unit);
+      if constexpr (kQuantized) load_stripes(first_q);
+    }
+    float acc[R][N];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r) {
 #pragma unroll
-    for (int i = 0; i < N; ++i) acc[r][i] = 0.0f;
-  }
-  if constexpr (kVector) {
-    constexpr int kStripe = 32 * F::kPerLoad;  // columns of one load by each lane of the warp
-    constexpr int kGroups = F::kPerLoad / 8;
-    const int first = part * a.chunks, last = min(first + a.chunks, (a.k + kStripe - 1) / kStripe);
-    constexpr int kInFlight = 2;  // stripes whose loads (of each row) are issued before any is used
-    for (int base = first; base < last; base += kInFlight) {
-      uint4 wv[R][kInFlight];
-      float scale[R][kInFlight];
+      for (int i = 0; i < N; ++i) acc[r][i] = 0.0f;
+    }
+    if constexpr (kQuantized) {
+      constexpr int kChunks = F::kPerLoad / 4;
+      constexpr int kInFlight = kInFlightQ;
+      constexpr int kBlocks = kBlocksQ;
+      constexpr int kStripe = kStripeQ;
+      const float* xb = a.norm != nullptr ? normed_x : a.x;
+      const long long ldx = a.norm != nullptr ? a.k : a.ldx;
+      const int last = last_q;
+      auto& wv = wv_q;
+      auto& lane_scale = scale_q;
+      for (int base = first_q; base < last; base += kInFlight) {
+        if (base != first_q) load_stripes(base);
 #pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const int c = (base + u) * kStripe + lane * F::kPerLoad;
+        for (int u = 0; u < kInFlight; ++u) {
+          const int stripe = base + u;
+          if (stripe >= last) break;
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          wv[r][u] = make_uint4(0, 0, 0, 0);
-          scale[r][u] = 0.0f;
-          if (row_ok[r] && base + u < last && c < a.k) {
-            wv[r][u] = load_weights(F::at(a.w, rows[r], a.k, c));
-            if constexpr (F::kBlockScales) scale[r][u] = load_block_scale(a.scales, static_cast<long long>(rows[r]) * (a.k / 32) + c / 32);
+          for (int t = 0; t < kChunks; ++t) {
+            float scale[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+              scale[r] = F::kBlockScales ? __shfl_sync(0xffffffffu, lane_scale[r][u], (4 * t + lane / 8) % kBlocks) : 1.0f;
+            }
+            const int c = stripe * kStripe + 128 * t + 4 * lane;
+            if (c >= a.k) continue;  // past the row's end (its padding)
+            float wf[R][4];
+#pragma unroll
+            for (int r = 0; r < R; ++r) F::chunk(wv[r][u], t, wf[r]);
+#pragma unroll
+            for (int i = 0; i < N; ++i) {
+              if (i >= a.n) break;
+              const float4 xv = *reinterpret_cast<const float4*>(xb + i * ldx + c);
+#pragma unroll
+              for (int r = 0; r < R; ++r) {
+                const float dot = wf[r][0] * xv.x + wf[r][1] * xv.y + wf[r][2] * xv.z + wf[r][3] * xv.w;
+                if constexpr (F::kBlockScales) {
+                  acc[r][i] += scale[r] * dot;
+                } else {
+                  acc[r][i] += dot;
+                }
+              }
+            }
           }
         }
       }
+    } else if constexpr (kVector) {
+      constexpr int kStripe = 256;
+      const int first = part * a.chunks, last = min(first + a.chunks, (a.k + kStripe - 1) / kStripe);
+      constexpr int kInFlight = 2;  // stripes whose loads (of each row) are issued before any is used
+      for (int base = first; base < last; base += kInFlight) {
+        uint4 wv[R][kInFlight];
 #pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const int c = (base + u) * kStripe + lane * F::kPerLoad;
-        if (base + u >= last || c >= a.k) break;
-        float block[R][N];  // this lane's sums over its block, before the block's scale
+        for (int u = 0; u < kInFlight; ++u) {
+          const int c = (base + u) * kStripe + lane * 8;
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int i = 0; i < N; ++i) block[r][i] = 0.0f;
+          for (int r = 0; r < R; ++r) {
+            wv[r][u] = make_uint4(0, 0, 0, 0);
+            if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(F::at(a.w, rows[r], a.k, c));
+          }
         }
 #pragma unroll
-        for (int q = 0; q < kGroups; ++q) {
-          const int cq = c + 8 * q;
+        for (int u = 0; u < kInFlight; ++u) {
+          const int c = (base + u) * kStripe + lane * 8;
+          if (base + u >= last || c >= a.k) break;
           float wf[R][8];
 #pragma unroll
-          for (int r = 0; r < R; ++r) F::group(wv[r][u], q, wf[r]);
+          for (int r = 0; r < R; ++r) F::group(wv[r][u], 0, wf[r]);
 #pragma unroll
           for (int i = 0; i < N; ++i) {
             if (i >= a.n) break;
             float xs[8];
-            load8(a.x + i * a.ldx + cq, xs);
+            load8(a.x + i * a.ldx + c, xs);
             if (a.norm != nullptr) {
               float gs[8];
-              load8(g[i] + cq, gs);
+              load8(g[i] + c, gs);
               const float inv = inv_rms_s[i];
 #pragma unroll
               for (int j = 0; j < 8; ++j) xs[j] = gs[j] * (xs[j] * inv);
             }
 #pragma unroll
             for (int r = 0; r < R; ++r) {
-              const float dot = wf[r][0] * xs[0] + wf[r][1] * xs[1] + wf[r][2] * xs[2] + wf[r][3] * xs[3] +
-                                wf[r][4] * xs[4] + wf[r][5] * xs[5] + wf[r][6] * xs[6] + wf[r][7] * xs[7];
-              if constexpr (F::kBlockScales) {
-                block[r][i] += dot;
-              } else {
-                acc[r][i] += dot;
-              }
+              acc[r][i] += wf[r][0] * xs[0] + wf[r][1] * xs[1] + wf[r][2] * xs[2] + wf[r][3] * xs[3] + wf[r][4] * xs[4] +
+                           wf[r][5] * xs[5] + wf[r][6] * xs[6] + wf[r][7] * xs[7];
             }
           }
         }
-        if constexpr (F::kBlockScales) {
+      }
+    } else {  // unaligned or odd widths (never fused with a norm; BF16/F16 only): one value per lane at a time
+      using W = typename F::Elem;
+      const W* w = static_cast<const W*>(a.w);
+      if (part == 0) {
+        for (int c = lane; c < a.k; c += 32) {
 #pragma unroll
           for (int r = 0; r < R; ++r) {
+            const float wv = row_ok[r] ? to_float(w[static_cast<long long>(rows[r]) * a.k + c]) : 0.0f;
 #pragma unroll
-            for (int i = 0; i < N; ++i) acc[r][i] += scale[r][u] * block[r][i];
+            for (int i = 0; i < N; ++i) {
+              if (i < a.n) acc[r][i] += wv * a.x[i * a.ldx + c];
+            }
           }
         }
       }
     }
-  } else {  // unaligned or odd widths (never fused with a norm; BF16/F16 only): one value per lane at a time
-    using W = typename F::Elem;
-    const W* w = static_cast<const W*>(a.w);
-    if (part == 0) {
-      for (int c = lane; c < a.k; c += 32) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int i = 0; i < N; ++i) acc[r][i] = warp_sum(acc[r][i]);
+    }
+    if (a.splits > 1) {
+      if (lane == 0) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          const float wv = row_ok[r] ? to_float(w[static_cast<long long>(rows[r]) * a.k + c]) : 0.0f;
+#pragma unroll
+          for (int i = 0; i < N; ++i) partial[warp][r][i] = acc[r][i];
+        }
+      }
+      __syncthreads();
+      if (part == 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
 #pragma unroll
           for (int i = 0; i < N; ++i) {
-            if (i < a.n) acc[r][i] += wv * a.x[i * a.ldx + c];
+            acc[r][i] = 0.0f;
+            for (int p = 0; p < a.splits; ++p) acc[r][i] += partial[warp + p][r][i];
           }
         }
       }
+      __syncthreads();  // the partial sums are read before the next unit's are written
     }
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) acc[r][i] = warp_sum(acc[r][i]);
-  }
-  if (a.splits > 1) {
-    if (lane == 0) {
+    if (lane != 0 || !active || part != 0) return;
+    if constexpr (F::kRowScales) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
+        const float s = row_ok[r] ? static_cast<const float*>(a.scales)[rows[r]] : 0.0f;
 #pragma unroll
-        for (int i = 0; i < N; ++i) partial[warp][r][i] = acc[r][i];
+        for (int i = 0; i < N; ++i) acc[r][i] *= s;
       }
     }
-    __syncthreads();
-    if (part != 0) return;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-#pragma unroll
-      for (int i = 0; i < N; ++i) {
-        acc[r][i] = 0.0f;
-        for (int p = 0; p < a.splits; ++p) acc[r][i] += partial[warp + p][r][i];
-      }
-    }
-  }
-  if (lane != 0 || !active) return;
-  if constexpr (F::kRowScales) {
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float s = row_ok[r] ? static_cast<const float*>(a.scales)[rows[r]] : 0.0f;
-#pragma unroll
-      for (int i = 0; i < N; ++i) acc[r][i] *= s;
-    }
-  }
 
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    if (i >= a.n) break;
-    float* y = a.y + i * a.ldy;
-    if constexpr (MODE == kSiluPair) {
-      const float gate = acc[0][i], up = acc[1][i];
-      y[unit] = (gate / (1.0f + expf(-gate))) * up;
-    } else if constexpr (MODE == kRopePair) {
-      const RopeAppend& rp = a.rope;
-      const int col = 2 * unit;
-      float v0 = acc[0][i], v1 = acc[1][i];
-      const int pos = rp.positions[i];
-      if (col < rp.q_width + rp.kv_width) {
-        float s, c;
-        sincosf(static_cast<float>(pos) * rp.inverse_frequency[(col % rp.head_dim) / 2], &s, &c);
-        const float r0 = v0 * c - v1 * s, r1 = v1 * c + v0 * s;
-        v0 = r0, v1 = r1;
-      }
-      y[col] = v0;
-      y[col + 1] = v1;
-      if (col >= rp.q_width) {
-        const bool is_k = col < rp.q_width + rp.kv_width;
-        const long long at =
-            cache_row(rp.paged, rp.sequences[i], pos) * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
-        void* cache = is_k ? rp.k_cache : rp.v_cache;
-        if (rp.cache_bf16) {
-          store_as(static_cast<__nv_bfloat16*>(cache) + at, v0);
-          store_as(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
-        } else {
-          store_as(static_cast<float*>(cache) + at, v0);
-          store_as(static_cast<float*>(cache) + at + 1, v1);
+    for (int i = 0; i < N; ++i) {
+      if (i >= a.n) break;
+      float* y = a.y + i * a.ldy;
+      if constexpr (MODE == kSiluPair) {
+        const float gate = acc[0][i], up = acc[1][i];
+        y[unit] = (gate / (1.0f + expf(-gate))) * up;
+      } else if constexpr (MODE == kRopePair) {
+        const RopeAppend& rp = a.rope;
+        const int col = 2 * unit;
+        float v0 = acc[0][i], v1 = acc[1][i];
+        const int pos = rp.positions[i];
+        if (col < rp.q_width + rp.kv_width) {
+          float s, c;
+          sincosf(static_cast<float>(pos) * rp.inverse_frequency[(col % rp.head_dim) / 2], &s, &c);
+          const float r0 = v0 * c - v1 * s, r1 = v1 * c + v0 * s;
+          v0 = r0, v1 = r1;
+        }
+        y[col] = v0;
+        y[col + 1] = v1;
+        if (col >= rp.q_width) {
+          const bool is_k = col < rp.q_width + rp.kv_width;
+          const long long at =
+              cache_row(rp.paged, rp.sequences[i], pos) * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
+          void* cache = is_k ? rp.k_cache : rp.v_cache;
+          if (rp.cache_bf16) {
+            store_as(static_cast<__nv_bfloat16*>(cache) + at, v0);
+            store_as(static_cast<__nv_bfloat16*>(cache) + at + 1, v1);
+          } else {
+            store_as(static_cast<float*>(cache) + at, v0);
+            store_as(static_cast<float*>(cache) + at + 1, v1);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (!row_ok[r]) continue;
+          float v = acc[r][i] + (a.bias != nullptr ? a.bias[rows[r]] : 0.0f);
+          if (a.epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
+          if (a.epilogue == static_cast<int>(Epilogue::Add)) v += y[rows[r]];
+          y[rows[r]] = v;
         }
       }
-    } else {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (!row_ok[r]) continue;
-        float v = acc[r][i] + (a.bias != nullptr ? a.bias[rows[r]] : 0.0f);
-        if (a.epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
-        if (a.epilogue == static_cast<int>(Epilogue::Add)) v += y[rows[r]];
-        y[rows[r]] = v;
-      }
     }
+  };
+  if constexpr (kQuantized) {
+    for (int block_unit = first_unit; block_unit < a.units; block_unit += gridDim.x * per_block) process(block_unit);
+  } else {
+    process(first_unit);
   }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// Shared memory of a pass's normalized rows (quantized formats with a norm).
+std::size_t normed_bytes(bool quantized, const StreamArgs& a) {
+  return quantized && a.norm != nullptr ? static_cast<std::size_t>(a.n) * a.k * sizeof(float) : 0;
+}
+constexpr std::size_t kMaxNormedBytes = 44 << 10;  // with the static arrays, under 48 KB (no opt-in)
+
 template <int N, typename F, int MODE, bool kVector>
 void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
-  const unsigned blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
-  streamed_kernel<N, F, MODE, kVector><<<blocks, kWarps * 32, 0, impl.stream>>>(a);
+  unsigned blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
+  // Quantized formats: one wave of blocks, each over many units, so that the norm prologue (and
+  // its shared normalized rows) is paid once per block, not once per 16 rows.
+  if constexpr (F::kPerLoad > 8) blocks = std::min<unsigned>(blocks, impl.props.multiProcessorCount * kMinBlocks<N, F>);
+  streamed_kernel<N, F, MODE, kVector><<<blocks, kWarps * 32, normed_bytes(F::kPerLoad > 8, a), impl.stream>>>(a);
 }
 
 template <typename W, int MODE, bool kVector>
@@ -409,10 +508,19 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, const CudaWeight
                       (a.norm == nullptr || (aligned16(a.norm) && a.norm_stride % 4 == 0));
   const bool plain = !w.quantized() && (w.type == ElemType::BF16 || w.type == ElemType::F16);
   if ((!plain && !w.quantized()) || (!vector && (mode != kStore || a.norm != nullptr || !plain))) return false;
+  if (w.quantized() && a.norm != nullptr &&
+      static_cast<std::size_t>(std::min<std::int64_t>(n, kMaxPassRows)) * a.k * sizeof(float) > kMaxNormedBytes) {
+    return false;
+  }
   if (n <= 0 || a.m == 0) return true;
-  // Long rows are shared by several warps: shorter chains of loads per warp.
+  // Long rows are shared by several warps: shorter chains of loads per warp. A quantized row's
+  // stripes are loaded at once, at most 4 a warp (kInFlightQ).
   const int stripes = (a.k + 32 * width - 1) / (32 * width);
   a.splits = stripes >= 32 ? 4 : (stripes >= 16 ? 2 : 1);
+  if (w.quantized()) {
+    a.splits = 1;
+    while (a.splits < kWarps && (stripes + a.splits - 1) / a.splits > 4) a.splits *= 2;
+  }
   a.chunks = (stripes + a.splits - 1) / a.splits;
   a.units = mode == kSiluPair ? a.m / 2 : (a.m + 1) / 2;
   for (std::int64_t first = 0; first < n; first += kMaxPassRows) {
@@ -435,7 +543,7 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, const CudaWeight
 StreamArgs args_for(const CudaWeight& w, const float* x, std::int64_t ldx, const RowNorms* norm, float* y,
                     std::int64_t ldy) {
   StreamArgs a;
-  a.w = w.data, a.scales = w.scales, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
+  a.w = w.data, a.scales = w.scales, a.row_bytes = w.row_bytes, a.m = static_cast<int>(w.rows), a.k = static_cast<int>(w.cols);
   a.x = x, a.ldx = ldx, a.y = y, a.ldy = ldy;
   if (norm != nullptr) {
     a.norm = norm->table, a.norm_stride = norm->stride, a.norm_rows = norm->rows, a.eps = norm->eps;

@@ -107,9 +107,9 @@ struct QuantizedWeight {
 
 constexpr WeightFormat kFormats[] = {WeightFormat::Q8, WeightFormat::Q4, WeightFormat::FP8};
 
-// Rows up to which the variant streams quantized weights (the default: 16).
+// Rows up to which the variant streams quantized weights (the default: 6).
 std::int64_t streamed_up_to(const std::string& variant) {
-  if (variant.empty()) return 16;
+  if (variant.empty()) return 6;
   return std::stoll(variant.substr(variant.find('=') + 1));
 }
 
@@ -130,7 +130,7 @@ TEST(CudaQuantized, ProductsOfAnyRowsEqualTheProductWithTheDequantizedWeights) {
       const Weight nc = p.cpu.load_vector(norm_values), ng = p.gpu.load_vector(norm_values);
       for (const WeightFormat format : kFormats) {
         const QuantizedWeight w(p, f, {"w"}, format);
-        for (std::int64_t n : {1, 2, 3, 5, 8, 9, 16, 17, 40}) {
+        for (std::int64_t n : {1, 2, 3, 5, 6, 7, 8, 9, 16, 17, 40}) {
           const std::string what = std::string(weight_format_name(format)) + " m=" + std::to_string(m) +
                                    " k=" + std::to_string(k) + " n=" + std::to_string(n) + " variant '" + variant + "'";
           const double tolerance = n <= streamed_up_to(variant) ? kStreamedTolerance : kWidenedTolerance;
@@ -180,10 +180,10 @@ TEST_P(CudaQuantizedDecodeOps, FusedOpsOfNRowsEqualTheOpsOnTheDequantizedWeights
     const QuantizedWeight qkv_w(p, f, {"wq", "wk", "wv"}, format);
     const QuantizedWeight gate_up_w(p, f, {"w1", "w3"}, format);
     const QuantizedWeight head_w(p, f, {"head"}, format);
-    for (int n : {1, 3, 8, 13, 40}) {
+    for (int n : {1, 3, 6, 8, 13, 40}) {
       const std::string at = std::string(weight_format_name(format)) + ", dim " + std::to_string(c.dim) + ", " +
                              std::to_string(n) + " rows";
-      const double tolerance = n <= 16 ? kStreamedTolerance : kWidenedTolerance;
+      const double tolerance = n <= streamed_up_to("") ? kStreamedTolerance : kWidenedTolerance;
       const KvCacheLayout layout{c.n_kv_heads, c.head_dim, 64, 40, ElemType::F32, 16};
       const int pages = layout.pages_per_sequence();
       const auto table = scattered_pages(n, pages);

@@ -129,8 +129,9 @@ struct CudaBackend::Impl {
   // Rows up to which a product streams the weights (cuda_streamed.cu); above it, cuBLASLt.
   // Measured on the H200 (BENCHMARKS.md); CudaKernelChoices::streamed_max_rows sets it.
   std::int64_t streamed_max_rows = 2;
-  // The same for quantized weights, whose cuBLASLt path first widens the whole matrix to F16.
-  std::int64_t quantized_streamed_max_rows = 16;
+  // The same for quantized weights, whose cuBLASLt path first widens the whole matrix to F16:
+  // a step of 8 rows takes 9.4 ms either way on the H200 (BENCHMARKS.md), fewer rows stream.
+  std::int64_t quantized_streamed_max_rows = 6;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;

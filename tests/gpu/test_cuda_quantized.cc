@@ -228,6 +228,97 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaQuantizedDecodeOps,
 
 // Embedding rows of a quantized table are exactly the dequantized rows (code times scale in
 // float, as dequantize_row computes them).
+// The fast precision's integer products (Q8/Q4) by the formula of docs/MODEL.md "Weight
+// formats", worked out here in double: each activation row quantized per block of 32 inputs
+// (m = max |x|, a = round(x * (127 / m)) ties to even, 0 where m < 2^-120; s = m / 127, both in
+// float), a block contributing f16(d) s sum q a, where f16(d) q is the dequantized weight.
+std::vector<float> int8_formula(const std::vector<float>& w, const std::vector<float>& x, std::int64_t n,
+                                std::int64_t m, std::int64_t k, const std::vector<float>& bias,
+                                const std::vector<float>& add) {
+  std::vector<float> y(static_cast<std::size_t>(n * m));
+  std::vector<double> a(static_cast<std::size_t>(k)), s(static_cast<std::size_t>(k / 32));
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t b = 0; b < k / 32; ++b) {
+      float most = 0;
+      for (std::int64_t j = 0; j < 32; ++j) most = std::max(most, std::fabs(x[i * k + 32 * b + j]));
+      const bool ok = most >= 0x1p-120f && std::isfinite(most);
+      const float up = ok ? 127.0f / most : 0.0f;
+      s[b] = ok ? most / 127.0f : 0.0f;
+      for (std::int64_t j = 0; j < 32; ++j) {
+        const float scaled = x[i * k + 32 * b + j] * up;
+        a[32 * b + j] = std::nearbyint(scaled);
+      }
+    }
+    for (std::int64_t r = 0; r < m; ++r) {
+      double sum = 0;
+      for (std::int64_t b = 0; b < k / 32; ++b) {
+        double block = 0;
+        for (std::int64_t j = 0; j < 32; ++j) block += static_cast<double>(w[r * k + 32 * b + j]) * a[32 * b + j];
+        sum += s[b] * block;
+      }
+      y[i * m + r] = static_cast<float>(sum + bias[r] + (add.empty() ? 0.0 : add[i * m + r]));
+    }
+  }
+  return y;
+}
+
+// --precision fast: Q8/Q4 products of up to the crossover's rows multiply int8 activations
+// (the formula above), not the floats; exact precision keeps the floats (the test above).
+// Linear: 2e-5 of the largest output, as the streamed float products (the same activation
+// bytes, sums in another order). With the fused RMSNorm the GPU's 1 / rms may differ from this
+// one in its last bit, which can round an activation the other way: one step of one block,
+// about 6e-4 of the output at worst, so 2e-3 there.
+TEST(CudaQuantized, FastPrecisionProductsEqualTheInt8Formula) {
+  Pair p;
+  CudaOptions options = Pair::options();
+  options.exact_matmul = false;
+  CudaBackend fast(options);
+  for (auto [m, k] : {std::pair<std::int64_t, std::int64_t>{300, 1024}, {96, 4096}}) {
+    WeightFile f;
+    f.add("w", m, k);
+    f.build();
+    const auto bias = random_values(static_cast<std::size_t>(m));
+    const auto norm = random_values(static_cast<std::size_t>(k));
+    const Weight bg = fast.load_vector(bias), ng = fast.load_vector(norm);
+    for (const WeightFormat format : {WeightFormat::Q8, WeightFormat::Q4}) {
+      const auto q = quantized(f.get("w"), format);
+      const WeightPart part = q->part;
+      const Weight wg = fast.load_weight(std::span<const WeightPart>(&part, 1), WeightUse::Streamed);
+      for (std::int64_t n : {1, 2, 5}) {
+        const std::string what = std::string(weight_format_name(format)) + " m=" + std::to_string(m) +
+                                 " k=" + std::to_string(k) + " n=" + std::to_string(n);
+        const auto xs = random_values(static_cast<std::size_t>(n * k), 2.0f);
+        DeviceBuffer x(fast, ElemType::F32, n, k), y(fast, ElemType::F32, n, m), scratch(fast, ElemType::F32, n, k);
+        fast.copy_to_device(x, xs.data());
+        fast.linear(x, wg, bg, y, Epilogue::Store);
+        const auto got = download(fast, y);
+        EXPECT_LE(relative_error(got, int8_formula(q->dequantized, xs, n, m, k, bias, {})), kStreamedTolerance) << what;
+        // The float product is farther off than that: the integer path ran.
+        std::vector<float> floats(static_cast<std::size_t>(n * m));
+        for (std::int64_t i = 0; i < n; ++i) {
+          for (std::int64_t r = 0; r < m; ++r) {
+            double sum = bias[r];
+            for (std::int64_t c = 0; c < k; ++c) sum += static_cast<double>(q->dequantized[r * k + c]) * xs[i * k + c];
+            floats[i * m + r] = static_cast<float>(sum);
+          }
+        }
+        EXPECT_GT(relative_error(got, floats), 10 * kStreamedTolerance) << what;
+        if (n != 1) continue;  // the norm is fused for one row
+        const auto before = random_values(static_cast<std::size_t>(m));
+        fast.copy_to_device(y, before.data());
+        fast.norm_linear(x, ng, 1e-5f, wg, bg, y, Epilogue::Add, scratch);
+        double ss = 0;
+        for (std::int64_t c = 0; c < k; ++c) ss += static_cast<double>(xs[c]) * xs[c];
+        const float inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(k)) + 1e-5f);
+        std::vector<float> normed(static_cast<std::size_t>(k));
+        for (std::int64_t c = 0; c < k; ++c) normed[c] = norm[c] * (xs[c] * inv);
+        EXPECT_LE(relative_error(download(fast, y), int8_formula(q->dequantized, normed, 1, m, k, bias, before)), 2e-3)
+            << "norm_linear, " << what;
+      }
+    }
+  }
+}
+
 TEST(CudaQuantized, EmbeddingRowsAreExactlyTheDequantizedRows) {
   Pair p;
   WeightFile f;

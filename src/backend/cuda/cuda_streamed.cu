@@ -20,6 +20,8 @@
 // Q8 or FP8 codes (half a block) or 32 Q4 codes (one block). Codes become the exact floats they
 // stand for; a Q8/Q4 lane's sums over its block are multiplied by the block's F16 scale
 // (loaded beside the codes), an FP8 row's sum by the row's F32 scale at the end.
+// In the fast precision Q8/Q4 codes meet int8 activations instead (dp4a; the CPU's fast formula,
+// docs/MODEL.md "Weight formats"), the rows quantized once per block into shared memory.
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_device.cuh"
 #include "backend/cuda/cuda_quant.cuh"
@@ -49,7 +51,7 @@ template <typename T>
 struct PlainWeights {  // BF16 or F16 values
   using Elem = T;
   static constexpr int kPerLoad = 8;
-  static constexpr bool kBlockScales = false, kRowScales = false;
+  static constexpr bool kBlockScales = false, kRowScales = false, kInt8 = false;
   __device__ static const void* at(const void* w, long long row, int k, int c) { return static_cast<const T*>(w) + row * k + c; }
   __device__ static void group(const uint4& raw, int, float (&out)[8]) { widen8(raw, out, T{}); }
 };
@@ -62,21 +64,39 @@ __device__ __forceinline__ unsigned word_of(const uint4& raw, int t) {
 
 struct Q8Weights {
   static constexpr int kPerLoad = 16;
-  static constexpr bool kBlockScales = true, kRowScales = false;
+  static constexpr bool kBlockScales = true, kRowScales = false, kInt8 = false;
   __device__ static void chunk(const uint4& raw, int t, float* out) { q8x4_to_float(word_of(raw, t), out); }
 };
 
 struct Q4Weights {
   static constexpr int kPerLoad = 32;
-  static constexpr bool kBlockScales = true, kRowScales = false;
+  static constexpr bool kBlockScales = true, kRowScales = false, kInt8 = false;
   __device__ static void chunk(const uint4& raw, int t, float* out) {
     q4x4_to_float((word_of(raw, t % 4) >> (4 * (t / 4))) & 0x0f0f0f0fu, out);
   }
 };
 
+// The fast precision's integer products (--precision fast; docs/MODEL.md "Weight formats"):
+// the activations quantized to int8 per block of 32, each chunk's 4 codes times its 4
+// activation bytes in one dp4a. codes(raw, t) gives chunk t's 4 codes as signed bytes and
+// kBias the code offset (Q4 codes are c, the weight c - 8).
+struct Q8Int8Weights : Q8Weights {
+  static constexpr bool kInt8 = true;
+  static constexpr int kBias = 0;
+  __device__ static int codes(const uint4& raw, int t) { return static_cast<int>(word_of(raw, t)); }
+};
+
+struct Q4Int8Weights : Q4Weights {
+  static constexpr bool kInt8 = true;
+  static constexpr int kBias = 8;
+  __device__ static int codes(const uint4& raw, int t) {
+    return static_cast<int>((word_of(raw, t % 4) >> (4 * (t / 4))) & 0x0f0f0f0fu);
+  }
+};
+
 struct Fp8Weights {
   static constexpr int kPerLoad = 16;
-  static constexpr bool kBlockScales = false, kRowScales = true;
+  static constexpr bool kBlockScales = false, kRowScales = true, kInt8 = false;
   __device__ static void chunk(const uint4& raw, int t, float* out) { e4m3x4_to_float(word_of(raw, t), out); }
 };
 
@@ -119,6 +139,7 @@ struct StreamArgs {
   int splits = 1;  // warps sharing one unit of rows, each over its own stripes of k
   int chunks = 1;  // 256-column stripes per warp
   int units = 0;
+  bool int8 = false;  // the fast precision's integer products (Q8/Q4)
   RopeAppend rope;
 };
 
@@ -221,7 +242,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel
         g[i] = a.norm + static_cast<long long>(row >= 0 && row < a.norm_count ? row : 0) * a.norm_stride;
       }
     }
-    if constexpr (kQuantized) {  // as rms_norm computes it, once per block
+    if constexpr (kQuantized && !F::kInt8) {  // as rms_norm computes it, once per block
       for (int i = 0; i < a.n; ++i) {
         const float inv = inv_rms_s[i];
         const float* gi = a.norm + (a.norm_rows != nullptr && a.norm_rows[i] >= 0 && a.norm_rows[i] < a.norm_count
@@ -237,6 +258,43 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel
       __syncthreads();
     }
   }
+  // The fast precision: every activation row (normalized as rms_norm does) quantized once per
+  // block into shared memory, as the CPU's fast products do: per block of 32 inputs m = max|x|,
+  // a = round(x * (127 / m)) ties to even (0 where m < 2^-120 or not finite), s = m / 127.
+  // An octet of lanes holds one block (4 inputs a lane); run() asks k % 128 == 0, so whole
+  // warps stay in the loop together. The rounding adds 1.5 * 2^23 (round to nearest even
+  // leaves the integer in the low bits; no contraction into the product: __fmul_rn).
+  if constexpr (F::kInt8) {
+    signed char* xq = reinterpret_cast<signed char*>(normed_x);
+    float* xs = reinterpret_cast<float*>(xq + static_cast<long long>(a.n) * a.k);
+    for (int i = 0; i < a.n; ++i) {
+      const float* gi = nullptr;
+      float inv = 1.0f;
+      if (a.norm != nullptr) {
+        inv = inv_rms_s[i];
+        gi = a.norm + (a.norm_rows != nullptr && a.norm_rows[i] >= 0 && a.norm_rows[i] < a.norm_count
+                           ? static_cast<long long>(a.norm_rows[i]) * a.norm_stride
+                           : 0);
+      }
+      for (int c = threadIdx.x * 4; c < a.k; c += kWarps * 32 * 4) {
+        float4 v = *reinterpret_cast<const float4*>(a.x + i * a.ldx + c);
+        if (gi != nullptr) {
+          const float4 w = *reinterpret_cast<const float4*>(gi + c);
+          v = make_float4(w.x * (v.x * inv), w.y * (v.y * inv), w.z * (v.z * inv), w.w * (v.w * inv));
+        }
+        float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+        for (int o = 1; o < 8; o *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        const bool ok = m >= 0x1p-120f && m <= 3.402823466e38f;
+        const float up = ok ? 127.0f / m : 0.0f;
+        auto q = [&](float x) { return __float_as_uint(__fadd_rn(__fmul_rn(x, up), 12582912.0f)); };
+        const unsigned lo = __byte_perm(q(v.x), q(v.y), 0x0040), hi = __byte_perm(q(v.z), q(v.w), 0x0040);
+        *reinterpret_cast<unsigned*>(xq + static_cast<long long>(i) * a.k + c) = __byte_perm(lo, hi, 0x5410);
+        if (lane % 8 == 0) xs[i * (a.k / 32) + c / 32] = ok ? m / 127.0f : 0.0f;
+      }
+    }
+    __syncthreads();
+  }
   // One unit of rows: its product, then its epilogue (an inlined lambda, so that the one-unit
   // grids of BF16/F16 keep the registers of straight-line code).
   auto process = [&](int block_unit) {
@@ -250,7 +308,42 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel
 #pragma unroll
       for (int i = 0; i < N; ++i) acc[r][i] = 0.0f;
     }
-    if constexpr (kQuantized) {
+    if constexpr (F::kInt8) {
+      // A lane's chunk is 4 inputs of one block: dp4a sums its 4 code-activation products
+      // exactly; the block's F16 scale d and activation scale s then weigh that integer.
+      constexpr int kChunks = F::kPerLoad / 4;
+      const int nb = a.k / 32;
+      const signed char* xq = reinterpret_cast<const signed char*>(normed_x);
+      const float* xs = reinterpret_cast<const float*>(xq + static_cast<long long>(a.n) * a.k);
+      for (int base = first_q; base < last_q; base += kInFlightQ) {
+        if (base != first_q) load_stripes(base);
+#pragma unroll
+        for (int u = 0; u < kInFlightQ; ++u) {
+          const int stripe = base + u;
+          if (stripe >= last_q) break;
+#pragma unroll
+          for (int t = 0; t < kChunks; ++t) {
+            const int c = stripe * kStripeQ + 128 * t + 4 * lane;
+            float d[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) d[r] = __shfl_sync(0xffffffffu, scale_q[r][u], (4 * t + lane / 8) % kBlocksQ);
+            if (c >= a.k) continue;  // past the row's end (its padding)
+            int q[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) q[r] = F::codes(wv_q[r][u], t);
+#pragma unroll
+            for (int i = 0; i < N; ++i) {
+              if (i >= a.n) break;
+              const int av = *reinterpret_cast<const int*>(xq + static_cast<long long>(i) * a.k + c);
+              const float s = xs[i * nb + c / 32];
+              const int start = F::kBias != 0 ? __dp4a(av, -0x07070708, 0) : 0;  // bytes -8: -8 sum a
+#pragma unroll
+              for (int r = 0; r < R; ++r) acc[r][i] += (d[r] * s) * static_cast<float>(__dp4a(q[r], av, start));
+            }
+          }
+        }
+      }
+    } else if constexpr (kQuantized) {
       constexpr int kChunks = F::kPerLoad / 4;
       constexpr int kInFlight = kInFlightQ;
       constexpr int kBlocks = kBlocksQ;
@@ -443,8 +536,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N, F>) streamed_kernel
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-// Shared memory of a pass's normalized rows (quantized formats with a norm).
+// Shared memory of a pass's normalized rows (quantized formats with a norm), or of its int8
+// rows and their block scales (the fast precision's Q8/Q4 products, with or without a norm).
 std::size_t normed_bytes(bool quantized, const StreamArgs& a) {
+  if (a.int8) return static_cast<std::size_t>(a.n) * (a.k + a.k / 32 * sizeof(float));
   return quantized && a.norm != nullptr ? static_cast<std::size_t>(a.n) * a.k * sizeof(float) : 0;
 }
 constexpr std::size_t kMaxNormedBytes = 44 << 10;  // with the static arrays, under 48 KB (no opt-in)
@@ -474,8 +569,8 @@ void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a) {
 template <int MODE>
 void launch_typed(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, bool vector) {
   switch (w.format) {
-    case WeightFormat::Q8: launch_rows<Q8Weights, MODE, true>(impl, a); return;
-    case WeightFormat::Q4: launch_rows<Q4Weights, MODE, true>(impl, a); return;
+    case WeightFormat::Q8: a.int8 ? launch_rows<Q8Int8Weights, MODE, true>(impl, a) : launch_rows<Q8Weights, MODE, true>(impl, a); return;
+    case WeightFormat::Q4: a.int8 ? launch_rows<Q4Int8Weights, MODE, true>(impl, a) : launch_rows<Q4Weights, MODE, true>(impl, a); return;
     case WeightFormat::FP8: launch_rows<Fp8Weights, MODE, true>(impl, a); return;
     default: break;
   }
@@ -508,8 +603,12 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, const CudaWeight
                       (a.norm == nullptr || (aligned16(a.norm) && a.norm_stride % 4 == 0));
   const bool plain = !w.quantized() && (w.type == ElemType::BF16 || w.type == ElemType::F16);
   if ((!plain && !w.quantized()) || (!vector && (mode != kStore || a.norm != nullptr || !plain))) return false;
-  if (w.quantized() && a.norm != nullptr &&
-      static_cast<std::size_t>(std::min<std::int64_t>(n, kMaxPassRows)) * a.k * sizeof(float) > kMaxNormedBytes) {
+  // The fast precision multiplies Q8/Q4 codes by int8 activations where a pass's rows fit in
+  // shared memory; elsewhere (and in exact precision) the codes become floats.
+  const std::size_t pass_rows = static_cast<std::size_t>(std::min<std::int64_t>(n, kMaxPassRows));
+  a.int8 = vector && !impl.options.exact_matmul && (w.format == WeightFormat::Q8 || w.format == WeightFormat::Q4) &&
+           a.k % 128 == 0 && pass_rows * (a.k + a.k / 32 * sizeof(float)) <= kMaxNormedBytes;
+  if (w.quantized() && a.norm != nullptr && !a.int8 && pass_rows * a.k * sizeof(float) > kMaxNormedBytes) {
     return false;
   }
   if (n <= 0 || a.m == 0) return true;

@@ -60,7 +60,8 @@ typedef struct {
                             full window, within 90% of the GPU's free memory (a quarter of the machine's);
                             more than the machine's memory (or the GPU's free memory) is refused */
   const char* weights;   /* matrix storage: "auto" (as the model stores them; NULL), "bf16", "fp16" (GPU),
-                            or "q8" / "q4": a BF16 model quantized at load (CPU backend) */
+                            "q8" / "q4" (a BF16 model quantized at load), or "fp8" (E4M3, quantized at
+                            load; CUDA on sm_89 or newer) */
 } voxtral_model_options;
 
 typedef struct {

@@ -63,12 +63,15 @@ TEST(BackendFactory, PrecisionReachesTheCpuBackend) {
   EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
 }
 
-TEST(BackendFactory, Fp16IsRefusedOnTheCpuNamingWhatItRuns) {
+TEST(BackendFactory, Fp16AndFp8AreRefusedOnTheCpuNamingWhatItRuns) {
   ModelOptions options;
   options.backend = "cpu";
-  options.weights = "fp16";
-  EXPECT_EQ(refusal(options),
-            "weights: fp16 is a storage of the CUDA backend; the CPU backend keeps BF16 weights (use auto, bf16, q8 or q4)");
+  for (const char* format : {"fp16", "fp8"}) {
+    options.weights = format;
+    EXPECT_EQ(refusal(options), std::string("weights: ") + format +
+                                    " is a storage of the CUDA backend; the CPU backend keeps BF16 weights or quantizes "
+                                    "them (use auto, bf16, q8 or q4)");
+  }
 }
 
 TEST(BackendFactory, NamesAnUnknownBackend) {
@@ -86,11 +89,11 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
   EXPECT_EQ(refusal(options), "precision: unknown mode \"turbo\" (use exact, fast or auto)");
   options.precision = "auto";
   options.weights = "int4";
-  EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use auto, bf16 or fp16)");
+  EXPECT_EQ(refusal(options), "weights: unknown storage \"int4\" (use auto, bf16, fp16, q8, q4 or fp8)");
   options.weights = "bf16";
   options.kernel_variants = "fused=gemv,warp_size=64";
   EXPECT_EQ(refusal(options), "variant: \"warp_size=64\" is not one of fused=1|0|gemv, mma_attention=1|0, "
-                              "streamed_rows=N, attention_keys=32|64|128");
+                              "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128");
   options.kernel_variants = "streamed_rows=5000";
   EXPECT_EQ(refusal(options), "variant: \"streamed_rows=5000\": want a number from 0 to 4096");
 }

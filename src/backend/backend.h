@@ -65,6 +65,9 @@ struct Weight {
 struct WeightPart {
   const TensorView* values = nullptr;
   const TensorView* scales = nullptr;  // Q8/Q4 only
+  // FP8: a plain float tensor the backend quantizes itself while loading it (the CUDA backend
+  // on GPUs with FP8 tensor cores; backends without the format refuse it before any load).
+  WeightFormat quantize_at_load = WeightFormat::BF16;
 
   WeightFormat format() const;  // BF16 for a plain float tensor (whatever its dtype)
   std::int64_t rows() const;    // outputs
@@ -173,7 +176,8 @@ class Backend {
   Weight load_weight(std::span<const TensorView* const> parts, WeightUse use);
   // How many matrices load_weight is about to be asked for, and their elements in all, so a
   // backend can place them in one allocation (the CUDA backend: one rounding to the
-  // allocator's 2 MiB pages instead of one per matrix). Only a hint.
+  // allocator's 2 MiB pages instead of one per matrix). Counted in 16-bit elements: a
+  // quantized matrix counts its bytes (codes and scales) / 2. Only a hint.
   virtual void reserve_weights(std::size_t /*matrices*/, std::int64_t /*elements*/) {}
   // A vector (bias or norm weight) from host floats, e.g. computed at session start.
   virtual Weight load_vector(std::span<const float> values) = 0;

@@ -36,9 +36,9 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
   const bool fast = options.precision == "fast";
   if (kind == "cpu") {
     if (!options.kernel_variants.empty()) fail("variant", "kernel variants are the CUDA backend's");
-    if (options.weights == "fp16") {
-      fail(option_name(options.naming, "weights"),
-           "fp16 is a storage of the CUDA backend; the CPU backend keeps BF16 weights (use auto, bf16, q8 or q4)");
+    if (options.weights == "fp16" || options.weights == "fp8") {
+      fail(option_name(options.naming, "weights"), cat(options.weights, " is a storage of the CUDA backend; the CPU backend "
+                                                       "keeps BF16 weights or quantizes them (use auto, bf16, q8 or q4)"));
     }
     int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
     backend = std::make_unique<CpuBackend>(std::max(threads, 1), fast ? CpuPrecision::Fast : CpuPrecision::Exact);
@@ -46,12 +46,12 @@ std::unique_ptr<Backend> make_backend(const ModelOptions& options) {
 #ifdef VOXTRAL_HAVE_CUDA
     CudaOptions co;
     co.exact_matmul = !fast;
-    if (options.weights == "q8" || options.weights == "q4") {
-      fail(option_name(options.naming, "weights"), cat(options.weights, " runs on the CPU backend only so far (the GPU kernels are not written "
-                                           "yet); use bf16 or fp16 with the CUDA backend"));
-    }
-    if (options.weights != "auto" && options.weights != "bf16" && options.weights != "fp16") {
-      fail(option_name(options.naming, "weights"), cat("unknown storage \"", options.weights, "\" (use auto, bf16 or fp16)"));
+    // q8, q4 and fp8 are the matrices' own formats (WeightPart): the 16-bit type below is the
+    // rest's (convolutions, matrices off the 32-input block).
+    if (options.weights != "auto" && options.weights != "bf16" && options.weights != "fp16" && options.weights != "q8" &&
+        options.weights != "q4" && options.weights != "fp8") {
+      fail(option_name(options.naming, "weights"),
+           cat("unknown storage \"", options.weights, "\" (use auto, bf16, fp16, q8, q4 or fp8)"));
     }
     co.weight_type = options.weights == "fp16" ? ElemType::F16 : ElemType::BF16;
     co.kv_cache_type = options.kv_cache == "f32" ? ElemType::F32 : ElemType::BF16;

@@ -19,10 +19,14 @@ double decoder_bytes_per_step(const ModelConfig& c, WeightFormat format) {
   const auto& d = c.decoder;
   const double per_layer = static_cast<double>(d.q_width() + 2 * d.kv_width()) * d.dim +
                            static_cast<double>(d.dim) * d.q_width() + 3.0 * d.hidden_dim * d.dim;
-  // Bytes a weight: BF16/FP16 2; Q8 1 and Q4 0.5, plus an F16 scale per 32 (the LM head stays Q8).
+  // Bytes a weight: BF16/FP16 2; Q8 1 and Q4 0.5, plus an F16 scale per 32; FP8 1, plus an F32
+  // scale per row (negligible). The LM head stays Q8 in Q4 and FP8.
   const double scale = 2.0 / kQuantBlock;
-  const double matrix = format == WeightFormat::Q8 ? 1.0 + scale : format == WeightFormat::Q4 ? 0.5 + scale : 2.0;
-  const double head = is_block_quantized(format) ? 1.0 + scale : 2.0;
+  const double matrix = format == WeightFormat::Q8    ? 1.0 + scale
+                        : format == WeightFormat::Q4  ? 0.5 + scale
+                        : format == WeightFormat::FP8 ? 1.0
+                                                      : 2.0;
+  const double head = is_block_quantized(format) || format == WeightFormat::FP8 ? 1.0 + scale : 2.0;
   return per_layer * d.n_layers * matrix + static_cast<double>(d.vocab_size) * d.dim * head;
 }
 

@@ -21,9 +21,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   app.add_option("--weights", o.weights,
-                 "matrix storage: auto (as the model stores them, default), bf16, fp16 (GPU), or q8 / q4 (a BF16 "
-                 "model quantized at load; CPU)")
-      ->check(CLI::IsMember({"auto", "bf16", "fp16", "q8", "q4"}));
+                 "matrix storage: auto (as the model stores them, default), bf16, fp16 (GPU), q8 / q4 (a BF16 "
+                 "model quantized at load; CPU and GPU), or fp8 (E4M3 with a scale per output row, quantized at "
+                 "load; GPUs with FP8 tensor cores, sm_89 or newer)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp16", "q8", "q4", "fp8"}));
   app.add_option("--max-streams", o.max_streams,
                  cat("Streams the model transcribes at once (default: the backend's, 256 on a GPU and 8 on the CPU, "
                      "fewer when memory would not give each its encoder window and ~2 minutes of decoder cache); "

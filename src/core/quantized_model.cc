@@ -106,7 +106,9 @@ void write_quantized(OutputFile& out, const OutputTensor& t) {
 }  // namespace
 
 WeightFormat stored_format(std::string_view name, std::span<const std::int64_t> shape, WeightFormat requested) {
-  if (!is_block_quantized(requested)) fail("quantize", cat("format ", weight_format_name(requested), " is not Q8 or Q4"));
+  if (!is_block_quantized(requested) && requested != WeightFormat::FP8) {
+    fail("quantize", cat("format ", weight_format_name(requested), " is not Q8, Q4 or FP8"));
+  }
   if (shape.size() != 2 || shape[1] % kQuantBlock != 0 || !is_linear_matrix(name)) return WeightFormat::BF16;
   return ends_with(name, "tok_embeddings.weight") ? WeightFormat::Q8 : requested;
 }

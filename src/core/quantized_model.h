@@ -26,7 +26,9 @@
 namespace voxtral {
 
 // The format tensor `name` of shape `shape` is stored in when a model is quantized to
-// `requested` (Q8 or Q4); BF16 means "copied unchanged".
+// `requested` (Q8 or Q4); BF16 means "copied unchanged". FP8 (quantized at load by the CUDA
+// backend, never written to a file) picks the same matrices, and keeps the token embedding /
+// LM head in Q8 as Q4 does: E4M3's 3 mantissa bits are coarser than Q8's 7.
 WeightFormat stored_format(std::string_view name, std::span<const std::int64_t> shape, WeightFormat requested);
 
 std::string scale_tensor_name(std::string_view name);  // name + "_scale"

@@ -70,7 +70,7 @@ void validate(const ModelOptions& o) {
   one_of("backend", o.backend, {"auto", "cpu", "cuda"});
   one_of("precision", o.precision, {"auto", "exact", "fast"});
   one_of("kv_cache", o.kv_cache, {"auto", "f32", "bf16"});
-  one_of("weights", o.weights, {"auto", "bf16", "fp16", "q8", "q4"});
+  one_of("weights", o.weights, {"auto", "bf16", "fp16", "q8", "q4", "fp8"});
   if (o.max_streams < 0 || o.max_streams > kMaxStreams) {
     fail(name("max_streams"), cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
   }
@@ -161,7 +161,7 @@ WeightFormat format_to_quantize(const ModelOptions& options, const ModelConfig& 
     }
     return WeightFormat::BF16;
   }
-  return weights == "q8" || weights == "q4" ? parse_weight_format(weights) : WeightFormat::BF16;
+  return weights == "q8" || weights == "q4" || weights == "fp8" ? parse_weight_format(weights) : WeightFormat::BF16;
 }
 
 }  // namespace

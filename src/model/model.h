@@ -36,8 +36,9 @@ struct ModelOptions {
   int threads = 0;              // CPU threads; 0 = one per core
   std::string kv_cache = "auto";  // "f32", "bf16", or "auto" (the backend's default)
   std::string precision = "auto"; // decode matrix products: "exact" (near-F32), "fast" (BF16 activations; int8 with Q8/Q4 weights on the CPU), "auto" (exact)
-  // Matrix storage: "auto" (as the file stores them), "bf16", "fp16" (GPU), or "q8" / "q4":
-  // a BF16 model quantized at load (core/quantized_model.h; CPU backend so far).
+  // Matrix storage: "auto" (as the file stores them), "bf16", "fp16" (GPU), "q8" / "q4" (a
+  // BF16 model quantized at load, core/quantized_model.h; CPU and CUDA), or "fp8" (E4M3 with a
+  // scale per output row, quantized at load on GPUs with FP8 tensor cores: sm_89 or newer).
   std::string weights = "auto";
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
   int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default

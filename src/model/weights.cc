@@ -25,14 +25,16 @@ struct Loader {
   Weight matrix(std::initializer_list<std::string> names, WeightUse use) {
     if (measuring) {
       ++matrices;
-      for (const auto& n : names) elements += file.get(n).numel();
+      for (const auto& n : names) elements += sixteen_bit_elements(n);
       return Weight{};
     }
     std::vector<WeightPart> parts;
     for (const auto& n : names) {
       const TensorView& t = file.get(n);
-      const WeightFormat at_load = quantize_to == WeightFormat::BF16 ? quantize_to : stored_format(n, t.shape, quantize_to);
-      if (const TensorView* scales = file.find(scale_tensor_name(n))) {
+      const WeightFormat at_load = format_at_load(n, t);
+      if (at_load == WeightFormat::FP8) {
+        parts.push_back({&t, nullptr, WeightFormat::FP8});  // the backend quantizes it
+      } else if (const TensorView* scales = file.find(scale_tensor_name(n))) {
         // A NaN or infinite scale would silently empty every transcript.
         check_scales(cat(file.source(), ": ", scales->name), scales->as<std::uint16_t>(DType::F16));
         parts.push_back({&t, scales});
@@ -44,6 +46,27 @@ struct Loader {
       }
     }
     return backend.load_weight(std::span<const WeightPart>(parts), use);
+  }
+  WeightFormat format_at_load(const std::string& name, const TensorView& t) const {
+    return quantize_to == WeightFormat::BF16 ? quantize_to : stored_format(name, t.shape, quantize_to);
+  }
+  // The memory a tensor takes in the backend, in 16-bit elements (reserve_weights).
+  std::int64_t sixteen_bit_elements(const std::string& name) const {
+    const TensorView& t = file.get(name);
+    const TensorView* scales = file.find(scale_tensor_name(name));
+    const WeightFormat format = scales != nullptr ? (t.dtype == DType::I8 ? WeightFormat::Q8 : WeightFormat::Q4)
+                                                  : format_at_load(name, t);
+    const std::int64_t rows = t.shape.empty() ? 1 : t.shape[0];
+    switch (format) {
+      case WeightFormat::Q8:
+      case WeightFormat::Q4: {
+        const std::int64_t cols = scales != nullptr ? scales->shape[1] * kQuantBlock : t.numel() / rows;
+        const auto bytes = static_cast<std::int64_t>(quantized_row_bytes(format, cols)) + cols / kQuantBlock * 2;
+        return (rows * bytes + 1) / 2;
+      }
+      case WeightFormat::FP8: return (t.numel() + 1) / 2 + 2 * rows;  // E4M3 codes and an F32 scale per row
+      default: return t.numel();
+    }
   }
   Weight vector(const std::string& name) { return measuring ? Weight{} : backend.load_vector(floats(name)); }
   // Kept on the host (the decoder's FFN and ada norms, combined per session).
@@ -128,7 +151,7 @@ ModelWeights ModelWeights::load(Backend& backend, const SafeTensors& file, const
   if (quantize_to != WeightFormat::BF16 && (store == nullptr || config.stored_weights != WeightFormat::BF16)) {
     fail("weights", "quantizing at load needs a BF16 model and a store");
   }
-  Loader measure{backend, file, true};
+  Loader measure{backend, file, true, quantize_to};
   load_all(measure, config);
   backend.reserve_weights(measure.matrices, measure.elements);
   Loader upload{backend, file, false, quantize_to, store, threads};

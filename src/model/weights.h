@@ -45,7 +45,8 @@ struct ModelWeights {
 
   // A quantized file's matrices load as it stores them. From a BF16 file, `quantize_to` Q8 or
   // Q4 quantizes the matrices core/quantized_model.h names (into `store`, on `threads`
-  // threads); BF16 loads them as they are.
+  // threads); FP8 hands the same matrices to the backend to quantize (the token embedding goes
+  // Q8 through `store`); BF16 loads them as they are.
   static ModelWeights load(Backend& backend, const SafeTensors& file, const ModelConfig& config,
                            WeightFormat quantize_to = WeightFormat::BF16, QuantizedStore* store = nullptr,
                            int threads = 1);

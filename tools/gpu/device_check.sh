@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
-# info unit parity capi sanitize model bench decodeab profile ncu fullparity latency demo demoformats
-# serverload longrun.
+# info unit parity capi sanitize model bench quantbench decodeab profile ncu fullparity latency
+# demo demoformats serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
@@ -66,6 +66,18 @@ for stage in "$@"; do
         clip="$1"; shift
         "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/$clip" --backend cuda "$@" --json > "$out/bench.json"
         python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k not in ("model",)})' "$out/bench.json"
+      done
+      ;;
+    quantbench)
+      # Issue 17: the decoder step alone (1 and 8 streams, context 64) and a 60 s run (encoder,
+      # first token) in each weight format, quantized at load from the full-size BF16 model.
+      for format in ${WEIGHT_FORMATS:-bf16 q8 q4 fp8}; do
+        step "weights $format: decoder step, full-size random model"
+        "$bin/voxtral-bench" step -d "$model" --backend cuda --weights "$format" --batch ${QUANT_BATCHES:-1,8} --context 64 \
+          --steps 60 --skip-bandwidth ${QUANT_ARGS:-} || status=1
+        step "weights $format: 60 s of speech"
+        "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/speech60.wav" --backend cuda --weights "$format" \
+          --skip-bandwidth ${QUANT_ARGS:-} | grep -E "model|encoder|decoder|first token" || status=1
       done
       ;;
     batch)

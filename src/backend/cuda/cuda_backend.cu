@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -49,11 +51,13 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.mma_attention = value == "1";
     } else if (name == "streamed_rows") {
       choices.streamed_max_rows = number(0, 4096);
+    } else if (name == "quantized_streamed_rows") {
+      choices.quantized_streamed_max_rows = number(0, 4096);
     } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
       choices.attention_max_keys = number(32, 128);
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "attention_keys=32|64|128"));
+                          "quantized_streamed_rows=N, attention_keys=32|64|128"));
     }
   }
   return choices;
@@ -130,6 +134,9 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   }
   const CudaKernelChoices& k = options.kernels;
   if (k.streamed_max_rows < 0 || k.streamed_max_rows > 4096) fail("cuda", "streamed_max_rows out of range (0 to 4096)");
+  if (k.quantized_streamed_max_rows < 0 || k.quantized_streamed_max_rows > 4096) {
+    fail("cuda", "quantized_streamed_max_rows out of range (0 to 4096)");
+  }
   if (k.attention_max_keys != 0 && k.attention_max_keys != 32 && k.attention_max_keys != 64 && k.attention_max_keys != 128) {
     fail("cuda", "attention_max_keys must be 32, 64 or 128 (or 0)");
   }
@@ -137,6 +144,7 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   impl_->fused_attention = k.fused_decode && k.fused_attention;
   impl_->mma_attention = k.mma_attention;
   impl_->streamed_max_rows = k.streamed_max_rows;
+  impl_->quantized_streamed_max_rows = k.quantized_streamed_max_rows;
   if (k.attention_max_keys != 0) impl_->attention_policy.max_keys = k.attention_max_keys;
 }
 
@@ -159,7 +167,7 @@ CudaBackend::~CudaBackend() {
   }
   cudaFree(impl_->weight_arena);
   for (Scratch* s : {&impl_->split_hi, &impl_->split_lo, &impl_->stacked_out, &impl_->attention_partials,
-                     &impl_->argmax_keys, &impl_->attention_counters}) cudaFree(s->data);
+                     &impl_->argmax_keys, &impl_->attention_counters, &impl_->dequantized}) cudaFree(s->data);
   for (void* p : impl_->retired_scratch) cudaFree(p);
   impl_->matmul.release();
   cudaStreamDestroy(impl_->stream);
@@ -208,67 +216,174 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
                                        static_cast<std::size_t>(src.rows), cudaMemcpyDeviceToDevice, impl_->stream));
 }
 
+namespace {
+
+// The matrix's format: the parts' own (Q8, Q4), FP8 when they ask to be quantized, else the
+// backend's 16-bit type. Throws unless all parts agree and the GPU can run it.
+WeightFormat format_of(std::span<const WeightPart> parts, const cudaDeviceProp& props) {
+  auto of = [](const WeightPart& p) { return p.quantize_at_load == WeightFormat::FP8 ? WeightFormat::FP8 : p.format(); };
+  const WeightFormat format = of(parts[0]);
+  for (const WeightPart& p : parts) {
+    if (p.quantize_at_load != WeightFormat::BF16 && p.quantize_at_load != WeightFormat::FP8) {
+      fail("cuda", cat(p.values->name, ": cannot quantize to ", weight_format_name(p.quantize_at_load), " at load"));
+    }
+    if (of(p) != format) fail(p.values->name, "cannot be stacked with tensors of another format");
+  }
+  if (format == WeightFormat::FP8 && props.major * 10 + props.minor < 89) {
+    fail("cuda", cat(parts[0].values->name, ": fp8 weights need FP8 tensor cores (sm_89 or newer), but GPU ", props.name,
+                     " is sm_", props.major, props.minor, "; use --weights q8, q4, bf16 or fp16 there"));
+  }
+  return format;
+}
+
+std::size_t round_up(std::size_t bytes) { return (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
+
+// Memory for a weight of `bytes`: in the arena while it has room, else its own allocation.
+void place_weight(CudaBackend::Impl& impl, CudaWeight& w, std::size_t bytes) {
+  {
+    std::lock_guard lock(impl.weights_mutex);
+    if (impl.arena_used + bytes <= impl.arena_bytes) {
+      w.data = impl.weight_arena + impl.arena_used;
+      w.in_arena = true;
+      impl.arena_used += round_up(bytes);
+    }
+  }
+  if (!w.in_arena) w.data = impl.device_alloc(bytes);
+}
+
+std::size_t weight_footprint(const CudaWeight& w) {
+  const auto rows = static_cast<std::size_t>(w.rows), cols = static_cast<std::size_t>(w.cols);
+  switch (w.format) {
+    case WeightFormat::Q8:
+    case WeightFormat::Q4: return rows * (static_cast<std::size_t>(w.row_bytes) + cols / kQuantBlock * 2);
+    case WeightFormat::FP8: return rows * (static_cast<std::size_t>(w.row_bytes) + sizeof(float));
+    default: return rows * cols * elem_size(w.type);
+  }
+}
+
+void load_plain(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
+  const std::size_t es = elem_size(w.type);
+  place_weight(impl, w, static_cast<std::size_t>(w.rows * w.cols) * es);
+  std::int64_t row = 0;
+  for (const WeightPart& part : parts) {
+    const TensorView* p = part.values;
+    char* dst = static_cast<char*>(w.data) + static_cast<std::size_t>(row * w.cols) * es;
+    const bool same = (p->dtype == DType::BF16 && w.type == ElemType::BF16) || (p->dtype == DType::F16 && w.type == ElemType::F16);
+    if (same) {
+      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(dst, p->data, p->nbytes, cudaMemcpyHostToDevice, impl.stream));
+    } else {
+      void* staging = impl.device_alloc(p->nbytes);
+      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p->data, p->nbytes, cudaMemcpyHostToDevice, impl.stream));
+      launch_convert_weights(impl.stream, staging, p->dtype, dst, w.type, p->numel());
+      VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));
+      impl.device_free(staging);
+    }
+    row += part.rows();
+  }
+}
+
+// The codes re-laid for the streamed product (cuda_quant.cuh) and the scales plane as stored
+// (core/quant.h), parts stacked row-wise in each: codes first, the scales after them on a
+// 256-byte boundary, in one placement.
+void load_block_quantized(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
+  check_quantizable(parts[0].values->name, w.cols);
+  const std::size_t row_bytes = quantized_row_bytes(w.format, w.cols);
+  w.row_bytes = device_row_bytes(w.format, w.cols);
+  const std::size_t scale_row_bytes = static_cast<std::size_t>(w.cols / kQuantBlock) * sizeof(std::uint16_t);
+  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
+  place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * scale_row_bytes);
+  char* scales = static_cast<char*>(w.data) + codes_bytes;
+  w.scales = scales;
+  std::int64_t row = 0;
+  for (const WeightPart& p : parts) {
+    const auto rows = static_cast<std::size_t>(p.rows());
+    if (p.values->nbytes != rows * row_bytes || p.scales->nbytes != rows * scale_row_bytes || p.scales->dtype != DType::F16) {
+      fail("cuda", cat(p.values->name, ": the codes and scales planes do not fit ", rows, " rows of ", w.cols, " ",
+                       weight_format_name(w.format), " inputs"));
+    }
+    const auto at = static_cast<std::size_t>(row);
+    void* staging = impl.device_alloc(p.values->nbytes);
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p.values->data, p.values->nbytes, cudaMemcpyHostToDevice, impl.stream));
+    launch_relayout_codes(impl.stream, w.format, staging, p.rows(), w.cols,
+                          static_cast<char*>(w.data) + at * static_cast<std::size_t>(w.row_bytes));
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(scales + at * scale_row_bytes, p.scales->data, p.scales->nbytes,
+                                       cudaMemcpyHostToDevice, impl.stream));
+    VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));
+    impl.device_free(staging);
+    row += p.rows();
+  }
+}
+
+// Each part uploaded as it is stored, then quantized row by row into the codes plane.
+void load_fp8(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
+  // Whole 4-input chunks of the device layout (and the 32-input blocks of the other formats).
+  check_quantizable(parts[0].values->name, w.cols);
+  w.row_bytes = device_row_bytes(w.format, w.cols);
+  const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
+  place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * sizeof(float));
+  auto* scales = reinterpret_cast<float*>(static_cast<char*>(w.data) + codes_bytes);
+  w.scales = scales;
+  int* bad = static_cast<int*>(impl.device_alloc(sizeof(int)));
+  std::int64_t row = 0;
+  for (const WeightPart& part : parts) {
+    const TensorView* p = part.values;
+    if (p->dtype != DType::BF16 && p->dtype != DType::F16 && p->dtype != DType::F32) {
+      fail("cuda", cat(p->name, ": cannot quantize ", dtype_name(p->dtype), " values to fp8"));
+    }
+    const int none = INT_MAX;
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(bad, &none, sizeof(int), cudaMemcpyHostToDevice, impl.stream));
+    void* staging = impl.device_alloc(p->nbytes);
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p->data, p->nbytes, cudaMemcpyHostToDevice, impl.stream));
+    launch_quantize_fp8(impl.stream, staging, p->dtype, part.rows(), w.cols,
+                        static_cast<char*>(w.data) + static_cast<std::size_t>(row * w.row_bytes), scales + row, bad);
+    int first_bad = none;
+    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(&first_bad, bad, sizeof(int), cudaMemcpyDeviceToHost, impl.stream));
+    VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));
+    impl.device_free(staging);
+    if (first_bad != none) {
+      impl.device_free(bad);
+      fail(p->name, cat("row ", first_bad, " holds a NaN or infinite weight: cannot quantize it to fp8"));
+    }
+    row += part.rows();
+  }
+  impl.device_free(bad);
+}
+
+}  // namespace
+
 Weight CudaBackend::load_weight(std::span<const WeightPart> weight_parts, WeightUse) {
   if (weight_parts.empty()) fail("cuda", "load_weight: no tensors");
-  std::vector<const TensorView*> parts;
+  auto owned = std::make_unique<CudaWeight>();
+  CudaWeight& w = *owned;
+  w.format = format_of(weight_parts, impl_->props);
+  w.type = impl_->options.weight_type;
+  w.cols = weight_parts[0].cols();
   for (const WeightPart& p : weight_parts) {
-    if (p.format() != WeightFormat::BF16) {
-      fail("cuda", cat(p.values->name, ": ", weight_format_name(p.format()),
-                       " weights run on the CPU backend only so far; use --weights bf16 or fp16 on the GPU"));
-    }
-    parts.push_back(p.values);
+    if (p.cols() != w.cols) fail(p.values->name, "cannot be stacked with tensors of a different width");
+    w.rows += p.rows();
   }
-  auto w = std::make_unique<CudaWeight>();
-  w->type = impl_->options.weight_type;
-  auto trailing = [](const TensorView& t) {
-    std::int64_t c = 1;
-    for (std::size_t d = 1; d < t.shape.size(); ++d) c *= t.shape[d];
-    return c;
-  };
-  w->cols = trailing(*parts[0]);
-  for (const TensorView* p : parts) {
-    if (trailing(*p) != w->cols) fail(p->name, "cannot be stacked with tensors of a different width");
-    w->rows += p->shape.empty() ? 1 : p->shape[0];
-  }
-  const std::size_t es = elem_size(w->type);
-  const std::size_t bytes = static_cast<std::size_t>(w->rows * w->cols) * es;
   {
+    // Owned by the backend from here, so that a failed upload frees its memory with the rest.
     std::lock_guard lock(impl_->weights_mutex);
-    if (impl_->arena_used + bytes <= impl_->arena_bytes) {
-      w->data = impl_->weight_arena + impl_->arena_used;
-      w->in_arena = true;
-      impl_->arena_used += (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-    }
+    impl_->weights.push_back(std::move(owned));
   }
-  if (!w->in_arena) w->data = impl_->device_alloc(bytes);
-  std::int64_t row = 0;
-  for (const TensorView* p : parts) {
-    const std::int64_t rows = p->shape.empty() ? 1 : p->shape[0];
-    char* dst = static_cast<char*>(w->data) + static_cast<std::size_t>(row * w->cols) * es;
-    const bool same = (p->dtype == DType::BF16 && w->type == ElemType::BF16) || (p->dtype == DType::F16 && w->type == ElemType::F16);
-    if (same) {
-      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(dst, p->data, p->nbytes, cudaMemcpyHostToDevice, impl_->stream));
-    } else {
-      void* staging = impl_->device_alloc(p->nbytes);
-      VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p->data, p->nbytes, cudaMemcpyHostToDevice, impl_->stream));
-      launch_convert_weights(impl_->stream, staging, p->dtype, dst, w->type, p->numel());
-      VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
-      impl_->device_free(staging);
-    }
-    row += rows;
+  switch (w.format) {
+    case WeightFormat::Q8:
+    case WeightFormat::Q4: load_block_quantized(*impl_, w, weight_parts); break;
+    case WeightFormat::FP8: load_fp8(*impl_, w, weight_parts); break;
+    default: load_plain(*impl_, w, weight_parts); break;
   }
   VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
   std::lock_guard lock(impl_->weights_mutex);
-  impl_->weight_bytes += static_cast<std::size_t>(w->rows * w->cols) * es;
-  Weight handle{w->rows, w->cols, w.get()};
-  impl_->weights.push_back(std::move(w));
-  return handle;
+  impl_->weight_bytes += weight_footprint(w);
+  return Weight{w.rows, w.cols, &w};
 }
 
 void CudaBackend::reserve_weights(std::size_t matrices, std::int64_t elements) {
   std::lock_guard lock(impl_->weights_mutex);
   if (impl_->weight_arena != nullptr || matrices == 0) return;
-  impl_->arena_bytes = static_cast<std::size_t>(elements) * elem_size(impl_->options.weight_type) + matrices * kArenaAlignment;
+  // Two planes (codes, scales) for a quantized matrix, each on its own boundary.
+  impl_->arena_bytes = static_cast<std::size_t>(elements) * elem_size(impl_->options.weight_type) + 2 * matrices * kArenaAlignment;
   impl_->weight_arena = static_cast<char*>(impl_->device_alloc(impl_->arena_bytes));
 }
 
@@ -330,6 +445,18 @@ std::size_t CudaBackend::free_memory() const {
   return free_bytes;
 }
 
+CudaWeight CudaBackend::Impl::dense(const CudaWeight& w) {
+  if (!w.quantized()) return w;
+  CudaWeight d = w;
+  d.format = WeightFormat::F16;
+  d.type = ElemType::F16;
+  d.scales = nullptr;
+  d.in_arena = true;  // a view: never freed through it
+  d.data = scratch(dequantized, static_cast<std::size_t>(w.rows * w.cols) * sizeof(__half));
+  launch_dequantize(stream, w, static_cast<__half*>(d.data));
+  return d;
+}
+
 template <typename Prepare, typename Finish>
 bool CudaBackend::Impl::stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish) {
   if (!options.exact_matmul || rows > kStackedMaxRows) return false;
@@ -365,13 +492,14 @@ void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const fl
 }
 
 void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
-  const CudaWeight& w = cuda_weight(weight);
-  check_linear_shapes("linear", x, w, y);
-  const float* b = vector_data(bias, w.rows, "linear bias");
-  if (x.rows <= impl_->streamed_max_rows &&
-      launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, nullptr, b, y.ptr<float>(), y.stride, epilogue)) {
+  const CudaWeight& q = cuda_weight(weight);
+  check_linear_shapes("linear", x, q, y);
+  const float* b = vector_data(bias, q.rows, "linear bias");
+  if (x.rows <= impl_->streamed_rows(q) &&
+      launch_streamed_linear(*impl_, q, x.ptr<float>(), x.stride, x.rows, nullptr, b, y.ptr<float>(), y.stride, epilogue)) {
     return;
   }
+  const CudaWeight w = impl_->dense(q);
   impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
     launch_split_activations(impl_->stream, x.ptr<float>(), x.stride, x.rows, x.cols, w.type, hi, lo);
   });
@@ -379,19 +507,20 @@ void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bi
 
 void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, const Weight& weight, const Weight& bias,
                               const Tensor& y, Epilogue epilogue, const Tensor& scratch) {
-  const CudaWeight& w = cuda_weight(weight);
-  check_linear_shapes("norm_linear", x, w, y);
+  const CudaWeight& q = cuda_weight(weight);
+  check_linear_shapes("norm_linear", x, q, y);
   const RowNorms n = one_norm(norm, x.cols, eps);
-  const float* b = vector_data(bias, w.rows, "linear bias");
-  if (x.rows <= impl_->streamed_max_rows) {
+  const float* b = vector_data(bias, q.rows, "linear bias");
+  if (x.rows <= impl_->streamed_rows(q)) {
     // One row takes its norm on the way; more rows read x once per weight row pair, so
     // normalizing first halves what the product reads besides the weights.
-    if (x.rows > 1 || !launch_streamed_linear(*impl_, w, x.ptr<float>(), x.stride, x.rows, &n, b, y.ptr<float>(), y.stride,
+    if (x.rows > 1 || !launch_streamed_linear(*impl_, q, x.ptr<float>(), x.stride, x.rows, &n, b, y.ptr<float>(), y.stride,
                                               epilogue)) {
       Backend::norm_linear(x, norm, eps, weight, bias, y, epilogue, scratch);
     }
     return;
   }
+  const CudaWeight w = impl_->dense(q);
   impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
     launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
   });
@@ -399,13 +528,14 @@ void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, co
 
 void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, const Weight& bias, const Tensor& y,
                                 Epilogue epilogue, const Tensor& scratch) {
-  const CudaWeight& w = cuda_weight(weight);
+  const CudaWeight& q = cuda_weight(weight);
   const std::int64_t half = gate_up.cols / 2;
-  if (gate_up.rows <= impl_->streamed_max_rows || gate_up.cols % 2 != 0 || half != w.cols || y.rows != gate_up.rows ||
-      y.cols != w.rows || gate_up.type != ElemType::F32 || y.type != ElemType::F32) {
+  if (gate_up.rows <= impl_->streamed_rows(q) || gate_up.cols % 2 != 0 || half != q.cols || y.rows != gate_up.rows ||
+      y.cols != q.rows || gate_up.type != ElemType::F32 || y.type != ElemType::F32) {
     Backend::swiglu_linear(gate_up, weight, bias, y, epilogue, scratch);  // checks the shapes
     return;
   }
+  const CudaWeight w = impl_->dense(q);
   impl_->product(w, gate_up.rows, vector_data(bias, w.rows, "linear bias"), y, epilogue, [&](void* hi, void* lo) {
     launch_silu_split(impl_->stream, gate_up.ptr<float>(), gate_up.stride, gate_up.rows, half, w.type, hi, lo);
   });
@@ -423,7 +553,7 @@ void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, 
   check_rope_kv_shapes("cuda", qkv.col_range(0, q_width), qkv.col_range(q_width, kv_width),
                        qkv.col_range(q_width + kv_width, kv_width), rows, q_rope, k_rope, cache, k_cache, v_cache);
   const bool same_rope = k_rope.theta == q_rope.theta && k_rope.head_dim == cache.head_dim && k_rope.n_heads == cache.n_kv_heads;
-  if (x.rows <= impl_->streamed_max_rows && same_rope) {
+  if (x.rows <= impl_->streamed_rows(w) && same_rope) {
     const RowNorms n = one_norm(norm, x.cols, eps);
     if (x.rows == 1 && launch_streamed_norm_qkv_rope(*impl_, w, x.ptr<float>(), x.stride, 1, &n, qkv, rows, q_rope, cache,
                                                      k_cache, v_cache)) {
@@ -442,22 +572,23 @@ void CudaBackend::norm_qkv_rope(const Tensor& x, const Weight& norm, float eps, 
 
 void CudaBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor& norm_rows, float eps,
                               const Weight& w_gate_up, const Tensor& act, const Tensor& normed, const Tensor& gate_up) {
-  const CudaWeight& w = cuda_weight(w_gate_up);
-  check_linear_shapes("norm_swiglu", x, w, gate_up);
-  if (act.rows != x.rows || act.cols * 2 != w.rows || act.type != ElemType::F32) fail("cuda", "norm_swiglu: shape mismatch");
+  const CudaWeight& q = cuda_weight(w_gate_up);
+  check_linear_shapes("norm_swiglu", x, q, gate_up);
+  if (act.rows != x.rows || act.cols * 2 != q.rows || act.type != ElemType::F32) fail("cuda", "norm_swiglu: shape mismatch");
   const RowNorms n = norms_per_row("norm_swiglu", x, norms, norm_rows, eps);
-  if (x.rows <= impl_->streamed_max_rows) {
+  if (x.rows <= impl_->streamed_rows(q)) {
     bool fused = false;
     if (x.rows == 1) {
-      fused = launch_streamed_norm_swiglu(*impl_, w, x.ptr<float>(), x.stride, 1, &n, act.ptr<float>(), act.stride);
+      fused = launch_streamed_norm_swiglu(*impl_, q, x.ptr<float>(), x.stride, 1, &n, act.ptr<float>(), act.stride);
     } else if (normed.rows == x.rows && normed.cols == x.cols) {  // normalized first, as norm_linear does
       rms_norm_rows(x, norms, norm_rows, eps, normed);
-      fused = launch_streamed_norm_swiglu(*impl_, w, normed.ptr<float>(), normed.stride, x.rows, nullptr, act.ptr<float>(),
+      fused = launch_streamed_norm_swiglu(*impl_, q, normed.ptr<float>(), normed.stride, x.rows, nullptr, act.ptr<float>(),
                                           act.stride);
     }
     if (!fused) Backend::norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
     return;
   }
+  const CudaWeight w = impl_->dense(q);
   auto prepare = [&](void* hi, void* lo) {
     launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
   };
@@ -500,6 +631,11 @@ void CudaBackend::silu_mul(const Tensor& gate_up, const Tensor& y) {
 void CudaBackend::embed(const Weight& table, const Tensor& ids, const Tensor& add, const Tensor& out) {
   const CudaWeight& t = cuda_weight(table);
   if (out.cols != t.cols || ids.rows != out.rows) fail("cuda", "embed: shape mismatch");
+  if (t.quantized()) {
+    launch_embed_quantized(impl_->stream, t, ids.ptr<std::int32_t>(), ids.stride, add.ptr<float>(), add.stride,
+                           out.ptr<float>(), out.stride, out.rows);
+    return;
+  }
   launch_embed(impl_->stream, t, ids.ptr<std::int32_t>(), ids.stride, add.ptr<float>(), add.stride, out.ptr<float>(),
                out.stride, out.rows);
 }

@@ -1,4 +1,5 @@
-// The CUDA backend: weights uploaded once (BF16 by default, FP16 optional), activations and
+// The CUDA backend: weights uploaded once (BF16 by default, FP16 optional; Q8/Q4 as the model
+// hands them, FP8 quantized here at load on sm_89 and newer), activations and
 // K/V caches in GPU memory, cuBLAS tensor-core products for many rows, hand-written
 // kernels for everything else (src/backend/cuda/*.cu), and the decode step replayed as one
 // CUDA graph. Nothing CUDA-specific leaks into this header, so host code compiled without
@@ -20,12 +21,14 @@ struct CudaKernelChoices {
   bool fused_attention = true;  // the decode attention kernel (false: the general attention kernels)
   bool mma_attention = true;    // many-row attention on tensor cores over BF16 caches
   int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
+  int quantized_streamed_max_rows = 6;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
 };
 
 // "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
-// mma_attention (1/0), streamed_rows (0..4096), attention_keys (32/64/128); applied on top of
-// `choices`. Error naming the item when one is unknown or out of range.
+// mma_attention (1/0), streamed_rows (0..4096), quantized_streamed_rows (0..4096),
+// attention_keys (32/64/128); applied on top of `choices`. Error naming the item when one is
+// unknown or out of range.
 CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});
 
 struct CudaOptions {

@@ -40,12 +40,20 @@ namespace voxtral {
 // Checks the launch of the kernel just issued.
 #define VOXTRAL_CUDA_LAUNCHED(name) VOXTRAL_CUDA_CHECK(cudaPeekAtLastError())
 
+// A matrix in one of the formats of core/quant.h. BF16: 16-bit values of `type` [rows, cols];
+// Q8/Q4: the codes at `data`, re-laid for the streamed product (cuda_quant.cuh), and the F16
+// block scales [rows, cols / 32] at `scales`; FP8: E4M3 codes in the same layout at `data` and
+// an F32 scale per row at `scales` (w = code * scale).
 struct CudaWeight {
   void* data = nullptr;
-  ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors
+  ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors (the BF16 format only)
+  WeightFormat format = WeightFormat::BF16;
+  const void* scales = nullptr;
+  std::int64_t row_bytes = 0;  // quantized formats: bytes of a row of codes in the device layout (cuda_quant.cuh)
   std::int64_t rows = 0;
   std::int64_t cols = 0;
   bool in_arena = false;  // placed in the weight arena, not allocated on its own
+  bool quantized() const { return format != WeightFormat::BF16 && format != WeightFormat::F16; }
 };
 
 inline const CudaWeight& cuda_weight(const Weight& w) { return *static_cast<const CudaWeight*>(w.handle); }
@@ -107,6 +115,7 @@ struct CudaBackend::Impl {
   char* weight_arena = nullptr;
   std::size_t arena_bytes = 0, arena_used = 0;
   Scratch split_hi, split_lo, stacked_out, attention_partials, argmax_keys;
+  Scratch dequantized;  // a quantized matrix as F16, for the many-row products (the largest one's size)
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
   // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu), or the separate
   // ops / the general attention kernels, to measure what each part brings (CudaKernelChoices).
@@ -120,6 +129,9 @@ struct CudaBackend::Impl {
   // Rows up to which a product streams the weights (cuda_streamed.cu); above it, cuBLASLt.
   // Measured on the H200 (BENCHMARKS.md); CudaKernelChoices::streamed_max_rows sets it.
   std::int64_t streamed_max_rows = 2;
+  // The same for quantized weights, whose cuBLASLt path first widens the whole matrix to F16:
+  // a step of 8 rows takes 9.4 ms either way on the H200 (BENCHMARKS.md), fewer rows stream.
+  std::int64_t quantized_streamed_max_rows = 6;
   // Outgrown scratch stays allocated: a recorded graph may still point into it.
   std::vector<void*> retired_scratch;
   bool capturing = false;
@@ -132,6 +144,11 @@ struct CudaBackend::Impl {
   // of the weights), then finish(sums) combines sums [2 rows, w.rows]; false otherwise.
   template <typename Prepare, typename Finish>
   bool stacked_product(const CudaWeight& w, std::int64_t rows, Prepare&& prepare, Finish&& finish);
+  // Rows up to which products with `w` stream its weights.
+  std::int64_t streamed_rows(const CudaWeight& w) const { return w.quantized() ? quantized_streamed_max_rows : streamed_max_rows; }
+  // `w` as a 16-bit matrix for cuBLASLt: itself, or a quantized matrix widened into `dequantized`
+  // (F16: a code times its scale keeps 11 of its bits, against BF16's 8).
+  CudaWeight dense(const CudaWeight& w);
   void* device_alloc(std::size_t bytes);
   void device_free(void* p);
   void* scratch(Scratch& s, std::size_t bytes);
@@ -194,6 +211,23 @@ void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, st
                    std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys);
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
                             std::int64_t count);
+
+// ---- launchers (cuda_quantized.cu)
+// FP8 at load: each row of the [rows, cols] float matrix `src` (F32, BF16 or F16) as E4M3
+// codes of w / s with s = max|row| / 448 (a row of zeros: s = 0, codes 0), s into scales[r];
+// the codes in the device layout (cuda_quant.cuh).
+// first_bad_row (device, holding INT_MAX) gets the lowest row holding a NaN or infinity.
+void launch_quantize_fp8(cudaStream_t stream, const void* src, DType src_type, std::int64_t rows, std::int64_t cols,
+                         void* codes, float* scales, int* first_bad_row);
+// The quantized matrix w (Q8, Q4 or FP8) as F16 values [rows, cols].
+void launch_dequantize(cudaStream_t stream, const CudaWeight& w, __half* out);
+// Q8/Q4 codes of `rows` rows as stored (core/quant.h) into the device layout at `out`.
+void launch_relayout_codes(cudaStream_t stream, WeightFormat format, const void* stored, std::int64_t rows,
+                           std::int64_t cols, void* out);
+// Rows of a quantized table (embed): out[i] = table[ids[i]] (+ add[i]).
+void launch_embed_quantized(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids,
+                            std::int64_t ids_stride, const float* add, std::int64_t ld_add, float* out,
+                            std::int64_t ld_out, std::int64_t rows);
 
 // ---- launchers (cuda_decode.cu): attention of N query rows, each its own sequence and
 // position; false when the shapes do not suit the kernel

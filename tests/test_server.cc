@@ -32,6 +32,7 @@ std::string float_wav(const std::vector<float>& samples) {
   return testing::simple_wav(testing::fmt_body(testing::kFloat, 1, 16000, 32), testing::f32_bytes(samples));
 }
 
+#if VOXTRAL_HAVE_LIBAV
 // Sun audio (.au: a 24-byte big-endian header, encoding 6 = 32-bit IEEE float), which libav reads.
 std::string float_au(const std::vector<float>& samples) {
   std::string out = ".snd";
@@ -46,6 +47,7 @@ std::string float_au(const std::vector<float>& samples) {
   for (const float v : samples) u32(std::bit_cast<std::uint32_t>(v));
   return out;
 }
+#endif
 
 const std::string kBoundary = "voxtral-test-boundary-7f3a";
 

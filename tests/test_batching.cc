@@ -2,6 +2,7 @@
 // pool's batched steps against transformers' recorded logits (rows of clips with different
 // delays, lengths and start times in one step), and the scheduler's jobs against the
 // recorded greedy ids (uploads and live streams mixed, joining and leaving at any time).
+#include <cstdio>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -162,6 +163,17 @@ void expect_batch_invariant(const std::string& precision, const std::string& wei
   for (std::size_t i = 0; i < together.size(); ++i) {
     const auto& want = alone[i % alone.size()];
     ASSERT_EQ(together[i].size(), want.size());
+    if (options.backend == "cuda") {
+      // The GPU takes one row and eight rows through different kernels (the fused one-row
+      // step, the weight-streaming pass), which sum in other orders: near, not the same bits.
+      // Exact: both near-F32 (parity holds each to 5e-5); fast: BF16 or int8 activations, and
+      // more than 6 quantized rows go through weights widened to F16.
+      const double tolerance = precision == "fast" ? 1.5e-2 : kLogitTolerance;  // measured on the H200: 4.8e-3, 4.8e-6
+      const double error = relative_error(together[i], want);
+      EXPECT_LE(error, tolerance) << precision << ", " << weights << ": stream " << i << " of 8 on CUDA";
+      std::printf("CUDA batch %s %s stream %zu: relative error %.3g\n", precision.c_str(), weights.c_str(), i, error);
+      continue;
+    }
     std::size_t differ = 0;
     for (std::size_t j = 0; j < want.size(); ++j) differ += std::memcmp(&together[i][j], &want[j], sizeof(float)) != 0;
     EXPECT_EQ(differ, 0u) << precision << ", " << weights << ": stream " << i << " of 8, of " << want.size() << " logits";

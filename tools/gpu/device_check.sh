@@ -155,7 +155,7 @@ for stage in "$@"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     demo)
-      # Needs espeak-ng carried in .device-carry/espeak (tools/demo_model/carry_espeak.sh).
+      # Needs espeak-ng carried in .device-carry/espeak (ESPEAK=1 tools/gpu/pack_carry.sh).
       step "demo model: held-out WER on CUDA and on the CPU, against transformers"
       PATH="$carry/espeak/bin:$PATH" LD_LIBRARY_PATH="$carry/espeak/lib:$LD_LIBRARY_PATH" \
         ESPEAK_DATA_PATH="$carry/espeak" python3 "$root/tools/demo_model/corpus.py" --out /tmp/heldout \

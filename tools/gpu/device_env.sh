@@ -8,6 +8,8 @@
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 carry="${CARRY:-$root/.device-carry}"
 [ -d "$carry" ] && carry="$(cd "$carry" && pwd)"  # the tests run from other folders
+# pack_carry.sh sends the folder as one archive (a call carries at most 64 MiB).
+[ -f "$carry/pack.tar.xz" ] && [ ! -d "$carry/bin" ] && tar xJf "$carry/pack.tar.xz" -C "$carry"
 bin="$carry/bin"
 export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export VOXTRAL_FIXTURES_DIR="$root/tests/fixtures" VOXTRAL_CLI="$bin/voxtral"

@@ -4,7 +4,7 @@
 # That machine has CUDA, torch and transformers but none of our Debian packages, and a call
 # carries at most 64 MiB: so the build is for Hopper only, without libav, and
 # lib/ holds the shared libraries the binaries load that are neither glibc's nor CUDA's.
-#   tools/gpu/pack_carry.sh            (then: run with carry [".device-carry"])
+#   tools/gpu/pack_carry.sh            (then: run with carry [".device-carry"]; ESPEAK=1 adds espeak-ng)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -46,4 +46,10 @@ samples="${SAMPLES_DIR:-$root/../shared/samples}"
 cp "$samples/jfk.wav" "$carry/audio/"
 cp "$samples"/night1968/60s_*.wav "$carry/audio/speech60.wav"
 cp "$samples"/night1968/45s_*.wav "$carry/audio/speech45.wav"
+# espeak-ng for the demo stages (tools/demo_model/carry_espeak.sh) when ESPEAK=1.
+[ "${ESPEAK:-0}" = 1 ] && tools/demo_model/carry_espeak.sh > /dev/null
 du -sh "$carry" "$carry"/*
+# A call carries at most 64 MiB: the folder travels as one xz archive, which device_env.sh
+# unpacks on the GPU machine.
+(cd "$carry" && tar cJf pack.tar.xz --remove-files -- *)
+du -sh "$carry/pack.tar.xz"

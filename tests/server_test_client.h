@@ -48,9 +48,11 @@ inline ClientPart sample_part(const std::string& name) {
   return {"file", name + ".wav", slurp(source_path("samples/" + name + ".wav")), "audio/wav"};
 }
 
-// 16-bit little-endian PCM of a sample at 16 kHz, for the realtime protocol.
-inline std::string pcm16(const std::string& name) {
-  const auto samples = load_audio_file(source_path("samples/" + name + ".wav"), 16000);
+// 16-bit little-endian PCM of a sample at `rate` (resampled from its 16 kHz WAV), plus
+// `silence` seconds of zeros after it.
+inline std::string pcm16_at(const std::string& name, int rate, double silence = 0) {
+  auto samples = load_audio_file(source_path("samples/" + name + ".wav"), rate);
+  samples.resize(samples.size() + static_cast<std::size_t>(silence * rate));
   std::string bytes(samples.size() * 2, '\0');
   for (std::size_t i = 0; i < samples.size(); ++i) {
     const auto v = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 32767.0f / 32768) * 32768));
@@ -59,6 +61,9 @@ inline std::string pcm16(const std::string& name) {
   }
   return bytes;
 }
+
+// The same at 16 kHz, the vLLM realtime protocol's rate.
+inline std::string pcm16(const std::string& name) { return pcm16_at(name, 16000); }
 
 // POST /v1/audio/transcriptions with one sample as the file (response_format json).
 inline Reply upload(unsigned short port, const std::string& name) {
@@ -122,9 +127,10 @@ class WsClient {
   void append(const std::string& pcm) {
     send({{"type", "input_audio_buffer.append"}, {"audio", base64_encode(pcm)}});
   }
-  // Sends PCM in 100 ms appends.
-  void append_in_pieces(const std::string& pcm) {
-    for (std::size_t at = 0; at < pcm.size(); at += 3200) append(pcm.substr(at, 3200));
+  // Sends 16-bit PCM at `rate` in 100 ms appends.
+  void append_in_pieces(const std::string& pcm, int rate = 16000) {
+    const std::size_t piece = static_cast<std::size_t>(rate) / 10 * 2;
+    for (std::size_t at = 0; at < pcm.size(); at += piece) append(pcm.substr(at, piece));
   }
   void validate(const std::string& model = "demo") { send({{"type", "session.update"}, {"model", model}}); }
   void commit(bool final) { send({{"type", "input_audio_buffer.commit"}, {"final", final}}); }

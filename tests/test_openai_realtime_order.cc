@@ -22,24 +22,6 @@ constexpr const char* kOpenAi = "/v1/realtime?intent=transcription";
 constexpr const char* kDelta = "conversation.item.input_audio_transcription.delta";
 constexpr const char* kCompleted = "conversation.item.input_audio_transcription.completed";
 
-// 16-bit little-endian PCM of a sample at `rate` (resampled from its 16 kHz WAV).
-std::string pcm16_at(const std::string& name, int rate) {
-  const auto samples = load_audio_file(voxtral::testing::source_path("samples/" + name + ".wav"), rate);
-  std::string bytes(samples.size() * 2, '\0');
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    const auto v = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 32767.0f / 32768) * 32768));
-    bytes[2 * i] = static_cast<char>(v & 0xFF);
-    bytes[2 * i + 1] = static_cast<char>((v >> 8) & 0xFF);
-  }
-  return bytes;
-}
-
-// Sends PCM in appends of 100 ms at `rate`.
-void append_at(WsClient& c, const std::string& pcm, int rate) {
-  const std::size_t piece = static_cast<std::size_t>(rate) / 10 * 2;
-  for (std::size_t at = 0; at < pcm.size(); at += piece) c.append(pcm.substr(at, piece));
-}
-
 // Waits until the engine has taken `seconds` of audio (less what the resampler holds back)
 // and stopped decoding (its words for it are written): what the server does with them is
 // then up to the session.
@@ -56,6 +38,14 @@ void wait_until_decoded(RunningServer& s, double seconds) {
   FAIL() << "the engine never finished decoding " << seconds << " s of audio";
 }
 
+// The next transcription.completed (or the error that comes instead), skipping the rest.
+json read_completed_or_error(WsClient& c) {
+  for (;;) {
+    json event = c.read();
+    if (event["type"] == kCompleted || event["type"] == "error") return event;
+  }
+}
+
 double seconds_of(const std::string& pcm, int rate) { return static_cast<double>(pcm.size()) / 2 / rate; }
 
 TEST(OpenAiRealtimeDefaults, WithoutAFormatAppendsAre24kHzPcm16) {
@@ -66,11 +56,9 @@ TEST(OpenAiRealtimeDefaults, WithoutAFormatAppendsAre24kHzPcm16) {
     const auto created = c.read();
     ASSERT_EQ(created["type"], "session.created") << created.dump();
     EXPECT_EQ(created["session"]["audio"]["input"]["format"], (json{{"type", "audio/pcm"}, {"rate", 24000}}));
-    append_at(c, timer, 24000);
+    c.append_in_pieces(timer, 24000);
     c.send({{"type", "input_audio_buffer.commit"}});
-    json completed;
-    do completed = c.read();
-    while (completed["type"] != kCompleted && completed["type"] != "error");
+    const json completed = read_completed_or_error(c);
     EXPECT_EQ(completed["transcript"], sample_text("timer")) << completed.dump();
     EXPECT_NEAR(completed["usage"]["seconds"].get<double>(), seconds_of(timer, 24000), 0.1);
   }
@@ -90,11 +78,9 @@ TEST(OpenAiRealtimeDefaults, WithoutAFormatAppendsAre24kHzPcm16) {
     c.send({{"type", "transcription_session.update"},
             {"session", {{"input_audio_transcription", {{"model", "whisper-1"}}}}}});
     EXPECT_EQ(c.read()["session"]["input_audio_sample_rate"], 24000);
-    append_at(c, timer, 24000);
+    c.append_in_pieces(timer, 24000);
     c.send({{"type", "input_audio_buffer.commit"}});
-    json completed;
-    do completed = c.read();
-    while (completed["type"] != kCompleted && completed["type"] != "error");
+    const json completed = read_completed_or_error(c);
     EXPECT_EQ(completed["transcript"], sample_text("timer")) << completed.dump();
   }
 }
@@ -117,7 +103,7 @@ TEST(OpenAiRealtimeOrder, DeltasFollowTheCommitAndTheItem) {
   WsClient c(s.port(), kOpenAi);
   c.read();
   const std::string numbers = pcm16_at("numbers", 24000);
-  append_at(c, numbers, 24000);
+  c.append_in_pieces(numbers, 24000);
   wait_until_decoded(s, seconds_of(numbers, 24000));  // the words of the open turn exist by now
   c.send({{"type", "input_audio_buffer.commit"}});
   const auto committed = c.read();
@@ -148,7 +134,7 @@ TEST(OpenAiRealtimeOrder, ACommitWhileTheEngineWritesKeepsTheOrder) {
   RunningServer s(ServerOptions{});
   WsClient c(s.port(), "/v1/realtime?model=gpt-4o-transcribe", {{"OpenAI-Beta", "realtime=v1"}});
   c.read();
-  append_at(c, pcm16_at("timer", 24000), 24000);
+  c.append_in_pieces(pcm16_at("timer", 24000), 24000);
   c.send({{"type", "input_audio_buffer.commit"}});  // no wait: words come before and after it
   std::vector<std::string> types;
   std::string deltas;
@@ -171,12 +157,12 @@ TEST(OpenAiRealtimeOrder, AClearedItemsWordsAreNeverSent) {
   WsClient c(s.port(), kOpenAi);
   c.read();
   const std::string lights = pcm16_at("lights", 24000);
-  append_at(c, lights, 24000);
+  c.append_in_pieces(lights, 24000);
   wait_until_decoded(s, seconds_of(lights, 24000));
   c.send({{"type", "input_audio_buffer.clear"}});
   const auto cleared = c.read();
   ASSERT_EQ(cleared["type"], "input_audio_buffer.cleared") << cleared.dump();
-  append_at(c, pcm16_at("timer", 24000), 24000);
+  c.append_in_pieces(pcm16_at("timer", 24000), 24000);
   c.send({{"type", "input_audio_buffer.commit"}});
   const auto committed = c.read();
   ASSERT_EQ(committed["type"], "input_audio_buffer.committed") << committed.dump();

@@ -14,20 +14,6 @@ namespace {
 using namespace voxtral::testing::loopback;
 using ::testing::HasSubstr;
 
-// 16-bit little-endian PCM of a sample at `rate` (resampled from its 16 kHz WAV), plus
-// `silence` seconds of zeros after it.
-std::string pcm16_at(const std::string& name, int rate, double silence = 0) {
-  auto samples = load_audio_file(voxtral::testing::source_path("samples/" + name + ".wav"), rate);
-  samples.resize(samples.size() + static_cast<std::size_t>(silence * rate));
-  std::string bytes(samples.size() * 2, '\0');
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    const auto v = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 32767.0f / 32768) * 32768));
-    bytes[2 * i] = static_cast<char>(v & 0xFF);
-    bytes[2 * i + 1] = static_cast<char>((v >> 8) & 0xFF);
-  }
-  return bytes;
-}
-
 // Seconds where a sample's first word starts and its last word ends.
 std::pair<double, double> speech_span(const std::string& name) {
   std::ifstream in(voxtral::testing::source_path("samples/" + name + ".json"));
@@ -41,12 +27,6 @@ json session_update(int rate, const json& turn_detection = nullptr) {
                        {"audio", {{"input", {{"format", {{"type", "audio/pcm"}, {"rate", rate}}},
                                              {"transcription", {{"model", "gpt-4o-transcribe"}}},
                                              {"turn_detection", turn_detection}}}}}}}};
-}
-
-// Sends PCM in appends of 100 ms at `rate`.
-void append_at(WsClient& c, const std::string& pcm, int rate) {
-  const std::size_t piece = static_cast<std::size_t>(rate) / 10 * 2;
-  for (std::size_t at = 0; at < pcm.size(); at += piece) c.append(pcm.substr(at, piece));
 }
 
 // Reads events until `type`, returning it; the deltas on the way are joined into `deltas`
@@ -93,7 +73,7 @@ TEST(OpenAiRealtime, A24kHzSessionIsTranscribedWithCommitEvents) {
   EXPECT_EQ(updated["session"]["audio"]["input"]["format"]["rate"], 24000);
   EXPECT_EQ(updated["session"]["audio"]["input"]["transcription"]["model"], "gpt-4o-transcribe");
   for (const std::string name : {"lights", "timer"}) {
-    append_at(c, pcm16_at(name, 24000), 24000);
+    c.append_in_pieces(pcm16_at(name, 24000), 24000);
     c.send({{"type", "input_audio_buffer.commit"}});
     std::string deltas;
     const auto committed = read_until(c, "input_audio_buffer.committed", &deltas);
@@ -121,7 +101,7 @@ TEST(OpenAiRealtime, BetaEventsAndTheModelQueryParameterWork) {
   ASSERT_EQ(updated["type"], "transcription_session.updated") << updated.dump();
   EXPECT_EQ(updated["session"]["input_audio_format"], "pcm16");
   EXPECT_EQ(updated["session"]["input_audio_sample_rate"], 24000);
-  append_at(c, pcm16_at("numbers", 24000), 24000);
+  c.append_in_pieces(pcm16_at("numbers", 24000), 24000);
   c.send({{"type", "input_audio_buffer.commit"}});
   const auto created = read_until(c, "conversation.item.created");
   EXPECT_EQ(created["item"]["role"], "user");
@@ -181,7 +161,7 @@ TEST(OpenAiRealtime, ServerVadEndsEachTurnAtItsPause) {
   std::string previous;
   for (const auto& name : names) {
     SCOPED_TRACE(name);
-    append_at(c, pcm16_at(name, 24000, 1.0), 24000);
+    c.append_in_pieces(pcm16_at(name, 24000, 1.0), 24000);
     const auto [first, last] = speech_span(name);
     const auto started = read_until(c, "input_audio_buffer.speech_started");
     const std::string item = started["item_id"];
@@ -209,11 +189,11 @@ TEST(OpenAiRealtime, ServerWideVadIsEachSessionsDefault) {
   WsClient c(s.port(), kOpenAi);
   const auto created = c.read();
   EXPECT_EQ(created["session"]["audio"]["input"]["turn_detection"]["type"], "server_vad") << created.dump();
-  append_at(c, pcm16_at("lights", 24000, 1.0), 24000);  // OpenAI's default format: 24 kHz PCM16
+  c.append_in_pieces(pcm16_at("lights", 24000, 1.0), 24000);  // OpenAI's default format: 24 kHz PCM16
   EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("lights"));
   c.send(session_update(16000));  // turn_detection: null
   EXPECT_TRUE(read_until(c, "session.updated")["session"]["audio"]["input"]["turn_detection"].is_null());
-  append_at(c, pcm16_at("timer", 16000, 1.0), 16000);
+  c.append_in_pieces(pcm16_at("timer", 16000, 1.0), 16000);
   c.send({{"type", "input_audio_buffer.commit"}});  // no turn ended by itself: the commit ends it
   const auto committed = c.read();
   EXPECT_EQ(committed["type"], "input_audio_buffer.committed") << committed.dump();
@@ -229,10 +209,10 @@ TEST(OpenAiRealtime, ClearDropsTheTurnAndCommitsNeedAudio) {
   c.append(std::string(640, '\0'));  // 20 ms at 16 kHz
   c.send({{"type", "input_audio_buffer.commit"}});
   expect_error(c, "input_audio_buffer_commit_empty");
-  append_at(c, pcm16_at("lights", 16000), 16000);
+  c.append_in_pieces(pcm16_at("lights", 16000), 16000);
   c.send({{"type", "input_audio_buffer.clear"}});
   read_until(c, "input_audio_buffer.cleared");
-  append_at(c, pcm16_at("timer", 16000), 16000);
+  c.append_in_pieces(pcm16_at("timer", 16000), 16000);
   c.send({{"type", "input_audio_buffer.commit"}});
   // The cleared words never come: the next transcript is the timer's alone.
   const auto completed = read_until(c, "conversation.item.input_audio_transcription.completed");
@@ -270,7 +250,7 @@ TEST(OpenAiRealtime, BadEventsGetErrorsNamingTheFieldAndTheSessionGoesOn) {
   c.send({{"type", "input_audio_buffer.commit"}, {"event_id", 7}});
   expect_error(c, "invalid_type", "event_id");
   // Nothing of that changed the session: 24 kHz PCM (OpenAI's default), no turn detection.
-  append_at(c, pcm16_at("lights", 24000), 24000);
+  c.append_in_pieces(pcm16_at("lights", 24000), 24000);
   c.send({{"type", "input_audio_buffer.commit"}});
   EXPECT_EQ(read_until(c, "conversation.item.input_audio_transcription.completed")["transcript"], sample_text("lights"));
   EXPECT_EQ(request(s.port(), http::verb::get, "/health").status, 200);
@@ -287,13 +267,13 @@ TEST(VllmRealtime, TheDeclaredSampleRateIsHonoured) {
   EXPECT_EQ(e["param"], "sample_rate");
   c.send({{"type", "session.update"}, {"model", "demo"}, {"sample_rate", 24000}});
   c.commit(false);
-  append_at(c, pcm16_at("timer", 24000), 24000);
+  c.append_in_pieces(pcm16_at("timer", 24000), 24000);
   c.commit(true);
   const auto [deltas, done] = c.collect();
   EXPECT_EQ(done["text"], sample_text("timer"));
   // Then 48 kHz in the same session.
   c.send({{"type", "session.update"}, {"model", "demo"}, {"sample_rate", 48000}});
-  append_at(c, pcm16_at("lights", 48000), 48000);
+  c.append_in_pieces(pcm16_at("lights", 48000), 48000);
   c.commit(true);
   EXPECT_EQ(c.collect().second["text"], sample_text("lights"));
 }

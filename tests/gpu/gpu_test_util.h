@@ -139,4 +139,9 @@ inline std::vector<std::int32_t> scattered_pages(int sequences, int pages_per_se
   return table;
 }
 
+// One decoder layer's sizes, for the fused decode-op tests (tiny-a, demo, the real layer).
+struct DecodeLayerShape {
+  int dim, n_heads, n_kv_heads, head_dim, hidden, vocab;
+};
+
 }  // namespace voxtral::gpu_test

@@ -75,10 +75,6 @@ TEST(CudaBatchedOps, RmsNormRowsAndGatherRows) {
   EXPECT_EQ(download(p.gpu, gathered.gpu.view().row_range(0, 1)), std::vector<float>(xs.end() - cols, xs.end()));
 }
 
-struct DecodeLayerShape {
-  int dim, n_heads, n_kv_heads, head_dim, hidden, vocab;
-};
-
 class CudaBatchedDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {};
 
 // The fused ops of a step (RMSNorm + q|k|v + RoPE + paged K/V append, RMSNorm with each row's

@@ -152,17 +152,13 @@ TEST(CudaQuantized, ProductsOfAnyRowsEqualTheProductWithTheDequantizedWeights) {
   }
 }
 
-struct LayerShape {
-  int dim, n_heads, n_kv_heads, head_dim, hidden, vocab;
-};
-
-class CudaQuantizedDecodeOps : public ::testing::TestWithParam<LayerShape> {};
+class CudaQuantizedDecodeOps : public ::testing::TestWithParam<DecodeLayerShape> {};
 
 // The fused ops of a decode step (RMSNorm + q|k|v + RoPE + K/V append: RopePair; RMSNorm with
 // each row's norm + gate|up + SiLU-gate: SiluPair; RMSNorm + LM head: Store) for N rows of N
 // sequences, in each format, against the CPU backend's ops on the dequantized weights.
 TEST_P(CudaQuantizedDecodeOps, FusedOpsOfNRowsEqualTheOpsOnTheDequantizedWeights) {
-  const LayerShape c = GetParam();
+  const DecodeLayerShape c = GetParam();
   Pair p;
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
@@ -223,8 +219,8 @@ TEST_P(CudaQuantizedDecodeOps, FusedOpsOfNRowsEqualTheOpsOnTheDequantizedWeights
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaQuantizedDecodeOps,
-                         ::testing::Values(LayerShape{96, 6, 2, 32, 256, 1515},          // tiny-a fixture
-                                           LayerShape{3072, 32, 8, 128, 9216, 4001}));  // the real layer
+                         ::testing::Values(DecodeLayerShape{96, 6, 2, 32, 256, 1515},          // tiny-a fixture
+                                           DecodeLayerShape{3072, 32, 8, 128, 9216, 4001}));  // the real layer
 
 // Embedding rows of a quantized table are exactly the dequantized rows (code times scale in
 // float, as dequantize_row computes them).

@@ -20,13 +20,13 @@ last word's end of each turn.
 import argparse
 import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import wave
 
 import numpy as np
+
+from cli_turns import detect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -131,19 +131,6 @@ def write_wav(path, audio):
         w.writeframes(np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype("<i2").tobytes())
 
 
-def detect(cli, wav, model):
-    """[(start, end or None)] from the CLI's --vad --debug lines."""
-    out = subprocess.run([cli, "-d", model, "-i", wav, "--vad", "--debug", "--silent"], capture_output=True,
-                         text=True, check=True).stderr
-    turns = []
-    for kind, t in re.findall(r"speech (starts|ends) at ([0-9.]+) s", out):
-        if kind == "starts":
-            turns.append([float(t), None])
-        else:
-            turns[-1][1] = float(t)
-    return turns
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cli", required=True, help="the voxtral binary")
@@ -159,7 +146,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "dialogue.wav")
         write_wav(wav, audio)
-        found = detect(args.cli, wav, args.model)
+        found = detect(args.cli, args.model, wav)
     print(f"seed {args.seed}: {len(truth)} turns, {len(breaths)} breaths at "
           + ", ".join(f"{a:.2f}-{b:.2f}" for a, b in breaths))
     errors = []

@@ -18,12 +18,12 @@ a gap well under the speech is a pause the reference's stricter cut did not take
 """
 import argparse
 import os
-import re
-import subprocess
 import sys
 import wave
 
 import numpy as np
+
+from cli_turns import detect
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -64,18 +64,6 @@ def reference_pauses(level, min_pause, half=250, share=0.35):
             pauses.append((i / 100, j / 100))
         i = j
     return pauses
-
-
-def detect(cli, model, wav):
-    out = subprocess.run([cli, "-d", model, "-i", wav, "--vad", "--debug", "--silent"], capture_output=True,
-                         text=True, check=True).stderr
-    turns = []
-    for kind, t in re.findall(r"speech (starts|ends) at ([0-9.]+) s", out):
-        if kind == "starts":
-            turns.append([float(t), None])
-        else:
-            turns[-1][1] = float(t)
-    return turns
 
 
 def main():

@@ -24,10 +24,6 @@ constexpr std::size_t kMultipartOverhead = 64 * 1024;  // form fields and part h
 constexpr std::size_t kPipelineLimit = 64 * 1024;
 constexpr std::size_t kReadSize = 64 * 1024;
 
-std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
-}
-
 // "0.5 MiB", "100 MiB", "12 KiB", "300 bytes": a limit as the user would write it.
 std::string format_bytes(std::size_t bytes) {
   auto number = [](double v) {
@@ -88,7 +84,7 @@ void HttpSession::read_request() {
   response_done_ = response_started_ = events_ = false;
   on_gone_ = nullptr;
   body_bytes_ = 0;
-  wait_deadline_ = Clock::now() + seconds(context_.options.idle_timeout_seconds);
+  wait_deadline_ = Clock::now() + clock_seconds(context_.options.idle_timeout_seconds);
   header_deadline_ = {};
   parse_buffered();
 }
@@ -118,7 +114,7 @@ void HttpSession::parse_buffered() {
   }
   if (parser_->is_done()) return on_read({});
   if (!header_handled_ && header_deadline_ == Clock::time_point{} && (buffer_.size() > 0 || parser_->got_some())) {
-    header_deadline_ = Clock::now() + seconds(context_.options.header_timeout_seconds);
+    header_deadline_ = Clock::now() + clock_seconds(context_.options.header_timeout_seconds);
   }
   const std::size_t room = buffer_.max_size() - buffer_.size();
   if (room == 0) return on_read(http::error::header_limit);  // cannot happen: the parser bounds the header
@@ -148,10 +144,10 @@ void HttpSession::parse_buffered() {
 HttpSession::Clock::time_point HttpSession::read_deadline() {
   const auto& o = context_.options;
   if (!header_handled_) return header_deadline_ == Clock::time_point{} ? wait_deadline_ : header_deadline_;
-  const auto silence = Clock::now() + seconds(o.idle_timeout_seconds);
+  const auto silence = Clock::now() + clock_seconds(o.idle_timeout_seconds);
   if (o.min_upload_bytes_per_second <= 0) return silence;
   const double allowed = o.idle_timeout_seconds + static_cast<double>(body_bytes_) / o.min_upload_bytes_per_second;
-  return std::min(silence, body_start_ + seconds(allowed));
+  return std::min(silence, body_start_ + clock_seconds(allowed));
 }
 
 bool HttpSession::on_header() {
@@ -187,7 +183,7 @@ bool HttpSession::on_header() {
   // go-ahead before it sends the body.
   if (parser_->is_done() || !beast::iequals(message[http::field::expect], "100-continue")) return true;
   static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-  stream_.expires_after(seconds(context_.options.idle_timeout_seconds));
+  stream_.expires_after(clock_seconds(context_.options.idle_timeout_seconds));
   net::async_write(stream_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->guarded("a write", [&] {
       if (ec) return self->close();
@@ -658,7 +654,7 @@ void HttpSession::write_next() {
   }
   writing_ = true;
   // A client that stops reading cannot hold the connection forever.
-  stream_.expires_after(seconds(context_.options.idle_timeout_seconds));
+  stream_.expires_after(clock_seconds(context_.options.idle_timeout_seconds));
   net::async_write(stream_, net::buffer(out_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
     self->guarded("a write", [&] {
       self->backlog_ -= self->out_.front().size();

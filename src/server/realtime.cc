@@ -54,10 +54,6 @@ enum class Protocol { Vllm, OpenAi, OpenAiBeta };
 
 using Clock = std::chrono::steady_clock;
 
-Clock::duration seconds_of(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
 class RealtimeSession final : public std::enable_shared_from_this<RealtimeSession>,
                               private RealtimeCore,
                               private RealtimeAudioPath::Sink {
@@ -203,14 +199,14 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     const double allowed = o.idle_timeout_seconds + (o.min_upload_bytes_per_second > 0
                                                          ? static_cast<double>(buffer_.size()) / o.min_upload_bytes_per_second
                                                          : 1e9);
-    if (now - message_start_ <= seconds_of(allowed)) last_activity_ = now;
+    if (now - message_start_ <= clock_seconds(allowed)) last_activity_ = now;
   }
 
   // A session holding an engine slot is ended after --idle-timeout with no message from its
   // client while the engine has nothing of it to do: the slot goes to another client. The
   // close is 1008 (policy violation: the server's idle limit), after an `error` event.
   void watch_idle() {
-    idle_.expires_at(last_activity_ + seconds_of(context_.options.idle_timeout_seconds));
+    idle_.expires_at(last_activity_ + clock_seconds(context_.options.idle_timeout_seconds));
     idle_.async_wait([self = shared_from_this()](beast::error_code ec) {
       self->guarded(true, [&] {
         if (!ec) self->on_idle_check();
@@ -222,7 +218,7 @@ class RealtimeSession final : public std::enable_shared_from_this<RealtimeSessio
     if (!job_ || closing_ || closed_) return;
     const auto now = Clock::now();
     if (engine_has_work()) last_activity_ = now;
-    if (now < last_activity_ + seconds_of(context_.options.idle_timeout_seconds)) return watch_idle();
+    if (now < last_activity_ + clock_seconds(context_.options.idle_timeout_seconds)) return watch_idle();
     refuse({"no audio or event for " + seconds_text(context_.options.idle_timeout_seconds) +
                 " s (--idle-timeout); the session was closed to free its transcription slot",
             "idle_timeout", ""});

@@ -147,8 +147,7 @@ void Server::shutdown(double grace_seconds) {
   });
   s.wyoming.close();
   s.lifecycle.begin_drain();
-  const auto grace_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(std::max(0.0, grace_seconds)));
+  const auto grace_end = Clock::now() + clock_seconds(std::max(0.0, grace_seconds));
   s.wait_until(grace_end, [&s] { return s.context.busy_requests.load() == 0 && s.lifecycle.active() == 0; });
   // What remains is answered 503 (HTTP) or closed with 1001 (WebSocket); those last bytes
   // get a moment to go out before the I/O threads stop.

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -31,6 +32,12 @@ class thread_pool;
 }
 
 namespace voxtral {
+
+// A limit given in seconds (the options below) as the steady clock's duration, for timers
+// and deadlines.
+inline std::chrono::steady_clock::duration clock_seconds(double seconds) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+}
 
 struct ServerOptions {
   std::string host = "127.0.0.1";

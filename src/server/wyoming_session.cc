@@ -109,8 +109,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     reading_ = true;
     const auto generation = ++reads_;
     read_buffer_.resize(kReadPiece);
-    idle_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
+    idle_.expires_after(clock_seconds(context_.options.idle_timeout_seconds));
     idle_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
       self->guarded([&] {
         // A timer that fired as its read completed may run after the next read began.
@@ -251,8 +250,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
   // engine has nothing of it to do ends it (other events, pings included, do not count), so
   // a client that keeps the connection alive and sends no audio cannot keep the slot.
   void watch_slot() {
-    slot_idle_.expires_at(last_audio_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                            std::chrono::duration<double>(context_.options.idle_timeout_seconds)));
+    slot_idle_.expires_at(last_audio_ + clock_seconds(context_.options.idle_timeout_seconds));
     slot_idle_.async_wait([self = shared_from_this()](beast::error_code ec) {
       self->guarded([&] {
         if (!ec) self->on_slot_check();
@@ -264,7 +262,7 @@ class WyomingSession final : public std::enable_shared_from_this<WyomingSession>
     if (!job_ || closing_) return;
     const auto now = std::chrono::steady_clock::now();
     if (stopping_ || !deferred_.empty() || job_->queued_samples() > 0) last_audio_ = now;
-    if (now - last_audio_ < std::chrono::duration<double>(context_.options.idle_timeout_seconds)) return watch_slot();
+    if (now - last_audio_ < clock_seconds(context_.options.idle_timeout_seconds)) return watch_slot();
     refuse("no audio for " + seconds_text(context_.options.idle_timeout_seconds) +
                " s (--idle-timeout) in a stream holding a transcription slot; the connection was closed to free it",
            "idle_timeout");

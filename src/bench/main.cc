@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
   add_model_options(*bench, ro.model);
   bench->add_option("--variant", ro.model.kernel_variants,
                     "Kernel variants to compare with the defaults (CUDA): fused=1|0|gemv, mma_attention=1|0, "
-                    "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128, comma-separated");
+                    "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0, "
+                    "comma-separated");
   add_delay_option(*bench, ro.delay_ms);
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");

@@ -55,9 +55,11 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.quantized_streamed_max_rows = number(0, 4096);
     } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
       choices.attention_max_keys = number(32, 128);
+    } else if (name == "programmatic_launch" && (value == "1" || value == "0")) {
+      choices.programmatic_launch = value == "1";
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "quantized_streamed_rows=N, attention_keys=32|64|128"));
+                          "quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0"));
     }
   }
   return choices;
@@ -255,7 +257,8 @@ std::size_t weight_footprint(const CudaWeight& w) {
   const auto rows = static_cast<std::size_t>(w.rows), cols = static_cast<std::size_t>(w.cols);
   switch (w.format) {
     case WeightFormat::Q8:
-    case WeightFormat::Q4: return rows * (static_cast<std::size_t>(w.row_bytes) + cols / kQuantBlock * 2);
+    case WeightFormat::Q4:
+      return rows * (static_cast<std::size_t>(w.row_bytes) + static_cast<std::size_t>(device_scale_stride(w.format, w.cols)) * 2);
     case WeightFormat::FP8: return rows * (static_cast<std::size_t>(w.row_bytes) + sizeof(float));
     default: return rows * cols * elem_size(w.type);
   }
@@ -282,16 +285,19 @@ void load_plain(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPa
   }
 }
 
-// The codes re-laid for the streamed product (cuda_quant.cuh) and the scales plane as stored
-// (core/quant.h), parts stacked row-wise in each: codes first, the scales after them on a
-// 256-byte boundary, in one placement.
+// The codes and the scales plane as stored (core/quant.h), each row padded with zeros to the
+// device layout's whole stages (cuda_quant.cuh), parts stacked row-wise in each: codes first, the
+// scales after them on a 256-byte boundary, in one placement.
 void load_block_quantized(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
   check_quantizable(parts[0].values->name, w.cols);
   const std::size_t row_bytes = quantized_row_bytes(w.format, w.cols);
   w.row_bytes = device_row_bytes(w.format, w.cols);
   const std::size_t scale_row_bytes = static_cast<std::size_t>(w.cols / kQuantBlock) * sizeof(std::uint16_t);
+  const auto scale_pitch = static_cast<std::size_t>(device_scale_stride(w.format, w.cols)) * sizeof(std::uint16_t);
   const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
-  place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * scale_row_bytes);
+  const std::size_t bytes = codes_bytes + static_cast<std::size_t>(w.rows) * scale_pitch;
+  place_weight(impl, w, bytes);
+  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(w.data, 0, bytes, impl.stream));
   char* scales = static_cast<char*>(w.data) + codes_bytes;
   w.scales = scales;
   std::int64_t row = 0;
@@ -302,25 +308,25 @@ void load_block_quantized(CudaBackend::Impl& impl, CudaWeight& w, std::span<cons
                        weight_format_name(w.format), " inputs"));
     }
     const auto at = static_cast<std::size_t>(row);
-    void* staging = impl.device_alloc(p.values->nbytes);
-    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(staging, p.values->data, p.values->nbytes, cudaMemcpyHostToDevice, impl.stream));
-    launch_relayout_codes(impl.stream, w.format, staging, p.rows(), w.cols,
-                          static_cast<char*>(w.data) + at * static_cast<std::size_t>(w.row_bytes));
-    VOXTRAL_CUDA_CHECK(cudaMemcpyAsync(scales + at * scale_row_bytes, p.scales->data, p.scales->nbytes,
-                                       cudaMemcpyHostToDevice, impl.stream));
+    if (rows > 0) {
+      VOXTRAL_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(w.data) + at * static_cast<std::size_t>(w.row_bytes),
+                                           static_cast<std::size_t>(w.row_bytes), p.values->data, row_bytes, row_bytes,
+                                           rows, cudaMemcpyHostToDevice, impl.stream));
+      VOXTRAL_CUDA_CHECK(cudaMemcpy2DAsync(scales + at * scale_pitch, scale_pitch, p.scales->data, scale_row_bytes,
+                                           scale_row_bytes, rows, cudaMemcpyHostToDevice, impl.stream));
+    }
     VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl.stream));
-    impl.device_free(staging);
     row += p.rows();
   }
 }
 
 // Each part uploaded as it is stored, then quantized row by row into the codes plane.
 void load_fp8(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart> parts) {
-  // Whole 4-input chunks of the device layout (and the 32-input blocks of the other formats).
   check_quantizable(parts[0].values->name, w.cols);
   w.row_bytes = device_row_bytes(w.format, w.cols);
   const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
   place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * sizeof(float));
+  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(w.data, 0, codes_bytes, impl.stream));  // the rows' padding
   auto* scales = reinterpret_cast<float*>(static_cast<char*>(w.data) + codes_bytes);
   w.scales = scales;
   int* bad = static_cast<int*>(impl.device_alloc(sizeof(int)));

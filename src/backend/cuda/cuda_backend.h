@@ -23,11 +23,14 @@ struct CudaKernelChoices {
   int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
   int quantized_streamed_max_rows = 6;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
+  // The quantized products launched as programmatic dependents (sm_90+): each starts loading its
+  // weights while the kernel before it finishes.
+  bool programmatic_launch = true;
 };
 
 // "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
 // mma_attention (1/0), streamed_rows (0..4096), quantized_streamed_rows (0..4096),
-// attention_keys (32/64/128); applied on top of `choices`. Error naming the item when one is
+// attention_keys (32/64/128), programmatic_launch (1/0); applied on top of `choices`. Error naming the item when one is
 // unknown or out of range.
 CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});
 

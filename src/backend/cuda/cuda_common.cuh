@@ -221,9 +221,6 @@ void launch_quantize_fp8(cudaStream_t stream, const void* src, DType src_type, s
                          void* codes, float* scales, int* first_bad_row);
 // The quantized matrix w (Q8, Q4 or FP8) as F16 values [rows, cols].
 void launch_dequantize(cudaStream_t stream, const CudaWeight& w, __half* out);
-// Q8/Q4 codes of `rows` rows as stored (core/quant.h) into the device layout at `out`.
-void launch_relayout_codes(cudaStream_t stream, WeightFormat format, const void* stored, std::int64_t rows,
-                           std::int64_t cols, void* out);
 // Rows of a quantized table (embed): out[i] = table[ids[i]] (+ add[i]).
 void launch_embed_quantized(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids,
                             std::int64_t ids_stride, const float* add, std::int64_t ld_add, float* out,

@@ -85,6 +85,11 @@ __global__ void __launch_bounds__(kAttentionThreads)
   __shared__ float stat[kMaxGroup][2];              // per query head: max, sum
   __shared__ long long key_rows[kMaxKeysPerBlock];  // the slice's keys' first elements in the cache
   __shared__ bool merges;
+#if __CUDA_ARCH__ >= 900
+  // The next product (a programmatic dependent, cuda_quantized_streamed.cu) may start loading its
+  // weights now; it reads this kernel's output only after this grid has finished.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   const int kv_head = blockIdx.x, G = a.group, hd = a.head_dim;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   const int q_row = blockIdx.z;

@@ -1,18 +1,13 @@
 // The quantized weight formats (core/quant.h) on the GPU: the layout of their codes in device
 // memory, and their decoding to the exact floats they stand for.
 //
-// Device layout of the codes. The streamed product (cuda_streamed.cu) gives each lane of a
-// warp one 16-byte load of a row per stripe of 32 x 16 bytes. Were those bytes consecutive
-// codes, lane l would need inputs 16l.. (Q8) or 32l.. (Q4) and its activation loads across
-// the warp would stride 64 or 128 bytes: 4 to 8 times the L1 traffic of the product itself.
-// So the codes are re-laid at upload: in stripe s of kStripeInputs inputs, lane l's 16 bytes
-// hold its chunks t = 0.. (4 inputs each) of inputs s * kStripeInputs + 128 t + 4 l + (0..3),
-// and the warp's activation load of chunk t reads 128 consecutive floats; the 8 lanes of an
-// octet share one 32-input block (one scale). Q8/FP8: word t of the 16 bytes is chunk t
-// (4 chunks, 512 inputs a stripe). Q4: word w holds chunk w in its low nibbles and chunk w + 4
-// in its high nibbles (8 chunks, 1024 inputs a stripe). Rows are padded to whole stripes
-// (padding never read as a product's input). The F16 block scales keep their [rows, cols / 32]
-// plane; FP8's F32 scales are one per row.
+// Device layout: the codes as stored (core/quant.h: Q8 and FP8 one byte an input, Q4 16 bytes a
+// block of 32 with codes j and j + 16 in byte j), each row padded with zero bytes to a whole
+// number of kStageBytes, so that the streamed product (cuda_quantized_streamed.cu) moves whole
+// 512-byte stages (one 16-byte piece a lane) of a row without guards. Q8/Q4 keep their F16 block
+// scales in a [rows, device_scale_stride] plane, each row padded with zero scales to whole stages
+// (a stage's scales are then one aligned copy, and padded blocks weigh nothing). FP8's F32 scales
+// are one per row.
 //
 // Decoding avoids integer-to-float conversions (a quarter-rate instruction): a byte placed in
 // the low bits of 2^23's float is 2^23 + byte, and one subtraction leaves the code.
@@ -25,13 +20,20 @@
 
 namespace voxtral {
 
-// Inputs of one stripe of the device layout.
-__host__ __device__ constexpr int stripe_inputs(WeightFormat format) { return format == WeightFormat::Q4 ? 1024 : 512; }
+constexpr int kStageBytes = 512;  // bytes of a row that one warp moves at once: 16 a lane
+
+// Inputs of one stage: 512 one-byte codes, or 1024 Q4 codes (16 blocks or 32 of them).
+__host__ __device__ constexpr int stage_inputs(WeightFormat format) { return format == WeightFormat::Q4 ? 1024 : 512; }
 
 // Bytes of one row of codes in the device layout.
 __host__ __device__ constexpr long long device_row_bytes(WeightFormat format, long long cols) {
-  const long long stripes = (cols + stripe_inputs(format) - 1) / stripe_inputs(format);
-  return stripes * 512;
+  const long long stages = (cols + stage_inputs(format) - 1) / stage_inputs(format);
+  return stages * kStageBytes;
+}
+
+// F16 scales of one row in the device layout (Q8/Q4): whole stages of blocks.
+__host__ __device__ constexpr long long device_scale_stride(WeightFormat format, long long cols) {
+  return device_row_bytes(format, cols) / kStageBytes * (stage_inputs(format) / 32);
 }
 
 // Where input i of a row lives in the row's codes: the byte, and for Q4 the nibble's shift.
@@ -40,12 +42,8 @@ struct CodePlace {
   int shift;
 };
 __host__ __device__ inline CodePlace code_place(WeightFormat format, long long i) {
-  const int per_stripe = stripe_inputs(format);
-  const long long stripe = i / per_stripe;
-  const int within = static_cast<int>(i % per_stripe);
-  const int t = within / 128, lane = (within % 128) / 4, j = within % 4;
-  if (format == WeightFormat::Q4) return {stripe * 512 + lane * 16 + 4 * (t % 4) + j, 4 * (t / 4)};
-  return {stripe * 512 + lane * 16 + 4 * t + j, 0};
+  if (format == WeightFormat::Q4) return {i / 32 * 16 + i % 16, static_cast<int>(i % 32 / 16) * 4};
+  return {i, 0};
 }
 
 // Byte j of `word` as the float 2^23 + byte.
@@ -87,7 +85,7 @@ __device__ __forceinline__ float f16_bits_to_float(unsigned short bits) { return
 __device__ __forceinline__ float q8_weight(const signed char* codes, const unsigned short* scales, long long r, long long c,
                                            long long cols) {
   const CodePlace at = code_place(WeightFormat::Q8, c);
-  return f16_bits_to_float(scales[r * (cols / 32) + c / 32]) *
+  return f16_bits_to_float(scales[r * device_scale_stride(WeightFormat::Q8, cols) + c / 32]) *
          static_cast<float>(codes[r * device_row_bytes(WeightFormat::Q8, cols) + at.byte]);
 }
 
@@ -95,7 +93,7 @@ __device__ __forceinline__ float q4_weight(const unsigned char* codes, const uns
                                            long long cols) {
   const CodePlace at = code_place(WeightFormat::Q4, c);
   const int code = (codes[r * device_row_bytes(WeightFormat::Q4, cols) + at.byte] >> at.shift) & 0x0f;
-  return f16_bits_to_float(scales[r * (cols / 32) + c / 32]) * static_cast<float>(code - 8);
+  return f16_bits_to_float(scales[r * device_scale_stride(WeightFormat::Q4, cols) + c / 32]) * static_cast<float>(code - 8);
 }
 
 __device__ __forceinline__ float fp8_weight(const unsigned char* codes, const float* scales, long long r, long long c,

@@ -54,42 +54,6 @@ __global__ void quantize_fp8_kernel(const T* __restrict__ src, long long cols, u
   }
 }
 
-// A Q8/Q4 code as stored (core/quant.h): Q4 block b's byte j holds codes j and j + 16.
-template <int FORMAT>
-__device__ __forceinline__ unsigned stored_code(const unsigned char* row, long long i) {
-  if constexpr (FORMAT == static_cast<int>(WeightFormat::Q4)) {
-    const int j = static_cast<int>(i % 32);
-    return (row[i / 32 * 16 + j % 16] >> (j < 16 ? 0 : 4)) & 0x0fu;
-  } else {
-    return row[i];
-  }
-}
-
-// One thread per byte of the device layout (padding: zeros).
-template <int FORMAT>
-__global__ void relayout_kernel(const unsigned char* __restrict__ stored, long long rows, long long cols,
-                                unsigned char* __restrict__ out) {
-  constexpr auto format = static_cast<WeightFormat>(FORMAT);
-  const long long row_bytes = device_row_bytes(format, cols);
-  const long long stored_row = format == WeightFormat::Q4 ? cols / 2 : cols;
-  for (long long at = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; at < rows * row_bytes;
-       at += static_cast<long long>(gridDim.x) * blockDim.x) {
-    const long long r = at / row_bytes, b = at % row_bytes;
-    const long long stripe = b / 512;
-    const int lane = static_cast<int>(b % 512) / 16, word = static_cast<int>(b % 16) / 4, j = static_cast<int>(b % 4);
-    const unsigned char* src = stored + r * stored_row;
-    unsigned value = 0;
-    if constexpr (format == WeightFormat::Q4) {  // word w: chunk w in the low nibbles, chunk w + 4 in the high ones
-      const long long lo = stripe * 1024 + 128 * word + 4 * lane + j, hi = lo + 512;
-      value = (lo < cols ? stored_code<FORMAT>(src, lo) : 0u) | (hi < cols ? stored_code<FORMAT>(src, hi) << 4 : 0u);
-    } else {
-      const long long i = stripe * 512 + 128 * word + 4 * lane + j;
-      value = i < cols ? stored_code<FORMAT>(src, i) : 0u;
-    }
-    out[at] = static_cast<unsigned char>(value);
-  }
-}
-
 template <int FORMAT>
 __device__ __forceinline__ float weight_at(const CudaWeight& w, long long r, long long c) {
   if constexpr (FORMAT == static_cast<int>(WeightFormat::Q8)) {
@@ -157,23 +121,6 @@ void launch_quantize_fp8(cudaStream_t stream, const void* src, DType src_type, s
     default: fail("cuda", cat("cannot quantize weights of dtype ", dtype_name(src_type), " to fp8"));
   }
   VOXTRAL_CUDA_LAUNCHED("quantize fp8");
-}
-
-void launch_relayout_codes(cudaStream_t stream, WeightFormat format, const void* stored, std::int64_t rows,
-                           std::int64_t cols, void* out) {
-  if (rows == 0) return;
-  const long long bytes = rows * device_row_bytes(format, cols);
-  const auto blocks = static_cast<unsigned>(std::min<long long>((bytes + 255) / 256, 1 << 16));
-  const auto* in = static_cast<const unsigned char*>(stored);
-  auto* o = static_cast<unsigned char*>(out);
-  if (format == WeightFormat::Q4) {
-    relayout_kernel<static_cast<int>(WeightFormat::Q4)><<<blocks, 256, 0, stream>>>(in, rows, cols, o);
-  } else if (format == WeightFormat::Q8) {
-    relayout_kernel<static_cast<int>(WeightFormat::Q8)><<<blocks, 256, 0, stream>>>(in, rows, cols, o);
-  } else {
-    fail("cuda", cat("no code layout for ", weight_format_name(format), " weights"));
-  }
-  VOXTRAL_CUDA_LAUNCHED("relayout codes");
 }
 
 void launch_dequantize(cudaStream_t stream, const CudaWeight& w, __half* out) {

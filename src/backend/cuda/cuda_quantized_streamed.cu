@@ -1,0 +1,380 @@
+// The weight-streaming product of a few rows with Q8, Q4 or FP8 weights (the decode step's
+// products; cuda_streamed.cuh names the epilogues). The step is bound by reading the weights,
+// so what matters is how many bytes are in flight and how few instructions each weight costs:
+//
+// - Each warp streams its rows through its own ring of kDepth stages in shared memory: a stage is
+//   16 bytes a lane of one weight row (512 bytes, with the stage's F16 block scales), copied by
+//   cp.async. A lane consumes only the bytes it copied, so the ring needs no block-wide barrier
+//   and 7 stages stay in flight while the warp computes, reduces and writes outputs.
+// - The activation rows are prepared once per block into shared memory (RMSNorm applied as
+//   rms_norm does), as F32 in exact precision, or in the fast precision (Q8/Q4) quantized to
+//   int8 per block of 32 by the CPU's fast formula (docs/MODEL.md "Weight formats") so that 4
+//   code-activation products take one dp4a. Their layout is swizzled so that a warp's loads of
+//   one 16-byte chunk a lane meet no bank conflicts.
+// - A lane's piece is whole blocks (Q4: one block of 32 codes; Q8: half a block; FP8: 16
+//   codes), so each block's scale is applied once per piece.
+// - One wave of blocks; warp w takes units w, w + warps, ... (a unit: one row, or the pair of
+//   an epilogue) and the last block of a unit's loads follows the next unit's first directly.
+//
+// Numerics: exact precision gives sums of float products (the code as its exact float, times the
+// F32 activation) weighed per piece by the block's scale (FP8: per row at the end); the fast
+// precision gives (d * s) * float(integer dot) per piece, as the CPU's fast products do.
+#include <algorithm>
+
+#include "backend/cuda/cuda_quant.cuh"
+#include "backend/cuda/cuda_streamed.cuh"
+
+namespace voxtral {
+
+namespace {
+
+constexpr int kWarps = 8;  // per block
+constexpr int kDepth = 8;  // stages of a warp's ring (a power of two)
+constexpr int kScaleSlot = 64;  // bytes of a stage's scales (Q4: 32 blocks; Q8: 16)
+constexpr int kRingBytes = kWarps * kDepth * (kStageBytes + kScaleSlot);
+
+struct Q8Format {
+  static constexpr WeightFormat kFormat = WeightFormat::Q8;
+  static constexpr int kLaneInputs = 16;  // inputs of a lane's 16-byte piece
+  static constexpr int kScaleBytes = 32;  // of a stage
+};
+struct Q4Format {
+  static constexpr WeightFormat kFormat = WeightFormat::Q4;
+  static constexpr int kLaneInputs = 32;
+  static constexpr int kScaleBytes = 64;
+};
+struct Fp8Format {
+  static constexpr WeightFormat kFormat = WeightFormat::FP8;
+  static constexpr int kLaneInputs = 16;
+  static constexpr int kScaleBytes = 0;  // one F32 scale per row instead
+};
+
+__device__ __forceinline__ void copy16(void* shared, const void* global, bool valid) {
+  const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(global), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void wait_copies() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
+}
+
+__device__ __forceinline__ unsigned word_of(const uint4& v, int t) { return t == 0 ? v.x : t == 1 ? v.y : t == 2 ? v.z : v.w; }
+
+// The activation rows in shared memory, by lane segments: segment s is the kLaneInputs inputs
+// s * kLaneInputs.. (the piece of lane s % 32 in stage s / 32), in 16-byte chunks. Chunk c of
+// segment s is stored at chunk s * C + (c ^ swizzle(s)), C chunks a segment, so that the 8 lanes
+// of a shared-memory phase reading chunk c of their segments hit 8 different bank groups.
+template <int C>
+__device__ __forceinline__ int swizzle(int segment) {
+  return (segment / (8 / C)) % C;
+}
+// Index of the 16-byte chunk holding byte offset `at` (bytes kLaneInputs * unit a segment).
+template <int SegmentBytes>
+__device__ __forceinline__ int chunk_of(long long at) {
+  constexpr int C = SegmentBytes / 16;
+  const int segment = static_cast<int>(at / SegmentBytes), c = static_cast<int>(at % SegmentBytes) / 16;
+  return segment * C + (c ^ swizzle<C>(segment));
+}
+
+template <typename F, int N, int MODE, bool kInt8>
+__global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streamed_kernel(const __grid_constant__ StreamArgs a) {
+  constexpr int R = MODE == kStore ? 1 : 2;
+  constexpr int kFloatChunks = F::kLaneInputs / 4;   // F32 activation chunks of a segment
+  constexpr int kByteChunks = F::kLaneInputs / 16;   // int8 activation chunks of a segment
+  extern __shared__ uint4 smem[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int kpad = static_cast<int>(a.row_bytes / kStageBytes) * stage_inputs(F::kFormat);  // inputs of a padded row
+  char* ring = reinterpret_cast<char*>(smem) + warp * kDepth * (kStageBytes + kScaleSlot);
+  char* activations = reinterpret_cast<char*>(smem) + kRingBytes;
+
+  // This warp's stages: unit j of its units (gw + j * warps), row r of the unit, stage g of the row.
+  const int warps = gridDim.x * kWarps, gw = blockIdx.x * kWarps + warp;
+  const int per_row = static_cast<int>(a.row_bytes / kStageBytes);
+  const int my_units = gw < a.units ? (a.units - 1 - gw) / warps + 1 : 0;
+  const int stages = my_units * R * per_row;
+  auto row_of = [&](int unit, int r) { return MODE == kSiluPair ? unit + r * (a.m / 2) : R * unit + r; };
+
+  int issued = 0, pj = 0, pr = 0, pg = 0;  // the producer's next stage
+  auto issue = [&]() {
+    if (issued < stages) {
+      const int row = row_of(gw + pj * warps, pr);
+      const bool ok = row < a.m;
+      const long long at = ok ? row : 0;
+      char* slot = ring + (issued % kDepth) * (kStageBytes + kScaleSlot);
+      copy16(slot + lane * 16, static_cast<const char*>(a.w) + at * a.row_bytes + pg * kStageBytes + lane * 16, ok);
+      if constexpr (F::kScaleBytes > 0) {
+        if (lane < F::kScaleBytes / 16) {
+          const long long scale_row = at * device_scale_stride(F::kFormat, a.k) * 2;
+          copy16(slot + kStageBytes + lane * 16,
+                 static_cast<const char*>(a.scales) + scale_row + pg * F::kScaleBytes + lane * 16, ok);
+        }
+      }
+      if (++pg == per_row) {
+        pg = 0;
+        if (++pr == R) pr = 0, ++pj;
+      }
+    }
+    commit_copies();  // empty past the end: the count of groups stays uniform
+    ++issued;
+  };
+  // Programmatic dependent launch (sm_90): the next kernel may start its own weight loads
+  // while this one runs; this one reads x and writes y only once the previous kernel is done.
+  // (No-ops where the launch did not ask for it.)
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+#pragma unroll 1
+  for (int s = 0; s < kDepth - 1; ++s) issue();
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+
+  // The activation rows, once per block, while the first stages arrive. A thread's loads of
+  // x (and of the norm's weights) go out kBatch at a time: a chain of one L2 round trip per
+  // 1024 inputs would cost more than the product's own loads.
+  constexpr int kStep = kWarps * 32 * 4;  // inputs the block covers per round
+  constexpr int kBatch = 4;
+  for (int i = 0; i < a.n; ++i) {
+    const float* x = a.x + i * a.ldx;
+    const float* g = a.norm != nullptr ? norm_row(a, i) : nullptr;
+    float4 xv[kBatch], gv[kBatch];
+    auto load_batch = [&](int c0) {
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int c = c0 + b * kStep;
+        xv[b] = c < a.k ? *reinterpret_cast<const float4*>(x + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        gv[b] = g != nullptr && c < a.k ? *reinterpret_cast<const float4*>(g + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+    };
+    const int first = threadIdx.x * 4;
+    float inv = 1.0f;
+    if (g != nullptr) {
+      float ss = 0.0f;
+      for (int c0 = first;; c0 += kBatch * kStep) {  // once at least: every thread's first batch is loaded
+        load_batch(c0);
+#pragma unroll
+        for (int b = 0; b < kBatch; ++b) ss += xv[b].x * xv[b].x + xv[b].y * xv[b].y + xv[b].z * xv[b].z + xv[b].w * xv[b].w;
+        if (c0 + kBatch * kStep >= a.k) break;
+      }
+      ss = block_sum(ss);
+      inv = norm_row_known(a, i) ? 1.0f / sqrtf(ss / static_cast<float>(a.k) + a.eps) : __int_as_float(0x7fc00000);
+    }
+    const bool loaded = g != nullptr && a.k <= kBatch * kStep;  // the one batch is in registers
+    for (int c0 = first; c0 < kpad; c0 += kBatch * kStep) {  // kpad % 128 == 0: whole warps
+      if (!loaded || c0 != first) load_batch(c0);
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int c = c0 + b * kStep;
+        if (c >= kpad) break;
+        float4 v = xv[b];
+        if (g != nullptr) {  // as rms_norm computes it
+          const float4 w = gv[b];
+          v = make_float4(w.x * (v.x * inv), w.y * (v.y * inv), w.z * (v.z * inv), w.w * (v.w * inv));
+        }
+        if constexpr (kInt8) {
+          // Per block of 32 inputs (an octet of lanes): m = max|x|, q = round(x * (127 / m)) ties
+          // to even (0 where m < 2^-120 or not finite), s = m / 127; adding 1.5 * 2^23 rounds.
+          float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+          for (int o = 1; o < 8; o *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+          const bool ok = m >= 0x1p-120f && m <= 3.402823466e38f;
+          const float up = ok ? 127.0f / m : 0.0f;
+          auto q = [&](float e) { return __float_as_uint(__fadd_rn(__fmul_rn(e, up), 12582912.0f)); };
+          const unsigned lo = __byte_perm(q(v.x), q(v.y), 0x0040), hi = __byte_perm(q(v.z), q(v.w), 0x0040);
+          const unsigned packed = __byte_perm(lo, hi, 0x5410);
+          int sum = __dp4a(static_cast<int>(packed), 0x01010101, 0);
+#pragma unroll
+          for (int o = 1; o < 8; o *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+          char* rows = activations + static_cast<long long>(i) * kpad;
+          *reinterpret_cast<unsigned*>(rows + chunk_of<F::kLaneInputs>(c) * 16 + c % 16) = packed;
+          if (lane % 8 == 0) {
+            auto* scales = reinterpret_cast<float2*>(activations + static_cast<long long>(a.n) * kpad) + i * (kpad / 32);
+            scales[c / 32] = make_float2(ok ? m / 127.0f : 0.0f, __int_as_float(sum));
+          }
+        } else {
+          auto* rows = reinterpret_cast<float4*>(activations) + static_cast<long long>(i) * (kpad / 4);
+          rows[chunk_of<F::kLaneInputs * 4>(static_cast<long long>(c) * 4)] = v;
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // The stream of stages: a row's sums gather in `cur`, are summed over the warp when the row
+  // ends (FP8: weighed by the row's scale), and written when the unit ends.
+  float cur[N], done[R][N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    cur[i] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < R; ++r) done[r][i] = 0.0f;
+  }
+  int cj = 0, cr = 0, cg = 0;
+  float row_scale = 0.0f;
+  const int lane_swizzle_f = swizzle<kFloatChunks>(lane), lane_swizzle_b = swizzle<kByteChunks>(lane);
+#pragma unroll 1
+  for (int s = 0; s < stages; ++s) {
+    issue();
+    wait_copies<kDepth - 1>();
+    __syncwarp();  // the stage's scales, copied by other lanes
+    const char* slot = ring + (s % kDepth) * (kStageBytes + kScaleSlot);
+    const uint4 codes = *reinterpret_cast<const uint4*>(slot + lane * 16);
+    const int unit = gw + cj * warps;
+    if constexpr (F::kScaleBytes == 0) {
+      if (cg == 0) {
+        const int row = row_of(unit, cr);
+        row_scale = row < a.m ? __ldg(static_cast<const float*>(a.scales) + row) : 0.0f;
+      }
+    }
+    float d = 1.0f;
+    if constexpr (F::kScaleBytes > 0) {
+      d = f16_bits_to_float(reinterpret_cast<const unsigned short*>(slot + kStageBytes)[lane * (F::kScaleBytes / 2) / 32]);
+    }
+    const int segment = cg * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      if (i >= a.n) break;
+      if constexpr (kInt8) {
+        const auto* xb = reinterpret_cast<const uint4*>(activations + static_cast<long long>(i) * kpad);
+        const auto* xs = reinterpret_cast<const float2*>(activations + static_cast<long long>(a.n) * kpad) + i * (kpad / 32);
+        const float2 sc = xs[segment * F::kLaneInputs / 32];
+        int dot = 0;
+        if constexpr (F::kFormat == WeightFormat::Q4) {
+          const uint4 lo = xb[segment * 2 + lane_swizzle_b], hi = xb[segment * 2 + (1 ^ lane_swizzle_b)];
+#pragma unroll
+          for (int t = 0; t < 4; ++t) {
+            const unsigned wv = word_of(codes, t);
+            dot = __dp4a(static_cast<int>(wv & 0x0f0f0f0fu), static_cast<int>(word_of(lo, t)), dot);
+            dot = __dp4a(static_cast<int>((wv >> 4) & 0x0f0f0f0fu), static_cast<int>(word_of(hi, t)), dot);
+          }
+          dot -= 8 * __float_as_int(sc.y);
+        } else {
+          const uint4 xv = xb[segment];
+#pragma unroll
+          for (int t = 0; t < 4; ++t) dot = __dp4a(static_cast<int>(word_of(codes, t)), static_cast<int>(word_of(xv, t)), dot);
+        }
+        cur[i] += (d * sc.x) * static_cast<float>(dot);
+      } else {
+        const auto* xb = reinterpret_cast<const float4*>(activations) + static_cast<long long>(i) * (kpad / 4) +
+                         segment * kFloatChunks;
+        float dot = 0.0f;
+#pragma unroll
+        for (int c = 0; c < kFloatChunks; ++c) {
+          const float4 xv = xb[c ^ lane_swizzle_f];
+          float wf[4];
+          if constexpr (F::kFormat == WeightFormat::Q4) {
+            q4x4_to_float((word_of(codes, c % 4) >> (4 * (c / 4))) & 0x0f0f0f0fu, wf);
+          } else if constexpr (F::kFormat == WeightFormat::Q8) {
+            q8x4_to_float(word_of(codes, c), wf);
+          } else {
+            e4m3x4_to_float(word_of(codes, c), wf);
+          }
+          dot += wf[0] * xv.x + wf[1] * xv.y + wf[2] * xv.z + wf[3] * xv.w;
+        }
+        cur[i] += d * dot;
+      }
+    }
+    __syncwarp();  // every lane has read the slot before its next copies land there
+    if (++cg < per_row) continue;
+    // The row is done.
+    cg = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      float v = warp_sum(cur[i]);
+      if constexpr (F::kScaleBytes == 0) v *= row_scale;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r == cr) done[r][i] = v;
+      }
+      cur[i] = 0.0f;
+    }
+    if (++cr < R) continue;
+    cr = 0;
+    ++cj;
+    if (lane == 0) {
+      int rows[R];
+      bool row_ok[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) rows[r] = row_of(unit, r), row_ok[r] = rows[r] < a.m;
+      write_unit<MODE, R, N>(a, unit, rows, row_ok, done);
+    }
+  }
+  wait_copies<0>();
+}
+
+// Shared memory of a pass: the rings, then the activation rows (and their int8 scales).
+std::size_t shared_bytes(const StreamArgs& a, const CudaWeight& w, int rows) {
+  const std::size_t kpad = static_cast<std::size_t>(w.row_bytes / kStageBytes) * stage_inputs(w.format);
+  const std::size_t activations = a.int8 ? rows * (kpad + kpad / 32 * sizeof(float2)) : rows * kpad * sizeof(float);
+  return kRingBytes + activations;
+}
+
+template <typename F, int N, int MODE, bool kInt8>
+void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem) {
+  auto* kernel = quantized_streamed_kernel<F, N, MODE, kInt8>;
+  VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0;
+  VOXTRAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
+  const int needed = (a.units + kWarps - 1) / kWarps;
+  const int blocks = std::max(1, std::min(needed, std::max(per_sm, 1) * impl.props.multiProcessorCount));
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kWarps * 32);
+  config.dynamicSmemBytes = smem;
+  config.stream = impl.stream;
+  cudaLaunchAttribute early[1] = {};
+  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  early[0].val.programmaticStreamSerializationAllowed = 1;
+  if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
+  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a));
+}
+
+template <typename F, int MODE, bool kInt8>
+void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem) {
+  if (a.n <= 1) {
+    launch<F, 1, MODE, kInt8>(impl, a, smem);
+  } else if (a.n <= 2) {
+    launch<F, 2, MODE, kInt8>(impl, a, smem);
+  } else if (a.n <= 4) {
+    launch<F, 4, MODE, kInt8>(impl, a, smem);
+  } else {
+    launch<F, 8, MODE, kInt8>(impl, a, smem);
+  }
+}
+
+template <int MODE>
+void launch_mode(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, std::size_t smem) {
+  switch (w.format) {
+    case WeightFormat::Q8:
+      a.int8 ? launch_rows<Q8Format, MODE, true>(impl, a, smem) : launch_rows<Q8Format, MODE, false>(impl, a, smem);
+      return;
+    case WeightFormat::Q4:
+      a.int8 ? launch_rows<Q4Format, MODE, true>(impl, a, smem) : launch_rows<Q4Format, MODE, false>(impl, a, smem);
+      return;
+    default: launch_rows<Fp8Format, MODE, false>(impl, a, smem); return;
+  }
+}
+
+}  // namespace
+
+bool quantized_pass_fits(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, int rows) {
+  if (w.row_bytes % kStageBytes != 0 || a.k % 32 != 0 || a.ldx % 4 != 0 ||
+      reinterpret_cast<std::uintptr_t>(a.x) % 16 != 0 || reinterpret_cast<std::uintptr_t>(a.w) % 16 != 0 ||
+      reinterpret_cast<std::uintptr_t>(a.scales) % 16 != 0 ||
+      (a.norm != nullptr && (reinterpret_cast<std::uintptr_t>(a.norm) % 16 != 0 || a.norm_stride % 4 != 0))) {
+    return false;
+  }
+  return shared_bytes(a, w, std::min(rows, kMaxPassRows)) <= impl.props.sharedMemPerBlockOptin;
+}
+
+void launch_quantized_pass(const CudaBackend::Impl& impl, int mode, const StreamArgs& a, const CudaWeight& w) {
+  const std::size_t smem = shared_bytes(a, w, a.n);
+  switch (mode) {
+    case kStore: launch_mode<kStore>(impl, a, w, smem); break;
+    case kSiluPair: launch_mode<kSiluPair>(impl, a, w, smem); break;
+    default: launch_mode<kRopePair>(impl, a, w, smem); break;
+  }
+}
+
+}  // namespace voxtral

@@ -5,7 +5,7 @@
 // - Each warp streams its rows through its own ring of kDepth stages in shared memory: a stage is
 //   16 bytes a lane of one weight row (512 bytes, with the stage's F16 block scales), copied by
 //   cp.async. A lane consumes only the bytes it copied, so the ring needs no block-wide barrier
-//   and 7 stages stay in flight while the warp computes, reduces and writes outputs.
+//   and 5 stages stay in flight while the warp computes, reduces and writes outputs.
 // - The activation rows are prepared once per block into shared memory (RMSNorm applied as
 //   rms_norm does), as F32 in exact precision, or in the fast precision (Q8/Q4) quantized to
 //   int8 per block of 32 by the CPU's fast formula (docs/MODEL.md "Weight formats") so that 4
@@ -28,10 +28,16 @@ namespace voxtral {
 
 namespace {
 
-constexpr int kWarps = 8;  // per block
-constexpr int kDepth = 8;  // stages of a warp's ring (a power of two)
+// Warps per block: one block of 24 per SM for one or two activation rows, so that an SM
+// prepares the activation rows once, not once per block of 8 (measured, BENCHMARKS.md); blocks of
+// 8 for more rows, whose accumulators need more than the 85 registers a 768-thread block allows.
+template <int N>
+constexpr int kWarpsFor = N <= 2 ? 24 : 8;
+constexpr int kDepth = 6;       // stages of a warp's ring: 5 in flight while one is used
 constexpr int kScaleSlot = 64;  // bytes of a stage's scales (Q4: 32 blocks; Q8: 16)
-constexpr int kRingBytes = kWarps * kDepth * (kStageBytes + kScaleSlot);
+constexpr int kSlotBytes = kStageBytes + kScaleSlot;
+template <int N>
+constexpr int kRingBytes = kWarpsFor<N> * kDepth * kSlotBytes;
 
 struct Q8Format {
   static constexpr WeightFormat kFormat = WeightFormat::Q8;
@@ -78,15 +84,16 @@ __device__ __forceinline__ int chunk_of(long long at) {
 }
 
 template <typename F, int N, int MODE, bool kInt8>
-__global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streamed_kernel(const __grid_constant__ StreamArgs a) {
+__global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_streamed_kernel(const __grid_constant__ StreamArgs a) {
+  constexpr int kWarps = kWarpsFor<N>;
   constexpr int R = MODE == kStore ? 1 : 2;
   constexpr int kFloatChunks = F::kLaneInputs / 4;   // F32 activation chunks of a segment
   constexpr int kByteChunks = F::kLaneInputs / 16;   // int8 activation chunks of a segment
   extern __shared__ uint4 smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int kpad = static_cast<int>(a.row_bytes / kStageBytes) * stage_inputs(F::kFormat);  // inputs of a padded row
-  char* ring = reinterpret_cast<char*>(smem) + warp * kDepth * (kStageBytes + kScaleSlot);
-  char* activations = reinterpret_cast<char*>(smem) + kRingBytes;
+  char* ring = reinterpret_cast<char*>(smem) + warp * kDepth * kSlotBytes;
+  char* activations = reinterpret_cast<char*>(smem) + kRingBytes<N>;
 
   // This warp's stages: unit j of its units (gw + j * warps), row r of the unit, stage g of the row.
   const int warps = gridDim.x * kWarps, gw = blockIdx.x * kWarps + warp;
@@ -95,20 +102,27 @@ __global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streame
   const int stages = my_units * R * per_row;
   auto row_of = [&](int unit, int r) { return MODE == kSiluPair ? unit + r * (a.m / 2) : R * unit + r; };
 
-  int issued = 0, pj = 0, pr = 0, pg = 0;  // the producer's next stage
+  // The producer: its next stage (unit pj, row pr, stage pg), where its row's next bytes are,
+  // and the ring slot they go to.
+  int issued = 0, pj = 0, pr = 0, pg = 0, in_slot = 0;
+  bool row_valid = false;
+  const char* codes_from = nullptr;
+  const char* scales_from = nullptr;
   auto issue = [&]() {
     if (issued < stages) {
-      const int row = row_of(gw + pj * warps, pr);
-      const bool ok = row < a.m;
-      const long long at = ok ? row : 0;
-      char* slot = ring + (issued % kDepth) * (kStageBytes + kScaleSlot);
-      copy16(slot + lane * 16, static_cast<const char*>(a.w) + at * a.row_bytes + pg * kStageBytes + lane * 16, ok);
+      if (pg == 0) {
+        const int row = row_of(gw + pj * warps, pr);
+        row_valid = row < a.m;
+        const long long at = row_valid ? row : 0;
+        codes_from = static_cast<const char*>(a.w) + at * a.row_bytes + lane * 16;
+        scales_from = static_cast<const char*>(a.scales) + at * device_scale_stride(F::kFormat, a.k) * 2 + lane * 16;
+      }
+      char* slot = ring + in_slot * kSlotBytes;
+      copy16(slot + lane * 16, codes_from, row_valid);
+      codes_from += kStageBytes;
       if constexpr (F::kScaleBytes > 0) {
-        if (lane < F::kScaleBytes / 16) {
-          const long long scale_row = at * device_scale_stride(F::kFormat, a.k) * 2;
-          copy16(slot + kStageBytes + lane * 16,
-                 static_cast<const char*>(a.scales) + scale_row + pg * F::kScaleBytes + lane * 16, ok);
-        }
+        if (lane < F::kScaleBytes / 16) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid);
+        scales_from += F::kScaleBytes;
       }
       if (++pg == per_row) {
         pg = 0;
@@ -117,6 +131,7 @@ __global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streame
     }
     commit_copies();  // empty past the end: the count of groups stays uniform
     ++issued;
+    in_slot = in_slot + 1 == kDepth ? 0 : in_slot + 1;
   };
   // Programmatic dependent launch (sm_90): the next kernel may start its own weight loads
   // while this one runs; this one reads x and writes y only once the previous kernel is done.
@@ -214,11 +229,11 @@ __global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streame
   float row_scale = 0.0f;
   const int lane_swizzle_f = swizzle<kFloatChunks>(lane), lane_swizzle_b = swizzle<kByteChunks>(lane);
 #pragma unroll 1
-  for (int s = 0; s < stages; ++s) {
+  for (int s = 0, out_slot = 0; s < stages; ++s, out_slot = out_slot + 1 == kDepth ? 0 : out_slot + 1) {
     issue();
     wait_copies<kDepth - 1>();
     __syncwarp();  // the stage's scales, copied by other lanes
-    const char* slot = ring + (s % kDepth) * (kStageBytes + kScaleSlot);
+    const char* slot = ring + out_slot * kSlotBytes;
     const uint4 codes = *reinterpret_cast<const uint4*>(slot + lane * 16);
     const int unit = gw + cj * warps;
     if constexpr (F::kScaleBytes == 0) {
@@ -307,7 +322,7 @@ __global__ void __launch_bounds__(kWarps * 32, N <= 2 ? 3 : 2) quantized_streame
 std::size_t shared_bytes(const StreamArgs& a, const CudaWeight& w, int rows) {
   const std::size_t kpad = static_cast<std::size_t>(w.row_bytes / kStageBytes) * stage_inputs(w.format);
   const std::size_t activations = a.int8 ? rows * (kpad + kpad / 32 * sizeof(float2)) : rows * kpad * sizeof(float);
-  return kRingBytes + activations;
+  return (rows <= 2 ? kRingBytes<1> : kRingBytes<4>) + activations;
 }
 
 template <typename F, int N, int MODE, bool kInt8>
@@ -315,6 +330,7 @@ void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem
   auto* kernel = quantized_streamed_kernel<F, N, MODE, kInt8>;
   VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   int per_sm = 0;
+  constexpr int kWarps = kWarpsFor<N>;
   VOXTRAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
   const int needed = (a.units + kWarps - 1) / kWarps;
   const int blocks = std::max(1, std::min(needed, std::max(per_sm, 1) * impl.props.multiProcessorCount));

@@ -21,10 +21,10 @@ struct CudaKernelChoices {
   bool fused_attention = true;  // the decode attention kernel (false: the general attention kernels)
   bool mma_attention = true;    // many-row attention on tensor cores over BF16 caches
   int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
-  int quantized_streamed_max_rows = 6;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
+  int quantized_streamed_max_rows = 16;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
-  // The quantized products launched as programmatic dependents (sm_90+): each starts loading its
-  // weights while the kernel before it finishes.
+  // The quantized products and the decode attention launched as programmatic dependents
+  // (sm_90+): each starts (a product loading its weights) while the kernel before it finishes.
   bool programmatic_launch = true;
 };
 

@@ -86,8 +86,10 @@ __global__ void __launch_bounds__(kAttentionThreads)
   __shared__ long long key_rows[kMaxKeysPerBlock];  // the slice's keys' first elements in the cache
   __shared__ bool merges;
 #if __CUDA_ARCH__ >= 900
-  // The next product (a programmatic dependent, cuda_quantized_streamed.cu) may start loading its
-  // weights now; it reads this kernel's output only after this grid has finished.
+  // Launched as a programmatic dependent of the q|k|v product (where the backend does): wait for
+  // it before reading anything. The next product (also one) may start loading its weights now;
+  // it reads this kernel's output only after this grid has finished.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   const int kv_head = blockIdx.x, G = a.group, hd = a.head_dim;
@@ -347,7 +349,16 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
                                               cudaSharedmemCarveoutMaxShared));
       allowed = shared;
     }
-    kernel<<<grid, kAttentionThreads, shared, impl.stream>>>(a, k_cache.ptr<const C>(), v_cache.ptr<const C>());
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = dim3(kAttentionThreads);
+    config.dynamicSmemBytes = shared;
+    config.stream = impl.stream;
+    cudaLaunchAttribute early[1] = {};
+    early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    early[0].val.programmaticStreamSerializationAllowed = 1;
+    if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
+    VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a, k_cache.ptr<const C>(), v_cache.ptr<const C>()));
   };
   if (cache.type == ElemType::BF16) {
     launch(decode_attention_kernel<__nv_bfloat16>, __nv_bfloat16{}, impl.decode_attention_shared[0]);

@@ -18,7 +18,9 @@
 //
 // Numerics: exact precision gives sums of float products (the code as its exact float, times the
 // F32 activation) weighed per piece by the block's scale (FP8: per row at the end); the fast
-// precision gives (d * s) * float(integer dot) per piece, as the CPU's fast products do.
+// precision gives (d * s) * float(integer dot) per piece, as the CPU's fast products do, and for
+// FP8 m * (a lane's 16 products of a code and x / m summed in F16) per piece, m the input
+// block's largest magnitude (16 terms in F16: relative error about 1e-3 of a piece).
 #include <algorithm>
 
 #include "backend/cuda/cuda_quant.cuh"
@@ -66,6 +68,11 @@ __device__ __forceinline__ void wait_copies() {
 }
 
 __device__ __forceinline__ unsigned word_of(const uint4& v, int t) { return t == 0 ? v.x : t == 1 ? v.y : t == 2 ? v.z : v.w; }
+__device__ __forceinline__ __half2 half2_bits(unsigned bits) {
+  __half2_raw raw;
+  raw.x = static_cast<unsigned short>(bits & 0xffffu), raw.y = static_cast<unsigned short>(bits >> 16);
+  return __half2(raw);
+}
 
 // The activation rows in shared memory, by lane segments: segment s is the kLaneInputs inputs
 // s * kLaneInputs.. (the piece of lane s % 32 in stage s / 32), in 16-byte chunks. Chunk c of
@@ -83,12 +90,14 @@ __device__ __forceinline__ int chunk_of(long long at) {
   return segment * C + (c ^ swizzle<C>(segment));
 }
 
-template <typename F, int N, int MODE, bool kInt8>
+template <typename F, int N, int MODE, int ACTS>
 __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_streamed_kernel(const __grid_constant__ StreamArgs a) {
   constexpr int kWarps = kWarpsFor<N>;
   constexpr int R = MODE == kStore ? 1 : 2;
   constexpr int kFloatChunks = F::kLaneInputs / 4;   // F32 activation chunks of a segment
   constexpr int kByteChunks = F::kLaneInputs / 16;   // int8 activation chunks of a segment
+  constexpr int kHalfChunks = F::kLaneInputs / 8;    // F16 activation chunks of a segment
+  constexpr bool kInt8 = ACTS == kInt8Activations, kHalf = ACTS == kF16Activations;
   extern __shared__ uint4 smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int kpad = static_cast<int>(a.row_bytes / kStageBytes) * stage_inputs(F::kFormat);  // inputs of a padded row
@@ -207,6 +216,22 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
             auto* scales = reinterpret_cast<float2*>(activations + static_cast<long long>(a.n) * kpad) + i * (kpad / 32);
             scales[c / 32] = make_float2(ok ? m / 127.0f : 0.0f, __int_as_float(sum));
           }
+        } else if constexpr (kHalf) {
+          // Per block of 32 inputs: x / m in F16 (|x / m| <= 1, so a lane's 8 products of a code
+          // (|q| <= 448) and an input stay far inside F16's range), the block's m beside them.
+          float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+          for (int o = 1; o < 8; o *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+          const bool ok = m >= 0x1p-120f && m <= 3.402823466e38f;
+          const float up = ok ? 1.0f / m : 0.0f;
+          const __half2 lo = __floats2half2_rn(v.x * up, v.y * up), hi = __floats2half2_rn(v.z * up, v.w * up);
+          char* rows = activations + static_cast<long long>(i) * kpad * 2;
+          auto* at = reinterpret_cast<__half2*>(rows + chunk_of<F::kLaneInputs * 2>(2LL * c) * 16 + (2 * c) % 16);
+          at[0] = lo, at[1] = hi;
+          if (lane % 8 == 0) {
+            auto* scales = reinterpret_cast<float2*>(activations + static_cast<long long>(a.n) * kpad * 2) + i * (kpad / 32);
+            scales[c / 32] = make_float2(ok ? m : 0.0f, 0.0f);
+          }
         } else {
           auto* rows = reinterpret_cast<float4*>(activations) + static_cast<long long>(i) * (kpad / 4);
           rows[chunk_of<F::kLaneInputs * 4>(static_cast<long long>(c) * 4)] = v;
@@ -228,6 +253,7 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   int cj = 0, cr = 0, cg = 0;
   float row_scale = 0.0f;
   const int lane_swizzle_f = swizzle<kFloatChunks>(lane), lane_swizzle_b = swizzle<kByteChunks>(lane);
+  const int lane_swizzle_h = swizzle<kHalfChunks>(lane);
 #pragma unroll 1
   for (int s = 0, out_slot = 0; s < stages; ++s, out_slot = out_slot + 1 == kDepth ? 0 : out_slot + 1) {
     issue();
@@ -270,6 +296,22 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
           for (int t = 0; t < 4; ++t) dot = __dp4a(static_cast<int>(word_of(codes, t)), static_cast<int>(word_of(xv, t)), dot);
         }
         cur[i] += (d * sc.x) * static_cast<float>(dot);
+      } else if constexpr (kHalf) {  // FP8 (16 codes a lane)
+        const auto* xh = reinterpret_cast<const uint4*>(activations + static_cast<long long>(i) * kpad * 2);
+        const auto* xs = reinterpret_cast<const float2*>(activations + static_cast<long long>(a.n) * kpad * 2) + i * (kpad / 32);
+        const float2 sc = xs[segment * F::kLaneInputs / 32];
+        const uint4 first8 = xh[segment * 2 + lane_swizzle_h], last8 = xh[segment * 2 + (1 ^ lane_swizzle_h)];
+        __half2 sum = __float2half2_rn(0.0f);
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {  // codes 4t..4t+3: inputs 4t.. of the lane's 16
+          const unsigned wv = word_of(codes, t);
+          const __half2_raw w01 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(wv & 0xffffu), __NV_E4M3);
+          const __half2_raw w23 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(wv >> 16), __NV_E4M3);
+          sum = __hfma2(__half2(w01), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2)), sum);
+          sum = __hfma2(__half2(w23), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2 + 1)), sum);
+        }
+        const float2 f = __half22float2(sum);
+        cur[i] += sc.x * (f.x + f.y);
       } else {
         const auto* xb = reinterpret_cast<const float4*>(activations) + static_cast<long long>(i) * (kpad / 4) +
                          segment * kFloatChunks;
@@ -318,16 +360,18 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   wait_copies<0>();
 }
 
-// Shared memory of a pass: the rings, then the activation rows (and their int8 scales).
+// Shared memory of a pass: the rings, then the activation rows (and their block scales).
 std::size_t shared_bytes(const StreamArgs& a, const CudaWeight& w, int rows) {
   const std::size_t kpad = static_cast<std::size_t>(w.row_bytes / kStageBytes) * stage_inputs(w.format);
-  const std::size_t activations = a.int8 ? rows * (kpad + kpad / 32 * sizeof(float2)) : rows * kpad * sizeof(float);
+  const std::size_t per_input = a.activations == kF32Activations ? 4 : a.activations == kF16Activations ? 2 : 1;
+  const std::size_t block_scales = a.activations == kF32Activations ? 0 : kpad / 32 * sizeof(float2);
+  const std::size_t activations = rows * (kpad * per_input + block_scales);
   return (rows <= 2 ? kRingBytes<1> : kRingBytes<4>) + activations;
 }
 
-template <typename F, int N, int MODE, bool kInt8>
+template <typename F, int N, int MODE, int ACTS>
 void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem) {
-  auto* kernel = quantized_streamed_kernel<F, N, MODE, kInt8>;
+  auto* kernel = quantized_streamed_kernel<F, N, MODE, ACTS>;
   VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   int per_sm = 0;
   constexpr int kWarps = kWarpsFor<N>;
@@ -346,16 +390,16 @@ void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem
   VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a));
 }
 
-template <typename F, int MODE, bool kInt8>
+template <typename F, int MODE, int ACTS>
 void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem) {
   if (a.n <= 1) {
-    launch<F, 1, MODE, kInt8>(impl, a, smem);
+    launch<F, 1, MODE, ACTS>(impl, a, smem);
   } else if (a.n <= 2) {
-    launch<F, 2, MODE, kInt8>(impl, a, smem);
+    launch<F, 2, MODE, ACTS>(impl, a, smem);
   } else if (a.n <= 4) {
-    launch<F, 4, MODE, kInt8>(impl, a, smem);
+    launch<F, 4, MODE, ACTS>(impl, a, smem);
   } else {
-    launch<F, 8, MODE, kInt8>(impl, a, smem);
+    launch<F, 8, MODE, ACTS>(impl, a, smem);
   }
 }
 
@@ -363,12 +407,17 @@ template <int MODE>
 void launch_mode(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, std::size_t smem) {
   switch (w.format) {
     case WeightFormat::Q8:
-      a.int8 ? launch_rows<Q8Format, MODE, true>(impl, a, smem) : launch_rows<Q8Format, MODE, false>(impl, a, smem);
+      a.activations == kInt8Activations ? launch_rows<Q8Format, MODE, kInt8Activations>(impl, a, smem)
+                                        : launch_rows<Q8Format, MODE, kF32Activations>(impl, a, smem);
       return;
     case WeightFormat::Q4:
-      a.int8 ? launch_rows<Q4Format, MODE, true>(impl, a, smem) : launch_rows<Q4Format, MODE, false>(impl, a, smem);
+      a.activations == kInt8Activations ? launch_rows<Q4Format, MODE, kInt8Activations>(impl, a, smem)
+                                        : launch_rows<Q4Format, MODE, kF32Activations>(impl, a, smem);
       return;
-    default: launch_rows<Fp8Format, MODE, false>(impl, a, smem); return;
+    default:
+      a.activations == kF16Activations ? launch_rows<Fp8Format, MODE, kF16Activations>(impl, a, smem)
+                                       : launch_rows<Fp8Format, MODE, kF32Activations>(impl, a, smem);
+      return;
   }
 }
 

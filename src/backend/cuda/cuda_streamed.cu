@@ -217,9 +217,9 @@ bool run(const CudaBackend::Impl& impl, int mode, StreamArgs a, const CudaWeight
   const int pass_rows = static_cast<int>(std::min<std::int64_t>(std::max<std::int64_t>(n, 1), kMaxPassRows));
   bool vector = true;  // BF16/F16: 16-byte loads of weights and inputs
   if (w.quantized()) {
-    // The fast precision multiplies Q8/Q4 codes by int8 activations; exact precision and FP8
-    // turn the codes into floats.
-    a.int8 = !impl.options.exact_matmul && (w.format == WeightFormat::Q8 || w.format == WeightFormat::Q4);
+    a.activations = impl.options.exact_matmul ? kF32Activations
+                    : w.format == WeightFormat::FP8 ? kF16Activations
+                                                    : kInt8Activations;
     if (!quantized_pass_fits(impl, a, w, pass_rows)) return false;
     a.units = mode == kStore ? a.m : mode == kSiluPair ? a.m / 2 : (a.m + 1) / 2;
   } else {

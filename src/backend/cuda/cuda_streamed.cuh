@@ -14,6 +14,10 @@
 namespace voxtral {
 
 enum StreamMode : int { kStore = 0, kSiluPair = 1, kRopePair = 2 };
+// How the quantized products hold their activation rows: F32 (exact precision), or in the fast
+// precision int8 per block of 32 (Q8/Q4: dp4a products) or F16 scaled to |x| <= 1 per block of 32
+// (FP8: F16 products).
+enum StreamActivations : int { kF32Activations = 0, kInt8Activations = 1, kF16Activations = 2 };
 constexpr int kMaxPassRows = 8;  // activation rows per pass over the weights
 
 struct RopeAppend {
@@ -48,7 +52,7 @@ struct StreamArgs {
   int splits = 1;  // BF16/F16: warps sharing one unit of rows, each over its own stripes of k
   int chunks = 1;  // BF16/F16: 256-column stripes per warp
   int units = 0;
-  bool int8 = false;  // Q8/Q4 in the fast precision: integer products on int8 activations
+  int activations = 0;  // quantized formats: StreamActivations
   RopeAppend rope;
 };
 

@@ -21,7 +21,9 @@ struct CudaKernelChoices {
   bool fused_attention = true;  // the decode attention kernel (false: the general attention kernels)
   bool mma_attention = true;    // many-row attention on tensor cores over BF16 caches
   int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
-  int quantized_streamed_max_rows = 6;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
+  // The same for Q8/Q4/FP8 weights; above: widened to F16, then cuBLASLt (FP8 in fast
+  // precision: cuBLASLt's FP8 product, CudaOptions::exact_matmul).
+  int quantized_streamed_max_rows = 6;
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
 };
 
@@ -35,8 +37,10 @@ struct CudaOptions {
   int device = 0;
   // Matrix products over many rows (encoder, adapter, prefill) run on BF16 tensor cores.
   // exact: activations split into two BF16 halves (hi + lo), two products, near-F32
-  //        results (the reference tolerances hold);
-  // fast:  activations rounded to BF16, one product.
+  //        results (the reference tolerances hold); quantized weights widened to F16 first;
+  // fast:  activations rounded to BF16, one product; with FP8 weights, activations quantized
+  //        to E4M3 per row (dynamic per-token scales, as vLLM's FP8 linear layers) and one
+  //        FP8 product on FP8 tensor cores.
   bool exact_matmul = true;
   ElemType weight_type = ElemType::BF16;  // or F16
   ElemType kv_cache_type = ElemType::BF16;

@@ -9,10 +9,12 @@
 // output.
 #include <algorithm>
 #include <bit>
+#include <optional>
 #include <span>
 #include <tuple>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -42,11 +44,12 @@ Layout make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, st
 }  // namespace
 
 // One product shape (weight rows and columns, output stride and alignment, with or without a
-// bias): its descriptors and the algorithm of each row bucket.
+// bias, input type): its descriptors and the algorithm of each row bucket (none: cuBLASLt has
+// no algorithm for it).
 struct MatmulPlans::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
-  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_bucket;
-  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_rows;  // the bucket's, checked for this row count
+  std::map<std::int64_t, std::optional<cublasLtMatmulAlgo_t>> by_bucket;
+  std::map<std::int64_t, std::optional<cublasLtMatmulAlgo_t>> by_rows;  // the bucket's, checked for this row count
   ~Plan() {
     if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
   }
@@ -70,10 +73,10 @@ void MatmulPlans::release() {
   workspace_ = nullptr;
 }
 
-cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                                         const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align,
-                                         const Trial* trial) {
-  const Layout b = make_layout(type, w.cols, n, w.cols);
+std::optional<cublasLtMatmulAlgo_t> MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                                                        const Operands& in, const CudaWeight& w, std::int64_t n,
+                                                        std::int64_t ldy, int y_align, const Trial* trial) {
+  const Layout b = make_layout(in.type, in.depth, n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
   cublasLtMatmulPreference_t pref = nullptr;
   VOXTRAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -88,20 +91,18 @@ cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatr
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc, a, b.get(), d.get(), d.get(), pref,
                                                                trial != nullptr ? kCandidates : 1, results, &count);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (status != CUBLAS_STATUS_SUCCESS || count == 0) {
-    fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
-  }
+  if (status != CUBLAS_STATUS_SUCCESS || count == 0) return std::nullopt;
   if (trial == nullptr || count == 1) return results[0].algo;
-  return fastest(desc, a, type, w, ldy, *trial, std::span(results, static_cast<std::size_t>(count)));
+  return fastest(desc, a, in, w, ldy, *trial, std::span(results, static_cast<std::size_t>(count)));
 }
 
 // The heuristic's first choice for products of a few rows (the batched decode step) reads the
 // weights at well under the memory's bandwidth: its candidates are timed on the call's own
 // operands (the output is written again by the real product), three runs each.
-cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
                                           const CudaWeight& w, std::int64_t ldy, const Trial& trial,
                                           std::span<const cublasLtMatmulHeuristicResult_t> candidates) {
-  const Layout b = make_layout(type, w.cols, trial.n, w.cols);
+  const Layout b = make_layout(in.type, in.depth, trial.n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, trial.n, ldy);
   cudaEvent_t start = nullptr, stop = nullptr;
   VOXTRAL_CUDA_CHECK(cudaEventCreate(&start));
@@ -139,8 +140,29 @@ cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMat
 void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, float beta, const float* bias, float* y,
                            std::int64_t ldy) {
   const cudaDataType_t type = w.type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  if (!run(w, Operands{type, w.cols, w.cols}, x, n, beta, bias, y, ldy)) {
+    fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
+  }
+}
+
+// The FP8 codes of both operands sit at the same places of rows of w.row_bytes bytes
+// (cuda_quant.cuh), zeros elsewhere: the product runs over the bytes up to the last one an
+// input occupies (rounded up to the 16 that FP8 products need), whatever the order of the
+// inputs in them.
+bool MatmulPlans::multiply_fp8(const CudaWeight& w, const void* codes, std::int64_t n, float* sums, std::int64_t ld_sums) {
+  auto depth = fp8_depths_.find(w.cols);
+  if (depth == fp8_depths_.end()) {
+    long long last = 0;
+    for (long long i = 0; i < w.cols; ++i) last = std::max(last, code_place(WeightFormat::FP8, i).byte);
+    depth = fp8_depths_.emplace(w.cols, std::min<std::int64_t>((last + 16) / 16 * 16, w.row_bytes)).first;
+  }
+  return run(w, Operands{CUDA_R_8F_E4M3, depth->second, w.row_bytes}, codes, n, 0.0f, nullptr, sums, ld_sums);
+}
+
+bool MatmulPlans::run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias,
+                      float* y, std::int64_t ldy) {
   const int y_align = alignment_of(y);
-  const auto key = std::make_tuple(w.rows, w.cols, ldy, y_align, bias != nullptr, static_cast<int>(type));
+  const auto key = std::make_tuple(w.rows, w.cols, ldy, y_align, bias != nullptr, static_cast<int>(in.type));
   auto& slot = plans_[key];
   if (!slot) {
     slot = std::make_unique<Plan>();
@@ -155,8 +177,8 @@ void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, f
   if (bias != nullptr) {
     VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  const Layout a = make_layout(type, w.cols, w.rows, w.cols);
-  const Layout b = make_layout(type, w.cols, n, w.cols);
+  const Layout a = make_layout(in.type, in.depth, w.rows, in.ld);
+  const Layout b = make_layout(in.type, in.depth, n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
 
   auto found = plan.by_rows.find(n);
@@ -168,20 +190,22 @@ void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, f
     const Trial trial{x, y, n};
     const Trial* timed = beta == 0.0f && n <= kTimedMaxRows ? &trial : nullptr;
     if (in_bucket == plan.by_bucket.end()) {
-      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), type, w, bucket, ldy, y_align, timed)).first;
+      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), in, w, bucket, ldy, y_align, timed)).first;
     }
+    std::optional<cublasLtMatmulAlgo_t> algo = in_bucket->second;
     cublasLtMatmulHeuristicResult_t check{};
-    cublasLtMatmulAlgo_t algo = in_bucket->second;
-    if (cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &algo, &check) !=
-            CUBLAS_STATUS_SUCCESS ||
+    if (!algo || cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &*algo, &check) !=
+                     CUBLAS_STATUS_SUCCESS ||
         check.workspaceSize > kWorkspaceBytes) {
-      algo = choose(plan.desc, a.get(), type, w, n, ldy, y_align, timed);  // the bucket's does not fit this count
+      algo = choose(plan.desc, a.get(), in, w, n, ldy, y_align, timed);  // the bucket's does not fit this count
     }
     found = plan.by_rows.emplace(n, algo).first;
   }
+  if (!found->second) return false;
   const float one = 1.0f;
   VOXTRAL_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &one, w.data, a.get(), x, b.get(), &beta, y, d.get(), y, d.get(),
-                                      &found->second, workspace_, kWorkspaceBytes, impl_->stream));
+                                      &*found->second, workspace_, kWorkspaceBytes, impl_->stream));
+  return true;
 }
 
 }  // namespace voxtral

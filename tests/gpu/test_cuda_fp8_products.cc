@@ -15,7 +15,12 @@
 // activations cost 3 mantissa bits: each within 2^-4 of itself, so an output's error is about
 // 2.6% of the outputs' rms (the formula against the F32 product in double, these shapes:
 // worst 2.5 to 2.8% of the largest output): 4e-2. That error is also what shows the FP8 path
-// ran: the widened path (BF16 activations) stays within 1e-3 of the F32 product.
+// ran: exact precision's widened path stays within 1e-3 of the F32 product, BF16 activations
+// within a few 1e-3 (CudaOps.FastMatmulIsWithinBf16Rounding).
+//
+// Each product runs with the scales, bias and residual applied by cuBLASLt (per-row "outer
+// vector" scales; the default where cuBLASLt has them) and by our own epilogue kernel
+// (variant fp8_epilogue=kernel).
 #include <gmock/gmock.h>
 
 #include <cmath>
@@ -55,25 +60,11 @@ struct Fp8Weight {
   std::vector<float> values, dequantized;
   Fp8Rows q;
   TensorView values_view, dequantized_view;
-  Weight cpu, exact, fast;
+  Weight on[4];  // the CPU backend, the GPU in exact precision, fast precision, fast with our epilogue kernel
 };
 
-std::unique_ptr<Fp8Weight> fp8_weight(CpuBackend& cpu, CudaBackend& exact, CudaBackend& fast, std::int64_t m, std::int64_t k) {
-  auto w = std::make_unique<Fp8Weight>();
-  w->values = random_values(static_cast<std::size_t>(m * k), 1.0f / std::sqrt(static_cast<float>(k)));
-  w->q = fp8_rows(w->values, m, k);
-  w->dequantized.resize(w->values.size());
-  for (std::size_t i = 0; i < w->values.size(); ++i) w->dequantized[i] = w->q.codes[i] * w->q.scales[i / static_cast<std::size_t>(k)];
-  w->values_view = {"w", DType::F32, {m, k}, reinterpret_cast<const std::byte*>(w->values.data()), w->values.size() * 4};
-  w->dequantized_view = {"w_f32", DType::F32, {m, k}, reinterpret_cast<const std::byte*>(w->dequantized.data()),
-                         w->dequantized.size() * 4};
-  const TensorView* reference = &w->dequantized_view;
-  w->cpu = cpu.load_weight(std::span(&reference, 1), WeightUse::Dense);
-  const WeightPart part{&w->values_view, nullptr, WeightFormat::FP8};
-  w->exact = exact.load_weight(std::span(&part, 1), WeightUse::Dense);
-  w->fast = fast.load_weight(std::span(&part, 1), WeightUse::Dense);
-  return w;
-}
+struct Backends;
+std::unique_ptr<Fp8Weight> fp8_weight(Backends& b, std::int64_t m, std::int64_t k);
 
 float gelu(double v) { return static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)))); }
 
@@ -109,40 +100,78 @@ std::vector<float> with_epilogue(const std::vector<double>& products, std::int64
   return y;
 }
 
+// The four backends every product runs on: the CPU backend (F32), the GPU in exact precision
+// (the widened path), in fast precision (FP8 products, the scales applied by cuBLASLt where it
+// can), and in fast precision with the scales applied by our own kernel.
 struct Backends {
-  Pair p;  // the CPU backend and the GPU in exact precision (the widened path)
-  CudaBackend fast;
-  Backends() : fast(fast_options()) {}
-  static CudaOptions fast_options() {
-    CudaOptions o = Pair::options();
+  Pair p;
+  CudaBackend fast, own;
+  Backends() : fast(fast_options()), own(fast_options("fp8_epilogue=kernel")) {}
+  static CudaOptions fast_options(const std::string& variants = "") {
+    CudaOptions o = Pair::options(variants);
     o.exact_matmul = false;
     return o;
   }
+  Backend& operator[](int which) {
+    Backend* all[] = {&p.cpu, &p.gpu, &fast, &own};
+    return *all[which];
+  }
+  // The same F32 values on each backend.
+  std::vector<DeviceBuffer> upload(const std::vector<float>& values, std::int64_t rows, std::int64_t cols,
+                                   ElemType type = ElemType::F32) {
+    std::vector<DeviceBuffer> out;
+    for (int i = 0; i < 4; ++i) {
+      out.emplace_back((*this)[i], type, rows, cols);
+      if (!values.empty()) (*this)[i].copy_to_device(out.back(), values.data());
+    }
+    return out;
+  }
+  std::vector<Weight> vector(const std::vector<float>& values) {
+    std::vector<Weight> out;
+    for (int i = 0; i < 4; ++i) out.push_back((*this)[i].load_vector(values));
+    return out;
+  }
 };
 
-// One product's result on the three backends, from the same x and the same y before it.
-struct Results {
-  std::vector<float> cpu, exact, fast;
-};
-
-template <typename Op>
-Results run_on_all(Backends& b, std::int64_t n, std::int64_t m, const std::vector<float>& before, Op&& op) {
-  DeviceBuffer yc(b.p.cpu, ElemType::F32, n, m), ye(b.p.gpu, ElemType::F32, n, m), yf(b.fast, ElemType::F32, n, m);
-  b.p.cpu.copy_to_device(yc, before.data());
-  b.p.gpu.copy_to_device(ye, before.data());
-  b.fast.copy_to_device(yf, before.data());
-  op(b.p.cpu, yc.view(), 0);
-  op(b.p.gpu, ye.view(), 1);
-  op(b.fast, yf.view(), 2);
-  return {download(b.p.cpu, yc), download(b.p.gpu, ye), download(b.fast, yf)};
+std::unique_ptr<Fp8Weight> fp8_weight(Backends& b, std::int64_t m, std::int64_t k) {
+  auto w = std::make_unique<Fp8Weight>();
+  w->values = random_values(static_cast<std::size_t>(m * k), 1.0f / std::sqrt(static_cast<float>(k)));
+  w->q = fp8_rows(w->values, m, k);
+  w->dequantized.resize(w->values.size());
+  for (std::size_t i = 0; i < w->values.size(); ++i) w->dequantized[i] = w->q.codes[i] * w->q.scales[i / static_cast<std::size_t>(k)];
+  w->values_view = {"w", DType::F32, {m, k}, reinterpret_cast<const std::byte*>(w->values.data()), w->values.size() * 4};
+  w->dequantized_view = {"w_f32", DType::F32, {m, k}, reinterpret_cast<const std::byte*>(w->dequantized.data()),
+                         w->dequantized.size() * 4};
+  const TensorView* reference = &w->dequantized_view;
+  w->on[0] = b.p.cpu.load_weight(std::span(&reference, 1), WeightUse::Dense);
+  const WeightPart part{&w->values_view, nullptr, WeightFormat::FP8};
+  for (int i = 1; i < 4; ++i) w->on[i] = b[i].load_weight(std::span(&part, 1), WeightUse::Dense);
+  return w;
 }
 
-void expect_fp8_path(const Results& r, const std::vector<float>& formula, double formula_tolerance, const std::string& what) {
-  for (float v : r.fast) ASSERT_TRUE(std::isfinite(v)) << what;
-  EXPECT_LE(relative_error(r.fast, formula), formula_tolerance) << "against the formula, " << what;
-  EXPECT_LE(relative_error(r.fast, r.cpu), kFloatTolerance) << "against the F32 product, " << what;
-  EXPECT_LE(relative_error(r.exact, r.cpu), kWidenedTolerance) << "exact precision (widened) against the F32 product, " << what;
-  EXPECT_GT(relative_error(r.fast, r.exact), 10 * kWidenedTolerance) << "the FP8 product ran, " << what;
+// One product on the four backends, from the same y before it: op(backend index, y).
+template <typename Op>
+std::vector<std::vector<float>> run_on_all(Backends& b, std::int64_t n, std::int64_t m, const std::vector<float>& before,
+                                           Op&& op) {
+  auto y = b.upload(before, n, m);
+  std::vector<std::vector<float>> got;
+  for (int i = 0; i < 4; ++i) {
+    op(i, y[i].view());
+    got.push_back(download(b[i], y[i]));
+  }
+  return got;
+}
+
+void expect_fp8_path(const std::vector<std::vector<float>>& r, const std::vector<float>& formula, double formula_tolerance,
+                     const std::string& what) {
+  EXPECT_LE(relative_error(r[1], r[0]), kWidenedTolerance) << "exact precision (widened) against the F32 product, " << what;
+  for (int i : {2, 3}) {
+    const std::string path = i == 2 ? "fp8_epilogue=auto, " : "fp8_epilogue=kernel, ";
+    for (float v : r[i]) ASSERT_TRUE(std::isfinite(v)) << path << what;
+    EXPECT_LE(relative_error(r[i], formula), formula_tolerance) << "against the formula, " << path << what;
+    EXPECT_LE(relative_error(r[i], r[0]), kFloatTolerance) << "against the F32 product, " << path << what;
+    EXPECT_GT(relative_error(r[i], r[1]), 10 * kWidenedTolerance) << "the FP8 product ran, " << path << what;
+  }
 }
 
 // linear with a bias and each epilogue, encoder-like shapes: 300 to 1500 rows (37: rows padded
@@ -153,25 +182,18 @@ TEST(CudaFp8Products, LinearEqualsTheFp8FormulaWithEachEpilogue) {
     std::int64_t n, m, k;
   };
   for (const Shape s : {Shape{300, 1280, 1280}, Shape{1500, 256, 1280}, Shape{300, 512, 5120}, Shape{37, 768, 1280}}) {
-    const auto w = fp8_weight(b.p.cpu, b.p.gpu, b.fast, s.m, s.k);
+    const auto w = fp8_weight(b, s.m, s.k);
     const auto bias = random_values(static_cast<std::size_t>(s.m));
-    const Weight bc = b.p.cpu.load_vector(bias), be = b.p.gpu.load_vector(bias), bf = b.fast.load_vector(bias);
+    const auto bias_on = b.vector(bias);
     const auto xs = random_values(static_cast<std::size_t>(s.n * s.k), 2.0f);
     const auto before = random_values(static_cast<std::size_t>(s.n * s.m));
-    Buffers x(b.p, ElemType::F32, s.n, s.k, xs.data());
-    DeviceBuffer xf(b.fast, ElemType::F32, s.n, s.k);
-    b.fast.copy_to_device(xf, xs.data());
+    const auto x = b.upload(xs, s.n, s.k);
     const auto products = fp8_products(*w, s.m, s.k, xs, s.n);
     for (const Epilogue e : {Epilogue::Store, Epilogue::Gelu, Epilogue::Add}) {
-      const std::string what = "linear n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
-                               " epilogue " + std::to_string(static_cast<int>(e));
-      const Results r = run_on_all(b, s.n, s.m, before, [&](Backend& backend, const Tensor& y, int which) {
-        const Weight* ws[] = {&w->cpu, &w->exact, &w->fast};
-        const Weight* bs[] = {&bc, &be, &bf};
-        const Tensor* xs_on[] = {&x.cpu.view(), &x.gpu.view(), &xf.view()};
-        backend.linear(*xs_on[which], *ws[which], *bs[which], y, e);
-      });
-      expect_fp8_path(r, with_epilogue(products, s.m, bias, e, before), kFormulaTolerance, what);
+      const auto r = run_on_all(b, s.n, s.m, before, [&](int i, const Tensor& y) { b[i].linear(x[i], w->on[i], bias_on[i], y, e); });
+      expect_fp8_path(r, with_epilogue(products, s.m, bias, e, before), kFormulaTolerance,
+                      "linear n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                          " epilogue " + std::to_string(static_cast<int>(e)));
     }
   }
 }
@@ -184,11 +206,9 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
   const std::int64_t n = 300, dim = 1280, hidden = 2560;
   const float eps = 1e-5f;
   const auto xs = random_values(static_cast<std::size_t>(n * dim), 2.0f);
-  Buffers x(b.p, ElemType::F32, n, dim, xs.data()), scratch(b.p, ElemType::F32, n, dim);
-  DeviceBuffer xf(b.fast, ElemType::F32, n, dim), scratch_f(b.fast, ElemType::F32, n, dim);
-  b.fast.copy_to_device(xf, xs.data());
+  const auto x = b.upload(xs, n, dim), scratch = b.upload({}, n, dim);
   const auto norm = random_values(static_cast<std::size_t>(dim));
-  const Weight nc = b.p.cpu.load_vector(norm), ne = b.p.gpu.load_vector(norm), nf = b.fast.load_vector(norm);
+  const auto norm_on = b.vector(norm);
   std::vector<float> normed(xs.size()), inv(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     double ss = 0;
@@ -199,14 +219,12 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
 
   {  // norm_linear, Store with a bias
     const std::int64_t m = 1280;
-    const auto w = fp8_weight(b.p.cpu, b.p.gpu, b.fast, m, dim);
+    const auto w = fp8_weight(b, m, dim);
     const auto bias = random_values(static_cast<std::size_t>(m));
-    const Weight bc = b.p.cpu.load_vector(bias), be = b.p.gpu.load_vector(bias), bf = b.fast.load_vector(bias);
+    const auto bias_on = b.vector(bias);
     const std::vector<float> before(static_cast<std::size_t>(n * m), 0.0f);
-    const Results r = run_on_all(b, n, m, before, [&](Backend& backend, const Tensor& y, int which) {
-      if (which == 0) backend.norm_linear(x.cpu, nc, eps, w->cpu, bc, y, Epilogue::Store, scratch.cpu);
-      if (which == 1) backend.norm_linear(x.gpu, ne, eps, w->exact, be, y, Epilogue::Store, scratch.gpu);
-      if (which == 2) backend.norm_linear(xf, nf, eps, w->fast, bf, y, Epilogue::Store, scratch_f);
+    const auto r = run_on_all(b, n, m, before, [&](int i, const Tensor& y) {
+      b[i].norm_linear(x[i], norm_on[i], eps, w->on[i], bias_on[i], y, Epilogue::Store, scratch[i]);
     });
     expect_fp8_path(r, with_epilogue(fp8_products(*w, m, dim, normed, n), m, bias, Epilogue::Store, before),
                     kRecomputedTolerance, "norm_linear");
@@ -214,9 +232,7 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
 
   {  // swiglu_linear, Add with a bias
     const auto gate_up = random_values(static_cast<std::size_t>(n * 2 * hidden), 2.0f);
-    Buffers gu(b.p, ElemType::F32, n, 2 * hidden, gate_up.data()), act(b.p, ElemType::F32, n, hidden);
-    DeviceBuffer gu_f(b.fast, ElemType::F32, n, 2 * hidden), act_f(b.fast, ElemType::F32, n, hidden);
-    b.fast.copy_to_device(gu_f, gate_up.data());
+    const auto gu = b.upload(gate_up, n, 2 * hidden), act = b.upload({}, n, hidden);
     std::vector<float> silu(static_cast<std::size_t>(n * hidden));
     for (std::int64_t i = 0; i < n; ++i) {
       for (std::int64_t c = 0; c < hidden; ++c) {
@@ -224,14 +240,12 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
         silu[i * hidden + c] = (g / (1.0f + std::exp(-g))) * u;
       }
     }
-    const auto w = fp8_weight(b.p.cpu, b.p.gpu, b.fast, dim, hidden);
+    const auto w = fp8_weight(b, dim, hidden);
     const auto bias = random_values(static_cast<std::size_t>(dim));
-    const Weight bc = b.p.cpu.load_vector(bias), be = b.p.gpu.load_vector(bias), bf = b.fast.load_vector(bias);
+    const auto bias_on = b.vector(bias);
     const auto before = random_values(static_cast<std::size_t>(n * dim));
-    const Results r = run_on_all(b, n, dim, before, [&](Backend& backend, const Tensor& y, int which) {
-      if (which == 0) backend.swiglu_linear(gu.cpu, w->cpu, bc, y, Epilogue::Add, act.cpu);
-      if (which == 1) backend.swiglu_linear(gu.gpu, w->exact, be, y, Epilogue::Add, act.gpu);
-      if (which == 2) backend.swiglu_linear(gu_f, w->fast, bf, y, Epilogue::Add, act_f);
+    const auto r = run_on_all(b, n, dim, before, [&](int i, const Tensor& y) {
+      b[i].swiglu_linear(gu[i], w->on[i], bias_on[i], y, Epilogue::Add, act[i]);
     });
     expect_fp8_path(r, with_epilogue(fp8_products(*w, dim, hidden, silu, n), dim, bias, Epilogue::Add, before),
                     kRecomputedTolerance, "swiglu_linear");
@@ -241,28 +255,25 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
     const std::int64_t half = 512;
     constexpr int kNormRows = 3;
     const auto norm_values = random_values(static_cast<std::size_t>(kNormRows * dim));
-    Buffers norms(b.p, ElemType::F32, kNormRows, dim, norm_values.data());
-    DeviceBuffer norms_f(b.fast, ElemType::F32, kNormRows, dim);
-    b.fast.copy_to_device(norms_f, norm_values.data());
+    const auto norms = b.upload(norm_values, kNormRows, dim);
     std::vector<std::int32_t> which_norm(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) which_norm[i] = static_cast<std::int32_t>(i % kNormRows);
-    Buffers rows(b.p, ElemType::I32, n, 1, which_norm.data());
-    DeviceBuffer rows_f(b.fast, ElemType::I32, n, 1);
-    b.fast.copy_to_device(rows_f, which_norm.data());
+    std::vector<DeviceBuffer> rows;
+    for (int i = 0; i < 4; ++i) {
+      rows.emplace_back(b[i], ElemType::I32, n, 1);
+      b[i].copy_to_device(rows.back(), which_norm.data());
+    }
     std::vector<float> row_normed(xs.size());
     for (std::int64_t i = 0; i < n; ++i) {
       for (std::int64_t c = 0; c < dim; ++c) {
         row_normed[i * dim + c] = norm_values[which_norm[i] * dim + c] * (xs[i * dim + c] * inv[i]);
       }
     }
-    const auto w = fp8_weight(b.p.cpu, b.p.gpu, b.fast, 2 * half, dim);
-    Buffers gate_up(b.p, ElemType::F32, n, 2 * half);
-    DeviceBuffer gate_up_f(b.fast, ElemType::F32, n, 2 * half);
+    const auto w = fp8_weight(b, 2 * half, dim);
+    const auto gate_up = b.upload({}, n, 2 * half);
     const std::vector<float> before(static_cast<std::size_t>(n * half), 0.0f);
-    const Results r = run_on_all(b, n, half, before, [&](Backend& backend, const Tensor& act, int which) {
-      if (which == 0) backend.norm_swiglu(x.cpu, norms.cpu, rows.cpu, eps, w->cpu, act, scratch.cpu, gate_up.cpu);
-      if (which == 1) backend.norm_swiglu(x.gpu, norms.gpu, rows.gpu, eps, w->exact, act, scratch.gpu, gate_up.gpu);
-      if (which == 2) backend.norm_swiglu(xf, norms_f, rows_f, eps, w->fast, act, scratch_f, gate_up_f);
+    const auto r = run_on_all(b, n, half, before, [&](int i, const Tensor& act) {
+      b[i].norm_swiglu(x[i], norms[i], rows[i], eps, w->on[i], act, scratch[i], gate_up[i]);
     });
     const auto gu = fp8_products(*w, 2 * half, dim, row_normed, n);
     std::vector<float> want(static_cast<std::size_t>(n * half));
@@ -277,32 +288,34 @@ TEST(CudaFp8Products, FusedInputsEqualTheFp8FormulaOnTheirActivations) {
 }
 
 // A row of zeros gives the bias alone (scale 0, codes 0); a row holding a NaN gives NaNs in its
-// own outputs only, as the float paths do.
+// own outputs only, as the float paths do; with either epilogue.
 TEST(CudaFp8Products, ZeroRowsGiveTheBiasAndNanRowsStayTheirOwn) {
-  CudaBackend fast(Backends::fast_options());
   const std::int64_t n = 20, m = 64, k = 256;
   const auto values = random_values(static_cast<std::size_t>(m * k), 0.1f);
   const TensorView view{"w", DType::F32, {m, k}, reinterpret_cast<const std::byte*>(values.data()), values.size() * 4};
   const WeightPart part{&view, nullptr, WeightFormat::FP8};
-  const Weight w = fast.load_weight(std::span(&part, 1), WeightUse::Dense);
   const auto bias = random_values(static_cast<std::size_t>(m));
-  const Weight bg = fast.load_vector(bias);
   auto xs = random_values(static_cast<std::size_t>(n * k));
   std::fill_n(xs.begin() + 3 * k, k, 0.0f);
   xs[7 * k + 100] = std::nanf("");
-  DeviceBuffer x(fast, ElemType::F32, n, k), y(fast, ElemType::F32, n, m);
-  fast.copy_to_device(x, xs.data());
-  fast.linear(x, w, bg, y, Epilogue::Store);
-  const auto got = download(fast, y);
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t r = 0; r < m; ++r) {
-      const float v = got[i * m + r];
-      if (i == 3) {
-        ASSERT_EQ(v, bias[r]) << "zero row, output " << r;
-      } else if (i == 7) {
-        ASSERT_TRUE(std::isnan(v)) << "NaN row, output " << r;
-      } else {
-        ASSERT_TRUE(std::isfinite(v)) << "row " << i << ", output " << r;
+  for (const std::string variant : {"", "fp8_epilogue=kernel"}) {
+    CudaBackend fast(Backends::fast_options(variant));
+    const Weight w = fast.load_weight(std::span(&part, 1), WeightUse::Dense);
+    const Weight bg = fast.load_vector(bias);
+    DeviceBuffer x(fast, ElemType::F32, n, k), y(fast, ElemType::F32, n, m);
+    fast.copy_to_device(x, xs.data());
+    fast.linear(x, w, bg, y, Epilogue::Store);
+    const auto got = download(fast, y);
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t r = 0; r < m; ++r) {
+        const float v = got[i * m + r];
+        if (i == 3) {
+          ASSERT_EQ(v, bias[r]) << "zero row, output " << r << ", variant '" << variant << "'";
+        } else if (i == 7) {
+          ASSERT_TRUE(std::isnan(v)) << "NaN row, output " << r << ", variant '" << variant << "'";
+        } else {
+          ASSERT_TRUE(std::isfinite(v)) << "row " << i << ", output " << r << ", variant '" << variant << "'";
+        }
       }
     }
   }

@@ -56,9 +56,15 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.quantized_streamed_max_rows = number(0, 4096);
     } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
       choices.attention_max_keys = number(32, 128);
+    } else if (name == "fp8_epilogue" && (value == "auto" || value == "library" || value == "kernel")) {
+      using E = CudaKernelChoices::Fp8Epilogue;
+      choices.fp8_epilogue = value == "auto" ? E::Auto : value == "library" ? E::Library : E::Kernel;
+    } else if (name == "fp8_fast_accum" && (value == "1" || value == "0")) {
+      choices.fp8_fast_accum = value == "1";
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "quantized_streamed_rows=N, attention_keys=32|64|128"));
+                          "quantized_streamed_rows=N, attention_keys=32|64|128, fp8_epilogue=auto|library|kernel, "
+                          "fp8_fast_accum=1|0"));
     }
   }
   return choices;
@@ -517,9 +523,10 @@ void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const fl
   if (epilogue == Epilogue::Gelu) launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, nullptr, true);
 }
 
-// Activation rows padded to 16 (and the output's stride to 16 floats): the sizes FP8 products
-// are sure to find algorithms for; the padding rows are zeros. The scratch of the 16-bit
-// inputs holds the codes and scales, that of the stacked product (exact precision only) the sums.
+// Activation rows padded to 16 (the padding rows zeros) and, where our kernel applies the
+// scales, the sums' stride to 16 floats: the sizes FP8 products are sure to find algorithms
+// for. The scratch of the 16-bit inputs holds the codes and scales, that of the stacked
+// product (exact precision only) the sums.
 bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& in, const float* bias, const Tensor& y,
                                     Epilogue epilogue) {
   if (options.exact_matmul || w.format != WeightFormat::FP8) return false;
@@ -527,9 +534,31 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
   if (padded == 0) return true;
   auto* codes = static_cast<unsigned char*>(scratch(split_hi, static_cast<std::size_t>(padded * w.row_bytes)));
   auto* x_scales = static_cast<float*>(scratch(split_lo, static_cast<std::size_t>(padded) * sizeof(float)));
-  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
   launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
-  if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums)) return false;
+  using E = CudaKernelChoices::Fp8Epilogue;
+  const E mode = options.kernels.fp8_epilogue;
+  const bool fast_accum = options.kernels.fp8_fast_accum;
+  if (mode != E::Kernel) {
+    // The bias in cuBLASLt's epilogue if it takes an F32 one with FP8 inputs, else added after.
+    const float beta = epilogue == Epilogue::Add ? 1.0f : 0.0f;
+    for (const float* library_bias : {bias, static_cast<const float*>(nullptr)}) {
+      if (!matmul.multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, library_bias, y.ptr<float>(), y.stride, fast_accum)) {
+        if (library_bias == nullptr) break;
+        continue;
+      }
+      const float* rest = library_bias == nullptr ? bias : nullptr;
+      if (rest != nullptr || epilogue == Epilogue::Gelu) {
+        launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, rest, epilogue == Epilogue::Gelu);
+      }
+      return true;
+    }
+    if (mode == E::Library) {
+      fail("cuda", cat("cuBLASLt has no FP8 product with per-row scales for a ", w.rows, "x", w.cols, " weight and ",
+                       in.rows, " rows (variant fp8_epilogue=library)"));
+    }
+  }
+  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
+  if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
   launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, bias, epilogue,
                       y.ptr<float>(), y.stride);
   return true;

@@ -25,11 +25,18 @@ struct CudaKernelChoices {
   // precision: cuBLASLt's FP8 product, CudaOptions::exact_matmul).
   int quantized_streamed_max_rows = 6;
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
+  // FP8 products (fast precision): the weight and activation scales, bias and residual applied
+  // by cuBLASLt (per-row "outer vector" scales) where it has such a product for the shape
+  // (Auto), always (Library: an error where it has none), or by our own epilogue kernel on the
+  // product's F32 sums (Kernel).
+  enum class Fp8Epilogue { Auto, Library, Kernel } fp8_epilogue = Fp8Epilogue::Auto;
+  bool fp8_fast_accum = false;  // cuBLASLt's fast FP8 accumulation (Hopper: partial sums not promoted to F32)
 };
 
 // "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
 // mma_attention (1/0), streamed_rows (0..4096), quantized_streamed_rows (0..4096),
-// attention_keys (32/64/128); applied on top of `choices`. Error naming the item when one is
+// attention_keys (32/64/128), fp8_epilogue (auto/library/kernel), fp8_fast_accum (1/0);
+// applied on top of `choices`. Error naming the item when one is
 // unknown or out of range.
 CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});
 

@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <tuple>
 #include <span>
 #include <string>
@@ -87,7 +86,13 @@ class MatmulPlans {
   // codes: one row of w.row_bytes bytes per activation row, each input's code at the byte that
   // holds W's code of that input (code_place), zeros in every other byte. false when cuBLASLt
   // has no FP8 algorithm for the shape (nothing is written).
-  bool multiply_fp8(const CudaWeight& w, const void* codes, std::int64_t n, float* sums, std::int64_t ld_sums);
+  bool multiply_fp8(const CudaWeight& w, const void* codes, std::int64_t n, float* sums, std::int64_t ld_sums,
+                    bool fast_accum);
+  // y[n, m] = x_scales[i] w.scales[r] (codes W^T)[i, r] + beta y + bias, the scales applied by
+  // cuBLASLt (per-row "outer vector" scales of both operands). false when it has no such
+  // product for the shape (y untouched).
+  bool multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales, float beta,
+                           const float* bias, float* y, std::int64_t ldy, bool fast_accum);
 
  private:
   struct Plan;
@@ -99,20 +104,27 @@ class MatmulPlans {
   struct Operands {  // both inputs' element type, the product's depth and the inputs' row stride
     cudaDataType_t type;
     std::int64_t depth, ld;
+    const float* a_scales = nullptr;  // FP8: per-row scales of both operands (both or neither)
+    const float* b_scales = nullptr;
+    bool fast_accum = false;  // FP8
   };
+  std::int64_t fp8_depth(const CudaWeight& w);
   bool run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias, float* y,
            std::int64_t ldy);
-  std::optional<cublasLtMatmulAlgo_t> choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
-                                             const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align,
-                                             const Trial* trial);
+  struct Algo {  // (not std::optional: nvcc 13.0 fails on it here with an internal error)
+    cublasLtMatmulAlgo_t value{};
+    bool usable = false;  // false: cuBLASLt has none
+  };
+  Algo choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in, const CudaWeight& w,
+              std::int64_t n, std::int64_t ldy, int y_align, const Trial* trial);
   cublasLtMatmulAlgo_t fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
                                const CudaWeight& w, std::int64_t ldy, const Trial& trial,
                                std::span<const cublasLtMatmulHeuristicResult_t> candidates);
   CudaBackend::Impl* impl_ = nullptr;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
-  // by weight rows, columns, output stride, output alignment, bias or not, type
-  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool, int>, std::unique_ptr<Plan>> plans_;
+  // by weight rows, columns, output stride, output alignment, bias or not, type, FP8 mode (scales, fast accumulation)
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool, int, int>, std::unique_ptr<Plan>> plans_;
   std::map<std::int64_t, std::int64_t> fp8_depths_;  // by weight columns
 };
 

@@ -94,7 +94,7 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
   options.kernel_variants = "fused=gemv,warp_size=64";
   EXPECT_EQ(refusal(options), "variant: \"warp_size=64\" is not one of fused=1|0|gemv, mma_attention=1|0, "
                               "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128, "
-                              "programmatic_launch=1|0");
+                              "programmatic_launch=1|0, fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0");
   options.kernel_variants = "streamed_rows=5000";
   EXPECT_EQ(refusal(options), "variant: \"streamed_rows=5000\": want a number from 0 to 4096");
 }

@@ -2,7 +2,7 @@
 //   voxtral-bench make-model --params params.json --out DIR [--seed N]
 //   voxtral-bench run -d DIR -i FILE [--seconds S] [--threads N] [--batch N] [--json]
 //   voxtral-bench step -d DIR --batch N[,N...] --context C[,C...] [--backend cuda] [--json]
-//   voxtral-bench encoder -d DIR -i FILE [--seconds S] [--repeats N] [--precision fast] [--json]
+//   voxtral-bench encoder -d DIR -i FILE [--seconds S] [--repeats N] [--precision fast] [--variant V] [--json]
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
   bench->add_option("--variant", ro.model.kernel_variants,
                     "Kernel variants to compare with the defaults (CUDA): fused=1|0|gemv, mma_attention=1|0, "
                     "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0, "
-                    "comma-separated");
+                    "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0, comma-separated");
   add_delay_option(*bench, ro.delay_ms);
   bench->add_flag("--json", ro.json, "Print the results as JSON");
   bench->add_flag("--skip-bandwidth", ro.skip_bandwidth, "Do not measure memory bandwidth");
@@ -335,6 +335,7 @@ int main(int argc, char** argv) {
   enc->add_option("--repeats", eo.repeats, "Timed passes over the audio (median reported; default 3)")
       ->check(CLI::Range(1, 1000));
   add_model_options(*enc, eo.model);
+  enc->add_option("--variant", eo.model.kernel_variants, "Kernel variants (CUDA), as for run");
   enc->add_flag("--json", eo.json, "Print the results as JSON");
 
   CLI11_PARSE(app, argc, argv);

@@ -16,7 +16,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "Matrix products: exact (near-F32: two BF16 passes on the GPU, F32 activations on the CPU) or fast "
                  "(activations rounded to BF16; on the CPU the decode step's BF16 products, the encoder, the adapter and "
                  "a prefill then use AVX512_BF16 where the CPU has it, and with q8/q4 weights the decode step uses int8 "
-                 "activations per block of 32 and integer products, AVX512-VNNI where the CPU has it); default exact")
+                 "activations per block of 32 and integer products, AVX512-VNNI where the CPU has it; on the GPU with fp8 "
+                 "weights the many-row products quantize each activation row to E4M3 and run on FP8 tensor cores); "
+                 "default exact")
       ->check(CLI::IsMember({"auto", "exact", "fast"}));
   app.add_option("--kv-cache", o.kv_cache, "K/V cache type: f32 or bf16 (default: f32 on the CPU, bf16 on the GPU)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));

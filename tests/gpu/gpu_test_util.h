@@ -101,6 +101,17 @@ inline std::vector<T> download(Backend& b, const Tensor& t) {
   return host;
 }
 
+// The E4M3 value nearest v (ties to even), saturating at 448: 3 mantissa bits below a
+// leading bit from 2^-6 to 2^8, subnormals in steps of 2^-9.
+inline float e4m3_round(float v) {
+  const float a = std::fabs(v);
+  if (a >= 448.0f) return std::copysign(448.0f, v);
+  int e = 0;
+  std::frexp(a, &e);  // a = f 2^e with f in [0.5, 1)
+  const float step = std::ldexp(1.0f, std::max(e - 1, -6) - 3);
+  return std::copysign(std::nearbyint(a / step) * step, v);
+}
+
 inline double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
   double worst = 0, scale = 1e-30;
   for (std::size_t i = 0; i < want.size(); ++i) {

@@ -28,17 +28,6 @@ using testing::fixture;
 constexpr double kStreamedTolerance = 2e-5;
 constexpr double kWidenedTolerance = 1e-3;
 
-// The E4M3 value nearest v (ties to even), saturating at 448: 3 mantissa bits below a
-// leading bit from 2^-6 to 2^8, subnormals in steps of 2^-9.
-float e4m3_round(float v) {
-  const float a = std::fabs(v);
-  if (a >= 448.0f) return std::copysign(448.0f, v);
-  int e = 0;
-  std::frexp(a, &e);  // a = f 2^e with f in [0.5, 1)
-  const float step = std::ldexp(1.0f, std::max(e - 1, -6) - 3);
-  return std::copysign(std::nearbyint(a / step) * step, v);
-}
-
 // One matrix as the GPU loads it (`part`) and the floats it stands for, F32, as the CPU loads them.
 struct QuantizedMatrix {
   std::vector<std::uint8_t> codes;
@@ -423,10 +412,14 @@ TEST(CudaQuantizedModel, TinyFixtureGivesTheCpuBackendsTokensInQ8AndQ4) {
 // FP8 end to end: the prefill logits of the tiny fixture (on its prompt) stay close to
 // BF16's. E4M3 keeps 3 mantissa bits (each weight within 6.25%), so the logits move by a
 // few percent: cosine per position >= 0.99 (measured on the H200, 2026-11-30: min 0.9958,
-// mean 0.9980); Q8, beside it, >= 0.999 (measured: min 0.99980, mean 0.99989).
+// mean 0.9980); Q8, beside it, >= 0.999 (measured: min 0.99980, mean 0.99989). In fast
+// precision the many-row products also quantize the activations to E4M3 (FP8 products), the
+// same error once more: >= 0.98 (measured on the H200, 2026-12-01: min 0.9905, mean 0.9959).
 TEST(CudaQuantizedModel, Fp8PrefillLogitsStayCloseToBf16) {
-  auto logits = [](const std::string& weights) {
-    auto model = Model::load(fixture("tiny-a"), options_for("cuda", weights));
+  auto logits = [](const std::string& weights, const std::string& precision = "exact") {
+    ModelOptions options = options_for("cuda", weights);
+    options.precision = precision;
+    auto model = Model::load(fixture("tiny-a"), options);
     const auto& config = model->config();
     Backend& backend = model->backend();
     const auto samples = load_audio_file(fixture("audio/speech_short.wav"), 16000);
@@ -453,8 +446,13 @@ TEST(CudaQuantizedModel, Fp8PrefillLogitsStayCloseToBf16) {
     return std::pair{download(backend, out.view()), config.decoder.vocab_size};
   };
   const auto [bf16, vocab] = logits("bf16");
-  for (const char* format : {"q8", "fp8"}) {
-    const auto quantized = logits(format).first;
+  struct Case {
+    const char* weights;
+    const char* precision;
+    double min_cosine;
+  };
+  for (const Case c : {Case{"q8", "exact", 0.999}, Case{"fp8", "exact", 0.99}, Case{"fp8", "fast", 0.98}}) {
+    const auto quantized = logits(c.weights, c.precision).first;
     ASSERT_EQ(quantized.size(), bf16.size());
     double worst = 1, sum = 0;
     const std::size_t positions = bf16.size() / static_cast<std::size_t>(vocab);
@@ -469,9 +467,9 @@ TEST(CudaQuantizedModel, Fp8PrefillLogitsStayCloseToBf16) {
       worst = std::min(worst, cosine);
       sum += cosine;
     }
-    std::printf("[ %s ] prefill logits against bf16 over %zu positions: cosine min %.6f, mean %.6f\n", format, positions,
-                worst, sum / static_cast<double>(positions));
-    EXPECT_GE(worst, std::string(format) == "q8" ? 0.999 : 0.99) << format;
+    std::printf("[ %s %s ] prefill logits against bf16 over %zu positions: cosine min %.6f, mean %.6f\n", c.weights,
+                c.precision, positions, worst, sum / static_cast<double>(positions));
+    EXPECT_GE(worst, c.min_cosine) << c.weights << " " << c.precision;
   }
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <cstdio>
@@ -57,9 +58,15 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.attention_max_keys = number(32, 128);
     } else if (name == "programmatic_launch" && (value == "1" || value == "0")) {
       choices.programmatic_launch = value == "1";
+    } else if (name == "fp8_epilogue" && (value == "auto" || value == "library" || value == "kernel")) {
+      using E = CudaKernelChoices::Fp8Epilogue;
+      choices.fp8_epilogue = value == "auto" ? E::Auto : value == "library" ? E::Library : E::Kernel;
+    } else if (name == "fp8_fast_accum" && (value == "1" || value == "0")) {
+      choices.fp8_fast_accum = value == "1";
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0"));
+                          "quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0, "
+                          "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0"));
     }
   }
   return choices;
@@ -175,10 +182,29 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(impl_->stream);
 }
 
+// The matrices' formats, the one holding most bytes first ("FP8 weights (the rest Q8, BF16)"),
+// or the 16-bit type before any matrix is loaded.
 std::string CudaBackend::name() const {
-  return cat("cuda (", impl_->props.name, ", sm_", impl_->props.major, impl_->props.minor, ", ",
-             impl_->options.weight_type == ElemType::BF16 ? "BF16" : "FP16", " weights, ",
-             impl_->options.exact_matmul ? "exact" : "fast", " matmul, ",
+  const std::size_t* bytes = impl_->bytes_by_format;
+  std::vector<WeightFormat> formats;
+  for (const auto f : {WeightFormat::BF16, WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4, WeightFormat::FP8}) {
+    if (bytes[static_cast<int>(f)] > 0) formats.push_back(f);
+  }
+  std::stable_sort(formats.begin(), formats.end(),
+                   [&](WeightFormat a, WeightFormat b) { return bytes[static_cast<int>(a)] > bytes[static_cast<int>(b)]; });
+  auto upper = [](WeightFormat f) {
+    std::string s(weight_format_name(f));
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  };
+  std::string weights = formats.empty() ? (impl_->options.weight_type == ElemType::BF16 ? "BF16" : "FP16")
+                                        : upper(formats[0]);
+  weights += " weights";
+  for (std::size_t i = 1; i < formats.size(); ++i) weights += cat(i == 1 ? " (the rest " : ", ", upper(formats[i]));
+  if (formats.size() > 1) weights += ")";
+  const bool fp8_products = !impl_->options.exact_matmul && bytes[static_cast<int>(WeightFormat::FP8)] > 0;
+  return cat("cuda (", impl_->props.name, ", sm_", impl_->props.major, impl_->props.minor, ", ", weights, ", ",
+             impl_->options.exact_matmul ? "exact" : "fast", " matmul", fp8_products ? " (FP8 activations)" : "", ", ",
              impl_->options.kv_cache_type == ElemType::BF16 ? "BF16" : "F32", " KV cache)");
 }
 
@@ -326,9 +352,11 @@ void load_fp8(CudaBackend::Impl& impl, CudaWeight& w, std::span<const WeightPart
   w.row_bytes = device_row_bytes(w.format, w.cols);
   const std::size_t codes_bytes = round_up(static_cast<std::size_t>(w.rows * w.row_bytes));
   place_weight(impl, w, codes_bytes + static_cast<std::size_t>(w.rows) * sizeof(float));
-  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(w.data, 0, codes_bytes, impl.stream));  // the rows' padding
   auto* scales = reinterpret_cast<float*>(static_cast<char*>(w.data) + codes_bytes);
   w.scales = scales;
+  // The bytes of a row that hold no input stay zero: the FP8 product runs over them
+  // (MatmulPlans::multiply_fp8), and E4M3 0x7f would be a NaN.
+  VOXTRAL_CUDA_CHECK(cudaMemsetAsync(w.data, 0, codes_bytes, impl.stream));
   int* bad = static_cast<int*>(impl.device_alloc(sizeof(int)));
   std::int64_t row = 0;
   for (const WeightPart& part : parts) {
@@ -382,6 +410,9 @@ Weight CudaBackend::load_weight(std::span<const WeightPart> weight_parts, Weight
   VOXTRAL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
   std::lock_guard lock(impl_->weights_mutex);
   impl_->weight_bytes += weight_footprint(w);
+  // A plain matrix is in the backend's 16-bit type.
+  const WeightFormat stored = w.quantized() ? w.format : w.type == ElemType::F16 ? WeightFormat::F16 : WeightFormat::BF16;
+  impl_->bytes_by_format[static_cast<int>(stored)] += weight_footprint(w);
   return Weight{w.rows, w.cols, &w};
 }
 
@@ -497,12 +528,57 @@ void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const fl
   if (epilogue == Epilogue::Gelu) launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, nullptr, true);
 }
 
+// Activation rows padded to 16 (the padding rows zeros) and, where our kernel applies the
+// scales, the sums' stride to 16 floats: the sizes FP8 products are sure to find algorithms
+// for. The scratch of the 16-bit inputs holds the codes and scales, that of the stacked
+// product (exact precision only) the sums.
+bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& in, const float* bias, const Tensor& y,
+                                    Epilogue epilogue) {
+  if (options.exact_matmul || w.format != WeightFormat::FP8) return false;
+  const std::int64_t padded = (in.rows + 15) / 16 * 16, ld_sums = (w.rows + 15) / 16 * 16;
+  if (padded == 0) return true;
+  auto* codes = static_cast<unsigned char*>(scratch(split_hi, static_cast<std::size_t>(padded * w.row_bytes)));
+  auto* x_scales = static_cast<float*>(scratch(split_lo, static_cast<std::size_t>(padded) * sizeof(float)));
+  launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
+  using E = CudaKernelChoices::Fp8Epilogue;
+  const E mode = options.kernels.fp8_epilogue;
+  const bool fast_accum = options.kernels.fp8_fast_accum;
+  if (mode != E::Kernel) {
+    // The bias in cuBLASLt's epilogue if it takes an F32 one with FP8 inputs, else added after.
+    const float beta = epilogue == Epilogue::Add ? 1.0f : 0.0f;
+    for (const float* library_bias : {bias, static_cast<const float*>(nullptr)}) {
+      if (!matmul.multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, library_bias, y.ptr<float>(), y.stride, fast_accum)) {
+        if (library_bias == nullptr) break;
+        continue;
+      }
+      const float* rest = library_bias == nullptr ? bias : nullptr;
+      if (rest != nullptr || epilogue == Epilogue::Gelu) {
+        launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, rest, epilogue == Epilogue::Gelu);
+      }
+      return true;
+    }
+    if (mode == E::Library) {
+      fail("cuda", cat("cuBLASLt has no FP8 product with per-row scales for a ", w.rows, "x", w.cols, " weight and ",
+                       in.rows, " rows (variant fp8_epilogue=library)"));
+    }
+  }
+  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
+  if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
+  launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, bias, epilogue,
+                      y.ptr<float>(), y.stride);
+  return true;
+}
+
 void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {
   const CudaWeight& q = cuda_weight(weight);
   check_linear_shapes("linear", x, q, y);
   const float* b = vector_data(bias, q.rows, "linear bias");
   if (x.rows <= impl_->streamed_rows(q) &&
       launch_streamed_linear(*impl_, q, x.ptr<float>(), x.stride, x.rows, nullptr, b, y.ptr<float>(), y.stride, epilogue)) {
+    return;
+  }
+  if (impl_->fp8_product(q, Fp8Activations{Fp8Source::Rows, x.ptr<float>(), x.stride, nullptr, x.rows, x.cols}, b, y,
+                         epilogue)) {
     return;
   }
   const CudaWeight w = impl_->dense(q);
@@ -526,6 +602,10 @@ void CudaBackend::norm_linear(const Tensor& x, const Weight& norm, float eps, co
     }
     return;
   }
+  if (impl_->fp8_product(q, Fp8Activations{Fp8Source::RmsNorm, x.ptr<float>(), x.stride, &n, x.rows, x.cols}, b, y,
+                         epilogue)) {
+    return;
+  }
   const CudaWeight w = impl_->dense(q);
   impl_->product(w, x.rows, b, y, epilogue, [&](void* hi, void* lo) {
     launch_rms_norm_split(impl_->stream, x.ptr<float>(), x.stride, n, x.rows, x.cols, w.type, hi, lo);
@@ -541,8 +621,13 @@ void CudaBackend::swiglu_linear(const Tensor& gate_up, const Weight& weight, con
     Backend::swiglu_linear(gate_up, weight, bias, y, epilogue, scratch);  // checks the shapes
     return;
   }
+  const float* b = vector_data(bias, q.rows, "linear bias");
+  if (impl_->fp8_product(q, Fp8Activations{Fp8Source::Silu, gate_up.ptr<float>(), gate_up.stride, nullptr, gate_up.rows, half},
+                         b, y, epilogue)) {
+    return;
+  }
   const CudaWeight w = impl_->dense(q);
-  impl_->product(w, gate_up.rows, vector_data(bias, w.rows, "linear bias"), y, epilogue, [&](void* hi, void* lo) {
+  impl_->product(w, gate_up.rows, b, y, epilogue, [&](void* hi, void* lo) {
     launch_silu_split(impl_->stream, gate_up.ptr<float>(), gate_up.stride, gate_up.rows, half, w.type, hi, lo);
   });
 }
@@ -592,6 +677,11 @@ void CudaBackend::norm_swiglu(const Tensor& x, const Tensor& norms, const Tensor
                                           act.stride);
     }
     if (!fused) Backend::norm_swiglu(x, norms, norm_rows, eps, w_gate_up, act, normed, gate_up);
+    return;
+  }
+  if (impl_->fp8_product(q, Fp8Activations{Fp8Source::RmsNorm, x.ptr<float>(), x.stride, &n, x.rows, x.cols}, nullptr,
+                         gate_up, Epilogue::Store)) {
+    silu_mul(gate_up, act);
     return;
   }
   const CudaWeight w = impl_->dense(q);

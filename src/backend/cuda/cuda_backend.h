@@ -21,16 +21,25 @@ struct CudaKernelChoices {
   bool fused_attention = true;  // the decode attention kernel (false: the general attention kernels)
   bool mma_attention = true;    // many-row attention on tensor cores over BF16 caches
   int streamed_max_rows = 2;    // products of up to this many rows stream the weights; above: cuBLASLt
-  int quantized_streamed_max_rows = 16;  // the same for Q8/Q4/FP8 weights (above: widened to F16, then cuBLASLt)
+  // The same for Q8/Q4/FP8 weights; above: widened to F16, then cuBLASLt (FP8 in fast
+  // precision: cuBLASLt's FP8 product, CudaOptions::exact_matmul).
+  int quantized_streamed_max_rows = 16;
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
   // The quantized products and the decode attention launched as programmatic dependents
   // (sm_90+): each starts (a product loading its weights) while the kernel before it finishes.
   bool programmatic_launch = true;
+  // FP8 products (fast precision): the weight and activation scales, bias and residual applied
+  // by cuBLASLt (per-row "outer vector" scales) where it has such a product for the shape
+  // (Auto), always (Library: an error where it has none), or by our own epilogue kernel on the
+  // product's F32 sums (Kernel).
+  enum class Fp8Epilogue { Auto, Library, Kernel } fp8_epilogue = Fp8Epilogue::Auto;
+  bool fp8_fast_accum = false;  // cuBLASLt's fast FP8 accumulation (Hopper: partial sums not promoted to F32)
 };
 
 // "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
 // mma_attention (1/0), streamed_rows (0..4096), quantized_streamed_rows (0..4096),
-// attention_keys (32/64/128), programmatic_launch (1/0); applied on top of `choices`. Error naming the item when one is
+// attention_keys (32/64/128), programmatic_launch (1/0), fp8_epilogue (auto/library/kernel),
+// fp8_fast_accum (1/0); applied on top of `choices`. Error naming the item when one is
 // unknown or out of range.
 CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});
 
@@ -38,8 +47,10 @@ struct CudaOptions {
   int device = 0;
   // Matrix products over many rows (encoder, adapter, prefill) run on BF16 tensor cores.
   // exact: activations split into two BF16 halves (hi + lo), two products, near-F32
-  //        results (the reference tolerances hold);
-  // fast:  activations rounded to BF16, one product.
+  //        results (the reference tolerances hold); quantized weights widened to F16 first;
+  // fast:  activations rounded to BF16, one product; with FP8 weights, activations quantized
+  //        to E4M3 per row (dynamic per-token scales, as vLLM's FP8 linear layers) and one
+  //        FP8 product on FP8 tensor cores.
   bool exact_matmul = true;
   ElemType weight_type = ElemType::BF16;  // or F16
   ElemType kv_cache_type = ElemType::BF16;

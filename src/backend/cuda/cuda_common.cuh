@@ -10,9 +10,9 @@
 
 #include <cstdint>
 #include <map>
-#include <tuple>
 #include <memory>
 #include <mutex>
+#include <tuple>
 #include <span>
 #include <string>
 #include <vector>
@@ -82,6 +82,17 @@ class MatmulPlans {
   // y[n, m] = x[n, k] W[m, k]^T + beta y + bias, x in W's type (BF16 or FP16), y in F32.
   void multiply(const CudaWeight& w, const void* x, std::int64_t n, float beta, const float* bias, float* y,
                 std::int64_t ldy);
+  // sums[n, m] = codes[n, :] W[m, :]^T for FP8 weights W: E4M3 times E4M3, F32 sums, no scales.
+  // codes: one row of w.row_bytes bytes per activation row, each input's code at the byte that
+  // holds W's code of that input (code_place), zeros in every other byte. false when cuBLASLt
+  // has no FP8 algorithm for the shape (nothing is written).
+  bool multiply_fp8(const CudaWeight& w, const void* codes, std::int64_t n, float* sums, std::int64_t ld_sums,
+                    bool fast_accum);
+  // y[n, m] = x_scales[i] w.scales[r] (codes W^T)[i, r] + beta y + bias, the scales applied by
+  // cuBLASLt (per-row "outer vector" scales of both operands). false when it has no such
+  // product for the shape (y untouched).
+  bool multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales, float beta,
+                           const float* bias, float* y, std::int64_t ldy, bool fast_accum);
 
  private:
   struct Plan;
@@ -90,17 +101,34 @@ class MatmulPlans {
     float* y;
     std::int64_t n;
   };
-  cublasLtMatmulAlgo_t choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                              const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align, const Trial* trial);
-  cublasLtMatmulAlgo_t fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+  struct Operands {  // both inputs' element type, the product's depth and the inputs' row stride
+    cudaDataType_t type;
+    std::int64_t depth, ld;
+    const float* a_scales = nullptr;  // FP8: per-row scales of both operands (both or neither)
+    const float* b_scales = nullptr;
+    bool fast_accum = false;  // FP8
+  };
+  std::int64_t fp8_depth(const CudaWeight& w);
+  bool run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias, float* y,
+           std::int64_t ldy);
+  struct Algo {  // (not std::optional: nvcc 13.0 fails on it here with an internal error)
+    cublasLtMatmulAlgo_t value{};
+    bool usable = false;  // false: cuBLASLt has none
+  };
+  Algo choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in, const CudaWeight& w,
+              std::int64_t n, std::int64_t ldy, int y_align, const Trial* trial);
+  cublasLtMatmulAlgo_t fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
                                const CudaWeight& w, std::int64_t ldy, const Trial& trial,
                                std::span<const cublasLtMatmulHeuristicResult_t> candidates);
   CudaBackend::Impl* impl_ = nullptr;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
-  // by weight rows, columns, output stride, output alignment, bias or not, type
-  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool, int>, std::unique_ptr<Plan>> plans_;
+  // by weight rows, columns, output stride, output alignment, bias or not, type, FP8 mode (scales, fast accumulation)
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool, int, int>, std::unique_ptr<Plan>> plans_;
+  std::map<std::int64_t, std::int64_t> fp8_depths_;  // by weight columns
 };
+
+struct Fp8Activations;
 
 struct CudaBackend::Impl {
   CudaOptions options;
@@ -137,9 +165,16 @@ struct CudaBackend::Impl {
   bool capturing = false;
   bool memory_log = false;  // VOXTRAL_CUDA_MEMORY_LOG: every allocation of 1 MiB or more, to stderr
 
+  std::size_t bytes_by_format[5] = {};  // matrices' bytes per WeightFormat (the backend's name)
+
   template <typename Prepare>
   void product(const CudaWeight& w, std::int64_t rows, const float* bias, const Tensor& y, Epilogue epilogue,
                Prepare&& prepare);
+  // Fast precision with FP8 weights: each activation row of `in` as E4M3 codes with an F32
+  // scale, cuBLASLt's FP8 product of the codes, then the scales, bias, GELU or residual add
+  // into y. false (y untouched) in exact precision, for other formats, or where cuBLASLt has
+  // no FP8 algorithm for the shape: the caller takes the widened path.
+  bool fp8_product(const CudaWeight& w, const Fp8Activations& in, const float* bias, const Tensor& y, Epilogue epilogue);
   // Exact mode up to 256 rows: both 16-bit halves in one product of twice the rows (one read
   // of the weights), then finish(sums) combines sums [2 rows, w.rows]; false otherwise.
   template <typename Prepare, typename Finish>
@@ -225,6 +260,29 @@ void launch_dequantize(cudaStream_t stream, const CudaWeight& w, __half* out);
 void launch_embed_quantized(cudaStream_t stream, const CudaWeight& table, const std::int32_t* ids,
                             std::int64_t ids_stride, const float* add, std::int64_t ld_add, float* out,
                             std::int64_t ld_out, std::int64_t rows);
+
+// ---- launchers (cuda_linear.cu): the fast precision's many-row products on FP8 weights.
+// Dynamic per-row ("per-token") activation scaling: row r of the activations (x as it is,
+// RMSNorm(x) or SiLU-gate(gate_up), computed as the 16-bit paths compute them) is written as
+// E4M3 codes q = x / s, s = max|row| / 448 (a zero row: s = 0, codes 0; a row holding NaN:
+// s = NaN, so its outputs are NaN), into codes + r * row_bytes at code_place(FP8, input),
+// every other byte of the row zero; scales[r] = s. Rows from `rows` to `padded_rows` are
+// zero codes with s = 0.
+enum class Fp8Source { Rows, RmsNorm, Silu };
+struct Fp8Activations {
+  Fp8Source source = Fp8Source::Rows;
+  const float* x = nullptr;  // Rows, RmsNorm: [rows, cols]; Silu: gate_up [rows, 2 cols]
+  std::int64_t ldx = 0;
+  const RowNorms* norm = nullptr;  // RmsNorm
+  std::int64_t rows = 0, cols = 0;
+};
+void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::int64_t padded_rows,
+                            std::int64_t row_bytes, unsigned char* codes, float* scales);
+// y = (y if Add) + [gelu](sums[r, c] * (x_scales[r] * w_scales[c]) + bias[c]) for the
+// products of multiply_fp8.
+void launch_fp8_epilogue(cudaStream_t stream, const float* sums, std::int64_t ld_sums, const float* x_scales,
+                         const float* w_scales, std::int64_t rows, std::int64_t cols, const float* bias,
+                         Epilogue epilogue, float* y, std::int64_t ldy);
 
 // ---- launchers (cuda_decode.cu): attention of N query rows, each its own sequence and
 // position; false when the shapes do not suit the kernel

@@ -1,8 +1,11 @@
-// The 16-bit inputs of the many-row products (cuda_matmul.cu): the activations split into
-// BF16/FP16 halves, from x as it is or from RMSNorm(x) or SiLU-gate computed on the way; and
-// the epilogues that the library's products leave to us.
+// The inputs of the many-row products (cuda_matmul.cu): the activations split into BF16/FP16
+// halves, or quantized per row to FP8, from x as it is or from RMSNorm(x) or SiLU-gate
+// computed on the way; and the epilogues that the library's products leave to us.
+#include <cuda_fp8.h>
+
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_device.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -25,21 +28,35 @@ __device__ __forceinline__ void store_split(float v, H* hi, H* lo, long long i) 
   }
 }
 
-// RMSNorm (as rms_norm_kernel computes it) written straight as the product's 16-bit input:
-// no F32 copy of the normed rows goes through memory. One block per row.
-template <typename H>
-__global__ void rms_norm_split_kernel(const float* __restrict__ x, long long ldx, const RowNorms norm, int cols, H* hi,
-                                      H* lo) {
-  const float* in = x + blockIdx.x * ldx;
-  const long long row = norm.rows != nullptr ? norm.rows[blockIdx.x] : 0;
-  const bool known = row >= 0 && row < norm.count;
-  const float* w = norm.table + (known ? row : 0) * norm.stride;
+// RMSNorm of row `row` of x as rms_norm_kernel computes it: the row's norm weights and
+// 1 / rms (NaN for a norm row outside the table). Called by the whole block.
+struct NormedRow {
+  const float* in;
+  const float* w;
+  float inv;
+  __device__ float operator()(long long j) const { return w[j] * (in[j] * inv); }
+};
+__device__ __forceinline__ NormedRow normed_row(const float* x, long long ldx, const RowNorms& norm, long long row, int cols) {
+  const float* in = x + row * ldx;
+  const long long which = norm.rows != nullptr ? norm.rows[row] : 0;
+  const bool known = which >= 0 && which < norm.count;
   float sum = 0.0f;
   for (int j = threadIdx.x; j < cols; j += blockDim.x) sum += in[j] * in[j];
   const float total = block_sum(sum);
   const float inv = known ? 1.0f / sqrtf(total / static_cast<float>(cols) + norm.eps) : __int_as_float(0x7fc00000);
+  return {in, norm.table + (known ? which : 0) * norm.stride, inv};
+}
+
+__device__ __forceinline__ float silu_gate(float g, float u) { return (g / (1.0f + expf(-g))) * u; }
+
+// RMSNorm written straight as the product's 16-bit input: no F32 copy of the normed rows goes
+// through memory. One block per row.
+template <typename H>
+__global__ void rms_norm_split_kernel(const float* __restrict__ x, long long ldx, const RowNorms norm, int cols, H* hi,
+                                      H* lo) {
+  const NormedRow normed = normed_row(x, ldx, norm, blockIdx.x, cols);
   const long long base = static_cast<long long>(blockIdx.x) * cols;
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) store_split(w[j] * (in[j] * inv), hi, lo, base + j);
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) store_split(normed(j), hi, lo, base + j);
 }
 
 // SiLU-gate (as silu_mul_kernel computes it) written straight as the product's input.
@@ -49,9 +66,7 @@ __global__ void silu_split_kernel(const float* __restrict__ gu, long long ld_in,
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i >= rows * half) return;
   const long long r = i / half, c = i % half;
-  const float g = gu[r * ld_in + c];
-  const float u = gu[r * ld_in + half + c];
-  store_split((g / (1.0f + expf(-g))) * u, hi, lo, i);
+  store_split(silu_gate(gu[r * ld_in + c], gu[r * ld_in + half + c]), hi, lo, i);
 }
 
 template <typename H>
@@ -80,9 +95,7 @@ __global__ void combine_silu_kernel(const float* __restrict__ halves, long long 
   if (i >= rows * half) return;
   const long long r = i / half, c = i % half;
   const float* lo = halves + rows * cols;
-  const float g = halves[r * cols + c] + lo[r * cols + c];
-  const float u = halves[r * cols + half + c] + lo[r * cols + half + c];
-  act[r * ld_act + c] = (g / (1.0f + expf(-g))) * u;
+  act[r * ld_act + c] = silu_gate(halves[r * cols + c] + lo[r * cols + c], halves[r * cols + half + c] + lo[r * cols + half + c]);
 }
 
 __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, long long cols, const float* bias, bool gelu_act) {
@@ -91,6 +104,82 @@ __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, 
   const long long r = i / cols, c = i % cols;
   float v = y[r * ldy + c] + (bias != nullptr ? bias[c] : 0.0f);
   y[r * ldy + c] = gelu_act ? gelu(v) : v;
+}
+
+// One activation row as E4M3 codes (Fp8Activations, cuda_common.cuh). One block per row of the
+// padded rows. `Row` gives the row's values (recomputed in the second pass rather than kept:
+// a row of the encoder's SiLU-gate is 20 KB).
+constexpr float kE4m3Max = 448.0f;
+
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float partial[32];
+  v = warp_max(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+  v = warp_max(v);
+  __syncthreads();
+  return v;
+}
+
+template <typename Row>
+__device__ void quantize_row_fp8(const Row& row, long long cols, unsigned char* out, float* scale_out) {
+  float amax = 0.0f;
+  bool nan = false;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = row(j);
+    nan = nan || isnan(v);
+    amax = fmaxf(amax, fabsf(v));
+  }
+  amax = block_max(amax);  // its barriers also order the row's zeros before the codes
+  const bool any_nan = __syncthreads_or(nan) != 0;
+  const float scale = any_nan ? __int_as_float(0x7fc00000) : amax / kE4m3Max;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float q = any_nan || scale == 0.0f ? 0.0f : __fdiv_rn(row(j), scale);
+    out[code_place(WeightFormat::FP8, j).byte] = __nv_cvt_float_to_fp8(q, __NV_SATFINITE, __NV_E4M3);
+  }
+  if (threadIdx.x == 0) *scale_out = scale;
+}
+
+struct PlainRow {
+  const float* in;
+  __device__ float operator()(long long j) const { return in[j]; }
+};
+struct SiluRow {
+  const float* in;
+  long long half;
+  __device__ float operator()(long long j) const { return silu_gate(in[j], in[half + j]); }
+};
+
+__global__ void fp8_activations_kernel(const Fp8Activations in, const RowNorms norm, long long row_bytes,
+                                       unsigned char* __restrict__ codes, float* __restrict__ scales) {
+  const long long r = blockIdx.x;
+  unsigned char* out = codes + r * row_bytes;
+  for (long long b = 16LL * threadIdx.x; b < row_bytes; b += 16LL * blockDim.x) *reinterpret_cast<uint4*>(out + b) = uint4{};
+  if (r >= in.rows) {  // padding rows: zeros
+    if (threadIdx.x == 0) scales[r] = 0.0f;
+    return;
+  }
+  switch (in.source) {
+    case Fp8Source::Rows: quantize_row_fp8(PlainRow{in.x + r * in.ldx}, in.cols, out, scales + r); break;
+    case Fp8Source::RmsNorm:
+      quantize_row_fp8(normed_row(in.x, in.ldx, norm, r, static_cast<int>(in.cols)), in.cols, out, scales + r);
+      break;
+    case Fp8Source::Silu: quantize_row_fp8(SiluRow{in.x + r * in.ldx, in.cols}, in.cols, out, scales + r); break;
+  }
+}
+
+__global__ void fp8_epilogue_kernel(const float* __restrict__ sums, long long ld_sums, const float* __restrict__ x_scales,
+                                    const float* __restrict__ w_scales, long long rows, long long cols,
+                                    const float* __restrict__ bias, int epilogue, float* y, long long ldy) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i >= rows * cols) return;
+  const long long r = i / cols, c = i % cols;
+  float v = sums[r * ld_sums + c] * (x_scales[r] * w_scales[c]) + (bias != nullptr ? bias[c] : 0.0f);
+  if (epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
+  if (epilogue == static_cast<int>(Epilogue::Add)) v += y[r * ldy + c];
+  y[r * ldy + c] = v;
 }
 
 }  // namespace
@@ -163,6 +252,26 @@ void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t 
   combine_silu_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(halves, rows, cols, act,
                                                                                                 ld_act);
   VOXTRAL_CUDA_LAUNCHED("combine_silu");
+}
+
+void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::int64_t padded_rows,
+                            std::int64_t row_bytes, unsigned char* codes, float* scales) {
+  if (padded_rows == 0) return;
+  if (row_bytes % 16 != 0 || reinterpret_cast<std::uintptr_t>(codes) % 16 != 0) fail("cuda", "fp8 activations: rows not on 16 bytes");
+  const RowNorms norm = in.norm != nullptr ? *in.norm : RowNorms{};
+  fp8_activations_kernel<<<static_cast<unsigned>(padded_rows), 256, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  VOXTRAL_CUDA_LAUNCHED("fp8_activations");
+}
+
+void launch_fp8_epilogue(cudaStream_t stream, const float* sums, std::int64_t ld_sums, const float* x_scales,
+                         const float* w_scales, std::int64_t rows, std::int64_t cols, const float* bias,
+                         Epilogue epilogue, float* y, std::int64_t ldy) {
+  const long long n = rows * cols;
+  if (n == 0) return;
+  const int threads = 256;
+  fp8_epilogue_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(
+      sums, ld_sums, x_scales, w_scales, rows, cols, bias, static_cast<int>(epilogue), y, ldy);
+  VOXTRAL_CUDA_LAUNCHED("fp8_epilogue");
 }
 
 }  // namespace voxtral

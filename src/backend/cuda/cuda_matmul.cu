@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_quant.cuh"
 
 namespace voxtral {
 
@@ -42,11 +43,13 @@ Layout make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, st
 }  // namespace
 
 // One product shape (weight rows and columns, output stride and alignment, with or without a
-// bias): its descriptors and the algorithm of each row bucket.
+// bias, input type): its descriptors and the algorithm of each row bucket (none: cuBLASLt has
+// no algorithm for it).
 struct MatmulPlans::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
-  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_bucket;
-  std::map<std::int64_t, cublasLtMatmulAlgo_t> by_rows;  // the bucket's, checked for this row count
+  std::map<std::int64_t, Algo> by_bucket;
+  std::map<std::int64_t, Algo> by_rows;  // the bucket's, checked for this row count
+  bool refused = false;  // cuBLASLt refused the descriptor's FP8 settings
   ~Plan() {
     if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
   }
@@ -70,10 +73,10 @@ void MatmulPlans::release() {
   workspace_ = nullptr;
 }
 
-cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
-                                         const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align,
-                                         const Trial* trial) {
-  const Layout b = make_layout(type, w.cols, n, w.cols);
+MatmulPlans::Algo MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
+                                      const CudaWeight& w, std::int64_t n, std::int64_t ldy, int y_align,
+                                      const Trial* trial) {
+  const Layout b = make_layout(in.type, in.depth, n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
   cublasLtMatmulPreference_t pref = nullptr;
   VOXTRAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -88,20 +91,18 @@ cublasLtMatmulAlgo_t MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatr
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc, a, b.get(), d.get(), d.get(), pref,
                                                                trial != nullptr ? kCandidates : 1, results, &count);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (status != CUBLAS_STATUS_SUCCESS || count == 0) {
-    fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
-  }
-  if (trial == nullptr || count == 1) return results[0].algo;
-  return fastest(desc, a, type, w, ldy, *trial, std::span(results, static_cast<std::size_t>(count)));
+  if (status != CUBLAS_STATUS_SUCCESS || count == 0) return {};
+  if (trial == nullptr || count == 1) return {results[0].algo, true};
+  return {fastest(desc, a, in, w, ldy, *trial, std::span(results, static_cast<std::size_t>(count))), true};
 }
 
 // The heuristic's first choice for products of a few rows (the batched decode step) reads the
 // weights at well under the memory's bandwidth: its candidates are timed on the call's own
 // operands (the output is written again by the real product), three runs each.
-cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cudaDataType_t type,
+cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
                                           const CudaWeight& w, std::int64_t ldy, const Trial& trial,
                                           std::span<const cublasLtMatmulHeuristicResult_t> candidates) {
-  const Layout b = make_layout(type, w.cols, trial.n, w.cols);
+  const Layout b = make_layout(in.type, in.depth, trial.n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, trial.n, ldy);
   cudaEvent_t start = nullptr, stop = nullptr;
   VOXTRAL_CUDA_CHECK(cudaEventCreate(&start));
@@ -139,8 +140,69 @@ cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMat
 void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, float beta, const float* bias, float* y,
                            std::int64_t ldy) {
   const cudaDataType_t type = w.type == ElemType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  if (!run(w, Operands{type, w.cols, w.cols}, x, n, beta, bias, y, ldy)) {
+    fail("cuda", cat("cuBLASLt has no algorithm for a ", w.rows, "x", w.cols, " product of ", n, " rows"));
+  }
+}
+
+// The FP8 codes of both operands sit at the same places of rows of w.row_bytes bytes
+// (cuda_quant.cuh), zeros elsewhere: the product runs over the bytes up to the last one an
+// input occupies (rounded up to the 16 that FP8 products need), whatever the order of the
+// inputs in them.
+std::int64_t MatmulPlans::fp8_depth(const CudaWeight& w) {
+  auto depth = fp8_depths_.find(w.cols);
+  if (depth == fp8_depths_.end()) {
+    long long last = 0;
+    for (long long i = 0; i < w.cols; ++i) last = std::max(last, code_place(WeightFormat::FP8, i).byte);
+    depth = fp8_depths_.emplace(w.cols, std::min<std::int64_t>((last + 16) / 16 * 16, w.row_bytes)).first;
+  }
+  return depth->second;
+}
+
+bool MatmulPlans::multiply_fp8(const CudaWeight& w, const void* codes, std::int64_t n, float* sums, std::int64_t ld_sums,
+                               bool fast_accum) {
+  Operands in{CUDA_R_8F_E4M3, fp8_depth(w), w.row_bytes};
+  in.fast_accum = fast_accum;
+  return run(w, in, codes, n, 0.0f, nullptr, sums, ld_sums);
+}
+
+bool MatmulPlans::multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales,
+                                      float beta, const float* bias, float* y, std::int64_t ldy, bool fast_accum) {
+  Operands in{CUDA_R_8F_E4M3, fp8_depth(w), w.row_bytes, static_cast<const float*>(w.scales), x_scales, fast_accum};
+  return run(w, in, codes, n, beta, bias, y, ldy);
+}
+
+namespace {
+
+// The FP8 settings of a new plan's descriptor; false where this cuBLASLt refuses one.
+bool set_fp8_modes(cublasLtMatmulDesc_t desc, bool scaled, bool fast_accum, bool bias) {
+  bool ok = true;
+  if (scaled) {
+    const std::int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof(outer)) == CUBLAS_STATUS_SUCCESS;
+    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof(outer)) == CUBLAS_STATUS_SUCCESS;
+  }
+  if (fast_accum) {
+    const std::int8_t on = 1;
+    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &on, sizeof(on)) == CUBLAS_STATUS_SUCCESS;
+  }
+  if (bias) {  // an F32 bias (with FP8 inputs cuBLASLt's default for an F32 output is BF16)
+    const std::int32_t f32 = CUDA_R_32F;
+    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &f32, sizeof(f32)) == CUBLAS_STATUS_SUCCESS;
+  }
+  return ok;
+}
+
+}  // namespace
+
+// FP8 products report a shape cuBLASLt cannot run (false, y untouched) rather than failing:
+// the caller has another way.
+bool MatmulPlans::run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias,
+                      float* y, std::int64_t ldy) {
+  const bool fp8 = in.type == CUDA_R_8F_E4M3, scaled = in.a_scales != nullptr;
   const int y_align = alignment_of(y);
-  const auto key = std::make_tuple(w.rows, w.cols, ldy, y_align, bias != nullptr, static_cast<int>(type));
+  const int fp8_mode = (scaled ? 1 : 0) | (in.fast_accum ? 2 : 0);
+  const auto key = std::make_tuple(w.rows, w.cols, ldy, y_align, bias != nullptr, static_cast<int>(in.type), fp8_mode);
   auto& slot = plans_[key];
   if (!slot) {
     slot = std::make_unique<Plan>();
@@ -150,13 +212,21 @@ void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, f
     VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(slot->desc, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)));
     const cublasLtEpilogue_t epilogue = bias != nullptr ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(slot->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    if (fp8 && !set_fp8_modes(slot->desc, scaled, in.fast_accum, bias != nullptr)) slot->refused = true;
   }
   Plan& plan = *slot;
+  if (plan.refused) return false;
   if (bias != nullptr) {
     VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  const Layout a = make_layout(type, w.cols, w.rows, w.cols);
-  const Layout b = make_layout(type, w.cols, n, w.cols);
+  if (scaled) {
+    const void* a_scales = in.a_scales;
+    const void* b_scales = in.b_scales;
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scales, sizeof(a_scales)));
+    VOXTRAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scales, sizeof(b_scales)));
+  }
+  const Layout a = make_layout(in.type, in.depth, w.rows, in.ld);
+  const Layout b = make_layout(in.type, in.depth, n, in.ld);
   const Layout d = make_layout(CUDA_R_32F, w.rows, n, ldy);
 
   auto found = plan.by_rows.find(n);
@@ -168,20 +238,27 @@ void MatmulPlans::multiply(const CudaWeight& w, const void* x, std::int64_t n, f
     const Trial trial{x, y, n};
     const Trial* timed = beta == 0.0f && n <= kTimedMaxRows ? &trial : nullptr;
     if (in_bucket == plan.by_bucket.end()) {
-      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), type, w, bucket, ldy, y_align, timed)).first;
+      in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), in, w, bucket, ldy, y_align, timed)).first;
     }
+    Algo algo = in_bucket->second;
     cublasLtMatmulHeuristicResult_t check{};
-    cublasLtMatmulAlgo_t algo = in_bucket->second;
-    if (cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &algo, &check) !=
-            CUBLAS_STATUS_SUCCESS ||
+    if (!algo.usable || cublasLtMatmulAlgoCheck(handle_, plan.desc, a.get(), b.get(), d.get(), d.get(), &algo.value,
+                                                &check) != CUBLAS_STATUS_SUCCESS ||
         check.workspaceSize > kWorkspaceBytes) {
-      algo = choose(plan.desc, a.get(), type, w, n, ldy, y_align, timed);  // the bucket's does not fit this count
+      algo = choose(plan.desc, a.get(), in, w, n, ldy, y_align, timed);  // the bucket's does not fit this count
     }
     found = plan.by_rows.emplace(n, algo).first;
   }
+  if (!found->second.usable) return false;
   const float one = 1.0f;
-  VOXTRAL_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &one, w.data, a.get(), x, b.get(), &beta, y, d.get(), y, d.get(),
-                                      &found->second, workspace_, kWorkspaceBytes, impl_->stream));
+  const cublasStatus_t status = cublasLtMatmul(handle_, plan.desc, &one, w.data, a.get(), x, b.get(), &beta, y, d.get(), y,
+                                               d.get(), &found->second.value, workspace_, kWorkspaceBytes, impl_->stream);
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    if (!fp8) throw_cublas_error("cublasLtMatmul", status);
+    found->second.usable = false;  // refused before any launch: y untouched
+    return false;
+  }
+  return true;
 }
 
 }  // namespace voxtral

@@ -15,9 +15,10 @@ namespace {
 // of that K/V head. Its keys and values come into shared memory by cp.async all at once, so a block
 // waits for memory once (the first version loaded tile after tile and was a chain of ~10
 // dependent loads: ~12 us a layer at short context, 3x the bandwidth's time at long
-// context). Slices are 32 keys while that gives at most policy.splits of them (32 for one
-// row, fewer for many), then longer, up to policy.max_keys: one row's short window spreads
-// over 8-32 blocks, a long one over ~130-260. The last
+// context). A window of at most policy.max_keys keys takes one block (no merge); a longer one
+// takes slices of 32 keys while that gives at most policy.splits of them (32 for one row, fewer
+// for many), then longer, up to policy.max_keys: one row's long window spreads over ~130-260
+// blocks. The last
 // block of a (row, K/V head) to finish merges the slices' partial results. The grid has at
 // most as many splits per row as the full window needs, fewer when many rows fill the GPU:
 // a block then takes every gridDim.y-th slice. Splits past a row's window return at once,
@@ -33,6 +34,12 @@ constexpr int kRowPadBytes = 16;   // per shared K/V row: spreads the rows over 
 
 __host__ __device__ __forceinline__ int keys_per_block(int n_keys, DecodeAttentionPolicy policy) {
   int keys = kMinKeysPerBlock;
+  // A window that fits one slice takes one block: the merge's extra round trips cost more than
+  // the slices' parallel work at short context (BENCHMARKS.md, issue 17).
+  if (n_keys <= policy.max_keys) {
+    while (keys < n_keys) keys *= 2;
+    return keys;
+  }
   while (keys < policy.max_keys && (n_keys + keys - 1) / keys > policy.splits) keys *= 2;
   return keys;
 }

@@ -61,6 +61,10 @@ __device__ __forceinline__ void copy16(void* shared, const void* global, bool va
   const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(global), "r"(valid ? 16 : 0) : "memory");
 }
+__device__ __forceinline__ void copy4(void* shared, const void* global, bool valid) {
+  const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(global), "r"(valid ? 4 : 0) : "memory");
+}
 __device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int Pending>
 __device__ __forceinline__ void wait_copies() {
@@ -117,6 +121,7 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   bool row_valid = false;
   const char* codes_from = nullptr;
   const char* scales_from = nullptr;
+  const float* row_scale_from = nullptr;
   auto issue = [&]() {
     if (issued < stages) {
       if (pg == 0) {
@@ -125,6 +130,7 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
         const long long at = row_valid ? row : 0;
         codes_from = static_cast<const char*>(a.w) + at * a.row_bytes + lane * 16;
         scales_from = static_cast<const char*>(a.scales) + at * device_scale_stride(F::kFormat, a.k) * 2 + lane * 16;
+        row_scale_from = static_cast<const float*>(a.scales) + at;
       }
       char* slot = ring + in_slot * kSlotBytes;
       copy16(slot + lane * 16, codes_from, row_valid);
@@ -132,6 +138,8 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
       if constexpr (F::kScaleBytes > 0) {
         if (lane < F::kScaleBytes / 16) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid);
         scales_from += F::kScaleBytes;
+      } else {  // FP8: the row's F32 scale rides with its first stage
+        if (pg == 0 && lane == 0) copy4(slot + kStageBytes, row_scale_from, row_valid);
       }
       if (++pg == per_row) {
         pg = 0;
@@ -154,6 +162,16 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 
+  // What the epilogues of RopePair units need, once per block.
+  __shared__ int positions_s[N];
+  __shared__ long long cache_rows_s[N];
+  if constexpr (MODE == kRopePair) {
+    if (threadIdx.x < a.n) {
+      const int i = threadIdx.x, pos = a.rope.positions[i];
+      positions_s[i] = pos;
+      cache_rows_s[i] = cache_row(a.rope.paged, a.rope.sequences[i], pos);
+    }
+  }
   // The activation rows, once per block, while the first stages arrive. A thread's loads of
   // x (and of the norm's weights) go out kBatch at a time: a chain of one L2 round trip per
   // 1024 inputs would cost more than the product's own loads.
@@ -243,7 +261,7 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
 
   // The stream of stages: a row's sums gather in `cur`, are summed over the warp when the row
   // ends (FP8: weighed by the row's scale), and written when the unit ends.
-  float cur[N], done[R][N];
+  float cur[N], done[R][N], prior[N] = {};
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     cur[i] = 0.0f;
@@ -262,11 +280,14 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
     const char* slot = ring + out_slot * kSlotBytes;
     const uint4 codes = *reinterpret_cast<const uint4*>(slot + lane * 16);
     const int unit = gw + cj * warps;
-    if constexpr (F::kScaleBytes == 0) {
-      if (cg == 0) {
-        const int row = row_of(unit, cr);
-        row_scale = row < a.m ? __ldg(static_cast<const float*>(a.scales) + row) : 0.0f;
+    if constexpr (MODE == kStore) {  // y's prior values, fetched now so that the unit's end waits for none
+      if (cg == 0 && lane == 0 && a.epilogue == static_cast<int>(Epilogue::Add)) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) prior[i] = i < a.n && unit < a.m ? a.y[i * a.ldy + unit] : 0.0f;
       }
+    }
+    if constexpr (F::kScaleBytes == 0) {
+      if (cg == 0) row_scale = *reinterpret_cast<const float*>(slot + kStageBytes);
     }
     float d = 1.0f;
     if constexpr (F::kScaleBytes > 0) {
@@ -354,7 +375,16 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
       bool row_ok[R];
 #pragma unroll
       for (int r = 0; r < R; ++r) rows[r] = row_of(unit, r), row_ok[r] = rows[r] < a.m;
-      write_unit<MODE, R, N>(a, unit, rows, row_ok, done);
+      UnitPrefetch ready;
+      if constexpr (MODE == kRopePair) ready.positions = positions_s, ready.cache_rows = cache_rows_s;
+      if constexpr (MODE == kStore) {
+        if (a.epilogue == static_cast<int>(Epilogue::Add)) {
+#pragma unroll
+          for (int i = 0; i < N; ++i) done[0][i] += prior[i];
+          ready.added = true;
+        }
+      }
+      write_unit<MODE, R, N>(a, unit, rows, row_ok, done, ready);
     }
   }
   wait_copies<0>();

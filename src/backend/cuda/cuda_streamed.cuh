@@ -68,10 +68,19 @@ __device__ __forceinline__ bool norm_row_known(const StreamArgs& a, int i) {
   return row >= 0 && row < a.norm_count;
 }
 
+// What a kernel may have fetched before its units end, so that their epilogues wait for no load:
+// each activation row's position and K/V cache row (RopePair), and y's prior values already
+// added to the sums (Store with Epilogue::Add).
+struct UnitPrefetch {
+  const int* positions = nullptr;        // [n]
+  const long long* cache_rows = nullptr;  // [n]
+  bool added = false;
+};
+
 // Writes unit `unit` (weight rows `rows`, finished sums acc[r][i] for activation row i).
 template <int MODE, int R, int N>
 __device__ __forceinline__ void write_unit(const StreamArgs& a, int unit, const int (&rows)[R], const bool (&row_ok)[R],
-                                           const float (&acc)[R][N]) {
+                                           const float (&acc)[R][N], const UnitPrefetch& ready = {}) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     if (i >= a.n) break;
@@ -83,7 +92,7 @@ __device__ __forceinline__ void write_unit(const StreamArgs& a, int unit, const 
       const RopeAppend& rp = a.rope;
       const int col = 2 * unit;
       float v0 = acc[0][i], v1 = acc[1][i];
-      const int pos = rp.positions[i];
+      const int pos = ready.positions != nullptr ? ready.positions[i] : rp.positions[i];
       if (col < rp.q_width + rp.kv_width) {
         float s, c;
         sincosf(static_cast<float>(pos) * rp.inverse_frequency[(col % rp.head_dim) / 2], &s, &c);
@@ -94,8 +103,8 @@ __device__ __forceinline__ void write_unit(const StreamArgs& a, int unit, const 
       y[col + 1] = v1;
       if (col >= rp.q_width) {
         const bool is_k = col < rp.q_width + rp.kv_width;
-        const long long at =
-            cache_row(rp.paged, rp.sequences[i], pos) * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
+        const long long cached = ready.cache_rows != nullptr ? ready.cache_rows[i] : cache_row(rp.paged, rp.sequences[i], pos);
+        const long long at = cached * rp.ld_cache + col - rp.q_width - (is_k ? 0 : rp.kv_width);
         void* cache = is_k ? rp.k_cache : rp.v_cache;
         if (rp.cache_bf16) {
           store_as(static_cast<__nv_bfloat16*>(cache) + at, v0);
@@ -111,7 +120,7 @@ __device__ __forceinline__ void write_unit(const StreamArgs& a, int unit, const 
         if (!row_ok[r]) continue;
         float v = acc[r][i] + (a.bias != nullptr ? a.bias[rows[r]] : 0.0f);
         if (a.epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
-        if (a.epilogue == static_cast<int>(Epilogue::Add)) v += y[rows[r]];
+        if (a.epilogue == static_cast<int>(Epilogue::Add) && !ready.added) v += y[rows[r]];
         y[rows[r]] = v;
       }
     }

@@ -16,7 +16,8 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "Matrix products: exact (near-F32: two BF16 passes on the GPU, F32 activations on the CPU) or fast "
                  "(activations rounded to BF16; on the CPU the decode step's BF16 products, the encoder, the adapter and "
                  "a prefill then use AVX512_BF16 where the CPU has it, and with q8/q4 weights the decode step uses int8 "
-                 "activations per block of 32 and integer products, AVX512-VNNI where the CPU has it; on the GPU with fp8 "
+                 "activations per block of 32 and integer products, AVX512-VNNI where the CPU has it; on the GPU the "
+                 "decode step's q8/q4 products use int8 activations (dp4a) and fp8 ones F16 products, and with fp8 "
                  "weights the many-row products quantize each activation row to E4M3 and run on FP8 tensor cores); "
                  "default exact")
       ->check(CLI::IsMember({"auto", "exact", "fast"}));

@@ -41,9 +41,9 @@ namespace voxtral {
 #define VOXTRAL_CUDA_LAUNCHED(name) VOXTRAL_CUDA_CHECK(cudaPeekAtLastError())
 
 // A matrix in one of the formats of core/quant.h. BF16: 16-bit values of `type` [rows, cols];
-// Q8/Q4: the codes at `data`, re-laid for the streamed product (cuda_quant.cuh), and the F16
-// block scales [rows, cols / 32] at `scales`; FP8: E4M3 codes in the same layout at `data` and
-// an F32 scale per row at `scales` (w = code * scale).
+// Q8/Q4: the codes at `data`, rows padded to whole 512-byte stages (cuda_quant.cuh), and the
+// F16 block scales [rows, device_scale_stride] at `scales`; FP8: E4M3 codes in the same layout
+// at `data` and an F32 scale per row at `scales` (w = code * scale).
 struct CudaWeight {
   void* data = nullptr;
   ElemType type = ElemType::BF16;  // BF16 or F16 matrices, F32 vectors (the BF16 format only)

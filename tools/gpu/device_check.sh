@@ -132,7 +132,7 @@ for stage in "$@"; do
       # Only the decode step's kernels count (the load's warm-up and the encoder run thousands
       # of others): skip 20 steps of 134 launches (embedding, 5 per layer, LM head, argmax in 2).
       step "ncu: the kernels of one decode step"
-      ncu --graph-profiling node --kernel-name regex:"decode_|gemv_kernel|embed|argmax" \
+      ncu --graph-profiling node --kernel-name regex:"streamed_kernel|decode_attention|embed|argmax" \
         --launch-skip "${NCU_SKIP:-2680}" --launch-count "${NCU_COUNT:-134}" \
         --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum \
         --csv "$bin/voxtral-bench" run -d "$model" -i "$carry/audio/jfk.wav" --backend cuda --skip-bandwidth \

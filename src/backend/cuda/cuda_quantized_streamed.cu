@@ -390,13 +390,23 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   wait_copies<0>();
 }
 
-// Shared memory of a pass: the rings, then the activation rows (and their block scales).
-std::size_t shared_bytes(const StreamArgs& a, const CudaWeight& w, int rows) {
+// Dynamic shared memory of a pass: the rings (24 or 8 warps'), then the activation rows (and
+// their block scales).
+std::size_t shared_bytes(const StreamArgs& a, const CudaWeight& w, int rows, bool wide) {
   const std::size_t kpad = static_cast<std::size_t>(w.row_bytes / kStageBytes) * stage_inputs(w.format);
   const std::size_t per_input = a.activations == kF32Activations ? 4 : a.activations == kF16Activations ? 2 : 1;
   const std::size_t block_scales = a.activations == kF32Activations ? 0 : kpad / 32 * sizeof(float2);
   const std::size_t activations = rows * (kpad * per_input + block_scales);
-  return (rows <= 2 ? kRingBytes<1> : kRingBytes<4>) + activations;
+  return (wide ? kRingBytes<1> : kRingBytes<4>) + activations;
+}
+
+// Whether a pass of `rows` rows takes the 24-warp blocks: at most two rows, and their shared
+// memory within the GPU's limit per block (with room for the static arrays). Where it is not
+// (sm_86's 99 KB: exact precision's F32 rows of a 9216-input product beside 24 rings), blocks of
+// 8 warps run them, the kernel of 3-4 rows.
+constexpr std::size_t kStaticBytes = 1024;
+bool wide_blocks(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, int rows) {
+  return rows <= 2 && shared_bytes(a, w, rows, true) + kStaticBytes <= impl.props.sharedMemPerBlockOptin;
 }
 
 template <typename F, int N, int MODE, int ACTS>
@@ -421,10 +431,11 @@ void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem
 }
 
 template <typename F, int MODE, int ACTS>
-void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem) {
-  if (a.n <= 1) {
+void launch_rows(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, std::size_t smem) {
+  const bool wide = wide_blocks(impl, a, w, a.n);
+  if (a.n <= 1 && wide) {
     launch<F, 1, MODE, ACTS>(impl, a, smem);
-  } else if (a.n <= 2) {
+  } else if (a.n <= 2 && wide) {
     launch<F, 2, MODE, ACTS>(impl, a, smem);
   } else if (a.n <= 4) {
     launch<F, 4, MODE, ACTS>(impl, a, smem);
@@ -437,16 +448,16 @@ template <int MODE>
 void launch_mode(const CudaBackend::Impl& impl, const StreamArgs& a, const CudaWeight& w, std::size_t smem) {
   switch (w.format) {
     case WeightFormat::Q8:
-      a.activations == kInt8Activations ? launch_rows<Q8Format, MODE, kInt8Activations>(impl, a, smem)
-                                        : launch_rows<Q8Format, MODE, kF32Activations>(impl, a, smem);
+      a.activations == kInt8Activations ? launch_rows<Q8Format, MODE, kInt8Activations>(impl, a, w, smem)
+                                        : launch_rows<Q8Format, MODE, kF32Activations>(impl, a, w, smem);
       return;
     case WeightFormat::Q4:
-      a.activations == kInt8Activations ? launch_rows<Q4Format, MODE, kInt8Activations>(impl, a, smem)
-                                        : launch_rows<Q4Format, MODE, kF32Activations>(impl, a, smem);
+      a.activations == kInt8Activations ? launch_rows<Q4Format, MODE, kInt8Activations>(impl, a, w, smem)
+                                        : launch_rows<Q4Format, MODE, kF32Activations>(impl, a, w, smem);
       return;
     default:
-      a.activations == kF16Activations ? launch_rows<Fp8Format, MODE, kF16Activations>(impl, a, smem)
-                                       : launch_rows<Fp8Format, MODE, kF32Activations>(impl, a, smem);
+      a.activations == kF16Activations ? launch_rows<Fp8Format, MODE, kF16Activations>(impl, a, w, smem)
+                                       : launch_rows<Fp8Format, MODE, kF32Activations>(impl, a, w, smem);
       return;
   }
 }
@@ -460,11 +471,12 @@ bool quantized_pass_fits(const CudaBackend::Impl& impl, const StreamArgs& a, con
       (a.norm != nullptr && (reinterpret_cast<std::uintptr_t>(a.norm) % 16 != 0 || a.norm_stride % 4 != 0))) {
     return false;
   }
-  return shared_bytes(a, w, std::min(rows, kMaxPassRows)) <= impl.props.sharedMemPerBlockOptin;
+  const int pass = std::min(rows, kMaxPassRows);
+  return shared_bytes(a, w, pass, wide_blocks(impl, a, w, pass)) + kStaticBytes <= impl.props.sharedMemPerBlockOptin;
 }
 
 void launch_quantized_pass(const CudaBackend::Impl& impl, int mode, const StreamArgs& a, const CudaWeight& w) {
-  const std::size_t smem = shared_bytes(a, w, a.n);
+  const std::size_t smem = shared_bytes(a, w, a.n, wide_blocks(impl, a, w, a.n));
   switch (mode) {
     case kStore: launch_mode<kStore>(impl, a, w, smem); break;
     case kSiluPair: launch_mode<kSiluPair>(impl, a, w, smem); break;

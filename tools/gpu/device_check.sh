@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
-# info unit parity capi sanitize model bench quantbench decodeab profile ncu fullparity latency
-# demo demoformats serverload longrun.
+# info unit parity capi sanitize model bench quantbench quantab decodeab profile ncu fullparity
+# latency demo demoformats serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
@@ -41,16 +41,45 @@ for stage in "$@"; do
       done
       ;;
     sanitize)
+      # SANITIZE_ARGS adds CLI options, e.g. "--weights q4 --precision fast" for the quantized
+      # products' rings and programmatic launches.
       for tool in memcheck racecheck; do
-        step "compute-sanitizer $tool"
+        step "compute-sanitizer $tool ${SANITIZE_ARGS:-}"
         # Three files at once: batched encoder passes and decoder steps through the scheduler.
         a="$root/tests/fixtures/audio"
         compute-sanitizer --tool "$tool" --error-exitcode 1 "$bin/voxtral" -d "$root/tests/fixtures/tiny-a" \
-          -i "$a/noise.wav" "$a/speech_short.wav" "$a/speech_long.wav" --backend cuda > "$out/sanitize_$tool.log" 2>&1
+          -i "$a/noise.wav" "$a/speech_short.wav" "$a/speech_long.wav" --backend cuda ${SANITIZE_ARGS:-} \
+          > "$out/sanitize_$tool.log" 2>&1
         rc=$?
         tail -3 "$out/sanitize_$tool.log"
         [ $rc -eq 0 ] || status=1
       done
+      ;;
+    quantab)
+      # Issue 17: the decoder step alone, 1 and 2 streams at context 64, in each weight format and
+      # precision, under each of QUANT_VARIANTS (comma-separated variant sets, space-separated;
+      # "default" for none), in QUANT_ROUNDS interleaved rounds; then the medians.
+      make_full_size_model || status=1
+      for round in $(seq "${QUANT_ROUNDS:-3}"); do
+        for variant in ${QUANT_VARIANTS:-default}; do
+          for setting in "q8 fast" "q4 fast" "fp8 fast" "q8 exact" "q4 exact" "fp8 exact"; do
+            set -- $setting
+            extra=(); [ "$variant" != default ] && extra=(--variant "$variant")
+            "$bin/voxtral-bench" step -d "$model" --backend cuda --weights "$1" --precision "$2" --batch 1,2 \
+              --context 64 --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 | tail -2 |
+              awk -v v="$variant" -v w="$1 $2" '{print v, w, $1, $3}' >> "$out/quantab.txt" || status=1
+          done
+        done
+      done
+      python3 - "$out/quantab.txt" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    variant, weights, precision, rows, ms = line.split()
+    runs[(variant, weights, precision, rows)].append(float(ms))
+for key, values in sorted(runs.items()):
+    print(" ".join(key), "median %.3f ms" % statistics.median(values), values)
+PY
       ;;
     model)
       step full-size random model

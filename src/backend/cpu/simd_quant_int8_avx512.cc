@@ -85,6 +85,14 @@ VOXTRAL_AVX512BW_INLINE Planes q4_planes(const std::uint8_t* codes, std::int64_t
   return {_mm512_and_si512(raw, nibble), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble)};
 }
 
+// Q4: the cache line of codes kQ4PrefetchBytes on (past a row's end: the next row's, read next),
+// asked for at each group of 64 bytes. Busy unpacking nibbles, the core otherwise waits on the
+// hardware prefetcher: the 4B model's Q4 fast step took 86.9 ms without, 80.1 with (2 Zen 4
+// cores, BENCHMARKS.md); Q8, at its bandwidth floor, gained nothing.
+VOXTRAL_AVX512BW_INLINE void prefetch_codes(const std::uint8_t* group) {
+  _mm_prefetch(reinterpret_cast<const char*>(group + kQ4PrefetchBytes), _MM_HINT_T0);
+}
+
 // acc += lanes * (d * s): a vector of integer lane sums scaled by its blocks' d and s.
 VOXTRAL_AVX512BW_INLINE __m512 scale_add(__m512i lanes, __m512 d, const float* s, __m512 acc) {
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), _mm512_mul_ps(d, _mm512_loadu_ps(s)), acc);
@@ -175,6 +183,7 @@ struct MaddUbs {
       const std::int64_t blocks = n / kQuantBlock;                                                         \
       const std::int64_t block_bytes = static_cast<std::int64_t>(quantized_row_bytes(Format, kQuantBlock)); \
       for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {                                            \
+        if constexpr (Format == WeightFormat::Q4) prefetch_codes(codes + b * block_bytes);                  \
         const auto w = Ops::template weights<Format>(codes + b * block_bytes, blocks - b);                 \
         const __m512 d = _mm512_permutexvar_ps(quarter, group_scales(scales + b, blocks - b));             \
         for (int r = 0; r < ROWS; ++r) {                                                                   \

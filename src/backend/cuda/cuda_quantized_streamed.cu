@@ -14,7 +14,9 @@
 // - A lane's piece is whole blocks (Q4: one block of 32 codes; Q8: half a block; FP8: 16
 //   codes), so each block's scale is applied once per piece.
 // - One wave of blocks; warp w takes units w, w + warps, ... (a unit: one row, or the pair of
-//   an epilogue) and the last block of a unit's loads follows the next unit's first directly.
+//   an epilogue), and the ring runs on from one unit's last stage into the next unit's first.
+// - Launched as a programmatic dependent (sm_90): the first stages are requested while the
+//   kernel before it still runs; x is read, and y written, only after griddepcontrol.wait.
 //
 // Numerics: exact precision gives sums of float products (the code as its exact float, times the
 // F32 activation) weighed per piece by the block's scale (FP8: per row at the end); the fast

@@ -79,7 +79,7 @@ TEST(Cli, PrintsTheRecordedTranscript) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, printed(c));
   EXPECT_THAT(r.err, HasSubstr("real-time factor"));
-  EXPECT_THAT(r.err, HasSubstr("ms/step"));
+  EXPECT_THAT(r.err, HasSubstr("ms/token"));
 }
 
 TEST(Cli, HonoursTheDelayOption) {

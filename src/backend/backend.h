@@ -114,6 +114,11 @@ struct KvRows {
   Tensor positions;   // I32 [n, 1]: absolute position of row i in its sequence
   Tensor sequences;   // I32 [n, 1]: the sequence of row i (a row of page_table)
   Tensor page_table;  // I32 [sequences, pages_per_sequence]: physical page of each logical page
+  // A decode step: every row attends on its own, as in a step of its own, so that its result
+  // does not depend on the other rows (a sequence's speculative rows give the bits of
+  // sequential steps). Otherwise a backend may take consecutive rows of one sequence together
+  // (another summation order).
+  bool rows_attend_alone = false;
 };
 
 struct RopeParams {

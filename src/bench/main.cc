@@ -221,7 +221,10 @@ int run(const RunOptions& o) {
       {"encoder_ms_per_audio_second", s.encoder_ms / s.audio_seconds},
       {"encoder_times_real_time", s.audio_seconds * 1000.0 / s.encoder_ms},
       {"prefill_ms", s.prefill_ms},
-      {"decode_steps", s.step_ms.size()},
+      {"decode_tokens", s.step_ms.size()},
+      {"decode_steps", s.decode_passes},
+      {"tokens_per_step", s.decode_passes > 0 ? static_cast<double>(s.step_ms.size()) / s.decode_passes : 0.0},
+      {"speculative_tokens", model->speculative_tokens()},
       {"step_ms_median", median},
       {"step_ms_p90", percentile(s.step_ms, 0.9)},
       {"late_steps", late_count},
@@ -251,14 +254,19 @@ int run(const RunOptions& o) {
   std::printf("encoder     %.0f ms: %.1f ms per audio second (%.1fx real time), adapter included\n", s.encoder_ms,
               s.encoder_ms / s.audio_seconds, s.audio_seconds * 1000.0 / s.encoder_ms);
   std::printf("prefill     %.0f ms\n", s.prefill_ms);
-  std::printf("decoder     %zu steps (EOS ignored): median %.2f ms/step, p90 %.2f ms/step; last %zu steps (context "
-              "~%lld positions): median %.2f ms/step\n",
-              s.step_ms.size(), median, percentile(s.step_ms, 0.9), late_count, static_cast<long long>(late_context),
-              late_median);
+  // With speculative rows a step yields several tokens: the times are per token (a step's
+  // time shared by the tokens it gave).
+  std::printf("decoder     %zu tokens (EOS ignored) in %d steps (%.2f tokens a step, at most %d speculative rows): "
+              "median %.2f ms/token, p90 %.2f ms/token; last %zu tokens (context ~%lld positions): median %.2f "
+              "ms/token\n",
+              s.step_ms.size(), s.decode_passes,
+              s.decode_passes > 0 ? static_cast<double>(s.step_ms.size()) / s.decode_passes : 0.0,
+              model->speculative_tokens(), median, percentile(s.step_ms, 0.9), late_count,
+              static_cast<long long>(late_context), late_median);
   std::printf("first token %.0f ms after the audio was handed over (mel, encoder, prefill, one step)\n", s.first_token_ms);
   if (bandwidth > 0) {
     std::printf("floor       %.2f GB of weights per step / %.1f GB/s measured read bandwidth = %.2f ms/step; "
-                "median is %.2fx the floor (%.0f%% of it achieved)\n",
+                "the median token is %.2fx that (%.0f%% of it achieved)\n",
                 bytes / 1e9, bandwidth / 1e9, floor_ms, median / floor_ms, 100.0 * floor_ms / median);
   }
   std::printf("end to end  %.0f ms, real-time factor %.3f (%.2fx real time)\n", total_ms, total_ms / 1000.0 / s.audio_seconds,

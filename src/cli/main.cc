@@ -221,10 +221,10 @@ void report(const Options& o, const StreamStats& s, double wall_ms) {
   const double rtf = s.audio_seconds > 0 ? wall_ms / 1000.0 / s.audio_seconds : 0.0;
   std::fprintf(stderr,
                "voxtral: audio %.2f s (%lld positions, %d segment%s); mel %.0f ms, encoder %.0f ms, prefill %.0f ms, "
-               "decoder %zu steps at %.1f ms/step\n"
+               "decoder %zu tokens in %d steps at %.1f ms/token\n"
                "voxtral: total %.0f ms after loading, real-time factor %.3f (%.1fx real time)\n",
                s.audio_seconds, static_cast<long long>(s.positions), s.segments, s.segments == 1 ? "" : "s", s.mel_ms,
-               s.encoder_ms, s.prefill_ms, s.step_ms.size(), per_step, wall_ms, rtf, rtf > 0 ? 1.0 / rtf : 0.0);
+               s.encoder_ms, s.prefill_ms, s.step_ms.size(), s.decode_passes, per_step, wall_ms, rtf, rtf > 0 ? 1.0 / rtf : 0.0);
 }
 
 }  // namespace

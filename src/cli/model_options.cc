@@ -33,6 +33,13 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                      "fewer when memory would not give each its encoder window and ~2 minutes of decoder cache); "
                      "more streams than this wait or are refused"))
       ->check(whole_range(1, kMaxStreams));
+  app.add_option("--speculative-tokens", o.speculative_tokens,
+                 cat("Speculative decoding: the most extra rows a stream's decoder step may carry, each guessing that "
+                     "the position before it emits the streaming pad token (most positions of speech do), when the "
+                     "audio of those positions is already encoded (offline, or a live stream that fell behind); the "
+                     "text is the same as without. 0 turns it off (default: ",
+                     kDefaultCpuSpeculativeTokens, " on the CPU, 0 on a GPU; at most ", kMaxSpeculativeTokens, ")"))
+      ->check(whole_range(0, kMaxSpeculativeTokens));
   app.add_option("--kv-cache-mb", o.kv_cache_mb,
                  "MiB of K/V cache for all streams: each stream's encoder window, the rest decoder pages taken as "
                  "streams grow (default: 90% of the GPU's free memory or a quarter of the machine's, at most every "

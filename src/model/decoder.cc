@@ -225,7 +225,7 @@ void DecoderPool::step_ops(int bucket) {
   const std::int64_t stride = options_.max_batch;
   const Tensor inputs = step_inputs_.view();
   const Tensor ids = inputs.row_range(0, n);
-  const KvRows rows{inputs.row_range(stride, n), inputs.row_range(2 * stride, n), pages_->table()};
+  const KvRows rows{inputs.row_range(stride, n), inputs.row_range(2 * stride, n), pages_->table(), true};
   const Tensor audio_rows = inputs.row_range(3 * stride, n);
   const Tensor audio = step_audio_.view().row_range(0, n);
   const Buffers b = buffers(n);
@@ -258,8 +258,17 @@ void DecoderPool::step(std::span<const DecodeRow> rows, std::span<int> next) {
           r.audio_row >= options_.audio_ring_positions) {
         fail("decoder", cat("step: bad row (position ", r.position, ", audio row ", r.audio_row, ")"));
       }
-      for (int j = 0; j < i; ++j) {
-        if (rows[static_cast<std::size_t>(j)].sequence == r.sequence) fail("decoder", "step: a sequence appears twice");
+      // A sequence's rows follow each other at consecutive positions (speculative rows ride
+      // behind its next one), so that all of them find their keys written before they attend.
+      const bool continues = i > 0 && rows[at - 1].sequence == r.sequence;
+      if (continues && r.position != rows[at - 1].position + 1) {
+        fail("decoder", cat("step: rows of sequence ", r.sequence, " at positions ", rows[at - 1].position, " and ",
+                            r.position, " (a sequence's rows must be consecutive positions)"));
+      }
+      for (int j = 0; !continues && j < i; ++j) {
+        if (rows[static_cast<std::size_t>(j)].sequence == r.sequence) {
+          fail("decoder", cat("step: sequence ", r.sequence, " appears in rows that do not follow each other"));
+        }
       }
       reserve(r.sequence, r.position, r.position);
       ids[at] = r.id;

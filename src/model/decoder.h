@@ -81,8 +81,12 @@ class DecoderPool {
   // logits given ([n, vocab] device), also computes every row's logits (parity tests).
   void prefill(int sequence, std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,
                const Tensor* logits = nullptr);
-  // One step of every row (rows of distinct sequences, at most max_batch): next[i] is the
-  // argmax of row i's logits.
+  // One step of every row (at most max_batch): next[i] is the argmax of row i's logits. A
+  // sequence has one row, or several adjacent rows at consecutive positions (speculative
+  // rows: their inputs are guesses of the tokens before them, and a row's output counts only
+  // if every guess before it was right). Each row attends alone (KvRows::rows_attend_alone),
+  // so its bits are those of a step of its own on a backend whose products keep rows
+  // independent (the CPU's). Error on any other arrangement.
   void step(std::span<const DecodeRow> rows, std::span<int> next);
   // The logits of the last step's rows, [rows, vocab] in backend memory, valid until the
   // next step.

@@ -74,6 +74,10 @@ void validate(const ModelOptions& o) {
   if (o.max_streams < 0 || o.max_streams > kMaxStreams) {
     fail(name("max_streams"), cat(o.max_streams, " is out of range (1 to ", kMaxStreams, ", or 0 for the backend's default)"));
   }
+  if (o.speculative_tokens < -1 || o.speculative_tokens > kMaxSpeculativeTokens) {
+    fail(name("speculative_tokens"),
+         cat(o.speculative_tokens, " is out of range (0 to ", kMaxSpeculativeTokens, ", or -1 for the backend's default)"));
+  }
   if (o.kv_cache_mb < 0 || o.kv_cache_mb > (std::int64_t{1} << 30)) {
     fail(name("kv_cache_mb"), cat(o.kv_cache_mb, " is out of range (0 = from free memory)"));
   }
@@ -203,6 +207,10 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   const PoolOptions pools = pool_options(options, m->config_, m->tokenizer_, *m->backend_, m->kv_cache_type_);
   m->encoder_ = std::make_unique<EncoderPool>(*m->backend_, m->config_, m->weights_, pools.encoder);
   m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_, pools.decoder);
+  const int speculative = options.speculative_tokens >= 0 ? options.speculative_tokens
+                          : resolved.backend == "cpu"      ? kDefaultCpuSpeculativeTokens
+                                                           : 0;
+  m->speculative_tokens_ = std::min(speculative, m->decoder_->options().max_batch - 1);
   if (m->backend_->slow_first_use()) m->warm_up();
   if (auto* profiling = dynamic_cast<ProfilingBackend*>(m->backend_.get())) profiling->clear();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

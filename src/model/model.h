@@ -43,11 +43,20 @@ struct ModelOptions {
   bool quiet = false;             // no notices on stderr (e.g. the CPU fallback of "auto")
   int max_streams = 0;            // streams decoding at once (K/V sequences); 0: the backend's default
   std::int64_t kv_cache_mb = 0;   // K/V cache of all streams (encoder windows, decoder pages); 0: from free memory
+  // Speculative decoding (runtime/speculation.h): the most rows a stream's step may carry
+  // behind its next position, 0 (off) to 7; -1: the backend's default (3 on the CPU, where
+  // it gives the same bits; 0 on a GPU, where rows take other kernels than a single row).
+  int speculative_tokens = -1;
   // Benchmarks only: kernel variants to compare against the defaults ("fused=gemv,streamed_rows=4",
   // see parse_cuda_variants in backend/cuda/cuda_backend.h); empty in normal use.
   std::string kernel_variants = "";
   OptionNaming naming = OptionNaming::Field;  // how errors name these options
 };
+
+// Speculative rows (ModelOptions::speculative_tokens): at most 7 behind a stream's next
+// position (a step of 8 rows); 3 on the CPU by default (a step of 4 rows).
+inline constexpr int kMaxSpeculativeTokens = 7;
+inline constexpr int kDefaultCpuSpeculativeTokens = 3;
 
 // The most streams one model may be asked to hold at once.
 inline constexpr int kMaxStreams = 4096;
@@ -76,6 +85,8 @@ class Model {
   // How the matrices are held: the file's format, or Q8/Q4 when quantized at load.
   WeightFormat weight_format() const { return weight_format_; }
   double load_seconds() const { return load_seconds_; }  // warm-up included
+  // ModelOptions::speculative_tokens with the default decided, at most the step's rows - 1.
+  int speculative_tokens() const { return speculative_tokens_; }
   ElemType kv_cache_type() const { return kv_cache_type_; }
   const std::filesystem::path& directory() const { return directory_; }
 
@@ -103,6 +114,7 @@ class Model {
   std::unique_ptr<EncoderPool> encoder_;  // after the weights they read
   std::unique_ptr<DecoderPool> decoder_;
   double load_seconds_ = 0;
+  int speculative_tokens_ = 0;
   ElemType kv_cache_type_ = ElemType::F32;
   WeightFormat weight_format_ = WeightFormat::BF16;
 };

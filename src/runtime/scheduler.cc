@@ -1,6 +1,8 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <exception>
 #include <utility>
 
@@ -350,7 +352,8 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
   rows_.clear();
   std::vector<Job*> stepped;
   const auto now = Clock::now();
-  // Live streams first; uploads fill the rest of the batch.
+  // Live streams first; uploads fill the rest of the batch: one row each.
+  int ready = 0;
   for (const JobKind kind : {JobKind::Live, JobKind::Batch}) {
     for (Job* job : jobs) {
       if (job->kind_ != kind || !job->stream_ || !job->stream_->step_ready()) continue;
@@ -358,19 +361,36 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
         job->was_ready_ = true;
         job->ready_since_ = now;
       }
-      if (static_cast<int>(rows_.size()) == max_batch) continue;
-      const DecodeRow row = job->stream_->next_step();
-      try {
-        decoder.reserve(row.sequence, row.position, row.position);  // a full cache fails this job only
-      } catch (const std::exception& e) {
-        fail_job(*job, e);
-        over.push_back(job);
-        continue;
-      }
-      rows_.push_back(row);
+      if (ready == max_batch) continue;
+      ++ready;
       stepped.push_back(job);
     }
   }
+  // Speculative rows (runtime/speculation.h) in the same order, a stream's rows together:
+  // a stream alone may take what its policy finds worth it (its timing is its own); among
+  // several, only the rows that pad the step up to its bucket anyway, which cost nothing.
+  int spare = ready == 1 ? max_batch - 1
+                         : std::min<int>(static_cast<int>(std::bit_ceil(static_cast<unsigned>(ready))), max_batch) - ready;
+  std::vector<Job*> kept;
+  first_row_.clear();
+  for (Job* job : stepped) {
+    std::array<DecodeRow, kMaxSpeculativeTokens + 1> group;
+    const auto width = static_cast<std::size_t>(std::min(spare, kMaxSpeculativeTokens) + 1);
+    const int n = job->stream_->next_steps(std::span(group).first(width));
+    try {
+      // A full cache fails this job only.
+      decoder.reserve(group[0].sequence, group[0].position, group[static_cast<std::size_t>(n - 1)].position);
+    } catch (const std::exception& e) {
+      fail_job(*job, e);
+      over.push_back(job);
+      continue;
+    }
+    spare -= n - 1;
+    first_row_.push_back(rows_.size());
+    rows_.insert(rows_.end(), group.begin(), group.begin() + n);
+    kept.push_back(job);
+  }
+  stepped.swap(kept);
   if (rows_.empty()) return false;
   next_.resize(rows_.size());
   const auto t = Clock::now();
@@ -391,8 +411,12 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     const double waited = std::chrono::duration<double, std::milli>(t - job.ready_since_).count();
     queue_ms += waited;
     max_queue_ms = std::max(max_queue_ms, waited);
+    const std::size_t first = first_row_[i];
+    const std::size_t end = i + 1 < stepped.size() ? first_row_[i + 1] : rows_.size();
     try {
-      job.stream_->take_step(next_[i], logits.row_range(static_cast<std::int64_t>(i), 1), step_ms);
+      job.stream_->take_steps(std::span(next_).subspan(first, end - first),
+                              logits.row_range(static_cast<std::int64_t>(first), static_cast<std::int64_t>(end - first)),
+                              step_ms, stepped.size() == 1);
     } catch (const std::exception& e) {
       fail_job(job, e);
       over.push_back(&job);

@@ -176,6 +176,7 @@ class Scheduler {
   std::size_t upload_turn_ = 0;  // scheduler thread: rotates which uploads take input first
   std::size_t encode_turn_ = 0;  // ... and which are encoded first
   std::vector<int> next_;
+  std::vector<std::size_t> first_row_;  // scheduler thread: each stepped job's first row in rows_
   std::thread worker_;
   std::once_flag joined_;
 };

@@ -1,6 +1,7 @@
 #include "runtime/stream.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -50,6 +51,7 @@ Stream::Stream(Model& model, const StreamOptions& options, Decoding decoding)
       decoding_(decoding),
       mel_(model.config().audio),
       decoder_(model.decoder()),
+      speculation_(model.speculative_tokens()),
       text_(model.tokenizer()) {
   const Tokenizer& tokenizer = model.tokenizer();
   const int delay_ms = options.delay_ms > 0 ? options.delay_ms : tokenizer.audio().transcription_delay_ms;
@@ -228,11 +230,12 @@ void Stream::advance() {
     prefill_if_ready();
     if (decoding_ == Decoding::Self) {
       while (step_ready()) {
-        const DecodeRow row = next_step();
-        int token = 0;
+        std::array<DecodeRow, kMaxSpeculativeTokens + 1> rows;
+        std::array<int, kMaxSpeculativeTokens + 1> tokens{};
+        const auto n = static_cast<std::size_t>(next_steps(rows));
         const auto t = Clock::now();
-        decoder_.step(std::span(&row, 1), std::span(&token, 1));
-        take_step(token, decoder_.step_logits(1), ms_since(t));
+        decoder_.step(std::span(rows).first(n), std::span(tokens).first(n));
+        take_steps(std::span(tokens).first(n), decoder_.step_logits(static_cast<std::int64_t>(n)), ms_since(t));
       }
     }
     if (!encoded) break;
@@ -350,6 +353,46 @@ void Stream::prefill_if_ready() {
 
 DecodeRow Stream::next_step() const {
   return {sequence_, next_input_, decoded_, decoded_ % ring_positions_};
+}
+
+int Stream::next_steps(std::span<DecodeRow> rows) const {
+  if (rows.empty() || !step_ready()) return 0;
+  const std::int64_t available = std::min<std::int64_t>(encoded_ - decoded_, static_cast<std::int64_t>(rows.size()));
+  const int n = speculation_.rows(available);
+  const int pad = model_.tokenizer().streaming_pad_id();
+  rows[0] = next_step();
+  for (int i = 1; i < n; ++i) {
+    const std::int64_t position = decoded_ + i;
+    rows[static_cast<std::size_t>(i)] = {sequence_, pad, position, position % ring_positions_};
+  }
+  return n;
+}
+
+int Stream::take_steps(std::span<const int> tokens, const Tensor& logits, double step_ms, bool alone) {
+  const int pad = model_.tokenizer().streaming_pad_id();
+  const std::int64_t first_position = decoded_;
+  const int segment = stats_.segments;
+  const std::size_t first_entry = stats_.step_ms.size();
+  const std::size_t first_id = ids_.size();
+  int taken = 0;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    // Row i guessed that row i - 1 emits the pad: its output counts only if so (and the
+    // segment goes on: not ended by EOS or by its last position).
+    const bool guessed_right = next_input_ == pad && step_ready() && stats_.segments == segment &&
+                               decoded_ == first_position + static_cast<std::int64_t>(i);
+    if (i > 0 && !guessed_right) break;
+    take_step(tokens[i], logits.row_range(static_cast<std::int64_t>(i), 1), 0.0);
+    ++taken;
+  }
+  // The step's time is shared by its tokens.
+  for (std::size_t e = first_entry; e < stats_.step_ms.size(); ++e) stats_.step_ms[e] = step_ms / taken;
+  stats_.decode_ms += step_ms;
+  ++stats_.decode_passes;
+  if (stats_.segments == segment && ids_.size() >= first_id) {
+    speculation_.observe(static_cast<int>(tokens.size()), alone ? step_ms : 0.0, ids_.data() + first_id,
+                         static_cast<int>(ids_.size() - first_id), pad);
+  }
+  return taken;
 }
 
 void Stream::take_step(int token, const Tensor& logits, double step_ms) {

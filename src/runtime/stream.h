@@ -26,6 +26,7 @@
 #include "model/model.h"
 #include "model/word_times.h"
 #include "runtime/alternatives.h"
+#include "runtime/speculation.h"
 
 namespace voxtral {
 
@@ -93,6 +94,7 @@ struct StreamStats {
   std::vector<double> step_ms;
   std::int64_t positions = 0;  // decoder positions, all segments
   int segments = 0;
+  int decode_passes = 0;  // decoder steps taken (fewer than tokens when speculative rows were accepted)
 };
 
 // Who runs the decoder steps of a stream: the stream itself, inside feed/flush/finish (one
@@ -135,6 +137,17 @@ class Stream {
   DecodeRow next_step() const;
   // The step's output token, its logits ([1, vocab] in backend memory) and its time.
   void take_step(int token, const Tensor& logits, double step_ms);
+  // Speculative decoding (runtime/speculation.h): the rows of the stream's next step, at most
+  // rows.size(): next_step(), then rows for the following positions whose audio is encoded,
+  // each with the pad token as its guessed input, as many as the stream's policy finds
+  // worth it (Model::speculative_tokens() at most). Returns how many it filled (1 when
+  // step_ready()).
+  int next_steps(std::span<DecodeRow> rows) const;
+  // The outputs of those rows (tokens[i], logits [rows, vocab] in backend memory) and the
+  // step's time: takes the first, then each following row's while the token before it was
+  // the pad its row guessed (and the segment goes on). Returns the tokens taken. `alone`:
+  // the step held only this stream's rows, so its time teaches the policy what rows cost.
+  int take_steps(std::span<const int> tokens, const Tensor& logits, double step_ms, bool alone = true);
   // A flush or finish is waiting for its segment's last steps.
   bool ending() const { return ending_ != End::None; }
   bool live() const { return options_.processing_interval_s == 0; }
@@ -205,6 +218,7 @@ class Stream {
   bool segment_done_ = false;             // EOS seen, or every position decoded
   End ending_ = End::None;                // a flush or finish waits for the segment's last steps
   int next_input_ = 0;
+  SpeculationPolicy speculation_;
   std::int64_t pending_input_ = 0;        // input samples fed since the last processing
   std::vector<float> mel_scratch_;
   std::vector<double> energy_scratch_;    // mean square of each frame's window

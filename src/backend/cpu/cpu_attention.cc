@@ -1,6 +1,6 @@
-// RoPE, the K/V ring cache and sliding-window attention on the CPU. A decode step's rows (one
-// per sequence) attend one at a time; consecutive rows of one sequence (the encoder, a
-// prefill) attend in blocks whose queries share the keys (simd_attention.h).
+// RoPE, the K/V ring cache and sliding-window attention on the CPU. A decode step's rows
+// (KvRows::rows_attend_alone) attend one at a time; consecutive rows of one sequence (the
+// encoder, a prefill) attend in blocks whose queries share the keys (simd_attention.h).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -93,8 +93,8 @@ std::vector<QueryBlock> query_blocks(const KvRows& rows, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
     QueryBlock& last = blocks.empty() ? blocks.emplace_back(QueryBlock{i, 0}) : blocks.back();
     const std::int64_t prev = last.first + last.count - 1;
-    const bool continues = last.count > 0 && last.count < simd::kAttentionLanes && sequences[i] == sequences[prev] &&
-                           positions[i] == positions[prev] + 1;
+    const bool continues = !rows.rows_attend_alone && last.count > 0 && last.count < simd::kAttentionLanes &&
+                           sequences[i] == sequences[prev] && positions[i] == positions[prev] + 1;
     if (continues) {
       ++last.count;
     } else if (last.count == 0) {

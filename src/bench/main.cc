@@ -231,6 +231,7 @@ int run(const RunOptions& o) {
       {"late_step_ms_median", late_median},
       {"late_context_positions", late_context},
       {"first_token_ms", s.first_token_ms},
+      {"decode_ms", s.decode_ms},
       {"step_ms_mean", s.step_ms.empty() ? 0.0 : s.decode_ms / static_cast<double>(s.step_ms.size())},
       {"decoder_bytes_per_step", bytes},
       {"memory_bandwidth_gb_s", bandwidth / 1e9},
@@ -256,13 +257,14 @@ int run(const RunOptions& o) {
   std::printf("prefill     %.0f ms\n", s.prefill_ms);
   // With speculative rows a step yields several tokens: the times are per token (a step's
   // time shared by the tokens it gave).
-  std::printf("decoder     %zu tokens (EOS ignored) in %d steps (%.2f tokens a step, at most %d speculative rows): "
-              "median %.2f ms/token, p90 %.2f ms/token; last %zu tokens (context ~%lld positions): median %.2f "
-              "ms/token\n",
+  std::printf("decoder     %zu tokens (EOS ignored) in %d steps (%.2f tokens a step, at most %d speculative rows), "
+              "%.0f ms: mean %.2f ms/token, median %.2f, p90 %.2f; last %zu tokens (context ~%lld positions): "
+              "median %.2f ms/token\n",
               s.step_ms.size(), s.decode_passes,
               s.decode_passes > 0 ? static_cast<double>(s.step_ms.size()) / s.decode_passes : 0.0,
-              model->speculative_tokens(), median, percentile(s.step_ms, 0.9), late_count,
-              static_cast<long long>(late_context), late_median);
+              model->speculative_tokens(), s.decode_ms,
+              s.step_ms.empty() ? 0.0 : s.decode_ms / static_cast<double>(s.step_ms.size()), median,
+              percentile(s.step_ms, 0.9), late_count, static_cast<long long>(late_context), late_median);
   std::printf("first token %.0f ms after the audio was handed over (mel, encoder, prefill, one step)\n", s.first_token_ms);
   if (bandwidth > 0) {
     std::printf("floor       %.2f GB of weights per step / %.1f GB/s measured read bandwidth = %.2f ms/step; "

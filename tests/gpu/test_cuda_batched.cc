@@ -6,7 +6,9 @@
 #include <numeric>
 
 #include "gpu/gpu_test_util.h"
+#include "core/audio.h"
 #include "model/model.h"
+#include "runtime/transcriber.h"
 
 namespace voxtral {
 namespace {
@@ -304,6 +306,71 @@ TEST(CudaDecoderPool, EachStreamDecodesInABatchAsAlone) {
     }
   }
   for (int s : sequences) pool.release(s);
+}
+
+// Speculative rows (runtime/speculation.h): consecutive positions of one sequence in one step
+// give each position's logits as steps of one row do (close, not equal: one row and four take
+// different kernels on the GPU), and the pool keeps the sequence's keys for the next step.
+TEST(CudaDecoderPool, RowsOfOneSequenceInOneStepMatchStepsOfOneRow) {
+  ModelOptions options;
+  options.backend = "cuda";
+  options.precision = "exact";
+  options.kv_cache = "f32";
+  options.max_streams = 2;
+  options.kv_cache_mb = 64;
+  auto model = Model::load(testing::fixture("tiny-a"), options);
+  DecoderPool& pool = model->decoder();
+  const int vocab = model->config().decoder.vocab_size;
+  const int ring = pool.options().audio_ring_positions;
+  constexpr int kSteps = 40;
+  std::vector<int> inputs(kSteps);
+  for (int t = 0; t < kSteps; ++t) inputs[static_cast<std::size_t>(t)] = t % 3 == 0 ? 32 : 1000 + 7 * t;
+  const int alone = pool.acquire();
+  pool.start(alone, model->ffn_norms(6));
+  std::vector<float> want;
+  for (int t = 0; t < kSteps; ++t) {
+    const DecodeRow row{alone, inputs[static_cast<std::size_t>(t)], t, t % ring};
+    int next = 0;
+    pool.step(std::span(&row, 1), std::span(&next, 1));
+    const auto logits = download(model->backend(), pool.step_logits(1));
+    want.insert(want.end(), logits.begin(), logits.end());
+  }
+  pool.release(alone);
+  const int together = pool.acquire();
+  pool.start(together, model->ffn_norms(6));
+  for (int t = 0; t < kSteps; t += 4) {
+    std::vector<DecodeRow> rows;
+    for (int i = 0; i < 4; ++i) rows.push_back({together, inputs[static_cast<std::size_t>(t + i)], t + i, (t + i) % ring});
+    std::vector<int> next(4);
+    pool.step(rows, next);
+    const auto logits = download(model->backend(), pool.step_logits(4));
+    for (int i = 0; i < 4; ++i) {
+      const auto at = static_cast<std::ptrdiff_t>(t + i) * vocab;
+      const std::vector<float> got(logits.begin() + static_cast<std::ptrdiff_t>(i) * vocab,
+                                   logits.begin() + static_cast<std::ptrdiff_t>(i + 1) * vocab);
+      const std::vector<float> one(want.begin() + at, want.begin() + at + vocab);
+      EXPECT_LE(relative_error(got, one), 1e-4) << "position " << t + i;
+    }
+  }
+  pool.release(together);
+}
+
+// A stream with speculative rows on the GPU: the demo model's tokens as without them.
+TEST(CudaSpeculativeSteps, KeepTheDemoModelsTokens) {
+  const auto samples = load_audio_file(testing::source_path("samples/commands.wav"), 16000);
+  const auto ids = [&](int speculative_tokens) {
+    ModelOptions options;
+    options.backend = "cuda";
+    options.speculative_tokens = speculative_tokens;
+    auto model = Model::load(testing::source_path("models/demo"), options);
+    const Transcript t = transcribe(*model, samples);
+    return std::pair(t.ids, t.stats.decode_passes);
+  };
+  const auto [one_row, one_row_steps] = ids(0);
+  const auto [speculative, speculative_steps] = ids(3);
+  ASSERT_GT(one_row.size(), 50u);
+  EXPECT_EQ(speculative, one_row);
+  EXPECT_LT(speculative_steps, one_row_steps * 7 / 10);
 }
 
 }  // namespace

@@ -377,6 +377,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     std::array<DecodeRow, kMaxSpeculativeTokens + 1> group;
     const auto width = static_cast<std::size_t>(std::min(spare, kMaxSpeculativeTokens) + 1);
     const int n = job->stream_->next_steps(std::span(group).first(width));
+    if (n <= 0) continue;  // not ready after all: nothing to step
     try {
       // A full cache fails this job only.
       decoder.reserve(group[0].sequence, group[0].position, group[static_cast<std::size_t>(n - 1)].position);

@@ -211,6 +211,20 @@ TEST(SpeculativeSteps, ThroughTheScheduler) {
   for (const auto& out : together) EXPECT_EQ(out, want);
 }
 
+// A model of one stream still has room in its steps for the stream's speculative rows.
+TEST(SpeculativeSteps, WithOneStreamToo) {
+  ModelOptions options = testing::test_model_options();
+  options.max_streams = 1;
+  options.speculative_tokens = 7;
+  auto model = Model::load(source_path("models/demo"), options);
+  EXPECT_EQ(model->speculative_tokens(), 7);
+  EXPECT_GE(model->decoder().options().max_batch, 8);
+  const auto samples = load_audio_file(source_path("samples/timer.wav"), 16000);
+  const Transcript t = transcribe(*model, samples);
+  EXPECT_LT(t.stats.decode_passes, static_cast<int>(t.stats.step_ms.size()) / 2);
+  EXPECT_EQ(t.ids, transcribe(*demo("auto", "exact", 0), samples).ids);
+}
+
 // A step's rows of one sequence must be adjacent and at consecutive positions.
 TEST(SpeculativeSteps, StepRefusesScatteredRowsOfOneSequence) {
   auto model = demo("auto", "exact", 0);

@@ -59,7 +59,7 @@ DecoderPool::DecoderPool(Backend& backend, const ModelConfig& config, const Mode
     : backend_(backend), config_(config), weights_(weights), options_(options) {
   const auto& dec = config.decoder;
   if (options_.max_batch <= 0) options_.max_batch = options_.max_sequences;
-  if (options_.max_sequences < 1 || options_.max_batch < 1 || options_.max_batch > options_.max_sequences ||
+  if (options_.max_sequences < 1 || options_.max_batch < 1 ||
       options_.max_prefill_rows < 1 || options_.page_size < 1 || options_.audio_ring_positions < 1) {
     fail("decoder", cat("bad pool options (", options_.max_sequences, " sequences, batch ", options_.max_batch,
                         ", page ", options_.page_size, ")"));

@@ -32,7 +32,7 @@ std::vector<std::vector<float>> time_conditioned_ffn_norms(const ModelConfig& co
 
 struct DecoderPoolOptions {
   int max_sequences = 8;          // streams decoding at once
-  int max_batch = 0;              // most rows of one step; 0: max_sequences
+  int max_batch = 0;              // most rows of one step (a row per stream, or a stream's speculative rows); 0: max_sequences
   int max_prefill_rows = 64;      // most positions of one prefill call
   int page_size = 64;             // K/V positions per page
   std::int64_t pages = 0;         // K/V pages for all sequences; 0: every sequence's whole ring

@@ -102,7 +102,7 @@ struct PoolOptions {
 };
 
 PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const Tokenizer& tokenizer, Backend& backend,
-                         ElemType kv_type) {
+                         ElemType kv_type, int speculative_tokens) {
   PoolOptions p;
   DecoderPoolOptions& d = p.decoder;
   EncoderPoolOptions& e = p.encoder;
@@ -126,12 +126,14 @@ PoolOptions pool_options(const ModelOptions& o, const ModelConfig& config, const
     streams = static_cast<int>(std::clamp<std::int64_t>(budget / (encoder_bytes + typical_decoder), 1, streams));
   }
   d.max_sequences = e.max_sequences = streams;
+  // A step holds a row per stream, and a stream alone may bring its speculative rows.
+  d.max_batch = std::max(streams, speculative_tokens + 1);
   // What the decoder pool holds besides its pages: audio rings, norms, step buffers, logits.
   const std::int64_t rows = std::max(d.max_sequences, d.max_prefill_rows);
   const std::int64_t other = 4 * ((d.max_sequences + 1) * (static_cast<std::int64_t>(d.audio_ring_positions) * dec.dim +
                                                           static_cast<std::int64_t>(dec.n_layers) * dec.dim) +
                                   rows * (4 * dec.dim + dec.q_width() + 2 * dec.kv_width() + 3 * dec.hidden_dim) +
-                                  static_cast<std::int64_t>(d.max_sequences) * dec.vocab_size);
+                                  static_cast<std::int64_t>(d.max_batch) * dec.vocab_size);
   const std::int64_t for_decoder = budget - streams * encoder_bytes - (o.kv_cache_mb > 0 ? 0 : other);
   // Every stream must at least hold 30 s (and its prompt) of decoder cache beside its encoder
   // window; else streams would fail mid-way ("K/V cache is full") instead of being refused here.
@@ -204,13 +206,13 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   } else {
     fail("kv cache", cat("unknown type \"", options.kv_cache, "\" (use f32, bf16 or auto)"));
   }
-  const PoolOptions pools = pool_options(options, m->config_, m->tokenizer_, *m->backend_, m->kv_cache_type_);
-  m->encoder_ = std::make_unique<EncoderPool>(*m->backend_, m->config_, m->weights_, pools.encoder);
-  m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_, pools.decoder);
-  const int speculative = options.speculative_tokens >= 0 ? options.speculative_tokens
+  m->speculative_tokens_ = options.speculative_tokens >= 0 ? options.speculative_tokens
                           : resolved.backend == "cpu"      ? kDefaultCpuSpeculativeTokens
                                                            : 0;
-  m->speculative_tokens_ = std::min(speculative, m->decoder_->options().max_batch - 1);
+  const PoolOptions pools =
+      pool_options(options, m->config_, m->tokenizer_, *m->backend_, m->kv_cache_type_, m->speculative_tokens_);
+  m->encoder_ = std::make_unique<EncoderPool>(*m->backend_, m->config_, m->weights_, pools.encoder);
+  m->decoder_ = std::make_unique<DecoderPool>(*m->backend_, m->config_, m->weights_, pools.decoder);
   if (m->backend_->slow_first_use()) m->warm_up();
   if (auto* profiling = dynamic_cast<ProfilingBackend*>(m->backend_.get())) profiling->clear();
   m->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

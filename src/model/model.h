@@ -85,7 +85,8 @@ class Model {
   // How the matrices are held: the file's format, or Q8/Q4 when quantized at load.
   WeightFormat weight_format() const { return weight_format_; }
   double load_seconds() const { return load_seconds_; }  // warm-up included
-  // ModelOptions::speculative_tokens with the default decided, at most the step's rows - 1.
+  // ModelOptions::speculative_tokens with the default decided (the decoder's steps hold that
+  // many rows more than one, even with a single stream).
   int speculative_tokens() const { return speculative_tokens_; }
   ElemType kv_cache_type() const { return kv_cache_type_; }
   const std::filesystem::path& directory() const { return directory_; }

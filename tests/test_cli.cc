@@ -175,6 +175,7 @@ TEST(Cli, TooLongAudioExitsWith5) {
   const auto path = silent_wav(dir, 60);
   const auto r = run_cli("-d " + quoted(fixture("tiny-b")) + " -i " + quoted(path) + " --no-continuous");
   EXPECT_EQ(r.exit_code, 5);
+  EXPECT_THAT(r.err, HasSubstr(path.string() + ": audio: is longer than"));
   EXPECT_THAT(r.err, HasSubstr("this model handles in one pass"));
 }
 

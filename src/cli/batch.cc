@@ -284,9 +284,10 @@ ExitCode transcribe_files(Model& model, const std::vector<BatchInput>& files, co
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr,
                  "voxtral: %zu files (%d failed), %.2f s of audio in %.2f s after loading (%.1fx real time); "
-                 "%lld decoder steps, %.2f streams per step on average\n",
+                 "%lld decoder steps, on average %.2f streams and %.2f rows (speculative ones included) a step\n",
                  files.size(), failed, c.audio_seconds, wall, wall > 0 ? c.audio_seconds / wall : 0.0,
                  static_cast<long long>(c.decode_steps),
+                 c.decode_steps > 0 ? static_cast<double>(c.stepped_streams) / static_cast<double>(c.decode_steps) : 0.0,
                  c.decode_steps > 0 ? static_cast<double>(c.decoded_rows) / static_cast<double>(c.decode_steps) : 0.0);
   }
   return result;

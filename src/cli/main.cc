@@ -406,6 +406,8 @@ int main(int argc, char** argv) {
     }
   }
   catch_interrupt();
+  // Errors name what was being transcribed, as the many-file mode's do.
+  const std::string source = !input.empty() ? input : o.from_stdin ? "stdin" : "microphone";
   const auto start = std::chrono::steady_clock::now();
   StreamStats stats;
   try {
@@ -440,10 +442,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
     return kAudioError;
   } catch (const BusyError& e) {  // the cache cannot hold this stream
-    std::fprintf(stderr, "\nvoxtral: %s (raise --kv-cache-mb)\n", e.what());
+    std::fprintf(stderr, "\nvoxtral: %s: %s (raise --kv-cache-mb)\n", source.c_str(), e.what());
     return kTranscriptionError;
   } catch (const std::exception& e) {  // Error, and anything else (e.g. out of memory)
-    std::fprintf(stderr, "\nvoxtral: %s\n", e.what());
+    std::fprintf(stderr, "\nvoxtral: %s: %s\n", source.c_str(), e.what());
     return kTranscriptionError;
   }
   report(o, stats, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());

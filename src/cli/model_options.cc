@@ -37,7 +37,8 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  cat("Speculative decoding: the most extra rows a stream's decoder step may carry, each guessing that "
                      "the position before it emits the streaming pad token (most positions of speech do), when the "
                      "audio of those positions is already encoded (offline, or a live stream that fell behind); the "
-                     "text is the same as without. 0 turns it off (default: ",
+                     "text is the same as without. A step holds 1, 2, 4 or 8 rows, so 2 acts as 1 and 4 to 6 as 3. "
+                     "0 turns it off (default: ",
                      kDefaultCpuSpeculativeTokens, " on the CPU, 0 on a GPU; at most ", kMaxSpeculativeTokens, ")"))
       ->check(whole_range(0, kMaxSpeculativeTokens));
   app.add_option("--kv-cache-mb", o.kv_cache_mb,

@@ -406,6 +406,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
   }
   const double step_ms = ms_since(t);
   double queue_ms = 0, max_queue_ms = 0;
+  std::int64_t positions = 0;
   const Tensor logits = decoder.step_logits(static_cast<std::int64_t>(rows_.size()));
   for (std::size_t i = 0; i < stepped.size(); ++i) {
     Job& job = *stepped[i];
@@ -415,7 +416,7 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
     const std::size_t first = first_row_[i];
     const std::size_t end = i + 1 < stepped.size() ? first_row_[i + 1] : rows_.size();
     try {
-      job.stream_->take_steps(std::span(next_).subspan(first, end - first),
+      positions += job.stream_->take_steps(std::span(next_).subspan(first, end - first),
                               logits.row_range(static_cast<std::int64_t>(first), static_cast<std::int64_t>(end - first)),
                               step_ms, stepped.size() == 1);
     } catch (const std::exception& e) {
@@ -429,10 +430,12 @@ bool Scheduler::step(std::vector<Job*>& jobs, std::vector<Job*>& over) {
   std::lock_guard lock(mutex_);
   ++counters_.decode_steps;
   counters_.decoded_rows += static_cast<std::int64_t>(rows_.size());
+  counters_.stepped_streams += static_cast<std::int64_t>(stepped.size());
+  counters_.decoded_positions += positions;
   counters_.decode_ms += step_ms;
   counters_.queue_ms += queue_ms;
   counters_.max_queue_ms = std::max(counters_.max_queue_ms, max_queue_ms);
-  counters_.last_batch = static_cast<int>(rows_.size());
+  counters_.last_batch = static_cast<int>(stepped.size());
   return true;
 }
 

@@ -107,13 +107,15 @@ struct SchedulerCounters {
   int active_jobs = 0;
   double audio_seconds = 0;      // audio taken in, all jobs
   std::int64_t decode_steps = 0;  // batched steps
-  std::int64_t decoded_rows = 0;  // stream positions decoded by them (the mean batch is rows / steps)
+  std::int64_t decoded_rows = 0;  // rows they computed, speculative ones included (the mean batch is rows / steps)
+  std::int64_t stepped_streams = 0;     // streams they stepped (over the steps: streams per step)
+  std::int64_t decoded_positions = 0;   // stream positions decoded: tokens, accepted speculative ones included
   double decode_ms = 0;          // total time in decode steps
   double tick_ms = 0;            // total time in ticks with work (input, encoder, steps)
   std::int64_t ticks = 0;
   double queue_ms = 0;           // total time rows waited between becoming ready and being stepped
   double max_queue_ms = 0;       // the longest such wait
-  int last_batch = 0;            // rows of the latest step
+  int last_batch = 0;            // streams in the latest step
   std::int64_t encoder_passes = 0;   // batched encoder runs
   std::int64_t encoded_streams = 0;  // stream requests they served (over the passes: the mean batch)
   double encoder_ms = 0;             // total time in encoder passes

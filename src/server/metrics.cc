@@ -56,13 +56,16 @@ std::string Metrics::prometheus(const SchedulerCounters& engine) const {
   series("voxtral_realtime_sessions", "gauge", "Open realtime WebSocket sessions.", realtime_sessions_.load());
   series("voxtral_audio_seconds_total", "counter", "Seconds of audio transcribed.", engine.audio_seconds);
   summary("voxtral_decode_step_milliseconds", "Decoder step time.", engine.decode_ms, engine.decode_steps);
-  series("voxtral_decoded_positions_total", "counter", "Stream positions decoded; over the steps, the mean batch.",
+  series("voxtral_decoded_positions_total", "counter",
+         "Stream positions decoded (tokens; speculative rows that held included).", engine.decoded_positions);
+  series("voxtral_decoder_step_rows_total", "counter",
+         "Rows the decoder steps computed, speculative ones included; over the steps, the mean batch.",
          engine.decoded_rows);
   series("voxtral_batch_rows", "gauge", "Streams in the latest decoder step.", engine.last_batch);
   summary("voxtral_tick_milliseconds", "Scheduler ticks with work: input, encoders and one batched step.", engine.tick_ms,
           engine.ticks);
   summary("voxtral_queue_delay_milliseconds", "Time a stream's ready position waited for its step.", engine.queue_ms,
-          engine.decoded_rows);
+          engine.stepped_streams);
   series("voxtral_queue_delay_max_milliseconds", "gauge", "The longest such wait since the start.", engine.max_queue_ms);
   series("voxtral_max_streams", "gauge", "Transcriptions the server runs at once.", engine.max_jobs);
   out << "# HELP voxtral_kv_cache_pages K/V cache pages of the decoder, in use and in all.\n"

@@ -165,6 +165,16 @@ void DecoderPool::reserve(int sequence, std::int64_t first, std::int64_t last) {
   pages_->reserve(sequence, first, last);
 }
 
+DeviceBuffer DecoderPool::save_positions(int sequence, std::int64_t count) const {
+  check_sequence(sequence, "save_positions");
+  return pages_->save(sequence, count);
+}
+
+void DecoderPool::load_positions(int sequence, std::int64_t count, const DeviceBuffer& saved) {
+  check_sequence(sequence, "load_positions");
+  pages_->load(sequence, count, saved);
+}
+
 DecoderPool::Buffers DecoderPool::buffers(std::int64_t n) const {
   return {x_.view().row_range(0, n),   normed_.view().row_range(0, n),  qkv_.view().row_range(0, n),
           attn_.view().row_range(0, n), gate_up_.view().row_range(0, n), act_.view().row_range(0, n)};

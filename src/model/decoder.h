@@ -77,6 +77,12 @@ class DecoderPool {
   // The sequence's audio ring: [audio_ring_positions, decoder dim], where its encoder writes.
   Tensor audio_ring(int sequence) const;
 
+  // The K/V of the sequence's positions [0, count) (KvPages::save), and a started sequence
+  // given them (KvPages::load): the prompt over the left padding, the same for every stream
+  // of a delay (model/left_pad.h).
+  DeviceBuffer save_positions(int sequence, std::int64_t count) const;
+  void load_positions(int sequence, std::int64_t count, const DeviceBuffer& saved);
+
   // Feeds ids[i] + audio_rows[i] at positions first_position + i of one sequence. With
   // logits given ([n, vocab] device), also computes every row's logits (parity tests).
   void prefill(int sequence, std::span<const int> ids, const Tensor& audio_rows, std::int64_t first_position,

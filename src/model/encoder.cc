@@ -84,6 +84,34 @@ void EncoderPool::reset(int sequence) {
   pages_->reserve(sequence, 0, layout_.capacity - 1);
 }
 
+EncoderPool::Prefix EncoderPool::save_prefix(int sequence) const {
+  if (sequence < 0 || sequence >= options_.max_sequences) fail("encoder", cat("save_prefix: no sequence ", sequence));
+  const auto s = static_cast<std::size_t>(sequence);
+  const auto context = static_cast<std::size_t>(kConv0Context * config_.audio.num_mel_bins);
+  Prefix prefix;
+  prefix.frames = frames_done_[s];
+  prefix.mel_context.assign(mel_context_.begin() + static_cast<std::ptrdiff_t>(s * context),
+                            mel_context_.begin() + static_cast<std::ptrdiff_t>((s + 1) * context));
+  const Tensor conv1_row = conv1_in_.view().row_range(sequence, 1);
+  prefix.conv1_context = DeviceBuffer(backend_, conv1_row.type, 1, conv1_row.cols);
+  backend_.copy(conv1_row, prefix.conv1_context.view());
+  prefix.kv = pages_->save(sequence, prefix.frames);
+  return prefix;
+}
+
+void EncoderPool::restore_prefix(int sequence, const Prefix& prefix) {
+  reset(sequence);
+  const auto s = static_cast<std::size_t>(sequence);
+  if (prefix.mel_context.size() != static_cast<std::size_t>(kConv0Context * config_.audio.num_mel_bins)) {
+    fail("encoder", "restore_prefix: a prefix of another model");
+  }
+  std::copy(prefix.mel_context.begin(), prefix.mel_context.end(),
+            mel_context_.begin() + static_cast<std::ptrdiff_t>(s * prefix.mel_context.size()));
+  backend_.copy(prefix.conv1_context.view(), conv1_in_.view().row_range(sequence, 1));
+  pages_->load(sequence, prefix.frames, prefix.kv);
+  frames_done_[s] = prefix.frames;
+}
+
 void EncoderPool::release(int sequence) {
   if (sequence >= 0 && sequence < options_.max_sequences) pages_->release(sequence);
 }

@@ -53,6 +53,21 @@ class EncoderPool {
   // Gives the sequence's pages back.
   void release(int sequence);
 
+  // A sequence's state after its first frames: frames done, both convolutions' left context
+  // and the K/V of those frames. Every stream starts with the same left padding of zeros and
+  // the encoder is causal, so the state after the padding is the same for all: computed once
+  // (model/left_pad.h), then given to each new sequence instead of encoding it again.
+  struct Prefix {
+    std::int64_t frames = 0;
+    std::vector<float> mel_context;  // the stride-1 convolution's last mel rows (host)
+    DeviceBuffer conv1_context;      // [1, encoder dim]: the stride-2 convolution's last input row
+    DeviceBuffer kv;                 // KvPages::save of the frames
+    DeviceBuffer embeddings;         // [frames / downsample, decoder dim]: what they gave (set by the stream)
+  };
+  Prefix save_prefix(int sequence) const;
+  // Starts a sequence (as reset does) at the saved state.
+  void restore_prefix(int sequence, const Prefix& prefix);
+
   // Encodes every request (at most one per sequence) in as few passes as the buffers allow.
   void encode(std::span<const EncodeRequest> requests);
 

@@ -96,4 +96,45 @@ void KvPages::pin_to_one_page(int sequence) {
   }
 }
 
+void KvPages::copy_positions(int sequence, std::int64_t count, const Tensor& buffer, bool save) const {
+  if (count <= 0 || count > layout_.capacity) fail(what_, cat("K/V copy of ", count, " positions"));
+  const int per_sequence = layout_.pages_per_sequence();
+  const int page = layout_.rows_per_page();
+  std::vector<std::int32_t> physical(static_cast<std::size_t>(per_sequence));
+  {
+    std::lock_guard lock(mutex_);
+    std::copy_n(host_.begin() + static_cast<std::ptrdiff_t>(sequence) * per_sequence, per_sequence, physical.begin());
+  }
+  for (std::int64_t p = 0; p < count; p += page - p % page) {
+    const std::int32_t at = physical[static_cast<std::size_t>(p / page)];
+    if (at < 0) fail(what_, cat("K/V copy: position ", p, " of sequence ", sequence, " has no page"));
+    const std::int64_t rows = std::min<std::int64_t>(page - p % page, count - p);
+    const std::int64_t cache_row = static_cast<std::int64_t>(at) * page + p % page;
+    for (int l = 0; l < layers_; ++l) {
+      const Tensor k = k_cache(l).row_range(cache_row, rows), v = v_cache(l).row_range(cache_row, rows);
+      const Tensor saved_k = buffer.row_range(2 * l * count + p, rows);
+      const Tensor saved_v = buffer.row_range((2 * l + 1) * count + p, rows);
+      if (save) {
+        backend_.copy(k, saved_k);
+        backend_.copy(v, saved_v);
+      } else {
+        backend_.copy(saved_k, k);
+        backend_.copy(saved_v, v);
+      }
+    }
+  }
+}
+
+DeviceBuffer KvPages::save(int sequence, std::int64_t count) const {
+  DeviceBuffer buffer(backend_, layout_.type, 2 * layers_ * count, static_cast<std::int64_t>(layout_.n_kv_heads) * layout_.head_dim);
+  copy_positions(sequence, count, buffer.view(), true);
+  return buffer;
+}
+
+void KvPages::load(int sequence, std::int64_t count, const DeviceBuffer& from) {
+  if (from.view().rows != 2 * layers_ * count) fail(what_, "K/V load: the saved positions do not match");
+  reserve(sequence, 0, count - 1);
+  copy_positions(sequence, count, from.view(), false);
+}
+
 }  // namespace voxtral

@@ -42,6 +42,14 @@ class KvPages {
   // and whose attention must read finite values). Error when no page is free.
   void pin_to_one_page(int sequence);
 
+  // The K and V of the sequence's positions [0, count) in every layer, copied out into a new
+  // buffer ([2 * layers * count, n_kv_heads * head_dim]: layer l's K rows, then its V rows),
+  // and back into a sequence's pages (taken as reserve() does: BusyError when none is free).
+  // For states every sequence starts with (model/left_pad.h). Error unless 0 < count <=
+  // capacity and the saved sequence holds those positions.
+  DeviceBuffer save(int sequence, std::int64_t count) const;
+  void load(int sequence, std::int64_t count, const DeviceBuffer& from);
+
   // A layer's caches, [pages() * layout.rows_per_page(), n_kv_heads * head_dim] in backend
   // memory: physical page p holds rows [p * rows_per_page, (p + 1) * rows_per_page).
   Tensor k_cache(int layer) const;
@@ -55,6 +63,8 @@ class KvPages {
 
  private:
   void release_locked(int sequence);
+  // Copies positions [0, count) of the sequence between its pages and `buffer` (save: out).
+  void copy_positions(int sequence, std::int64_t count, const Tensor& buffer, bool save) const;
   std::int64_t layer_rows() const { return pages_ * layout_.rows_per_page(); }
 
   Backend& backend_;

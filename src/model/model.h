@@ -16,6 +16,7 @@
 #include "core/tokenizer.h"
 #include "model/decoder.h"
 #include "model/encoder.h"
+#include "model/left_pad.h"
 #include "model/quantized_store.h"
 #include "model/weights.h"
 
@@ -97,6 +98,8 @@ class Model {
   DecoderPool& decoder() { return *decoder_; }
   // The encoder shared by every stream (sequence numbers are the decoder's).
   EncoderPool& encoder() { return *encoder_; }
+  // The state after the left padding, shared by every stream (model/left_pad.h).
+  LeftPadCache& left_pad() { return left_pad_; }
 
  private:
   Model() = default;
@@ -114,6 +117,7 @@ class Model {
   std::map<int, std::vector<std::vector<float>>> ffn_norms_;
   std::unique_ptr<EncoderPool> encoder_;  // after the weights they read
   std::unique_ptr<DecoderPool> decoder_;
+  LeftPadCache left_pad_;  // after the backend: its buffers go first
   double load_seconds_ = 0;
   int speculative_tokens_ = 0;
   ElemType kv_cache_type_ = ElemType::F32;

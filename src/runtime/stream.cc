@@ -58,6 +58,8 @@ Stream::Stream(Model& model, const StreamOptions& options, Decoding decoding)
   n_delay_ = voxtral::delay_positions(delay_ms, config_);
   left_pad_ = tokenizer.audio().n_left_pad_tokens;
   prompt_ = prompt_ids(tokenizer, n_delay_);
+  zero_positions_ = std::min<std::int64_t>(zero_padding_positions(config_, left_pad_),
+                                           static_cast<std::int64_t>(prompt_.size()) - 1);
   samples_per_position_ = config_.samples_per_position();
   const std::int64_t segment_positions =
       config_.decoder.model_max_length - left_pad_ - n_delay_ - 1 - kRightPadExtraPositions;
@@ -116,8 +118,23 @@ void Stream::start_segment() {
   pending_encode_ = 0;
   decoded_ = 0;
   prefilled_ = false;
+  prefilled_positions_ = 0;
   segment_done_ = false;
   next_input_ = prompt_.back();
+  // The padding's first positions, as an earlier stream computed them (model/left_pad.h).
+  // The decoder's are per delay: without them, the cached audio embeddings are prefilled.
+  const auto encoder_state = model_.left_pad().encoder();
+  if (zero_positions_ > 0 && encoder_state) {
+    model_.encoder().restore_prefix(sequence_, *encoder_state);
+    mel_frames_ = zero_positions_ * config_.mel_frames_per_position();
+    encoded_ = zero_positions_;
+    if (const auto decoder_state = model_.left_pad().decoder(n_delay_)) {
+      decoder_.load_positions(sequence_, zero_positions_, *decoder_state);
+      prefilled_positions_ = zero_positions_;
+    } else {
+      model_.backend().copy(encoder_state->embeddings.view(), audio_ring_.row_range(0, zero_positions_));
+    }
+  }
 }
 
 void Stream::reserve_segment_pages() {
@@ -272,8 +289,16 @@ EncodeRequest Stream::encode_request() const {
 
 void Stream::take_encoded(double encoder_ms) {
   stats_.encoder_ms += encoder_ms;
+  stats_.encoder_positions += pending_encode_;
   encoded_ += pending_encode_;
   pending_encode_ = 0;
+  if (encoded_ == zero_positions_ && !model_.left_pad().encoder()) {
+    EncoderPool::Prefix prefix = model_.encoder().save_prefix(sequence_);
+    const Tensor embeddings = audio_ring_.row_range(0, zero_positions_);
+    prefix.embeddings = DeviceBuffer(model_.backend(), embeddings.type, embeddings.rows, embeddings.cols);
+    model_.backend().copy(embeddings, prefix.embeddings.view());
+    model_.left_pad().set_encoder(std::move(prefix));
+  }
   if (decoding_ == Decoding::Scheduled) advance();
 }
 
@@ -284,6 +309,8 @@ std::int64_t Stream::prepare_encode(bool final) {
   const std::int64_t per_position = config_.mel_frames_per_position();
   std::int64_t count = frames_ready(final) / per_position - encoded_;
   count = std::min<std::int64_t>(count, encoder_chunk_);
+  // The padding's zero positions end a request of their own, as when they are cached.
+  if (encoded_ < zero_positions_) count = std::min(count, zero_positions_ - encoded_);
   // Room in the ring: a chunk waits for room for all of it (a scheduler frees the ring one
   // position per step; encoding in scraps would be slow and change the chunking).
   if (count > ring_positions_ - (encoded_ - decoded_)) return 0;
@@ -342,11 +369,25 @@ std::int64_t Stream::prepare_encode(bool final) {
 
 void Stream::prefill_if_ready() {
   const auto prompt_rows = static_cast<std::int64_t>(prompt_.size()) - 1;
-  if (prefilled_ || segment_done_ || encoded_ < prompt_rows) return;
-  const auto t = Clock::now();
-  decoder_.prefill(sequence_, std::span(prompt_).first(static_cast<std::size_t>(prompt_rows)),
-                   audio_ring_.row_range(0, prompt_rows), 0);
-  stats_.prefill_ms += ms_since(t);
+  if (prefilled_ || segment_done_) return;
+  // In two pieces: the padding's zero positions (cached for later streams: model/left_pad.h),
+  // then the rest of the prompt, which sees the audio.
+  const auto prefill = [&](std::int64_t first, std::int64_t end) {
+    const auto t = Clock::now();
+    decoder_.prefill(sequence_,
+                     std::span(prompt_).subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(end - first)),
+                     audio_ring_.row_range(first, end - first), first);
+    stats_.prefill_ms += ms_since(t);
+    prefilled_positions_ = end;
+  };
+  if (prefilled_positions_ < zero_positions_ && encoded_ >= zero_positions_) {
+    prefill(0, zero_positions_);
+    if (!model_.left_pad().decoder(n_delay_)) {
+      model_.left_pad().set_decoder(n_delay_, decoder_.save_positions(sequence_, zero_positions_));
+    }
+  }
+  if (prefilled_positions_ < zero_positions_ || encoded_ < prompt_rows) return;
+  prefill(prefilled_positions_, prompt_rows);
   prefilled_ = true;
   decoded_ = prompt_rows;
 }

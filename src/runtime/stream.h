@@ -95,6 +95,7 @@ struct StreamStats {
   std::int64_t positions = 0;  // decoder positions, all segments
   int segments = 0;
   int decode_passes = 0;  // decoder steps taken (fewer than tokens when speculative rows were accepted)
+  std::int64_t encoder_positions = 0;  // positions encoded (the left padding's zeros come from the cache)
 };
 
 // Who runs the decoder steps of a stream: the stream itself, inside feed/flush/finish (one
@@ -215,6 +216,8 @@ class Stream {
   std::int64_t pending_encode_ = 0;       // positions whose mel frames wait for the encoder
   std::int64_t decoded_ = 0;              // positions decoded (next step's position)
   bool prefilled_ = false;
+  std::int64_t zero_positions_ = 0;       // the padding's positions the left-pad cache covers
+  std::int64_t prefilled_positions_ = 0;  // prompt positions prefilled so far
   bool segment_done_ = false;             // EOS seen, or every position decoded
   End ending_ = End::None;                // a flush or finish waits for the segment's last steps
   int next_input_ = 0;

@@ -429,7 +429,7 @@ int Stream::take_steps(std::span<const int> tokens, const Tensor& logits, double
   for (std::size_t e = first_entry; e < stats_.step_ms.size(); ++e) stats_.step_ms[e] = step_ms / taken;
   stats_.decode_ms += step_ms;
   ++stats_.decode_passes;
-  if (stats_.segments == segment && ids_.size() >= first_id) {
+  if (stats_.segments == segment) {
     speculation_.observe(static_cast<int>(tokens.size()), alone ? step_ms : 0.0, ids_.data() + first_id,
                          static_cast<int>(ids_.size() - first_id), pad);
   }

@@ -125,9 +125,9 @@ class Stream {
   // Ends the stream: flushes and accepts no more audio.
   void finish();
 
-  // ---- for a scheduler (Decoding::Scheduled): it collects next_step() from every stream
+  // ---- for a scheduler (Decoding::Scheduled): it collects next_steps() from every stream
   // with step_ready(), runs them as one batched DecoderPool::step, and gives each stream its
-  // token with take_step(). With Decoding::Self the stream does this itself.
+  // tokens with take_steps(). With Decoding::Self the stream does this itself.
   // The encoder likewise: encode_ready() prepares the stream's next mel frames when the
   // signal and the ring allow; the scheduler encodes every ready stream's encode_request()
   // in one EncoderPool::encode and tells each with take_encoded().
@@ -135,11 +135,8 @@ class Stream {
   EncodeRequest encode_request() const;
   void take_encoded(double encoder_ms);
   bool step_ready() const { return prefilled_ && !segment_done_ && decoded_ < encoded_; }
-  DecodeRow next_step() const;
-  // The step's output token, its logits ([1, vocab] in backend memory) and its time.
-  void take_step(int token, const Tensor& logits, double step_ms);
   // Speculative decoding (runtime/speculation.h): the rows of the stream's next step, at most
-  // rows.size(): next_step(), then rows for the following positions whose audio is encoded,
+  // rows.size(): its next position, then rows for the following positions whose audio is encoded,
   // each with the pad token as its guessed input, as many as the stream's policy finds
   // worth it (Model::speculative_tokens() at most). Returns how many it filled (1 when
   // step_ready()).
@@ -180,6 +177,9 @@ class Stream {
   std::int64_t prepare_encode(bool final);
   std::int64_t frames_ready(bool final) const;  // mel frames whose window the signal covers
   void prefill_if_ready();
+  DecodeRow next_step() const;  // the row of the stream's next position
+  // One row's output token and its logits ([1, vocab] in backend memory), with its time.
+  void take_step(int token, const Tensor& logits, double step_ms);
   void end_segment(End end);
   void complete_segment_end();
   void emit(int token, std::int64_t position, const Tensor& logits);

@@ -2,8 +2,6 @@
 // (model/left_pad.h): the same tokens and logit bits as computing it, fewer positions encoded.
 #include <gtest/gtest.h>
 
-#include <cstring>
-
 #include "core/audio.h"
 #include "model/left_pad.h"
 #include "model/model.h"
@@ -15,6 +13,8 @@ namespace voxtral {
 namespace {
 
 using voxtral::testing::fixture;
+using voxtral::testing::download;
+using voxtral::testing::same_bits;
 using voxtral::testing::source_path;
 
 TEST(LeftPad, ZeroPositionsAreThoseWhoseFramesSeeOnlyZeros) {
@@ -37,10 +37,8 @@ Recorded run(Model& model, const std::vector<float>& samples, int delay_ms, std:
   Recorded r;
   StreamOptions options;
   options.delay_ms = delay_ms;
-  std::vector<float> row;
   options.on_step_logits = [&](int, std::int64_t, const Tensor& logits) {
-    row.resize(static_cast<std::size_t>(logits.numel()));
-    model.backend().copy_to_host(logits, row.data());
+    const auto row = download(model.backend(), logits);
     r.logits.insert(r.logits.end(), row.begin(), row.end());
   };
   Stream stream(model, options);
@@ -51,10 +49,6 @@ Recorded run(Model& model, const std::vector<float>& samples, int delay_ms, std:
   r.ids = stream.ids();
   r.stats = stream.stats();
   return r;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(LeftPad, LaterStreamsStartFromTheFirstStreamsStateWithTheSameBits) {

@@ -3,8 +3,6 @@
 // row per step, while the demo model's real speech takes far fewer steps than tokens.
 #include <gtest/gtest.h>
 
-#include <cstring>
-
 #include "core/audio.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -17,6 +15,8 @@
 namespace voxtral {
 namespace {
 
+using voxtral::testing::download;
+using voxtral::testing::same_bits;
 using voxtral::testing::source_path;
 
 TEST(SpeculationPolicy, ExpectedTokensIsTheGeometricSum) {
@@ -81,12 +81,10 @@ struct Recorded {
 // A whole recording fed at once (offline), with every step's input, position and logits.
 Recorded run(Model& model, const std::vector<float>& samples, StreamOptions options = {}) {
   Recorded r;
-  std::vector<float> row;
   options.on_step_logits = [&](int input, std::int64_t position, const Tensor& logits) {
     r.inputs.push_back(input);
     r.positions.push_back(position);
-    row.resize(static_cast<std::size_t>(logits.numel()));
-    model.backend().copy_to_host(logits, row.data());
+    const auto row = download(model.backend(), logits);
     r.logits.insert(r.logits.end(), row.begin(), row.end());
   };
   options.expected_samples = static_cast<std::int64_t>(samples.size());
@@ -97,10 +95,6 @@ Recorded run(Model& model, const std::vector<float>& samples, StreamOptions opti
   r.ids = stream.ids();
   r.stats = stream.stats();
   return r;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 std::unique_ptr<Model> demo(const char* weights, const char* precision, int speculative_tokens) {

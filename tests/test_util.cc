@@ -109,4 +109,8 @@ std::vector<float> download(Backend& backend, const Tensor& t) {
   return host;
 }
 
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 }  // namespace voxtral::testing

@@ -73,5 +73,7 @@ std::string safetensors_bytes(const std::string& header_json, const std::string&
 double relative_error(const std::vector<float>& got, const std::vector<float>& want);
 // A backend tensor's values, F32, on the host.
 std::vector<float> download(Backend& backend, const Tensor& t);
+// The same floats, bit for bit (the promise of paths that only reorder work between rows).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
 
 }  // namespace voxtral::testing

@@ -239,16 +239,23 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32},       // tiny-a's heads
                       BatchedAttentionCase{8, 1, 64, 100, 16, 5, ElemType::F32}));    // GQA 8:1: the general kernel
 
-// A stream's tokens do not depend on the batch: streams of different lengths and delays,
-// starting at different ticks, decoded together give the ids and logits each gives alone.
-TEST(CudaDecoderPool, EachStreamDecodesInABatchAsAlone) {
+// tiny-a on CUDA, exact, F32 caches: `max_streams` streams, steps of up to
+// max(max_streams, speculative_tokens + 1) rows.
+std::unique_ptr<Model> tiny_a_on_cuda(int max_streams, int speculative_tokens) {
   ModelOptions options;
   options.backend = "cuda";
   options.precision = "exact";
   options.kv_cache = "f32";
-  options.max_streams = 12;
+  options.max_streams = max_streams;
+  options.speculative_tokens = speculative_tokens;
   options.kv_cache_mb = 64;
-  auto model = Model::load(testing::fixture("tiny-a"), options);
+  return Model::load(testing::fixture("tiny-a"), options);
+}
+
+// A stream's tokens do not depend on the batch: streams of different lengths and delays,
+// starting at different ticks, decoded together give the ids and logits each gives alone.
+TEST(CudaDecoderPool, EachStreamDecodesInABatchAsAlone) {
+  auto model = tiny_a_on_cuda(12, 0);
   DecoderPool& pool = model->decoder();
   const int vocab = model->config().decoder.vocab_size;
   struct Plan {
@@ -312,13 +319,7 @@ TEST(CudaDecoderPool, EachStreamDecodesInABatchAsAlone) {
 // give each position's logits as steps of one row do (close, not equal: one row and four take
 // different kernels on the GPU), and the pool keeps the sequence's keys for the next step.
 TEST(CudaDecoderPool, RowsOfOneSequenceInOneStepMatchStepsOfOneRow) {
-  ModelOptions options;
-  options.backend = "cuda";
-  options.precision = "exact";
-  options.kv_cache = "f32";
-  options.max_streams = 2;
-  options.kv_cache_mb = 64;
-  auto model = Model::load(testing::fixture("tiny-a"), options);
+  auto model = tiny_a_on_cuda(2, 3);  // steps of up to 4 rows
   DecoderPool& pool = model->decoder();
   const int vocab = model->config().decoder.vocab_size;
   const int ring = pool.options().audio_ring_positions;

@@ -174,7 +174,7 @@ TEST(QuantizedLinear, FastProductsUseTheIntegerInstructionsOfTheKernelSet) {
   const char* forced = std::getenv("VOXTRAL_CPU_KERNELS");
   const std::string asked = forced != nullptr ? forced : "";
   __builtin_cpu_init();
-  const bool vnni = (asked.empty() || asked == "avx512bf16") && __builtin_cpu_supports("avx512vnni");
+  const bool vnni = (asked.empty() || asked == "amx" || asked == "avx512bf16") && __builtin_cpu_supports("avx512vnni");
   EXPECT_EQ(quant, vnni ? "avx512vnni" : "avx512");
 }
 

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "backend/cpu/simd.h"
+#include "backend/cpu/simd_gemm.h"
+#include "backend/cpu/simd_sets.h"
 #include "core/bf16.h"
 
 namespace voxtral {
@@ -24,6 +26,7 @@ bool machine_has(const std::string& set) {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
+  if (set == "amx") return avx512 && __builtin_cpu_supports("avx512bf16") && simd::amx_bf16_usable();
   if (set == "avx512bf16") return avx512 && __builtin_cpu_supports("avx512bf16");
   if (set == "avx512") return avx512;
   if (set == "avx2") return avx2;
@@ -32,11 +35,13 @@ bool machine_has(const std::string& set) {
 
 TEST(Simd, RunsTheKernelSetAskedFor) {
   const std::string name = simd::kernels().name;
-  std::cout << "[ kernels  ] " << name << "\n";
+  const std::string tiles = simd::gemm_kernels().name;
+  std::cout << "[ kernels  ] " << name << ", many-row tiles " << tiles << "\n";
   const char* forced = std::getenv("VOXTRAL_CPU_KERNELS");
   const std::string asked = forced != nullptr ? forced : "";
   if (asked.empty()) {
-    // Unforced: the widest set this machine has.
+    // Unforced: the widest set this machine has (AMX: its tiles beside the avx512bf16 vectors).
+    EXPECT_EQ(tiles == std::string("amx"), machine_has("amx"));
     for (const std::string set : {"avx512bf16", "avx512", "avx2", "generic"}) {
       if (machine_has(set)) {
         EXPECT_EQ(name, set);
@@ -47,7 +52,13 @@ TEST(Simd, RunsTheKernelSetAskedFor) {
   }
   // CTest counts this run as skipped (not passed) when the machine lacks the set.
   if (!machine_has(asked)) GTEST_SKIP() << "this CPU has no " << asked << " kernels; ran " << name;
+  if (asked == "amx") {
+    EXPECT_EQ(name, "avx512bf16");
+    EXPECT_EQ(tiles, "amx");
+    return;
+  }
   EXPECT_EQ(name, asked);
+  EXPECT_NE(tiles, "amx");
 }
 
 struct Problem {

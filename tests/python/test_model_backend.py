@@ -23,6 +23,6 @@ def test_auto_is_decided_to_cpu_or_cuda():
 def test_the_cpu_description_names_the_threads_and_kernels():
     with voxtral.Model(DEMO, backend="cpu", threads=3) as m:
         assert m.backend == "cpu"
-        assert re.fullmatch(r"cpu \(3 threads, (avx512bf16|avx512|avx2|generic) kernels\)", m.backend_description)
+        assert re.fullmatch(r"cpu \(3 threads, (avx512bf16(\+amx)?|avx512|avx2|generic) kernels\)", m.backend_description)
     with voxtral.Model(DEMO, backend="cpu", threads=1, precision="fast") as m:
         assert ", fast precision (BF16" in m.backend_description, m.backend_description

@@ -44,7 +44,7 @@ CpuBackend::CpuBackend(int threads, CpuPrecision precision) : pool_(threads), pr
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::name() const {
-  return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, " kernels",
+  return cat("cpu (", pool_.size(), " threads, ", simd::kernels().name, simd::kernels().amx ? "+amx" : "", " kernels",
              precision_ == CpuPrecision::Fast ? ", fast precision (BF16 or, with Q8/Q4 weights, int8 activations)" : "",
              ")");
 }

@@ -39,9 +39,12 @@ struct Kernels {
   // is unset or avx512bf16 (the set "avx512" stands for AVX-512F/BW without the newer
   // instructions).
   bool vnni = false;
+  // AMX-BF16 tiles for the many-row fast products (simd_gemm.h): the CPU has them, Linux
+  // granted the tile state, and VOXTRAL_CPU_KERNELS is unset or amx.
+  bool amx = false;
 };
 
-// The kernels for this machine (chosen once). VOXTRAL_CPU_KERNELS=avx512bf16|avx512|avx2|generic
+// The kernels for this machine (chosen once). VOXTRAL_CPU_KERNELS=amx|avx512bf16|avx512|avx2|generic
 // asks for a set (the tests run each one); a set the machine lacks gives the widest it has
 // below it, so compare `name` with the request to know which one runs.
 const Kernels& kernels();

@@ -59,6 +59,7 @@ void dequantize_q4_generic(const std::uint8_t* codes, const std::uint16_t* scale
 // The same level as simd.h's kernels (one decision, VOXTRAL_CPU_KERNELS included).
 GemmKernels choose() {
   const std::string_view level = kernels().name;
+  if (kernels().amx) return amx_gemm_kernels();
   if (level.starts_with("avx512")) return avx512_gemm_kernels(level == "avx512bf16");
   if (level == "avx2") return avx2_gemm_kernels();
   return generic_gemm_kernels();

@@ -1,5 +1,6 @@
 // The register tiles of the CPU's many-row products (cpu_gemm.cc), at the level simd.h's
-// kernels chose (AVX-512 with or without AVX512_BF16, AVX2+FMA, or portable;
+// kernels chose (AMX-BF16 tiles for fast precision, AVX-512 with or without AVX512_BF16,
+// AVX2+FMA, or portable;
 // VOXTRAL_CPU_KERNELS forces a narrower set for these too).
 //
 // A product y = x W^T is cut into tiles of `rows` weight rows by `lanes` activation rows. The
@@ -38,7 +39,9 @@ struct GemmKernels {
   void (*dequantize_q8)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n, float* out);
   void (*dequantize_q4)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n, float* out);
 
-  const char* name;  // as simd::kernels().name, "avx512bf16" only where tile_pairs uses vdpbf16ps
+  // as simd::kernels().name, "avx512bf16" only where tile_pairs uses vdpbf16ps; "amx" where it
+  // uses AMX-BF16 tiles (simd_gemm_amx.cc), whose sums round in the hardware's own order
+  const char* name;
 };
 
 const GemmKernels& gemm_kernels();

@@ -10,6 +10,8 @@ Kernels generic_kernels();
 Kernels avx2_kernels();
 // with_bf16_instruction: dot_bf16_pairs through vdpbf16ps (the CPU must have AVX512_BF16).
 Kernels avx512_kernels(bool with_bf16_instruction);
+// The CPU has AMX-BF16 and the OS granted this process the tile state (simd_gemm_amx.cc).
+bool amx_bf16_usable();
 
 // Splits a dot_bf16 / dot_bf16_pairs call into register blocks. K::block<W, R> multiplies W
 // weight rows by R activation rows with one accumulator register per pair, so each weight

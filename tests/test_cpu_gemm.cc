@@ -15,6 +15,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/simd.h"
+#include "backend/cpu/simd_gemm.h"
 #include "core/bf16.h"
 #include "core/quant.h"
 #include "test_util.h"
@@ -170,6 +171,40 @@ TEST(CpuGemm, DenseWeightsStayInTheirStoredForm) {
     ASSERT_EQ(w.segments.size(), 1u);
     EXPECT_EQ(w.segments[0].data, m.view.data) << storage;
     EXPECT_EQ(backend.weight_bytes(), m.view.nbytes + (m.scales.empty() ? 0 : m.scales_view.nbytes)) << storage;
+  }
+}
+
+// The fast tiles' weight rows come from one fused pass over the codes: every F16 scale's
+// range (subnormal to 65504, both signs) and every code give the bits of dequantizing
+// (core/quant.h's reference) and then rounding to BF16 (core/bf16.h).
+TEST(CpuGemm, FusedDequantizeToBf16GivesTheBitsOfDequantizeThenRound) {
+  std::mt19937 rng(17);
+  constexpr std::int64_t kCols = 4096;
+  const std::int64_t blocks = kCols / kQuantBlock;
+  std::vector<std::uint16_t> scales(static_cast<std::size_t>(blocks));
+  std::uniform_int_distribution<int> any_f16(0, 0xffff);
+  for (auto& d : scales) {
+    do {
+      d = static_cast<std::uint16_t>(any_f16(rng));
+    } while ((d & 0x7c00) == 0x7c00);  // no infinity or NaN: a stored scale is finite
+  }
+  scales[0] = 0x0001;  // smallest subnormal
+  scales[1] = 0x7bff;  // 65504
+  scales[2] = 0xfbff;  // -65504
+  const auto& g = simd::gemm_kernels();
+  for (const WeightFormat format : {WeightFormat::Q8, WeightFormat::Q4}) {
+    SCOPED_TRACE(format == WeightFormat::Q8 ? "q8" : "q4");
+    std::vector<std::uint8_t> codes(quantized_row_bytes(format, kCols));
+    std::uniform_int_distribution<int> any_byte(0, 255);
+    for (auto& c : codes) c = static_cast<std::uint8_t>(any_byte(rng));
+    std::vector<float> values(static_cast<std::size_t>(kCols));
+    dequantize_row(format, codes, scales, values);
+    std::vector<std::uint16_t> got(static_cast<std::size_t>(kCols));
+    (format == WeightFormat::Q8 ? g.dequantize_q8_bf16 : g.dequantize_q4_bf16)(codes.data(), scales.data(), kCols,
+                                                                              got.data());
+    int differ = 0;
+    for (std::size_t i = 0; i < values.size(); ++i) differ += got[i] != float_to_bf16(values[i]);
+    EXPECT_EQ(differ, 0) << "on the " << g.name << " tiles";
   }
 }
 

@@ -73,13 +73,13 @@ class WeightRows {
       const auto vi = static_cast<std::size_t>(v);
       if (w.quantized()) {
         const QuantizedRow row = quantized_row(w, j);
-        float* out = fast ? widened_row(0) : widened_row(v);
-        (w.format == WeightFormat::Q8 ? g.dequantize_q8 : g.dequantize_q4)(row.codes, row.scales, cols, out);
+        const bool q8 = w.format == WeightFormat::Q8;
         if (fast) {
-          k.round_bf16(out, rounded_row(v, padded), cols);
+          (q8 ? g.dequantize_q8_bf16 : g.dequantize_q4_bf16)(row.codes, row.scales, cols, rounded_row(v, padded));
           bf16_[vi] = rounded_row(v, padded);
         } else {
-          f32_[vi] = out;
+          (q8 ? g.dequantize_q8 : g.dequantize_q4)(row.codes, row.scales, cols, widened_row(v));
+          f32_[vi] = widened_row(v);
         }
       } else if (!fast) {
         if (w.type == ElemType::F32) {

@@ -68,7 +68,15 @@ GemmKernels choose() {
 }  // namespace
 
 GemmKernels generic_gemm_kernels() {
-  return {kLanes, kRows, tile_f32_generic, tile_pairs_generic, dequantize_q8_generic, dequantize_q4_generic, "generic"};
+  return {kLanes,
+          kRows,
+          tile_f32_generic,
+          tile_pairs_generic,
+          dequantize_q8_generic,
+          dequantize_q4_generic,
+          dequantize_then_round<dequantize_q8_generic>,
+          dequantize_then_round<dequantize_q4_generic>,
+          "generic"};
 }
 
 const GemmKernels& gemm_kernels() {

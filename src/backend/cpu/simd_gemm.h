@@ -38,6 +38,12 @@ struct GemmKernels {
   // One Q8 or Q4 row (core/quant.h) to its exact floats, f16(d) * q; n a multiple of 32.
   void (*dequantize_q8)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n, float* out);
   void (*dequantize_q4)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n, float* out);
+  // The same values rounded to BF16 (nearest even) in one pass: the fast tiles' weight rows.
+  // Bit for bit dequantize_q8/q4 followed by Kernels::round_bf16.
+  void (*dequantize_q8_bf16)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
+                             std::uint16_t* out);
+  void (*dequantize_q4_bf16)(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
+                             std::uint16_t* out);
 
   // as simd::kernels().name, "avx512bf16" only where tile_pairs uses vdpbf16ps; "amx" where it
   // uses AMX-BF16 tiles (simd_gemm_amx.cc), whose sums round in the hardware's own order

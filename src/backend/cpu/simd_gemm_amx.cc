@@ -156,7 +156,15 @@ bool amx_bf16_usable() {
 
 GemmKernels amx_gemm_kernels() {
   const GemmKernels base = base_kernels();
-  return {kLanes, kRows, tile_f32_in_pieces, tile_pairs_amx, base.dequantize_q8, base.dequantize_q4, "amx"};
+  return {kLanes,
+          kRows,
+          tile_f32_in_pieces,
+          tile_pairs_amx,
+          base.dequantize_q8,
+          base.dequantize_q4,
+          base.dequantize_q8_bf16,
+          base.dequantize_q4_bf16,
+          "amx"};
 }
 
 }  // namespace voxtral::simd

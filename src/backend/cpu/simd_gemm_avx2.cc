@@ -123,7 +123,15 @@ VOXTRAL_AVX2 void dequantize_q4_avx2(const std::uint8_t* codes, const std::uint1
 }  // namespace
 
 GemmKernels avx2_gemm_kernels() {
-  return {kLanes, kRows, tile_f32_avx2, tile_pairs_avx2, dequantize_q8_avx2, dequantize_q4_avx2, "avx2"};
+  return {kLanes,
+          kRows,
+          tile_f32_avx2,
+          tile_pairs_avx2,
+          dequantize_q8_avx2,
+          dequantize_q4_avx2,
+          dequantize_then_round<dequantize_q8_avx2>,
+          dequantize_then_round<dequantize_q4_avx2>,
+          "avx2"};
 }
 
 }  // namespace voxtral::simd

@@ -2,8 +2,8 @@
 // with every weight storage the backend reads in place (BF16, F32, Q8, Q4), in both
 // precisions, against a double-precision reference of the values the kernels multiply: the
 // weights as stored (Q8/Q4: f16(d) * q), and in fast mode the weights and activations rounded
-// to BF16. The shapes leave remainders in every tiling (32/16/8 activation rows, 12/6/4
-// weight rows) and odd input counts. A row's outputs are the same bits whatever rows share
+// to BF16. The shapes leave remainders in every tiling (32/16/8 activation rows, 32/12/6/4
+// weight rows, AMX's 16-pair K steps) and odd input counts. A row's outputs are the same bits whatever rows share
 // its call. The parity_with_*_kernels tests run these on each kernel set.
 #include <gtest/gtest.h>
 
@@ -142,7 +142,7 @@ void check(const std::string& storage, std::int64_t cols, CpuPrecision precision
 }
 
 TEST(CpuGemm, Bf16WeightsMatchTheReferenceInBothPrecisions) {
-  for (const std::int64_t cols : {203, 64}) {
+  for (const std::int64_t cols : {203, 64, 100}) {  // 100: rows read in place with a K tail (AMX)
     check("bf16", cols, CpuPrecision::Exact);
     check("bf16", cols, CpuPrecision::Fast);
   }

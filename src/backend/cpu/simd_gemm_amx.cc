@@ -70,6 +70,11 @@ void tile_f32_in_pieces(const float* const* w, int wrows, const float* panel, st
   }
 }
 
+// GCC's tile intrinsics are asm statements with the addresses as plain register operands: a
+// compiler barrier keeps stores into a buffer ahead of the tile load that reads it, and a tile
+// store ahead of the reads of what it wrote.
+inline void memory_barrier() { __asm__ __volatile__("" ::: "memory"); }
+
 // Weight rows as (base, stride) for tile loads: in place when the block is 32 rows an equal
 // stride apart (a weight in the memory map, or prepare()'s rounded rows), otherwise copied
 // into zero-filled rows of this thread's buffer (a last, shorter block).
@@ -86,12 +91,15 @@ WeightTiles weight_tiles(const std::uint16_t* const* w, int wrows, std::int64_t 
     for (int v = 2; v < kRows && even; ++v) even = reinterpret_cast<const char*>(w[v]) == first + v * stride;
     if (even) return {first, stride};
   }
+  // Copied again for every panel: only a weight's last block when its rows are not a multiple
+  // of 32 (none of the model's), so not worth a second tile configuration.
   thread_local std::vector<std::uint16_t> copied;
   const std::int64_t row_values = (pairs + kTilePairs - 1) / kTilePairs * kTilePairs * 2;
   copied.assign(static_cast<std::size_t>(kRows * row_values), 0);
   for (int v = 0; v < wrows; ++v) {
     std::memcpy(copied.data() + v * row_values, w[v], static_cast<std::size_t>(2 * pairs) * sizeof(std::uint16_t));
   }
+  memory_barrier();
   return {reinterpret_cast<const char*>(copied.data()), row_values * 2};
 }
 
@@ -108,6 +116,10 @@ VOXTRAL_AMX void multiply_tiles(const char* weights, std::int64_t stride, const 
 
 VOXTRAL_AMX void tile_pairs_amx(const std::uint16_t* const* w, int wrows, const std::uint32_t* panel,
                                 std::int64_t pairs, float* tile) {
+  if (pairs == 0) {
+    std::fill_n(tile, wrows * kLanes, 0.0f);
+    return;
+  }
   const WeightTiles weights = weight_tiles(w, wrows, pairs);
   const std::int64_t whole = pairs / kTilePairs, rest = pairs % kTilePairs;
   const auto* panel_bytes = reinterpret_cast<const char*>(panel);
@@ -128,6 +140,7 @@ VOXTRAL_AMX void tile_pairs_amx(const std::uint16_t* const* w, int wrows, const 
     }
     std::memcpy(panel_rest, panel_bytes + whole * kTilePairs * kPanelRowBytes,
                 static_cast<std::size_t>(rest * kPanelRowBytes));
+    memory_barrier();
     multiply_tiles(reinterpret_cast<const char*>(weight_rest), sizeof weight_rest[0],
                    reinterpret_cast<const char*>(panel_rest));
   }
@@ -138,12 +151,18 @@ VOXTRAL_AMX void tile_pairs_amx(const std::uint16_t* const* w, int wrows, const 
   _tile_stored(1, out + 16, kPanelRowBytes);
   _tile_stored(2, out + 16 * kLanes, kPanelRowBytes);
   _tile_stored(3, out + 16 * kLanes + 16, kPanelRowBytes);
+  // Hands the tile state back: a thread that keeps it pays 8 KB more on every context switch.
+  _tile_release();
+  memory_barrier();
   if (out != tile) std::memcpy(tile, full, static_cast<std::size_t>(wrows * kLanes) * sizeof(float));
 }
 
 }  // namespace
 
 bool amx_bf16_usable() {
+#ifndef __linux__
+  return false;  // the tile state's permission is requested the Linux way below
+#else
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
   const bool tile = (edx >> 24) & 1u, bf16 = (edx >> 22) & 1u;
@@ -152,6 +171,7 @@ bool amx_bf16_usable() {
   // XFEATURE_XTILEDATA); without it the first tile instruction faults.
   constexpr int kArchRequestPermission = 0x1023, kTileDataFeature = 18;
   return syscall(SYS_arch_prctl, kArchRequestPermission, kTileDataFeature) == 0;
+#endif
 }
 
 GemmKernels amx_gemm_kernels() {

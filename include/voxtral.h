@@ -63,7 +63,7 @@ typedef struct {
                             "q8" / "q4" (a BF16 model quantized at load), or "fp8" (E4M3, quantized at
                             load; CUDA on sm_89 or newer) */
 } voxtral_model_options;
-/* Speculative decoding (README, --speculative-tokens) runs with the backend's default: up to 3
+/* Speculative decoding (README, --speculative-tokens) runs with the backend's default: up to 7
    speculative rows per step on the CPU, none on a GPU. It never changes the text. */
 
 typedef struct {

@@ -41,11 +41,32 @@ int SpeculationPolicy::rows(std::int64_t available) const {
     if (ms_[static_cast<std::size_t>(s)] > 0) base = ms_[static_cast<std::size_t>(s)] / kPriorRatio[static_cast<std::size_t>(s)];
   }
   if (base == 0) base = 1;
+  // Above the largest measured count (when that is 4 or more), the line through the smallest
+  // and largest measured ones: a step's cost grows about linearly with its rows once they are
+  // not free, and the priors (an AVX2 machine's) overstate it where the products are cheap
+  // (an AVX-512 VNNI Xeon: 8 rows 1.8x one row, not 3.0x; BENCHMARKS.md). Not from 1 and 2
+  // rows: on a small model their times are mostly noise, and the line would stretch it.
+  int low = 0, high = 0;
+  for (int n = 1; n <= 8; n *= 2) {
+    if (ms_[static_cast<std::size_t>(slot(n))] > 0) {
+      if (low == 0) low = n;
+      high = n;
+    }
+  }
+  const auto measured = [&](int n) { return ms_[static_cast<std::size_t>(slot(n))]; };
+  const auto estimate = [&](int n) {
+    const auto s = static_cast<std::size_t>(slot(n));
+    if (ms_[s] > 0) return ms_[s];
+    if (low != high && high >= 4 && n > high) {
+      const double per_row = std::max(0.0, (measured(high) - measured(low)) / (high - low));
+      return measured(high) + per_row * (n - high);
+    }
+    return base * kPriorRatio[s];
+  };
   int best = 1;
   double best_rate = 0;
   for (int n = 1; n <= limit; n *= 2) {
-    const auto s = static_cast<std::size_t>(slot(n));
-    const double ms = ms_[s] > 0 ? ms_[s] : base * kPriorRatio[s];
+    const double ms = estimate(n);
     const double rate = expected_tokens(pad_share_, n) / ms;
     if (rate > best_rate) {
       best_rate = rate;

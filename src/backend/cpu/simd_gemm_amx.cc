@@ -7,8 +7,8 @@
 // multiplies them (even input in the low half). Intel SDM vol. 2, TDPBF16PS; vol. 1 ch. 18.
 //
 // The hardware sums a tile instruction's 32 products per output in its own order and
-// rounding (not the sequential one of the other sets; measured on Sapphire Rapids: as close
-// to the exact sum), so AMX results differ from avx512bf16's in the last bits. An output
+// rounding (not the sequential one of the other sets; measured on a 2-core AMX Xeon VM: as
+// close to the exact sum), so AMX results differ from avx512bf16's in the last bits. An output
 // still depends only on its weight row and activation row: the same alone and in a batch.
 // Exact precision (F32) has no tile instruction and runs the AVX-512 tiles.
 #include <sys/syscall.h>

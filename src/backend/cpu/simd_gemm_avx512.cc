@@ -119,31 +119,6 @@ VOXTRAL_AVX512 void tile_pairs_avx512(const std::uint16_t* const* w, int wrows, 
   }
 }
 
-// f16(d) * q has at most 8 + 11 significant bits: exact in F32, as core/quant.h's reference.
-VOXTRAL_AVX512 void dequantize_q8_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
-                                         float* out) {
-  for (std::int64_t b = 0; b < n / 32; ++b) {
-    const __m512 d = _mm512_set1_ps(f16_to_float(scales[b]));
-    for (int h = 0; h < 2; ++h) {
-      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b * 32 + h * 16));
-      _mm512_storeu_ps(out + b * 32 + h * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
-    }
-  }
-}
-
-VOXTRAL_AVX512 void dequantize_q4_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
-                                         float* out) {
-  const __m512i nibble = _mm512_set1_epi32(0x0f), eight = _mm512_set1_epi32(8);
-  for (std::int64_t b = 0; b < n / 32; ++b) {
-    const __m512 d = _mm512_set1_ps(f16_to_float(scales[b]));
-    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b * 16)));
-    const __m512i low = _mm512_sub_epi32(_mm512_and_si512(bytes, nibble), eight);
-    const __m512i high = _mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight);
-    _mm512_storeu_ps(out + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(low)));
-    _mm512_storeu_ps(out + b * 32 + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(high)));
-  }
-}
-
 // F32 to BF16, nearest even, for finite values (a dequantized weight is f16(d) * q: no NaN,
 // no infinity), as core/bf16.h's float_to_bf16.
 VOXTRAL_AVX512 inline __m256i round_finite_bf16(__m512 v) {
@@ -153,31 +128,36 @@ VOXTRAL_AVX512 inline __m256i round_finite_bf16(__m512 v) {
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_add_epi32(bits, bias), 16));
 }
 
-VOXTRAL_AVX512 void store_bf16(std::uint16_t* out, __m512 v) {
+// 16 dequantized values out as F32, or rounded to BF16 (the fast tiles' rows, in one pass).
+VOXTRAL_AVX512 inline void store16(float* out, __m512 v) { _mm512_storeu_ps(out, v); }
+VOXTRAL_AVX512 inline void store16(std::uint16_t* out, __m512 v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), round_finite_bf16(v));
 }
 
-VOXTRAL_AVX512 void dequantize_q8_bf16_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
-                                              std::uint16_t* out) {
+// f16(d) * q has at most 8 + 11 significant bits: exact in F32, as core/quant.h's reference.
+template <typename Out>
+VOXTRAL_AVX512 void dequantize_q8_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
+                                         Out* out) {
   for (std::int64_t b = 0; b < n / 32; ++b) {
     const __m512 d = _mm512_set1_ps(f16_to_float(scales[b]));
     for (int h = 0; h < 2; ++h) {
       const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b * 32 + h * 16));
-      store_bf16(out + b * 32 + h * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+      store16(out + b * 32 + h * 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
     }
   }
 }
 
-VOXTRAL_AVX512 void dequantize_q4_bf16_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
-                                              std::uint16_t* out) {
+template <typename Out>
+VOXTRAL_AVX512 void dequantize_q4_avx512(const std::uint8_t* codes, const std::uint16_t* scales, std::int64_t n,
+                                         Out* out) {
   const __m512i nibble = _mm512_set1_epi32(0x0f), eight = _mm512_set1_epi32(8);
   for (std::int64_t b = 0; b < n / 32; ++b) {
     const __m512 d = _mm512_set1_ps(f16_to_float(scales[b]));
     const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b * 16)));
     const __m512i low = _mm512_sub_epi32(_mm512_and_si512(bytes, nibble), eight);
     const __m512i high = _mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight);
-    store_bf16(out + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(low)));
-    store_bf16(out + b * 32 + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(high)));
+    store16(out + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(low)));
+    store16(out + b * 32 + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(high)));
   }
 }
 
@@ -188,10 +168,10 @@ GemmKernels avx512_gemm_kernels(bool with_bf16_instruction) {
           kRows,
           tile_f32_avx512,
           with_bf16_instruction ? tile_pairs_avx512bf16 : tile_pairs_avx512,
-          dequantize_q8_avx512,
-          dequantize_q4_avx512,
-          dequantize_q8_bf16_avx512,
-          dequantize_q4_bf16_avx512,
+          dequantize_q8_avx512<float>,
+          dequantize_q4_avx512<float>,
+          dequantize_q8_avx512<std::uint16_t>,
+          dequantize_q4_avx512<std::uint16_t>,
           with_bf16_instruction ? "avx512bf16" : "avx512"};
 }
 

@@ -168,6 +168,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaBatchedDecodeOps,
 struct BatchedAttentionCase {
   int n_heads, n_kv_heads, head_dim, window, page_size, rows;
   ElemType cache;
+  const char* variants = "";  // as `voxtral-bench --variant`
 };
 
 class CudaBatchedAttention : public ::testing::TestWithParam<BatchedAttentionCase> {};
@@ -176,7 +177,7 @@ class CudaBatchedAttention : public ::testing::TestWithParam<BatchedAttentionCas
 // the ring's wrap), after the sequences' earlier keys were appended a block at a time.
 TEST_P(CudaBatchedAttention, RowsOfManySequencesMatchTheCpu) {
   const BatchedAttentionCase c = GetParam();
-  Pair p;
+  Pair p(c.variants);
   const std::int64_t qw = static_cast<std::int64_t>(c.n_heads) * c.head_dim;
   const std::int64_t kvw = static_cast<std::int64_t>(c.n_kv_heads) * c.head_dim;
   constexpr int kFillRows = 64;
@@ -237,7 +238,11 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 9, ElemType::BF16},  // 16+ slices a row
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16}, // blocks walk several slices
                       BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32},       // tiny-a's heads
-                      BatchedAttentionCase{8, 1, 64, 100, 16, 5, ElemType::F32}));    // GQA 8:1: the general kernel
+                      BatchedAttentionCase{8, 1, 64, 100, 16, 5, ElemType::F32},      // GQA 8:1: the general kernel
+                      // 256 threads a block: a thread per pair of dimensions, no key split
+                      BatchedAttentionCase{32, 8, 128, 300, 64, 1, ElemType::BF16, "attention_threads=256"},
+                      BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16, "attention_threads=256"},
+                      BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32, "attention_threads=256"}));
 
 // tiny-a on CUDA, exact, F32 caches: `max_streams` streams, steps of up to
 // max(max_streams, speculative_tokens + 1) rows.

@@ -56,18 +56,22 @@ for stage in "$@"; do
       done
       ;;
     quantab)
-      # Issue 17: the decoder step alone, 1 and 2 streams at context 64, in each weight format and
-      # precision, under each of QUANT_VARIANTS (comma-separated variant sets, space-separated;
-      # "default" for none), in QUANT_ROUNDS interleaved rounds; then the medians.
+      # Issue 17: the decoder step alone, 1 and 2 streams at context 64 (QUANT_CONTEXTS: several),
+      # in each weight format and precision (QUANT_SETTINGS: "weights:precision ..."), under each
+      # of QUANT_VARIANTS (comma-separated variant sets, space-separated; "default" for none), in
+      # QUANT_ROUNDS interleaved rounds; then the medians.
       make_full_size_model || status=1
+      settings="${QUANT_SETTINGS:-q8:fast q4:fast fp8:fast q8:exact q4:exact fp8:exact}"
       for round in $(seq "${QUANT_ROUNDS:-3}"); do
         for variant in ${QUANT_VARIANTS:-default}; do
-          for setting in "q8 fast" "q4 fast" "fp8 fast" "q8 exact" "q4 exact" "fp8 exact"; do
-            set -- $setting
+          for setting in $settings; do
+            weights="${setting%%:*}" precision="${setting##*:}"
             extra=(); [ "$variant" != default ] && extra=(--variant "$variant")
-            "$bin/voxtral-bench" step -d "$model" --backend cuda --weights "$1" --precision "$2" --batch 1,2 \
-              --context 64 --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 | tail -2 |
-              awk -v v="$variant" -v w="$1 $2" '{print v, w, $1, $3}' >> "$out/quantab.txt" || status=1
+            contexts="${QUANT_CONTEXTS:-64}"
+            "$bin/voxtral-bench" step -d "$model" --backend cuda --weights "$weights" --precision "$precision" \
+              --batch 1,2 --context "${contexts// /,}" --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 |
+              awk -v v="$variant" -v w="$weights $precision" '$1 ~ /^[0-9]+$/ && NF >= 4 {print v, w, $2, $1, $3}' \
+                >> "$out/quantab.txt" || status=1
           done
         done
       done
@@ -75,8 +79,8 @@ for stage in "$@"; do
 import collections, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    variant, weights, precision, rows, ms = line.split()
-    runs[(variant, weights, precision, rows)].append(float(ms))
+    variant, weights, precision, context, rows, ms = line.split()
+    runs[(variant, weights, precision, "context " + context, rows)].append(float(ms))
 for key, values in sorted(runs.items()):
     print(" ".join(key), "median %.3f ms" % statistics.median(values), values)
 PY

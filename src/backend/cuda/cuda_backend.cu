@@ -56,6 +56,8 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.quantized_streamed_max_rows = number(0, 4096);
     } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
       choices.attention_max_keys = number(32, 128);
+    } else if (name == "attention_threads" && (value == "256" || value == "512")) {
+      choices.decode_attention_threads = number(256, 512);
     } else if (name == "programmatic_launch" && (value == "1" || value == "0")) {
       choices.programmatic_launch = value == "1";
     } else if (name == "fp8_epilogue" && (value == "auto" || value == "library" || value == "kernel")) {
@@ -65,7 +67,8 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.fp8_fast_accum = value == "1";
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "quantized_streamed_rows=N, attention_keys=32|64|128, programmatic_launch=1|0, "
+                          "quantized_streamed_rows=N, attention_keys=32|64|128, attention_threads=256|512, "
+                          "programmatic_launch=1|0, "
                           "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0"));
     }
   }

@@ -150,7 +150,8 @@ struct CudaBackend::Impl {
   bool fused_decode = true;
   bool fused_attention = true;
   DecodeAttentionPolicy attention_policy;  // CudaKernelChoices::attention_max_keys sets its largest slice
-  std::size_t decode_attention_shared[2] = {48 << 10, 48 << 10};  // allowed so far: BF16, F32 caches
+  // Shared memory allowed so far to the decode attention: BF16 caches (512, 256 threads), F32 caches.
+  std::size_t decode_attention_shared[4] = {48 << 10, 48 << 10, 48 << 10, 48 << 10};
   // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu), or the F32
   // kernel, to measure.
   bool mma_attention = true;

@@ -25,7 +25,9 @@ namespace {
 // so the grid serves every step of a recorded graph. Scores are kept in log2 units (exp2 in
 // the softmax and the merge).
 
-constexpr int kAttentionThreads = 256;
+// Threads of a block: 512 by default (measured against 256, BENCHMARKS.md, issue 17), so that a
+// short window's one block per K/V head has enough warps in its dependent phases.
+constexpr int kMaxAttentionThreads = 512;
 constexpr int kMaxGroup = 4;       // query heads per K/V head (the real model's GQA)
 constexpr int kMinKeysPerBlock = 32;
 constexpr int kMaxKeysPerBlock = 128;  // the policy's largest slice
@@ -50,10 +52,10 @@ __host__ __device__ constexpr int row_elems(int hd) {  // a shared K or V row wi
 }
 
 template <typename C>
-std::size_t attention_shared_bytes(int keys, int hd) {
+std::size_t attention_shared_bytes(int keys, int hd, int threads) {
   const std::size_t slices = 2 * static_cast<std::size_t>(keys) * row_elems<C>(hd) * sizeof(C) +
                              static_cast<std::size_t>(kMaxGroup) * (hd + keys) * sizeof(float);
-  const std::size_t merge = sizeof(float) * kMaxGroup * kMaxSplits + sizeof(float4) * kAttentionThreads;
+  const std::size_t merge = sizeof(float) * kMaxGroup * kMaxSplits + sizeof(float4) * threads;
   return std::max(slices, merge);
 }
 
@@ -85,27 +87,39 @@ __device__ __forceinline__ float2 load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
 
-template <typename C>
-__global__ void __launch_bounds__(kAttentionThreads)
+template <typename C, int kThreads>
+__global__ void __launch_bounds__(kThreads)
     decode_attention_kernel(const DecodeAttentionArgs a, const C* __restrict__ k_cache, const C* __restrict__ v_cache) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   __shared__ float stat[kMaxGroup][2];              // per query head: max, sum
   __shared__ long long key_rows[kMaxKeysPerBlock];  // the slice's keys' first elements in the cache
   __shared__ bool merges;
-#if __CUDA_ARCH__ >= 900
-  // Launched as a programmatic dependent of the q|k|v product (where the backend does): wait for
-  // it before reading anything. The next product (also one) may start loading its weights now;
-  // it reads this kernel's output only after this grid has finished.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
   const int kv_head = blockIdx.x, G = a.group, hd = a.head_dim;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   const int q_row = blockIdx.z;
+  // The row's position, sequence and pages are the step's inputs, copied before its first kernel
+  // and never written by a kernel of the step (launch_decode_attention's contract): so they are
+  // read, and the first slice's keys found, before waiting for the q|k|v product.
   const int pos = a.positions[q_row], sequence = a.sequences[q_row];
   const int lo = max(0, pos - a.window + 1);
   const int per_block = keys_per_block(pos - lo + 1, a.policy);
   const int splits = (pos - lo + per_block) / per_block;
+  auto find_keys = [&](int start, int count) {
+    for (int key = t; key < count; key += kThreads) {
+      key_rows[key] = cache_row(a.paged, sequence, start + key) * a.ldc + static_cast<long long>(kv_head) * hd;
+    }
+  };
+  if (static_cast<int>(blockIdx.y) < splits) {
+    const int start = lo + static_cast<int>(blockIdx.y) * per_block;
+    find_keys(start, min(per_block, pos + 1 - start));
+  }
+#if __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the q|k|v product (where the backend does): wait for
+  // it before reading q or the cache. The next product (also one) may start loading its
+  // weights now; it reads this kernel's output only after this grid has finished.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   if (static_cast<int>(blockIdx.y) >= splits) return;
   const long long col = static_cast<long long>(kv_head) * hd;
   const int row = row_elems<C>(hd);
@@ -116,23 +130,22 @@ __global__ void __launch_bounds__(kAttentionThreads)
   const float* q = a.q + q_row * a.ldq;
   float* out = a.out + q_row * a.ldo;
   const long long first_head = static_cast<long long>(q_row) * a.n_heads + static_cast<long long>(kv_head) * G;
-  for (int i = t; i < G * hd; i += kAttentionThreads) q_s[i] = q[col * G + i] * a.scale;
+  for (int i = t; i < G * hd; i += kThreads) q_s[i] = q[col * G + i] * a.scale;
 
   for (int split = blockIdx.y; split < splits; split += gridDim.y) {
     const int start = lo + split * per_block;
     const int count = min(per_block, pos + 1 - start);
 
     // Each key's place in the cache once (the page lookup's divisions cost more than the
-    // copies), then every key and value row of the slice in flight at once: consecutive
-    // threads take the 16-byte chunks of one key's row of K, then of V.
-    for (int key = t; key < count; key += kAttentionThreads) {
-      key_rows[key] = cache_row(a.paged, sequence, start + key) * a.ldc + col;
-    }
+    // copies; the first slice's were found before the wait), then every key and value row of
+    // the slice in flight at once: consecutive threads take the 16-byte chunks of one key's
+    // row of K, then of V.
+    if (split != static_cast<int>(blockIdx.y)) find_keys(start, count);
     __syncthreads();
     const int chunks_per_row = hd * static_cast<int>(sizeof(C)) / 16, per_key = 2 * chunks_per_row;
     const bool pow2 = (per_key & (per_key - 1)) == 0;
     const int shift = __ffs(per_key) - 1;
-    for (int i = t; i < count * per_key; i += kAttentionThreads) {
+    for (int i = t; i < count * per_key; i += kThreads) {
       const int key = pow2 ? i >> shift : i / per_key, rest = i - key * per_key;
       const int which = rest >= chunks_per_row, chunk = rest - which * chunks_per_row;
       const C* src = (which == 0 ? k_cache : v_cache) + key_rows[key];
@@ -144,7 +157,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     __syncthreads();
 
     // Scores: threads_per_key threads share a key, each taking interleaved pairs of dimensions.
-    const int threads_per_key = kAttentionThreads / per_block;
+    const int threads_per_key = kThreads / per_block;
     {
       const int key = t / threads_per_key, part = t % threads_per_key;
       float s[kMaxGroup] = {};
@@ -182,30 +195,49 @@ __global__ void __launch_bounds__(kAttentionThreads)
     }
     __syncthreads();
 
-    // Values: a thread takes two dimensions of one query head, over all keys (four chains).
-    for (int i = t; i < G * hd / 2; i += kAttentionThreads) {
-      const int g = 2 * i / hd, d = 2 * i % hd;
+    // Values: a thread takes two dimensions of one query head over a share of the keys (four
+    // chains); where the block has more threads than pairs of dimensions, `parts` threads share
+    // a pair's keys and their sums meet in shared memory (the K tile's place, free now).
+    const int pairs = G * hd / 2, parts = max(1, kThreads / pairs);
+    const int pair = t % pairs, part = t / pairs;
+    const int g = 2 * pair / hd, d = 2 * pair % hd;
+    const int per_part = (count + parts - 1) / parts, k0 = min(count, part * per_part), k1 = min(count, k0 + per_part);
+    float2 sum = make_float2(0.0f, 0.0f);
+    if (part < parts) {
       const float* ps = p_s + g * per_block;
       float2 acc[4] = {};
-      int k = 0;
-      for (; k + 3 < count; k += 4) {
+      int k = k0;
+      for (; k + 3 < k1; k += 4) {
   #pragma unroll
         for (int u = 0; u < 4; ++u) {
           const float2 v = load2(v_s + (k + u) * row + d);
           acc[u].x += ps[k + u] * v.x, acc[u].y += ps[k + u] * v.y;
         }
       }
-      for (; k < count; ++k) {
+      for (; k < k1; ++k) {
         const float2 v = load2(v_s + k * row + d);
         acc[0].x += ps[k] * v.x, acc[0].y += ps[k] * v.y;
       }
-      const float ox = acc[0].x + acc[1].x + acc[2].x + acc[3].x, oy = acc[0].y + acc[1].y + acc[2].y + acc[3].y;
+      sum = make_float2(acc[0].x + acc[1].x + acc[2].x + acc[3].x, acc[0].y + acc[1].y + acc[2].y + acc[3].y);
+    }
+    if (parts > 1) {
+      // [parts][pairs], parts * pairs <= kThreads: 4 KB, within the K and V tiles (at least 2 *
+      // 32 keys of 32 + 8 BF16 elements), which every thread has finished reading after the sync.
+      auto* part_sums = reinterpret_cast<float2*>(shared_bytes);
+      __syncthreads();
+      if (part < parts) part_sums[part * pairs + pair] = sum;
+      __syncthreads();
+      if (part == 0) {
+        for (int p = 1; p < parts; ++p) sum.x += part_sums[p * pairs + pair].x, sum.y += part_sums[p * pairs + pair].y;
+      }
+    }
+    if (part == 0) {
       if (splits == 1) {
         const float inv = 1.0f / stat[g][1];
-        *reinterpret_cast<float2*>(out + (col * G + g * hd) + d) = make_float2(ox * inv, oy * inv);
+        *reinterpret_cast<float2*>(out + (col * G + g * hd) + d) = make_float2(sum.x * inv, sum.y * inv);
       } else {
         const long long at = (first_head + g) * a.max_splits + split;
-        *reinterpret_cast<float2*>(a.part_out + at * hd + d) = make_float2(ox, oy);
+        *reinterpret_cast<float2*>(a.part_out + at * hd + d) = sum;
         if (d == 0) a.part_max[at] = stat[g][0], a.part_sum[at] = stat[g][1];
       }
     }
@@ -244,8 +276,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
     if (lane == 0) stat[warp][1] = total;
   }
   __syncthreads();
-  const int quads = G * hd / 4;                    // at most kMaxGroup * 256 / 4 = kAttentionThreads
-  const int groups = kAttentionThreads / quads;    // thread groups sharing out the splits
+  const int quads = G * hd / 4;   // at most kMaxGroup * 256 / 4 = 256 <= kThreads
+  const int groups = kThreads / quads;    // thread groups sharing out the splits
   const int quad = t % quads, group = t / quads;
   const int g = quad * 4 / hd, d = quad * 4 % hd;
   const long long head = first_head + g;
@@ -299,7 +331,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   const int hd = cache.head_dim, group = n_heads / cache.n_kv_heads;
   const std::size_t es = cache.type == ElemType::BF16 ? 2 : 4;
   if (!impl.fused_attention || out.rows != q.rows || group > kMaxGroup || hd > 256 || hd % 32 != 0 ||
-      group * hd / 2 > kAttentionThreads || k_cache.stride * es % 16 != 0 || v_cache.stride != k_cache.stride ||
+      group * hd / 2 > 256 || k_cache.stride * es % 16 != 0 || v_cache.stride != k_cache.stride ||
       q.stride % 4 != 0 || out.stride % 4 != 0 || q.rows > 65535 || !aligned16(k_cache.data) ||
       !aligned16(v_cache.data) || !aligned16(q.data) || !aligned16(out.data)) {
     return false;
@@ -338,18 +370,19 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   }
   a.finished = static_cast<int*>(impl.attention_counters.data);
   a.out = out.ptr<float>(), a.ldo = out.stride;
-  // One or two rows fill the GPU only with their slices: up to 8 blocks per multiprocessor.
+  // One or two rows fill the GPU only with their slices: up to 2048 threads per multiprocessor.
   // More rows take about one wave of resident blocks (3 per multiprocessor at 75 KB of shared
   // memory) and a block walks several slices: blocks past a short window still take a slot
   // of a wave before they return (a 64-row step at context 64: 4.57 -> 4.35 ms).
-  const std::int64_t target = (q.rows <= 2 ? 8LL : 3LL) * impl.props.multiProcessorCount;
+  const int threads = impl.options.kernels.decode_attention_threads;
+  const std::int64_t target = (q.rows <= 2 ? 2048LL / threads : 3LL) * impl.props.multiProcessorCount;
   const auto splits = static_cast<unsigned>(std::clamp<std::int64_t>((target + per_row - 1) / per_row, 1, a.max_splits));
   const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), splits, static_cast<unsigned>(q.rows));
   // Past 48 KB of shared memory a kernel must ask; asked once per size (never inside a graph
   // capture: the eager run before it asks first).
   auto launch = [&](auto kernel, auto elem, std::size_t& allowed) {
     using C = decltype(elem);
-    const std::size_t shared = attention_shared_bytes<C>(max_keys, hd);
+    const std::size_t shared = attention_shared_bytes<C>(max_keys, hd, threads);
     if (shared > allowed) {
       VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
       VOXTRAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -358,7 +391,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
     }
     cudaLaunchConfig_t config = {};
     config.gridDim = grid;
-    config.blockDim = dim3(kAttentionThreads);
+    config.blockDim = dim3(static_cast<unsigned>(threads));
     config.dynamicSmemBytes = shared;
     config.stream = impl.stream;
     cudaLaunchAttribute early[1] = {};
@@ -367,10 +400,13 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
     if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
     VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a, k_cache.ptr<const C>(), v_cache.ptr<const C>()));
   };
+  const bool wide = threads == kMaxAttentionThreads;
   if (cache.type == ElemType::BF16) {
-    launch(decode_attention_kernel<__nv_bfloat16>, __nv_bfloat16{}, impl.decode_attention_shared[0]);
+    wide ? launch(decode_attention_kernel<__nv_bfloat16, 512>, __nv_bfloat16{}, impl.decode_attention_shared[0])
+         : launch(decode_attention_kernel<__nv_bfloat16, 256>, __nv_bfloat16{}, impl.decode_attention_shared[1]);
   } else {
-    launch(decode_attention_kernel<float>, float{}, impl.decode_attention_shared[1]);
+    wide ? launch(decode_attention_kernel<float, 512>, float{}, impl.decode_attention_shared[2])
+         : launch(decode_attention_kernel<float, 256>, float{}, impl.decode_attention_shared[3]);
   }
   VOXTRAL_CUDA_LAUNCHED("decode_attention");
   return true;

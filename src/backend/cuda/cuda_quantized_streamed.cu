@@ -110,47 +110,52 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   char* ring = reinterpret_cast<char*>(smem) + warp * kDepth * kSlotBytes;
   char* activations = reinterpret_cast<char*>(smem) + kRingBytes<N>;
 
-  // This warp's stages: unit j of its units (gw + j * warps), row r of the unit, stage g of the row.
+  // This warp's rows, in the order they stream: row q of the warp is row q % R of its unit q / R
+  // (units gw, gw + warps, ...), each per_row stages long.
   const int warps = gridDim.x * kWarps, gw = blockIdx.x * kWarps + warp;
   const int per_row = static_cast<int>(a.row_bytes / kStageBytes);
   const int my_units = gw < a.units ? (a.units - 1 - gw) / warps + 1 : 0;
-  const int stages = my_units * R * per_row;
+  const int my_rows = my_units * R;
   auto row_of = [&](int unit, int r) { return MODE == kSiluPair ? unit + r * (a.m / 2) : R * unit + r; };
 
-  // The producer: its next stage (unit pj, row pr, stage pg), where its row's next bytes are,
-  // and the ring slot they go to.
-  int issued = 0, pj = 0, pr = 0, pg = 0, in_slot = 0;
-  bool row_valid = false;
+  // The producer: the row it issues (its q, the stages left of it, where its next bytes are) and
+  // the ring slot its next stage goes to. Per stage it only copies and moves its pointers on;
+  // the address arithmetic of a new row happens once per row, out of the stage's path.
+  int produced_rows = 0, left_to_issue = 0;
+  bool row_valid = false, first_stage = false;
   const char* codes_from = nullptr;
   const char* scales_from = nullptr;
   const float* row_scale_from = nullptr;
+  int in_slot = 0;  // byte offset in the ring
+  const bool copies_scales = lane < F::kScaleBytes / 16;
+  auto start_row = [&]() {
+    const int row = row_of(gw + produced_rows / R * warps, produced_rows % R);
+    ++produced_rows;
+    left_to_issue = per_row;
+    first_stage = true;
+    row_valid = row < a.m;
+    const long long at = row_valid ? row : 0;
+    codes_from = static_cast<const char*>(a.w) + at * a.row_bytes + lane * 16;
+    scales_from = static_cast<const char*>(a.scales) + at * device_scale_stride(F::kFormat, a.k) * 2 + lane * 16;
+    row_scale_from = static_cast<const float*>(a.scales) + at;
+  };
   auto issue = [&]() {
-    if (issued < stages) {
-      if (pg == 0) {
-        const int row = row_of(gw + pj * warps, pr);
-        row_valid = row < a.m;
-        const long long at = row_valid ? row : 0;
-        codes_from = static_cast<const char*>(a.w) + at * a.row_bytes + lane * 16;
-        scales_from = static_cast<const char*>(a.scales) + at * device_scale_stride(F::kFormat, a.k) * 2 + lane * 16;
-        row_scale_from = static_cast<const float*>(a.scales) + at;
-      }
-      char* slot = ring + in_slot * kSlotBytes;
+    if (left_to_issue == 0 && produced_rows < my_rows) start_row();
+    if (left_to_issue > 0) {
+      char* slot = ring + in_slot;
       copy16(slot + lane * 16, codes_from, row_valid);
       codes_from += kStageBytes;
       if constexpr (F::kScaleBytes > 0) {
-        if (lane < F::kScaleBytes / 16) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid);
+        if (copies_scales) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid);
         scales_from += F::kScaleBytes;
       } else {  // FP8: the row's F32 scale rides with its first stage
-        if (pg == 0 && lane == 0) copy4(slot + kStageBytes, row_scale_from, row_valid);
+        if (first_stage && lane == 0) copy4(slot + kStageBytes, row_scale_from, row_valid);
+        first_stage = false;
       }
-      if (++pg == per_row) {
-        pg = 0;
-        if (++pr == R) pr = 0, ++pj;
-      }
+      --left_to_issue;
     }
     commit_copies();  // empty past the end: the count of groups stays uniform
-    ++issued;
-    in_slot = in_slot + 1 == kDepth ? 0 : in_slot + 1;
+    in_slot = in_slot + kSlotBytes == kDepth * kSlotBytes ? 0 : in_slot + kSlotBytes;
   };
   // Programmatic dependent launch (sm_90): the next kernel may start its own weight loads
   // while this one runs; this one reads x and writes y only once the previous kernel is done.
@@ -262,7 +267,9 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
   __syncthreads();
 
   // The stream of stages: a row's sums gather in `cur`, are summed over the warp when the row
-  // ends (FP8: weighed by the row's scale), and written when the unit ends.
+  // ends (FP8: weighed by the row's scale), and written when the unit ends. The lane's
+  // activation and block-scale places move on by one stage's inputs per stage and go back to
+  // the row's start at its end.
   float cur[N], done[R][N], prior[N] = {};
 #pragma unroll
   for (int i = 0; i < N; ++i) {
@@ -270,38 +277,47 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
 #pragma unroll
     for (int r = 0; r < R; ++r) done[r][i] = 0.0f;
   }
-  int cj = 0, cr = 0, cg = 0;
-  float row_scale = 0.0f;
   const int lane_swizzle_f = swizzle<kFloatChunks>(lane), lane_swizzle_b = swizzle<kByteChunks>(lane);
   const int lane_swizzle_h = swizzle<kHalfChunks>(lane);
-#pragma unroll 1
-  for (int s = 0, out_slot = 0; s < stages; ++s, out_slot = out_slot + 1 == kDepth ? 0 : out_slot + 1) {
-    issue();
-    wait_copies<kDepth - 1>();
-    __syncwarp();  // the stage's scales, copied by other lanes
-    const char* slot = ring + out_slot * kSlotBytes;
-    const uint4 codes = *reinterpret_cast<const uint4*>(slot + lane * 16);
-    const int unit = gw + cj * warps;
-    if constexpr (MODE == kStore) {  // y's prior values, fetched now so that the unit's end waits for none
-      if (cg == 0 && lane == 0 && a.epilogue == static_cast<int>(Epilogue::Add)) {
+  // Elements of one activation row in shared memory (bytes per input: 1, 2 or 4), and where the
+  // block scales of the rows begin.
+  constexpr int kActBytes = kInt8 ? 1 : kHalf ? 2 : 4;
+  const char* block_scales = activations + static_cast<long long>(a.n) * kpad * kActBytes;
+  // This stage's segment (lane's inputs) within the row, in units of the lane's inputs.
+  int segment = lane;
+  auto fetch_prior = [&](int unit) {  // Store with Add: y's prior values, so that the unit's end waits for none
+    if constexpr (MODE == kStore) {
+      if (lane == 0 && a.epilogue == static_cast<int>(Epilogue::Add)) {
 #pragma unroll
         for (int i = 0; i < N; ++i) prior[i] = i < a.n && unit < a.m ? a.y[i * a.ldy + unit] : 0.0f;
       }
     }
+  };
+  int unit = gw, row_in_unit = 0, left_in_row = per_row;
+  float row_scale = 0.0f;
+  if (my_units > 0) fetch_prior(unit);
+  const int stages = my_rows * per_row;
+#pragma unroll 1
+  for (int s = 0, out_slot = 0; s < stages; ++s) {
+    issue();
+    wait_copies<kDepth - 1>();
+    __syncwarp();  // the stage's scales, copied by other lanes
+    const char* slot = ring + out_slot;
+    out_slot = out_slot + kSlotBytes == kDepth * kSlotBytes ? 0 : out_slot + kSlotBytes;
+    const uint4 codes = *reinterpret_cast<const uint4*>(slot + lane * 16);
     if constexpr (F::kScaleBytes == 0) {
-      if (cg == 0) row_scale = *reinterpret_cast<const float*>(slot + kStageBytes);
+      if (left_in_row == per_row) row_scale = *reinterpret_cast<const float*>(slot + kStageBytes);
     }
     float d = 1.0f;
     if constexpr (F::kScaleBytes > 0) {
       d = f16_bits_to_float(reinterpret_cast<const unsigned short*>(slot + kStageBytes)[lane * (F::kScaleBytes / 2) / 32]);
     }
-    const int segment = cg * 32 + lane;
 #pragma unroll
     for (int i = 0; i < N; ++i) {
-      if (i >= a.n) break;
+      if (N > 1 && i >= a.n) break;
       if constexpr (kInt8) {
         const auto* xb = reinterpret_cast<const uint4*>(activations + static_cast<long long>(i) * kpad);
-        const auto* xs = reinterpret_cast<const float2*>(activations + static_cast<long long>(a.n) * kpad) + i * (kpad / 32);
+        const auto* xs = reinterpret_cast<const float2*>(block_scales) + i * (kpad / 32);
         const float2 sc = xs[segment * F::kLaneInputs / 32];
         int dot = 0;
         if constexpr (F::kFormat == WeightFormat::Q4) {
@@ -321,7 +337,7 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
         cur[i] += (d * sc.x) * static_cast<float>(dot);
       } else if constexpr (kHalf) {  // FP8 (16 codes a lane)
         const auto* xh = reinterpret_cast<const uint4*>(activations + static_cast<long long>(i) * kpad * 2);
-        const auto* xs = reinterpret_cast<const float2*>(activations + static_cast<long long>(a.n) * kpad * 2) + i * (kpad / 32);
+        const auto* xs = reinterpret_cast<const float2*>(block_scales) + i * (kpad / 32);
         const float2 sc = xs[segment * F::kLaneInputs / 32];
         const uint4 first8 = xh[segment * 2 + lane_swizzle_h], last8 = xh[segment * 2 + (1 ^ lane_swizzle_h)];
         __half2 sum = __float2half2_rn(0.0f);
@@ -356,22 +372,23 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
       }
     }
     __syncwarp();  // every lane has read the slot before its next copies land there
-    if (++cg < per_row) continue;
+    segment += 32;
+    if (--left_in_row > 0) continue;
     // The row is done.
-    cg = 0;
+    left_in_row = per_row;
+    segment = lane;
 #pragma unroll
     for (int i = 0; i < N; ++i) {
       float v = warp_sum(cur[i]);
       if constexpr (F::kScaleBytes == 0) v *= row_scale;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (r == cr) done[r][i] = v;
+        if (r == row_in_unit) done[r][i] = v;
       }
       cur[i] = 0.0f;
     }
-    if (++cr < R) continue;
-    cr = 0;
-    ++cj;
+    if (++row_in_unit < R) continue;
+    row_in_unit = 0;
     if (lane == 0) {
       int rows[R];
       bool row_ok[R];
@@ -388,6 +405,8 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
       }
       write_unit<MODE, R, N>(a, unit, rows, row_ok, done, ready);
     }
+    unit += warps;
+    if (s + 1 < stages) fetch_prior(unit);
   }
   wait_copies<0>();
 }

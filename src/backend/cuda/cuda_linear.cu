@@ -107,8 +107,9 @@ __global__ void bias_activation_kernel(float* y, long long ldy, long long rows, 
 }
 
 // One activation row as E4M3 codes (Fp8Activations, cuda_common.cuh). One block per row of the
-// padded rows. `Row` gives the row's values (recomputed in the second pass rather than kept:
-// a row of the encoder's SiLU-gate is 20 KB).
+// padded rows. `Row` gives the row's values (recomputed in the second pass rather than kept).
+// This general version serves rows that fp8_activations_registers_kernel below does not take
+// (widths not a multiple of 4, unaligned rows, more than 12288 inputs).
 constexpr float kE4m3Max = 448.0f;
 
 __device__ __forceinline__ float block_max(float v) {
@@ -168,6 +169,86 @@ __global__ void fp8_activations_kernel(const Fp8Activations in, const RowNorms n
       break;
     case Fp8Source::Silu: quantize_row_fp8(SiluRow{in.x + r * in.ldx, in.cols}, in.cols, out, scales + r); break;
   }
+}
+
+// The same codes and scale in one pass over the row, kept in registers: thread t takes the row's
+// float4 chunks t, t + kFp8Threads, ... (at most kChunks of them), so the row is read once, with
+// all of a thread's loads in flight together, and each thread writes its codes 4 bytes at a time
+// (the three passes above, each a chain of strided loads, were most of an FP8 product of a few
+// hundred rows: BENCHMARKS.md, issue 17). Needs cols % 4 == 0 and 16-byte aligned rows
+// (fp8_rows_in_registers); padding bytes past cols are zeroed, the codes written once.
+constexpr int kFp8Threads = 256;
+
+template <int kChunks>
+__global__ void __launch_bounds__(kFp8Threads) fp8_activations_registers_kernel(const Fp8Activations in, const RowNorms norm,
+                                                                               long long row_bytes,
+                                                                               unsigned char* __restrict__ codes,
+                                                                               float* __restrict__ scales) {
+  const long long r = blockIdx.x;
+  unsigned char* out = codes + r * row_bytes;
+  const int t = threadIdx.x, cols = static_cast<int>(in.cols), chunks = cols / 4;
+  for (long long b = cols + 4LL * t; b < row_bytes; b += 4LL * kFp8Threads) *reinterpret_cast<unsigned*>(out + b) = 0u;
+  if (r >= in.rows) {  // padding rows: zeros
+    for (long long b = 4LL * t; b < cols; b += 4LL * kFp8Threads) *reinterpret_cast<unsigned*>(out + b) = 0u;
+    if (t == 0) scales[r] = 0.0f;
+    return;
+  }
+  const float* x = in.x + r * in.ldx;
+  float4 v[kChunks];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    const int c = t + i * kFp8Threads;
+    if (c >= chunks) break;
+    if (in.source == Fp8Source::Silu) {  // as silu_gate, from the gate and up halves
+      const float4 g = reinterpret_cast<const float4*>(x)[c], u = reinterpret_cast<const float4*>(x + cols)[c];
+      v[i] = make_float4(silu_gate(g.x, u.x), silu_gate(g.y, u.y), silu_gate(g.z, u.z), silu_gate(g.w, u.w));
+    } else {
+      v[i] = reinterpret_cast<const float4*>(x)[c];
+    }
+  }
+  if (in.source == Fp8Source::RmsNorm) {  // as NormedRow: w[j] * (x[j] * inv)
+    const long long which = norm.rows != nullptr ? norm.rows[r] : 0;
+    const bool known = which >= 0 && which < norm.count;
+    const float* w = norm.table + (known ? which : 0) * norm.stride;
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      if (t + i * kFp8Threads >= chunks) break;
+      sum += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+    }
+    const float total = block_sum(sum);
+    const float inv = known ? 1.0f / sqrtf(total / static_cast<float>(cols) + norm.eps) : __int_as_float(0x7fc00000);
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int c = t + i * kFp8Threads;
+      if (c >= chunks) break;
+      const float4 g = reinterpret_cast<const float4*>(w)[c];
+      v[i] = make_float4(g.x * (v[i].x * inv), g.y * (v[i].y * inv), g.z * (v[i].z * inv), g.w * (v[i].w * inv));
+    }
+  }
+  float amax = 0.0f;
+  bool nan = false;
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    if (t + i * kFp8Threads >= chunks) break;
+    nan = nan || isnan(v[i].x) || isnan(v[i].y) || isnan(v[i].z) || isnan(v[i].w);
+    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
+  }
+  amax = block_max(amax);
+  const bool any_nan = __syncthreads_or(nan) != 0;
+  const float scale = any_nan ? __int_as_float(0x7fc00000) : amax / kE4m3Max;
+  const bool zero = any_nan || scale == 0.0f;
+  auto code = [&](float e) {
+    return static_cast<unsigned>(__nv_cvt_float_to_fp8(zero ? 0.0f : __fdiv_rn(e, scale), __NV_SATFINITE, __NV_E4M3));
+  };
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    const int c = t + i * kFp8Threads;
+    if (c >= chunks) break;
+    const unsigned word = code(v[i].x) | code(v[i].y) << 8 | code(v[i].z) << 16 | code(v[i].w) << 24;
+    reinterpret_cast<unsigned*>(out)[c] = word;
+  }
+  if (t == 0) scales[r] = scale;
 }
 
 __global__ void fp8_epilogue_kernel(const float* __restrict__ sums, long long ld_sums, const float* __restrict__ x_scales,
@@ -259,7 +340,22 @@ void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::
   if (padded_rows == 0) return;
   if (row_bytes % 16 != 0 || reinterpret_cast<std::uintptr_t>(codes) % 16 != 0) fail("cuda", "fp8 activations: rows not on 16 bytes");
   const RowNorms norm = in.norm != nullptr ? *in.norm : RowNorms{};
-  fp8_activations_kernel<<<static_cast<unsigned>(padded_rows), 256, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  const unsigned blocks = static_cast<unsigned>(padded_rows);
+  const std::int64_t per_thread = (in.cols / 4 + kFp8Threads - 1) / kFp8Threads;
+  auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  const bool registers = in.cols % 4 == 0 && in.ldx % 4 == 0 && aligned(in.x) && per_thread <= 12 &&
+                         (in.source != Fp8Source::RmsNorm || (norm.stride % 4 == 0 && aligned(norm.table)));
+  if (!registers) {
+    fp8_activations_kernel<<<blocks, 256, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  } else if (per_thread <= 2) {
+    fp8_activations_registers_kernel<2><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  } else if (per_thread <= 4) {
+    fp8_activations_registers_kernel<4><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  } else if (per_thread <= 8) {
+    fp8_activations_registers_kernel<8><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  } else {
+    fp8_activations_registers_kernel<12><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+  }
   VOXTRAL_CUDA_LAUNCHED("fp8_activations");
 }
 

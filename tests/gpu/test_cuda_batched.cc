@@ -242,7 +242,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // 256 threads a block: a thread per pair of dimensions, no key split
                       BatchedAttentionCase{32, 8, 128, 300, 64, 1, ElemType::BF16, "attention_threads=256"},
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16, "attention_threads=256"},
-                      BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32, "attention_threads=256"}));
+                      BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32, "attention_threads=256"},
+                      // 1024 threads: up to 16 threads share a pair's keys
+                      BatchedAttentionCase{32, 8, 128, 300, 64, 1, ElemType::BF16, "attention_threads=1024"},
+                      BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16, "attention_threads=1024"},
+                      BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::BF16, "attention_threads=1024"},
+                      BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32, "attention_threads=1024"}));
 
 // tiny-a on CUDA, exact, F32 caches: `max_streams` streams, steps of up to
 // max(max_streams, speculative_tokens + 1) rows.

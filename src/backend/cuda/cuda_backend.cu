@@ -56,8 +56,8 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.quantized_streamed_max_rows = number(0, 4096);
     } else if (name == "attention_keys" && (value == "32" || value == "64" || value == "128")) {
       choices.attention_max_keys = number(32, 128);
-    } else if (name == "attention_threads" && (value == "256" || value == "512")) {
-      choices.decode_attention_threads = number(256, 512);
+    } else if (name == "attention_threads" && (value == "256" || value == "512" || value == "1024")) {
+      choices.decode_attention_threads = number(256, 1024);
     } else if (name == "programmatic_launch" && (value == "1" || value == "0")) {
       choices.programmatic_launch = value == "1";
     } else if (name == "fp8_epilogue" && (value == "auto" || value == "library" || value == "kernel")) {
@@ -67,7 +67,7 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.fp8_fast_accum = value == "1";
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
-                          "quantized_streamed_rows=N, attention_keys=32|64|128, attention_threads=256|512, "
+                          "quantized_streamed_rows=N, attention_keys=32|64|128, attention_threads=256|512|1024, "
                           "programmatic_launch=1|0, "
                           "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0"));
     }
@@ -769,13 +769,14 @@ void CudaBackend::attention(const Tensor& q, const KvRows& rows, int n_heads, co
 }
 
 void CudaBackend::argmax(const Tensor& logits, const Tensor& ids) {
-  const std::size_t bytes = static_cast<std::size_t>(logits.rows) * sizeof(unsigned long long);
+  const std::size_t bytes = 2 * static_cast<std::size_t>(logits.rows) * sizeof(unsigned long long);
   if (bytes > impl_->argmax_keys.bytes) {
     impl_->scratch(impl_->argmax_keys, bytes);
     VOXTRAL_CUDA_CHECK(cudaMemsetAsync(impl_->argmax_keys.data, 0, impl_->argmax_keys.bytes, impl_->stream));
   }
   launch_argmax(impl_->stream, logits.ptr<float>(), logits.stride, logits.rows, logits.cols, ids.ptr<std::int32_t>(),
-                ids.stride, static_cast<unsigned long long*>(impl_->argmax_keys.data));
+                ids.stride, static_cast<unsigned long long*>(impl_->argmax_keys.data),
+                impl_->options.kernels.programmatic_launch && impl_->props.major >= 9);
 }
 
 namespace {

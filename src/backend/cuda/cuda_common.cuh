@@ -150,8 +150,8 @@ struct CudaBackend::Impl {
   bool fused_decode = true;
   bool fused_attention = true;
   DecodeAttentionPolicy attention_policy;  // CudaKernelChoices::attention_max_keys sets its largest slice
-  // Shared memory allowed so far to the decode attention: BF16 caches (512, 256 threads), F32 caches.
-  std::size_t decode_attention_shared[4] = {48 << 10, 48 << 10, 48 << 10, 48 << 10};
+  // Shared memory allowed so far to the decode attention: BF16 caches (256, 512, 1024 threads), F32 caches.
+  std::size_t decode_attention_shared[6] = {48 << 10, 48 << 10, 48 << 10, 48 << 10, 48 << 10, 48 << 10};
   // Many-row attention over BF16 caches on tensor cores (cuda_attention_mma.cu), or the F32
   // kernel, to measure.
   bool mma_attention = true;
@@ -247,9 +247,10 @@ void launch_embed(cudaStream_t stream, const CudaWeight& table, const std::int32
                   const float* add, std::int64_t ld_add, float* out, std::int64_t ld_out, std::int64_t rows);
 void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std::int64_t channels, int kernel,
                    const int* rows, float* out, std::int64_t ld_out, std::int64_t out_rows);
-// keys: one zeroed 64-bit word per row (left zeroed again afterwards).
+// keys: two zeroed 64-bit words per row (a best key and a count of blocks; left zeroed again
+// afterwards). programmatic: launched as a programmatic dependent (sm_90) of the kernel before.
 void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
-                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys);
+                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys, bool programmatic);
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,
                             std::int64_t count);
 

@@ -25,9 +25,9 @@ namespace {
 // so the grid serves every step of a recorded graph. Scores are kept in log2 units (exp2 in
 // the softmax and the merge).
 
-// Threads of a block: 512 by default (measured against 256, BENCHMARKS.md, issue 17), so that a
-// short window's one block per K/V head has enough warps in its dependent phases.
-constexpr int kMaxAttentionThreads = 512;
+// Threads of a block (CudaKernelChoices::decode_attention_threads): 256, 512 or 1024; more
+// threads give a short window's one block per K/V head more warps in its dependent phases
+// (measured, BENCHMARKS.md, issue 17).
 constexpr int kMaxGroup = 4;       // query heads per K/V head (the real model's GQA)
 constexpr int kMinKeysPerBlock = 32;
 constexpr int kMaxKeysPerBlock = 128;  // the policy's largest slice
@@ -197,8 +197,11 @@ __global__ void __launch_bounds__(kThreads)
 
     // Values: a thread takes two dimensions of one query head over a share of the keys (four
     // chains); where the block has more threads than pairs of dimensions, `parts` threads share
-    // a pair's keys and their sums meet in shared memory (the K tile's place, free now).
-    const int pairs = G * hd / 2, parts = max(1, kThreads / pairs);
+    // a pair's keys and their sums meet in shared memory (in the K and V tiles, once read).
+    // parts * pairs float2 sums must fit in the K and V tiles (2 * per_block rows of `row` elements).
+    const int pairs = G * hd / 2;
+    const int fit = static_cast<int>(2 * per_block * row * sizeof(C) / (pairs * sizeof(float2)));
+    const int parts = max(1, min(kThreads / pairs, fit));
     const int pair = t % pairs, part = t / pairs;
     const int g = 2 * pair / hd, d = 2 * pair % hd;
     const int per_part = (count + parts - 1) / parts, k0 = min(count, part * per_part), k1 = min(count, k0 + per_part);
@@ -221,8 +224,8 @@ __global__ void __launch_bounds__(kThreads)
       sum = make_float2(acc[0].x + acc[1].x + acc[2].x + acc[3].x, acc[0].y + acc[1].y + acc[2].y + acc[3].y);
     }
     if (parts > 1) {
-      // [parts][pairs], parts * pairs <= kThreads: 4 KB, within the K and V tiles (at least 2 *
-      // 32 keys of 32 + 8 BF16 elements), which every thread has finished reading after the sync.
+      // [parts][pairs], within the K and V tiles (`fit`), which every thread has finished reading
+      // after the sync.
       auto* part_sums = reinterpret_cast<float2*>(shared_bytes);
       __syncthreads();
       if (part < parts) part_sums[part * pairs + pair] = sum;
@@ -400,13 +403,15 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
     if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
     VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a, k_cache.ptr<const C>(), v_cache.ptr<const C>()));
   };
-  const bool wide = threads == kMaxAttentionThreads;
+  auto* allowed = impl.decode_attention_shared;  // [cache type][256, 512, 1024 threads]
   if (cache.type == ElemType::BF16) {
-    wide ? launch(decode_attention_kernel<__nv_bfloat16, 512>, __nv_bfloat16{}, impl.decode_attention_shared[0])
-         : launch(decode_attention_kernel<__nv_bfloat16, 256>, __nv_bfloat16{}, impl.decode_attention_shared[1]);
+    if (threads == 1024) launch(decode_attention_kernel<__nv_bfloat16, 1024>, __nv_bfloat16{}, allowed[2]);
+    else if (threads == 512) launch(decode_attention_kernel<__nv_bfloat16, 512>, __nv_bfloat16{}, allowed[1]);
+    else launch(decode_attention_kernel<__nv_bfloat16, 256>, __nv_bfloat16{}, allowed[0]);
   } else {
-    wide ? launch(decode_attention_kernel<float, 512>, float{}, impl.decode_attention_shared[2])
-         : launch(decode_attention_kernel<float, 256>, float{}, impl.decode_attention_shared[3]);
+    if (threads == 1024) launch(decode_attention_kernel<float, 1024>, float{}, allowed[5]);
+    else if (threads == 512) launch(decode_attention_kernel<float, 512>, float{}, allowed[4]);
+    else launch(decode_attention_kernel<float, 256>, float{}, allowed[3]);
   }
   VOXTRAL_CUDA_LAUNCHED("decode_attention");
   return true;

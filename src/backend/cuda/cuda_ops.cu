@@ -82,8 +82,16 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, long long inde
 constexpr int kArgmaxThreads = 256;
 constexpr int kArgmaxItems = 16;  // values per thread, loaded together
 
-__global__ void argmax_partial_kernel(const float* __restrict__ logits, long long ld, long long cols,
-                                      unsigned long long* __restrict__ keys) {
+// Each block takes kArgmaxThreads * kArgmaxItems logits of one row and folds its best key into
+// keys[row] (atomicMax); the row's last block to finish (counted in keys[rows + row]) writes the
+// id and resets both words for the next call: one kernel, not a partial and a finishing one.
+// Launched as a programmatic dependent where the backend does (it waits for the logits first).
+__global__ void argmax_kernel(const float* __restrict__ logits, long long ld, long long cols, long long rows,
+                              unsigned long long* __restrict__ keys, int* __restrict__ ids, long long ids_stride) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   const long long row = blockIdx.y;
   const float* values = logits + row * ld;
   const long long base = static_cast<long long>(blockIdx.x) * kArgmaxThreads * kArgmaxItems + threadIdx.x;
@@ -107,15 +115,15 @@ __global__ void argmax_partial_kernel(const float* __restrict__ logits, long lon
   if (threadIdx.x == 0) {
     for (int w = 1; w < kArgmaxThreads / 32; ++w) best = max(best, warp_best[w]);
     atomicMax(keys + row, best);
+    __threadfence();
+    unsigned long long* finished = keys + rows + row;
+    if (atomicAdd(finished, 1ull) == gridDim.x - 1) {  // every block's key is in
+      __threadfence();
+      const unsigned long long key = atomicExch(keys + row, 0ull);
+      ids[row * ids_stride] = static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));
+      *finished = 0;
+    }
   }
-}
-
-__global__ void argmax_finish_kernel(unsigned long long* __restrict__ keys, int* __restrict__ ids, long long ids_stride,
-                                     long long rows) {
-  const long long row = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
-  if (row >= rows) return;
-  ids[row * ids_stride] = static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(keys[row] & 0xFFFFFFFFull));
-  keys[row] = 0;  // ready for the next call
 }
 
 template <typename In, typename Out>
@@ -174,14 +182,22 @@ void launch_im2col(cudaStream_t stream, const float* in, std::int64_t ld_in, std
 }
 
 void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, std::int64_t rows, std::int64_t cols,
-                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys) {
+                   std::int32_t* ids, std::int64_t ids_stride, unsigned long long* keys, bool programmatic) {
   if (rows == 0) return;
   const auto per_block = static_cast<long long>(kArgmaxThreads) * kArgmaxItems;
   const dim3 grid(static_cast<unsigned>((cols + per_block - 1) / per_block), static_cast<unsigned>(rows));
-  argmax_partial_kernel<<<grid, kArgmaxThreads, 0, stream>>>(logits, ld, cols, keys);
-  VOXTRAL_CUDA_LAUNCHED("argmax_partial");
-  argmax_finish_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(keys, ids, ids_stride, rows);
-  VOXTRAL_CUDA_LAUNCHED("argmax_finish");
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = dim3(kArgmaxThreads);
+  config.stream = stream;
+  cudaLaunchAttribute early[1] = {};
+  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  early[0].val.programmaticStreamSerializationAllowed = 1;
+  if (programmatic) config.attrs = early, config.numAttrs = 1;
+  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, argmax_kernel, logits, static_cast<long long>(ld),
+                                        static_cast<long long>(cols), static_cast<long long>(rows), keys, ids,
+                                        static_cast<long long>(ids_stride)));
+  VOXTRAL_CUDA_LAUNCHED("argmax");
 }
 
 void launch_convert_weights(cudaStream_t stream, const void* src, DType src_type, void* dst, ElemType dst_type,

@@ -49,6 +49,12 @@ template <int N, typename F, int MODE, bool kVector>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
+#if __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent (where the backend does): the next kernel may be
+  // scheduled now, and this one reads x, y and the caches only once the kernel before it is done.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int part = warp % a.splits;
   const int unit = blockIdx.x * (kWarps / a.splits) + warp / a.splits;
@@ -182,7 +188,15 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 template <int N, typename F, int MODE, bool kVector>
 void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
   const auto blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
-  streamed_kernel<N, F, MODE, kVector><<<blocks, kWarps * 32, 0, impl.stream>>>(a);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kWarps * 32);
+  config.stream = impl.stream;
+  cudaLaunchAttribute early[1] = {};
+  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  early[0].val.programmaticStreamSerializationAllowed = 1;
+  if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
+  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, streamed_kernel<N, F, MODE, kVector>, a));
 }
 
 template <typename W, int MODE, bool kVector>

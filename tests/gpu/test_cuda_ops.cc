@@ -251,6 +251,27 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{8, 2, 128, 90, 17, 170, ElemType::BF16},
                       AttentionCase{3, 3, 16, 40, 33, 0, ElemType::BF16}));
 
+// The argmax kernel leaves its per-row words (best key, blocks done) zeroed for the next call,
+// whatever the next call's row count: calls of 3, 1, 2 and 3 rows on one backend, each against
+// the CPU's ids.
+TEST(CudaOps, ArgmaxCallsOfChangingRowCounts) {
+  Pair p;
+  auto logits = random_values(3 * 70000);
+  logits[5] = 9.0f;                  // row 0: early
+  logits[70000 + 69999] = 9.0f;      // row 1: the last column
+  logits[2 * 70000 + 40000] = 9.0f;  // row 2: a middle block
+  Buffers l(p, ElemType::F32, 3, 70000, logits.data());
+  Buffers am(p, ElemType::I32, 3, 1);
+  for (int rows : {3, 1, 2, 3, 1}) {
+    p.cpu.argmax(l.cpu.view().row_range(0, rows), am.cpu.view().row_range(0, rows));
+    p.gpu.argmax(l.gpu.view().row_range(0, rows), am.gpu.view().row_range(0, rows));
+    const auto gpu = download<std::int32_t>(p.gpu, am.gpu), cpu = download<std::int32_t>(p.cpu, am.cpu);
+    EXPECT_EQ(std::vector<std::int32_t>(gpu.begin(), gpu.begin() + rows), std::vector<std::int32_t>(cpu.begin(), cpu.begin() + rows))
+        << rows << " rows";
+    EXPECT_EQ(gpu[0], 5) << rows << " rows";
+  }
+}
+
 TEST(CudaRecording, ReplayUsesTheCurrentInputs) {
   Pair p;
   WeightFile f;

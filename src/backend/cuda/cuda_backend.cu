@@ -152,6 +152,9 @@ CudaBackend::CudaBackend(const CudaOptions& options) : impl_(std::make_unique<Im
   if (k.attention_max_keys != 0 && k.attention_max_keys != 32 && k.attention_max_keys != 64 && k.attention_max_keys != 128) {
     fail("cuda", "attention_max_keys must be 32, 64 or 128 (or 0)");
   }
+  if (k.decode_attention_threads != 256 && k.decode_attention_threads != 512 && k.decode_attention_threads != 1024) {
+    fail("cuda", "decode_attention_threads must be 256, 512 or 1024");
+  }
   impl_->fused_decode = k.fused_decode;
   impl_->fused_attention = k.fused_decode && k.fused_attention;
   impl_->mma_attention = k.mma_attention;

@@ -412,7 +412,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
     if (threads == 1024) launch(decode_attention_kernel<float, 1024>, float{}, allowed[5]);
     else if (threads == 512) launch(decode_attention_kernel<float, 512>, float{}, allowed[4]);
     else launch(decode_attention_kernel<float, 256>, float{}, allowed[3]);
-  }
+  }  // the constructor allows 256, 512 or 1024 threads only
   VOXTRAL_CUDA_LAUNCHED("decode_attention");
   return true;
 }

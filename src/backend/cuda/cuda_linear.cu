@@ -210,12 +210,10 @@ __global__ void __launch_bounds__(kFp8Threads) fp8_activations_registers_kernel(
     const long long which = norm.rows != nullptr ? norm.rows[r] : 0;
     const bool known = which >= 0 && which < norm.count;
     const float* w = norm.table + (known ? which : 0) * norm.stride;
+    // The sum of squares in normed_row's order (thread t: x[t], x[t + 256], ...; the row is in
+    // cache now), so that 1/rms has the bits the 16-bit paths' RMSNorm gives.
     float sum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) {
-      if (t + i * kFp8Threads >= chunks) break;
-      sum += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
-    }
+    for (int j = t; j < cols; j += kFp8Threads) sum += x[j] * x[j];
     const float total = block_sum(sum);
     const float inv = known ? 1.0f / sqrtf(total / static_cast<float>(cols) + norm.eps) : __int_as_float(0x7fc00000);
 #pragma unroll

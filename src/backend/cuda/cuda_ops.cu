@@ -70,9 +70,9 @@ __global__ void im2col_kernel(const float* __restrict__ in, long long ld_in, lon
   out[t * ld_out + rest] = in[static_cast<long long>(rows[t * kernel + k]) * ld_in + c];
 }
 
-// Argmax in two kernels: many blocks per row fold their best (value, index) into one 64-bit
-// key per row with atomicMax (value bits made order-preserving, index inverted so the
-// lowest index wins ties); a second kernel turns the key into the id and clears it.
+// Argmax: many blocks per row fold their best (value, index) into one 64-bit key per row with
+// atomicMax (value bits made order-preserving, index inverted so the lowest index wins ties);
+// the row's last block turns the key into the id and clears it (argmax_kernel).
 __device__ __forceinline__ unsigned long long argmax_key(float v, long long index) {
   unsigned bits = __float_as_uint(v);
   bits = (bits & 0x80000000u) != 0 ? ~bits : (bits | 0x80000000u);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
-# info unit parity capi sanitize model bench quantbench quantab decodeab profile ncu fullparity
-# latency demo demoformats serverload longrun.
+# info unit parity capi sanitize model bench quantbench quantab fixedcost decodeab profile ncu
+# fullparity latency demo demoformats serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
@@ -84,6 +84,21 @@ for line in open(sys.argv[1]):
 for key, values in sorted(runs.items()):
     print(" ".join(key), "median %.3f ms" % statistics.median(values), values)
 PY
+      ;;
+    fixedcost)
+      # Issue 17: the decode step's fixed cost, the part that reading the weights does not
+      # explain: the real decoder's 26 layers and kernel chain with tiny matrices
+      # (tools/gpu/thin_params.json), per format, with and without programmatic launches.
+      step "the kernel chain's fixed cost (thin model)"
+      [ -f /tmp/thin/consolidated.safetensors ] ||
+        "$bin/voxtral-bench" make-model --params "$root/tools/gpu/thin_params.json" --out /tmp/thin > /dev/null || status=1
+      for variant in default programmatic_launch=0; do
+        for setting in bf16:exact q8:fast q4:fast fp8:fast; do
+          extra=(); [ "$variant" != default ] && extra=(--variant "$variant")
+          echo "$variant $setting $("$bin/voxtral-bench" step -d /tmp/thin --backend cuda --weights "${setting%%:*}" \
+            --precision "${setting##*:}" --batch 1 --context 64 --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 | tail -1)"
+        done
+      done
       ;;
     model)
       step full-size random model

@@ -54,6 +54,17 @@ for stage in "$@"; do
         tail -3 "$out/sanitize_$tool.log"
         [ $rc -eq 0 ] || status=1
       done
+      # SANITIZE_BENCH_VARIANT: racecheck once more through voxtral-bench with kernel variants,
+      # e.g. "programmatic_launch=0" (the CLI's racecheck run was killed in session 14).
+      if [ -n "${SANITIZE_BENCH_VARIANT:-}" ]; then
+        step "compute-sanitizer racecheck, voxtral-bench --variant $SANITIZE_BENCH_VARIANT"
+        compute-sanitizer --tool racecheck --error-exitcode 1 "$bin/voxtral-bench" run -d "$root/tests/fixtures/tiny-a" \
+          -i "$root/tests/fixtures/audio/speech_short.wav" --backend cuda --skip-bandwidth \
+          --variant "$SANITIZE_BENCH_VARIANT" > "$out/sanitize_bench.log" 2>&1
+        rc=$?
+        echo "exit $rc"; tail -3 "$out/sanitize_bench.log"
+        [ $rc -eq 0 ] || status=1
+      fi
       ;;
     quantab)
       # Issue 17: the decoder step alone, 1 and 2 streams at context 64 (QUANT_CONTEXTS: several),

@@ -39,8 +39,9 @@ inline constexpr float kTinyBlock = 0x1p-120f;
 inline constexpr int kScaleLanes = 4;  // scales per block
 
 inline std::int64_t groups(std::int64_t n) { return (n + kGroupInputs - 1) / kGroupInputs; }
-// How far ahead the Q4 products prefetch their codes (simd_quant_int8_avx2.cc, _avx512.cc).
-inline constexpr std::int64_t kQ4PrefetchBytes = 4096;
+// How far ahead the int8 products prefetch their codes (Q4: simd_quant_int8_avx2.cc, _avx512.cc;
+// Q8: _avx512.cc).
+inline constexpr std::int64_t kCodePrefetchBytes = 4096;
 
 // Where input i (< 32) of block k (< 4) of a group goes among the group's 128 value bytes.
 constexpr int value_position(int k, int i) { return i < 16 ? k * 16 + i : 64 + k * 16 + (i - 16); }

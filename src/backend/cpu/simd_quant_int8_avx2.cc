@@ -115,9 +115,9 @@ VOXTRAL_AVX2 void dot_avx2(const std::uint8_t* codes, const std::uint16_t* scale
   const std::int64_t blocks = n / kQuantBlock;
   const auto block_bytes = static_cast<std::int64_t>(quantized_row_bytes(F, kQuantBlock));
   for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {
-    // Q4: 64 bytes of codes a group, the line kQ4PrefetchBytes on asked for (as on AVX-512).
+    // Q4: 64 bytes of codes a group, the line kCodePrefetchBytes on asked for (as on AVX-512).
     if constexpr (F == WeightFormat::Q4) {
-      _mm_prefetch(reinterpret_cast<const char*>(codes + b * block_bytes + kQ4PrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(codes + b * block_bytes + kCodePrefetchBytes), _MM_HINT_T0);
     }
     const __m256 d4 = group_scales(scales + b, blocks - b);
     for (int h = 0; h < 2 && b + 2 * h < blocks; ++h) {

@@ -85,12 +85,13 @@ VOXTRAL_AVX512BW_INLINE Planes q4_planes(const std::uint8_t* codes, std::int64_t
   return {_mm512_and_si512(raw, nibble), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble)};
 }
 
-// Q4: the cache line of codes kQ4PrefetchBytes on (past a row's end: the next row's, read next),
-// asked for at each group of 64 bytes. Busy unpacking nibbles, the core otherwise waits on the
-// hardware prefetcher: the 4B model's Q4 fast step took 86.9 ms without, 80.1 with (2 Zen 4
-// cores, BENCHMARKS.md); Q8, at its bandwidth floor, gained nothing.
+// The cache line of codes kCodePrefetchBytes on (past a row's end: the next row's, read next),
+// asked for at each group's line (Q4: one line of 64 bytes; Q8: two). Busy with the products,
+// the core otherwise waits on the hardware prefetcher: the 4B model's Q4 fast step took 86.9
+// ms without, 80.1 with (2 Zen 4 cores, where Q8 gained nothing); on a 2-core AMX Xeon the
+// Q8 LM head of a Q4 model gained 2% at one row and 6% at 4-8 rows (BENCHMARKS.md).
 VOXTRAL_AVX512BW_INLINE void prefetch_codes(const std::uint8_t* group) {
-  _mm_prefetch(reinterpret_cast<const char*>(group + kQ4PrefetchBytes), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(group + kCodePrefetchBytes), _MM_HINT_T0);
 }
 
 // acc += lanes * (d * s): a vector of integer lane sums scaled by its blocks' d and s.
@@ -183,7 +184,8 @@ struct MaddUbs {
       const std::int64_t blocks = n / kQuantBlock;                                                         \
       const std::int64_t block_bytes = static_cast<std::int64_t>(quantized_row_bytes(Format, kQuantBlock)); \
       for (std::int64_t b = 0; b < blocks; b += kGroupBlocks) {                                            \
-        if constexpr (Format == WeightFormat::Q4) prefetch_codes(codes + b * block_bytes);                  \
+        prefetch_codes(codes + b * block_bytes);                                                           \
+        if constexpr (Format == WeightFormat::Q8) prefetch_codes(codes + b * block_bytes + 64);             \
         const auto w = Ops::template weights<Format>(codes + b * block_bytes, blocks - b);                 \
         const __m512 d = _mm512_permutexvar_ps(quarter, group_scales(scales + b, blocks - b));             \
         for (int r = 0; r < ROWS; ++r) {                                                                   \

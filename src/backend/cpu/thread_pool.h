@@ -1,12 +1,8 @@
 // A fixed pool of worker threads for the CPU kernels. The calling thread works too, so a
-// pool of size 1 runs everything inline. Waiting threads (workers for the next call, the
-// caller for the workers) spin for up to 200 us before they block, where the pool has no more
-// threads than the process has CPUs: a decode step makes some 130 calls a few tens of
-// microseconds apart, and waking a blocked thread costs about that much each time (BENCHMARKS.md).
+// pool of size 1 runs everything inline.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,12 +33,10 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  // Written under mutex_; read without it by spinning threads.
-  std::atomic<std::uint64_t> generation_{0};
-  std::atomic<bool> stopping_{false};
-  std::atomic<int> busy_{0};
+  std::uint64_t generation_ = 0;
+  bool stopping_ = false;
+  int busy_ = 0;
 
-  const std::chrono::microseconds spin_;  // how long a waiting thread spins before it blocks
   const std::function<void(std::int64_t, std::int64_t)>* body_ = nullptr;
   std::int64_t total_ = 0;
   std::int64_t grain_ = 1;

@@ -69,20 +69,28 @@ for stage in "$@"; do
     quantab)
       # Issue 17: the decoder step alone, 1 and 2 streams at context 64 (QUANT_CONTEXTS: several),
       # in each weight format and precision (QUANT_SETTINGS: "weights:precision ..."), under each
-      # of QUANT_VARIANTS (comma-separated variant sets, space-separated; "default" for none), in
-      # QUANT_ROUNDS interleaved rounds; then the medians.
+      # of QUANT_VARIANTS (comma-separated variant sets, space-separated; "default" for none), for
+      # each build in QUANT_BINARIES ("label=path/to/voxtral-bench ..."; default: this one, to A/B
+      # two kernel versions that need not both live in the product), in QUANT_ROUNDS interleaved
+      # rounds; then the medians. To keep the old build here before packing the new one:
+      #   mkdir -p /tmp/base && tar xJf .device-carry/pack.tar.xz -C /tmp/base bin/voxtral-bench
+      #   tools/gpu/pack_carry.sh && mkdir -p .device-carry/base && cp /tmp/base/bin/voxtral-bench .device-carry/base/
+      # and run with QUANT_BINARIES="base=.device-carry/base/voxtral-bench new=.device-carry/bin/voxtral-bench".
       make_full_size_model || status=1
       settings="${QUANT_SETTINGS:-q8:fast q4:fast fp8:fast q8:exact q4:exact fp8:exact}"
       for round in $(seq "${QUANT_ROUNDS:-3}"); do
-        for variant in ${QUANT_VARIANTS:-default}; do
-          for setting in $settings; do
-            weights="${setting%%:*}" precision="${setting##*:}"
-            extra=(); [ "$variant" != default ] && extra=(--variant "$variant")
-            contexts="${QUANT_CONTEXTS:-64}"
-            "$bin/voxtral-bench" step -d "$model" --backend cuda --weights "$weights" --precision "$precision" \
-              --batch 1,2 --context "${contexts// /,}" --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 |
-              awk -v v="$variant" -v w="$weights $precision" '$1 ~ /^[0-9]+$/ && NF >= 4 {print v, w, $2, $1, $3}' \
-                >> "$out/quantab.txt" || status=1
+        for build in ${QUANT_BINARIES:-this=$bin/voxtral-bench}; do
+          label="${build%%=*}" bench="${build#*=}"
+          for variant in ${QUANT_VARIANTS:-default}; do
+            for setting in $settings; do
+              weights="${setting%%:*}" precision="${setting##*:}"
+              extra=(); [ "$variant" != default ] && extra=(--variant "$variant")
+              contexts="${QUANT_CONTEXTS:-64}"
+              "$bench" step -d "$model" --backend cuda --weights "$weights" --precision "$precision" \
+                --batch 1,2 --context "${contexts// /,}" --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 |
+                awk -v v="$label:$variant" -v w="$weights $precision" '$1 ~ /^[0-9]+$/ && NF >= 4 {print v, w, $2, $1, $3}' \
+                  >> "$out/quantab.txt" || status=1
+            done
           done
         done
       done

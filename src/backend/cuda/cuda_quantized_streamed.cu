@@ -439,16 +439,8 @@ void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem
   VOXTRAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
   const int needed = (a.units + kWarps - 1) / kWarps;
   const int blocks = std::max(1, std::min(needed, std::max(per_sm, 1) * impl.props.multiProcessorCount));
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(kWarps * 32);
-  config.dynamicSmemBytes = smem;
-  config.stream = impl.stream;
-  cudaLaunchAttribute early[1] = {};
-  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  early[0].val.programmaticStreamSerializationAllowed = 1;
-  if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
-  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a));
+  launch_kernel(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem, impl.stream,
+                programmatic_launch(impl), a);
 }
 
 template <typename F, int MODE, int ACTS>

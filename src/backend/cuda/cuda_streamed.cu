@@ -188,15 +188,8 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 template <int N, typename F, int MODE, bool kVector>
 void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
   const auto blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(kWarps * 32);
-  config.stream = impl.stream;
-  cudaLaunchAttribute early[1] = {};
-  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  early[0].val.programmaticStreamSerializationAllowed = 1;
-  if (impl.options.kernels.programmatic_launch && impl.props.major >= 9) config.attrs = early, config.numAttrs = 1;
-  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, streamed_kernel<N, F, MODE, kVector>, a));
+  launch_kernel(streamed_kernel<N, F, MODE, kVector>, dim3(blocks), dim3(kWarps * 32), 0, impl.stream,
+                programmatic_launch(impl), a);
 }
 
 template <typename W, int MODE, bool kVector>

@@ -78,18 +78,6 @@ __device__ __forceinline__ void e4m3x4_to_float(unsigned word, float* out) {
   out[0] = a.x, out[1] = a.y, out[2] = b.x, out[3] = b.y;
 }
 
-// E4M3 codes as F16 by moving their bits: a code s eeee mmm placed as F16's s 0eeee mmm0000000 is
-// the code's value times 2^-8, for normal and subnormal codes alike (the exponent fields mean the
-// same, F16's bias is 8 more). Integer instructions, where the conversion instruction is a
-// quarter-rate one. Codes 0 and 2 of `word` (bytes 0 and 2) as the halves of one F16 pair, then
-// codes 1 and 3. (E4M3's NaN, 0x7f, is never made: the quantizer saturates at 448.)
-__device__ __forceinline__ unsigned e4m3_even_pair_as_f16x2(unsigned word) {
-  return ((word << 8) & 0x80008000u) | ((word << 7) & 0x3f803f80u);
-}
-__device__ __forceinline__ unsigned e4m3_odd_pair_as_f16x2(unsigned word) {
-  return (word & 0x80008000u) | ((word >> 1) & 0x3f803f80u);
-}
-
 __device__ __forceinline__ float f16_bits_to_float(unsigned short bits) { return __half2float(__ushort_as_half(bits)); }
 
 // One weight of a quantized matrix in the device layout, scale applied (the reference

@@ -242,17 +242,14 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
             scales[c / 32] = make_float2(ok ? m / 127.0f : 0.0f, __int_as_float(sum));
           }
         } else if constexpr (kHalf) {
-          // Per block of 32 inputs: 256 x / m in F16, the block's m beside them; the codes come
-          // as F16 times 2^-8 (e4m3_even_pair_as_f16x2), so each product is the code times x / m
-          // (|x / m| <= 1: a lane's 8 products a half stay far inside F16's range). Inputs c..c+3
-          // are stored as the pairs (c, c+2), (c+1, c+3), as the codes are decoded.
+          // Per block of 32 inputs: x / m in F16 (|x / m| <= 1, so a lane's 8 products of a code
+          // (|q| <= 448) and an input stay far inside F16's range), the block's m beside them.
           float m = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
           for (int o = 1; o < 8; o *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
           const bool ok = m >= 0x1p-120f && m <= 3.402823466e38f;
           const float up = ok ? 1.0f / m : 0.0f;
-          const __half2 lo = __floats2half2_rn(v.x * up * 256.0f, v.z * up * 256.0f);
-          const __half2 hi = __floats2half2_rn(v.y * up * 256.0f, v.w * up * 256.0f);
+          const __half2 lo = __floats2half2_rn(v.x * up, v.y * up), hi = __floats2half2_rn(v.z * up, v.w * up);
           char* rows = activations + static_cast<long long>(i) * kpad * 2;
           auto* at = reinterpret_cast<__half2*>(rows + chunk_of<F::kLaneInputs * 2>(2LL * c) * 16 + (2 * c) % 16);
           at[0] = lo, at[1] = hi;
@@ -347,8 +344,10 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
 #pragma unroll
         for (int t = 0; t < 4; ++t) {  // codes 4t..4t+3: inputs 4t.. of the lane's 16
           const unsigned wv = word_of(codes, t);
-          sum = __hfma2(half2_bits(e4m3_even_pair_as_f16x2(wv)), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2)), sum);
-          sum = __hfma2(half2_bits(e4m3_odd_pair_as_f16x2(wv)), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2 + 1)), sum);
+          const __half2_raw w01 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(wv & 0xffffu), __NV_E4M3);
+          const __half2_raw w23 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(wv >> 16), __NV_E4M3);
+          sum = __hfma2(__half2(w01), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2)), sum);
+          sum = __hfma2(__half2(w23), half2_bits(word_of(t < 2 ? first8 : last8, (t % 2) * 2 + 1)), sum);
         }
         const float2 f = __half22float2(sum);
         cur[i] += sc.x * (f.x + f.y);

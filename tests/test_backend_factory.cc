@@ -94,7 +94,7 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
   options.kernel_variants = "fused=gemv,warp_size=64";
   EXPECT_EQ(refusal(options), "variant: \"warp_size=64\" is not one of fused=1|0|gemv, mma_attention=1|0, "
                               "streamed_rows=N, quantized_streamed_rows=N, attention_keys=32|64|128, "
-                              "attention_threads=256|512|1024, attention_group_split=1|0, programmatic_launch=1|0, "
+                              "attention_threads=256|512|1024, programmatic_launch=1|0, "
                               "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0");
   options.kernel_variants = "streamed_rows=5000";
   EXPECT_EQ(refusal(options), "variant: \"streamed_rows=5000\": want a number from 0 to 4096");
@@ -102,20 +102,17 @@ TEST(BackendFactory, NamesAnUnknownCudaPrecisionOrWeightStorage) {
 
 TEST(BackendFactory, KernelVariantsSetTheCudaChoices) {
   const CudaKernelChoices c =
-      parse_cuda_variants("fused=gemv,mma_attention=0,streamed_rows=8,attention_keys=32,attention_threads=1024,"
-                          "attention_group_split=0");
+      parse_cuda_variants("fused=gemv,mma_attention=0,streamed_rows=8,attention_keys=32,attention_threads=1024");
   EXPECT_TRUE(c.fused_decode);
   EXPECT_FALSE(c.fused_attention);
   EXPECT_FALSE(c.mma_attention);
   EXPECT_EQ(c.streamed_max_rows, 8);
   EXPECT_EQ(c.attention_max_keys, 32);
   EXPECT_EQ(c.decode_attention_threads, 1024);
-  EXPECT_FALSE(c.attention_group_split);
   const CudaKernelChoices defaults = parse_cuda_variants("");
   EXPECT_TRUE(defaults.fused_decode && defaults.fused_attention && defaults.mma_attention);
   EXPECT_EQ(defaults.streamed_max_rows, 2);
   EXPECT_EQ(defaults.decode_attention_threads, 512);
-  EXPECT_TRUE(defaults.attention_group_split);
   EXPECT_THROW(parse_cuda_variants("attention_threads=384"), Error);
 }
 #else

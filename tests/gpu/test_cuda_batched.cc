@@ -239,14 +239,6 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16}, // blocks walk several slices
                       BatchedAttentionCase{6, 2, 32, 48, 16, 9, ElemType::F32},       // tiny-a's heads
                       BatchedAttentionCase{8, 1, 64, 100, 16, 5, ElemType::F32},      // GQA 8:1: the general kernel
-                      // Two rows, one over a short window: its query heads in blocks of their own
-                      // (positions 600 and 0: 100 keys and 1; window 300: a long window and 1 key).
-                      BatchedAttentionCase{32, 8, 128, 100, 64, 2, ElemType::BF16},
-                      BatchedAttentionCase{32, 8, 128, 300, 64, 2, ElemType::BF16},
-                      BatchedAttentionCase{6, 2, 32, 48, 16, 2, ElemType::F32},       // a group of 3
-                      BatchedAttentionCase{32, 8, 128, 100, 64, 2, ElemType::BF16, "attention_group_split=0"},
-                      BatchedAttentionCase{32, 8, 128, 100, 64, 2, ElemType::BF16, "attention_threads=256"},
-                      BatchedAttentionCase{32, 8, 128, 100, 64, 2, ElemType::F32, "attention_threads=1024"},
                       // 256 threads a block: a thread per pair of dimensions, no key split
                       BatchedAttentionCase{32, 8, 128, 300, 64, 1, ElemType::BF16, "attention_threads=256"},
                       BatchedAttentionCase{32, 8, 128, 1000, 64, 40, ElemType::BF16, "attention_threads=256"},

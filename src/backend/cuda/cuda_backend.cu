@@ -58,8 +58,6 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
       choices.attention_max_keys = number(32, 128);
     } else if (name == "attention_threads" && (value == "256" || value == "512" || value == "1024")) {
       choices.decode_attention_threads = number(256, 1024);
-    } else if (name == "attention_group_split" && (value == "1" || value == "0")) {
-      choices.attention_group_split = value == "1";
     } else if (name == "programmatic_launch" && (value == "1" || value == "0")) {
       choices.programmatic_launch = value == "1";
     } else if (name == "fp8_epilogue" && (value == "auto" || value == "library" || value == "kernel")) {
@@ -70,7 +68,7 @@ CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelCho
     } else {
       fail("variant", cat("\"", item, "\" is not one of fused=1|0|gemv, mma_attention=1|0, streamed_rows=N, "
                           "quantized_streamed_rows=N, attention_keys=32|64|128, attention_threads=256|512|1024, "
-                          "attention_group_split=1|0, programmatic_launch=1|0, "
+                          "programmatic_launch=1|0, "
                           "fp8_epilogue=auto|library|kernel, fp8_fast_accum=1|0"));
     }
   }

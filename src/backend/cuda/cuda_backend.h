@@ -26,9 +26,6 @@ struct CudaKernelChoices {
   int quantized_streamed_max_rows = 16;
   int attention_max_keys = 0;   // keys per block of the decode attention: 32, 64 or 128 (0: the policy's)
   int decode_attention_threads = 512;  // threads per block of the decode attention: 256, 512 or 1024
-  // The decode attention of one or two rows over a short window (one slice): each query head
-  // in its own block, where a block takes all of a K/V head's query heads otherwise.
-  bool attention_group_split = true;
   // The quantized products and the decode attention launched as programmatic dependents
   // (sm_90+): each starts (a product loading its weights) while the kernel before it finishes.
   bool programmatic_launch = true;
@@ -42,7 +39,7 @@ struct CudaKernelChoices {
 
 // "name=value,..." with names fused (1, 0 or gemv: fused decode but the general attention),
 // mma_attention (1/0), streamed_rows (0..4096), quantized_streamed_rows (0..4096),
-// attention_keys (32/64/128), attention_threads (256/512/1024), attention_group_split (1/0), programmatic_launch (1/0), fp8_epilogue (auto/library/kernel),
+// attention_keys (32/64/128), attention_threads (256/512/1024), programmatic_launch (1/0), fp8_epilogue (auto/library/kernel),
 // fp8_fast_accum (1/0); applied on top of `choices`. Error naming the item when one is
 // unknown or out of range.
 CudaKernelChoices parse_cuda_variants(const std::string& variants, CudaKernelChoices choices = {});

@@ -67,7 +67,6 @@ struct DecodeAttentionArgs {
   PagedRows paged;
   DecodeAttentionPolicy policy;
   int group, head_dim, window, max_splits, n_heads, n_kv_heads;
-  int head_parts;   // blocks that share a K/V head's query heads where its window takes one block
   long long ldc;
   float scale;      // 1/sqrt(head_dim) * log2(e)
   float* part_out;  // [rows][n_heads][max_splits][head_dim]
@@ -95,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float stat[kMaxGroup][2];              // per query head: max, sum
   __shared__ long long key_rows[kMaxKeysPerBlock];  // the slice's keys' first elements in the cache
   __shared__ bool merges;
-  const int kv_head = blockIdx.x / a.head_parts, head_part = blockIdx.x % a.head_parts, hd = a.head_dim;
+  const int kv_head = blockIdx.x, G = a.group, hd = a.head_dim;
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   const int q_row = blockIdx.z;
   // The row's position, sequence and pages are the step's inputs, copied before its first kernel
@@ -105,12 +104,6 @@ __global__ void __launch_bounds__(kThreads)
   const int lo = max(0, pos - a.window + 1);
   const int per_block = keys_per_block(pos - lo + 1, a.policy);
   const int splits = (pos - lo + per_block) / per_block;
-  // A window of one slice has little work for many threads: its K/V head's query heads then go
-  // to head_parts blocks (G of them each), which read the same keys (from L2) side by side.
-  // Longer windows have slices enough; head parts past the first return at once.
-  const int sharing = splits == 1 ? a.head_parts : 1;
-  if (head_part >= sharing) return;
-  const int G = a.group / sharing, first_g = head_part * G;  // this block's query heads of the K/V head
   auto find_keys = [&](int start, int count) {
     for (int key = t; key < count; key += kThreads) {
       key_rows[key] = cache_row(a.paged, sequence, start + key) * a.ldc + static_cast<long long>(kv_head) * hd;
@@ -128,7 +121,7 @@ __global__ void __launch_bounds__(kThreads)
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
   if (static_cast<int>(blockIdx.y) >= splits) return;
-  const long long q_col = (static_cast<long long>(kv_head) * a.group + first_g) * hd;  // the block's first query head
+  const long long col = static_cast<long long>(kv_head) * hd;
   const int row = row_elems<C>(hd);
   C* k_s = reinterpret_cast<C*>(shared_bytes);
   C* v_s = k_s + static_cast<long long>(per_block) * row;
@@ -136,9 +129,8 @@ __global__ void __launch_bounds__(kThreads)
   float* p_s = q_s + kMaxGroup * hd;  // [G][per_block]
   const float* q = a.q + q_row * a.ldq;
   float* out = a.out + q_row * a.ldo;
-  const long long first_head = static_cast<long long>(q_row) * a.n_heads + static_cast<long long>(kv_head) * a.group + first_g;
-  // q comes with the first slice's keys and values (one wait for both); scaled in the scores.
-  for (int i = 4 * t; i < G * hd; i += 4 * kThreads) copy16_async(q_s + i, q + q_col + i);
+  const long long first_head = static_cast<long long>(q_row) * a.n_heads + static_cast<long long>(kv_head) * G;
+  for (int i = t; i < G * hd; i += kThreads) q_s[i] = q[col * G + i] * a.scale;
 
   for (int split = blockIdx.y; split < splits; split += gridDim.y) {
     const int start = lo + split * per_block;
@@ -182,7 +174,7 @@ __global__ void __launch_bounds__(kThreads)
   #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) {
         for (int offset = threads_per_key / 2; offset > 0; offset /= 2) s[g] += __shfl_xor_sync(0xffffffffu, s[g], offset);
-        if (g < G && part == 0 && key < count) p_s[g * per_block + key] = s[g] * a.scale;
+        if (g < G && part == 0 && key < count) p_s[g * per_block + key] = s[g];
       }
     }
     __syncthreads();
@@ -245,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
     if (part == 0) {
       if (splits == 1) {
         const float inv = 1.0f / stat[g][1];
-        *reinterpret_cast<float2*>(out + (q_col + g * hd) + d) = make_float2(sum.x * inv, sum.y * inv);
+        *reinterpret_cast<float2*>(out + (col * G + g * hd) + d) = make_float2(sum.x * inv, sum.y * inv);
       } else {
         const long long at = (first_head + g) * a.max_splits + split;
         *reinterpret_cast<float2*>(a.part_out + at * hd + d) = sum;
@@ -328,7 +320,7 @@ __global__ void __launch_bounds__(kThreads)
       v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
     }
     const float inv = 1.0f / stat[g][1];
-    *reinterpret_cast<float4*>(out + (q_col + g * hd) + d) = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+    *reinterpret_cast<float4*>(out + (col * G + g * hd) + d) = make_float4(v.x * inv, v.y * inv, v.z * inv, v.w * inv);
   }
   if (t == 0) *finished = 0;
 }
@@ -388,10 +380,7 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
   const int threads = impl.options.kernels.decode_attention_threads;
   const std::int64_t target = (q.rows <= 2 ? 2048LL / threads : 3LL) * impl.props.multiProcessorCount;
   const auto splits = static_cast<unsigned>(std::clamp<std::int64_t>((target + per_row - 1) / per_row, 1, a.max_splits));
-  // One or two rows over a window of one slice: a K/V head's query heads each in a block of
-  // their own (the kernel falls back to one block per K/V head for longer windows).
-  a.head_parts = impl.options.kernels.attention_group_split && q.rows <= 2 ? group : 1;
-  const dim3 grid(static_cast<unsigned>(cache.n_kv_heads * a.head_parts), splits, static_cast<unsigned>(q.rows));
+  const dim3 grid(static_cast<unsigned>(cache.n_kv_heads), splits, static_cast<unsigned>(q.rows));
   // Past 48 KB of shared memory a kernel must ask; asked once per size (never inside a graph
   // capture: the eager run before it asks first).
   auto launch = [&](auto kernel, auto elem, std::size_t& allowed) {

@@ -51,16 +51,19 @@ for stage in "$@"; do
         > "$out/sanitize_memcheck.log" 2>&1 || status=1
       tail -3 "$out/sanitize_memcheck.log"
       # racecheck: our kernels (shared memory rings, attention slices, merges) one by one
-      # through the op tests at their small shapes, cuBLASLt's own kernels left out (racecheck
-      # reports hazards in its nvjet kernels, which synchronize in ways it does not follow).
-      # Racecheck on the whole CLI grew to 130 GB of host memory and was killed by the OOM
-      # killer (session 15), with or without programmatic launches.
+      # through the op tests at their small shapes (about 6 minutes). It reports hazards in
+      # cuBLASLt's own nvjet kernels, which synchronize in ways it does not follow: only hazards
+      # in other kernels fail the stage (--kernel-name-exclude for them made the sanitizer fail
+      # with an internal error). Racecheck on the whole CLI grew to 130 GB of host memory and
+      # was killed by the OOM killer (session 15), with or without programmatic launches.
       step "compute-sanitizer racecheck, decode kernels"
-      timeout "${RACECHECK_TIMEOUT:-300}" compute-sanitizer --tool racecheck --error-exitcode 1 \
-        --kernel-name-exclude kns=nvjet "$bin/voxtral_gpu_tests" \
+      timeout "${RACECHECK_TIMEOUT:-480}" compute-sanitizer --tool racecheck "$bin/voxtral_gpu_tests" \
         --gtest_filter="${RACECHECK_FILTER:-CudaQuantized.*:Shapes/CudaQuantizedDecodeOps.*/0:Shapes/CudaBatchedAttention.*:Shapes/CudaBatchedDecodeOps.*/0:Shapes/CudaBatchedDecodeOps.*/1}" \
         > "$out/sanitize_racecheck.log" 2>&1 || status=1
-      grep -E "^\[  (PASSED|FAILED) " "$out/sanitize_racecheck.log"; tail -2 "$out/sanitize_racecheck.log"
+      grep -E "^\[  (PASSED|FAILED) " "$out/sanitize_racecheck.log"
+      ours="$(grep "Race reported" "$out/sanitize_racecheck.log" | grep -vc nvjet)"
+      echo "hazards in our kernels: $ours (cuBLASLt's: $(grep "Race reported" "$out/sanitize_racecheck.log" | grep -c nvjet))"
+      [ "$ours" = 0 ] || status=1
       ;;
     quantab)
       # Issue 17: the decoder step alone, 1 and 2 streams at context 64 (QUANT_CONTEXTS: several),

@@ -130,7 +130,8 @@ __global__ void __launch_bounds__(kThreads)
   const float* q = a.q + q_row * a.ldq;
   float* out = a.out + q_row * a.ldo;
   const long long first_head = static_cast<long long>(q_row) * a.n_heads + static_cast<long long>(kv_head) * G;
-  for (int i = t; i < G * hd; i += kThreads) q_s[i] = q[col * G + i] * a.scale;
+  // q comes with the first slice's keys and values (one wait for both), scaled in the scores.
+  for (int i = 4 * t; i < G * hd; i += 4 * kThreads) copy16_async(q_s + i, q + col * G + i);
 
   for (int split = blockIdx.y; split < splits; split += gridDim.y) {
     const int start = lo + split * per_block;
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(kThreads)
   #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) {
         for (int offset = threads_per_key / 2; offset > 0; offset /= 2) s[g] += __shfl_xor_sync(0xffffffffu, s[g], offset);
-        if (g < G && part == 0 && key < count) p_s[g * per_block + key] = s[g];
+        if (g < G && part == 0 && key < count) p_s[g * per_block + key] = s[g] * a.scale;
       }
     }
     __syncthreads();

@@ -38,6 +38,14 @@ __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
 __device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+// An L2 policy for what a step reads once (the weights): evicted first, so that what it reads
+// again (activations, the K/V cache) can stay in L2 while gigabytes of weights stream through.
+__device__ __forceinline__ unsigned long long evict_first_policy() {
+  unsigned long long policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -59,9 +59,11 @@ struct Fp8Format {
   static constexpr int kScaleBytes = 0;  // one F32 scale per row instead
 };
 
-__device__ __forceinline__ void copy16(void* shared, const void* global, bool valid) {
+__device__ __forceinline__ void copy16(void* shared, const void* global, bool valid, unsigned long long policy) {
   const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(global), "r"(valid ? 16 : 0) : "memory");
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(dst), "l"(global),
+               "r"(valid ? 16 : 0), "l"(policy)
+               : "memory");
 }
 __device__ __forceinline__ void copy4(void* shared, const void* global, bool valid) {
   const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(shared));
@@ -139,14 +141,15 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
     scales_from = static_cast<const char*>(a.scales) + at * device_scale_stride(F::kFormat, a.k) * 2 + lane * 16;
     row_scale_from = static_cast<const float*>(a.scales) + at;
   };
+  const unsigned long long policy = evict_first_policy();  // the weights, read once a step
   auto issue = [&]() {
     if (left_to_issue == 0 && produced_rows < my_rows) start_row();
     if (left_to_issue > 0) {
       char* slot = ring + in_slot;
-      copy16(slot + lane * 16, codes_from, row_valid);
+      copy16(slot + lane * 16, codes_from, row_valid, policy);
       codes_from += kStageBytes;
       if constexpr (F::kScaleBytes > 0) {
-        if (copies_scales) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid);
+        if (copies_scales) copy16(slot + kStageBytes + lane * 16, scales_from, row_valid, policy);
         scales_from += F::kScaleBytes;
       } else {  // FP8: the row's F32 scale rides with its first stage
         if (first_stage && lane == 0) copy4(slot + kStageBytes, row_scale_from, row_valid);

@@ -21,11 +21,11 @@ namespace {
 constexpr int kWarps = 8;  // per block
 constexpr int R = 2;             // weight rows per warp: they share the activation loads, and pairs make the epilogues
 
-__device__ __forceinline__ uint4 load_weights(const void* p) {
+__device__ __forceinline__ uint4 load_weights(const void* p, unsigned long long policy) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
+               : "l"(p), "l"(policy));
   return v;
 }
 
@@ -90,6 +90,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(co
     }
   }
 
+  const unsigned long long policy = evict_first_policy();  // the weights, read once a step
   float acc[R][N];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -108,7 +109,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(co
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           wv[r][u] = make_uint4(0, 0, 0, 0);
-          if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(F::at(a.w, rows[r], a.k, c));
+          if (row_ok[r] && base + u < last && c < a.k) wv[r][u] = load_weights(F::at(a.w, rows[r], a.k, c), policy);
         }
       }
 #pragma unroll

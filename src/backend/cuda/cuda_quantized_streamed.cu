@@ -5,7 +5,9 @@
 // - Each warp streams its rows through its own ring of kDepth stages in shared memory: a stage is
 //   16 bytes a lane of one weight row (512 bytes, with the stage's F16 block scales), copied by
 //   cp.async. A lane consumes only the bytes it copied, so the ring needs no block-wide barrier
-//   and 5 stages stay in flight while the warp computes, reduces and writes outputs.
+//   and 5 stages stay in flight while the warp computes, reduces and writes outputs. The copies
+//   carry an L2 evict-first policy: the weights are read once a step, the activations and the
+//   K/V cache again.
 // - The activation rows are prepared once per block into shared memory (RMSNorm applied as
 //   rms_norm does), as F32 in exact precision, or in the fast precision (Q8/Q4) quantized to
 //   int8 per block of 32 by the CPU's fast formula (docs/MODEL.md "Weight formats") so that 4

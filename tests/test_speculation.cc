@@ -201,7 +201,9 @@ TEST(SpeculativeSteps, OnlyWhereEncodedAudioWaits) {
   ASSERT_GT(every_80ms.before_finish.step_ms.size(), 20u);
   EXPECT_EQ(every_80ms.before_finish.decode_passes, static_cast<int>(every_80ms.before_finish.step_ms.size()));
   EXPECT_LT(every_2s.before_finish.decode_passes, static_cast<int>(every_2s.before_finish.step_ms.size()));
-  EXPECT_LT(every_2s.after.decode_passes, every_80ms.after.decode_passes);
+  // Not compared: the passes after finish(). Its right padding is encoded at once in both runs,
+  // and how far they speculate through it follows the step times they measured (a loaded CI
+  // machine once gave 34 passes against 33).
 }
 
 // Uploads through the scheduler (the server's and the CLI's batch path) speculate too, alone

@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "../../src/backend/cuda/cuda_launch.cuh"  // the engine's programmatic launch
+
 #define CHECK(call)                                                                 \
   do {                                                                              \
     cudaError_t e_ = (call);                                                        \
@@ -209,18 +211,10 @@ int main(int argc, char** argv) {
   for (int programmatic = 1; programmatic >= 0; --programmatic) {
     const float ms = time_graph(stream, [&] {
       for (int p = 0; p < n; ++p) {
-        cudaLaunchConfig_t config = {};
-        config.gridDim = dim3(sms);
-        config.blockDim = dim3(kThreads);
-        config.dynamicSmemBytes = kHold;
-        config.stream = stream;
-        cudaLaunchAttribute early[1] = {};
-        early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        early[0].val.programmaticStreamSerializationAllowed = 1;
-        if (programmatic) config.attrs = early, config.numAttrs = 1;
-        CHECK(cudaLaunchKernelEx(&config, phase_kernel, static_cast<const char*>(weights), phases[p],
-                                 static_cast<const float*>(xs + static_cast<long long>(p) * kX),
-                                 xs + static_cast<long long>(p + 1) * kX, sink));
+        CHECK(voxtral::launch_programmatic(phase_kernel, dim3(sms), dim3(kThreads), kHold, stream, programmatic != 0,
+                                           static_cast<const char*>(weights), phases[p],
+                                           static_cast<const float*>(xs + static_cast<long long>(p) * kX),
+                                           xs + static_cast<long long>(p + 1) * kX, sink));
       }
     }, replays);
     std::printf("kernels%s: %d phases, %.3f GB, %.3f ms a step, %.2f TB/s\n", programmatic ? " (programmatic)" : "", n,

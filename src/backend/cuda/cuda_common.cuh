@@ -13,12 +13,12 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
-#include <utility>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_launch.cuh"
 #include "core/error.h"
 
 namespace voxtral {
@@ -198,27 +198,10 @@ struct CudaBackend::Impl {
 
 // Whether the decode step's kernels are launched as programmatic dependents: their blocks
 // may start while the kernel before them drains and wait in griddepcontrol.wait for its
-// results (sm_90 and later; CudaKernelChoices::programmatic_launch turns it off to measure).
+// results (sm_90 and later; CudaKernelChoices::programmatic_launch turns it off to measure;
+// launch_programmatic, cuda_launch.cuh, makes the launch).
 inline bool programmatic_launch(const CudaBackend::Impl& impl) {
   return impl.options.kernels.programmatic_launch && impl.props.major >= 9;
-}
-
-// Launches kernel<<<grid, block, shared_bytes, stream>>>(args...), as a programmatic dependent
-// of the kernel before it when `programmatic` (the kernel must then call griddepcontrol.wait
-// before it reads that kernel's results).
-template <typename... Params, typename... Args>
-void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared_bytes, cudaStream_t stream,
-                   bool programmatic, Args&&... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = shared_bytes;
-  config.stream = stream;
-  cudaLaunchAttribute early[1] = {};
-  early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  early[0].val.programmaticStreamSerializationAllowed = 1;
-  if (programmatic) config.attrs = early, config.numAttrs = 1;
-  VOXTRAL_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 
 // ---- launchers (cuda_streamed.cu): products of up to streamed_max_rows rows that read the

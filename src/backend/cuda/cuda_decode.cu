@@ -393,8 +393,8 @@ bool launch_decode_attention(CudaBackend::Impl& impl, const Tensor& q, const KvR
                                               cudaSharedmemCarveoutMaxShared));
       allowed = shared;
     }
-    launch_kernel(kernel, grid, dim3(static_cast<unsigned>(threads)), shared, impl.stream, programmatic_launch(impl), a,
-                  k_cache.ptr<const C>(), v_cache.ptr<const C>());
+    VOXTRAL_CUDA_CHECK(launch_programmatic(kernel, grid, dim3(static_cast<unsigned>(threads)), shared, impl.stream,
+                                           programmatic_launch(impl), a, k_cache.ptr<const C>(), v_cache.ptr<const C>()));
   };
   auto* allowed = impl.decode_attention_shared;  // [cache type][256, 512, 1024 threads]
   if (cache.type == ElemType::BF16) {

@@ -186,9 +186,9 @@ void launch_argmax(cudaStream_t stream, const float* logits, std::int64_t ld, st
   if (rows == 0) return;
   const auto per_block = static_cast<long long>(kArgmaxThreads) * kArgmaxItems;
   const dim3 grid(static_cast<unsigned>((cols + per_block - 1) / per_block), static_cast<unsigned>(rows));
-  launch_kernel(argmax_kernel, grid, dim3(kArgmaxThreads), 0, stream, programmatic, logits, static_cast<long long>(ld),
-                static_cast<long long>(cols), static_cast<long long>(rows), keys, ids,
-                static_cast<long long>(ids_stride));
+  VOXTRAL_CUDA_CHECK(launch_programmatic(argmax_kernel, grid, dim3(kArgmaxThreads), 0, stream, programmatic, logits,
+                                         static_cast<long long>(ld), static_cast<long long>(cols),
+                                         static_cast<long long>(rows), keys, ids, static_cast<long long>(ids_stride)));
   VOXTRAL_CUDA_LAUNCHED("argmax");
 }
 

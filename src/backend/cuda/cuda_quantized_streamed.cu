@@ -444,8 +444,8 @@ void launch(const CudaBackend::Impl& impl, const StreamArgs& a, std::size_t smem
   VOXTRAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
   const int needed = (a.units + kWarps - 1) / kWarps;
   const int blocks = std::max(1, std::min(needed, std::max(per_sm, 1) * impl.props.multiProcessorCount));
-  launch_kernel(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem, impl.stream,
-                programmatic_launch(impl), a);
+  VOXTRAL_CUDA_CHECK(launch_programmatic(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem,
+                                         impl.stream, programmatic_launch(impl), a));
 }
 
 template <typename F, int MODE, int ACTS>

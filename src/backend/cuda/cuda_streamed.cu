@@ -189,8 +189,8 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 template <int N, typename F, int MODE, bool kVector>
 void launch_pass(const CudaBackend::Impl& impl, const StreamArgs& a) {
   const auto blocks = static_cast<unsigned>((a.units + kWarps / a.splits - 1) / (kWarps / a.splits));
-  launch_kernel(streamed_kernel<N, F, MODE, kVector>, dim3(blocks), dim3(kWarps * 32), 0, impl.stream,
-                programmatic_launch(impl), a);
+  VOXTRAL_CUDA_CHECK(launch_programmatic(streamed_kernel<N, F, MODE, kVector>, dim3(blocks), dim3(kWarps * 32), 0,
+                                         impl.stream, programmatic_launch(impl), a));
 }
 
 template <typename W, int MODE, bool kVector>

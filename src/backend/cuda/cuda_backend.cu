@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <climits>
 #include <cstdlib>
@@ -538,6 +539,17 @@ void CudaBackend::Impl::product(const CudaWeight& w, std::int64_t rows, const fl
 // scales, the sums' stride to 16 floats: the sizes FP8 products are sure to find algorithms
 // for. The scratch of the 16-bit inputs holds the codes and scales, that of the stacked
 // product (exact precision only) the sums.
+//
+// Two ways to the same values (CudaKernelChoices::fp8_epilogue):
+// - library: cuBLASLt's product applies both operands' per-row scales ("outer vector" scales)
+//   and adds its sums to y. A bias with no GELU after it is put into y by the activations'
+//   kernel ahead of the product (cuBLASLt has no such product with a bias on the H200, cuBLAS
+//   13.0, and a kernel after it took another pass over y); GELU takes a kernel after it.
+// - kernel: cuBLASLt's plain FP8 product into F32 sums, then our epilogue kernel.
+// On the H200 the library's only algorithm with these scales has 128 x 128 tiles: a
+// 1280-wide product of 256 rows keeps 20 of the 132 multiprocessors busy and takes 17.8 us
+// where the plain product and our kernel take about 11 (BENCHMARKS.md, issue 17). So Auto
+// times both once per shape and row bucket (outside graph capture) and keeps the faster.
 bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& in, const float* bias, const Tensor& y,
                                     Epilogue epilogue) {
   if (options.exact_matmul || w.format != WeightFormat::FP8) return false;
@@ -545,34 +557,58 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
   if (padded == 0) return true;
   auto* codes = static_cast<unsigned char*>(scratch(split_hi, static_cast<std::size_t>(padded * w.row_bytes)));
   auto* x_scales = static_cast<float*>(scratch(split_lo, static_cast<std::size_t>(padded) * sizeof(float)));
-  launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
+  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
   using E = CudaKernelChoices::Fp8Epilogue;
-  const E mode = options.kernels.fp8_epilogue;
   const bool fast_accum = options.kernels.fp8_fast_accum;
-  if (mode != E::Kernel) {
-    // The bias in cuBLASLt's epilogue if it takes an F32 one with FP8 inputs, else added after.
-    const float beta = epilogue == Epilogue::Add ? 1.0f : 0.0f;
-    for (const float* library_bias : {bias, static_cast<const float*>(nullptr)}) {
-      if (!matmul.multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, library_bias, y.ptr<float>(), y.stride, fast_accum)) {
-        if (library_bias == nullptr) break;
-        continue;
-      }
-      const float* rest = library_bias == nullptr ? bias : nullptr;
-      if (rest != nullptr || epilogue == Epilogue::Gelu) {
-        launch_bias_activation(stream, y.ptr<float>(), y.stride, y.rows, y.cols, rest, epilogue == Epilogue::Gelu);
-      }
-      return true;
+  // Each way writes rows 0..in.rows-1 of `out` (stride ldo) as y; false, out untouched, where
+  // cuBLASLt has no product for it.
+  auto library = [&](float* out, std::int64_t ldo) {
+    const bool bias_first = bias != nullptr && epilogue != Epilogue::Gelu;
+    const float beta = bias_first || epilogue == Epilogue::Add ? 1.0f : 0.0f;
+    if (!matmul.can_multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, nullptr, out, ldo, fast_accum)) return false;
+    launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales,
+                           bias_first ? BiasRows{bias, out, ldo, w.rows, epilogue == Epilogue::Add} : BiasRows{});
+    if (!matmul.multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, nullptr, out, ldo, fast_accum)) {
+      fail("cuda", cat("cuBLASLt refused a planned FP8 product of a ", w.rows, "x", w.cols, " weight and ", in.rows, " rows"));
     }
-    if (mode == E::Library) {
+    if (epilogue == Epilogue::Gelu) launch_bias_activation(stream, out, ldo, in.rows, w.rows, bias, true);
+    return true;
+  };
+  auto own = [&](float* out, std::int64_t ldo) {
+    launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
+    if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
+    launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, bias,
+                        epilogue, out, ldo);
+    return true;
+  };
+  E mode = options.kernels.fp8_epilogue;
+  if (mode == E::Auto) {
+    const auto bucket = static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(in.rows)));
+    const auto key = std::make_tuple(w.rows, w.cols, bucket, static_cast<int>(epilogue), bias != nullptr);
+    auto chosen = fp8_ways.find(key);
+    if (chosen == fp8_ways.end()) {
+      if (capturing) fail("cuda", "an FP8 product of a new shape cannot be planned during graph capture");
+      const auto trial_floats = static_cast<std::size_t>((in.rows - 1) * y.stride + w.rows);
+      auto* trial = static_cast<float*>(scratch(fp8_trial, trial_floats * sizeof(float)));
+      // ms of a run on scratch output (after one that plans it), -1 where it has no product
+      auto time = [&](auto&& way) {
+        if (!way(trial, y.stride)) return -1.0f;
+        return gpu_time_ms(stream, 5, [&] { way(trial, y.stride); });
+      };
+      const float by_library = time(library), by_kernel = time(own);
+      const bool kernel = by_library < 0.0f || (by_kernel >= 0.0f && by_kernel < by_library);
+      chosen = fp8_ways.emplace(key, kernel ? E::Kernel : E::Library).first;
+    }
+    mode = chosen->second;
+  }
+  if (mode == E::Library) {
+    if (library(y.ptr<float>(), y.stride)) return true;
+    if (options.kernels.fp8_epilogue == E::Library) {
       fail("cuda", cat("cuBLASLt has no FP8 product with per-row scales for a ", w.rows, "x", w.cols, " weight and ",
                        in.rows, " rows (variant fp8_epilogue=library)"));
     }
   }
-  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
-  if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
-  launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, bias, epilogue,
-                      y.ptr<float>(), y.stride);
-  return true;
+  return own(y.ptr<float>(), y.stride);
 }
 
 void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {

@@ -29,10 +29,10 @@ struct CudaKernelChoices {
   // The quantized products and the decode attention launched as programmatic dependents
   // (sm_90+): each starts (a product loading its weights) while the kernel before it finishes.
   bool programmatic_launch = true;
-  // FP8 products (fast precision): the weight and activation scales, bias and residual applied
-  // by cuBLASLt (per-row "outer vector" scales) where it has such a product for the shape
-  // (Auto), always (Library: an error where it has none), or by our own epilogue kernel on the
-  // product's F32 sums (Kernel).
+  // FP8 products (fast precision): the weight and activation scales and the residual applied by
+  // cuBLASLt (per-row "outer vector" scales; the bias put into the output ahead of it) (Library:
+  // an error where it has no such product for the shape), or by our own epilogue kernel on a
+  // plain FP8 product's F32 sums (Kernel); Auto: the faster of the two, timed once per shape.
   enum class Fp8Epilogue { Auto, Library, Kernel } fp8_epilogue = Fp8Epilogue::Auto;
   bool fp8_fast_accum = false;  // cuBLASLt's fast FP8 accumulation (Hopper: partial sums not promoted to F32)
 };

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -94,12 +95,16 @@ class MatmulPlans {
   // product for the shape (y untouched).
   bool multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales, float beta,
                            const float* bias, float* y, std::int64_t ldy, bool fast_accum);
+  // Whether multiply_fp8_scaled with these operands has an algorithm: plans it (timing the
+  // candidates on codes and x_scales, whatever they hold, and on scratch output), writes nothing of y.
+  bool can_multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales, float beta,
+                               const float* bias, float* y, std::int64_t ldy, bool fast_accum);
 
  private:
   struct Plan;
   struct Trial {  // operands a candidate algorithm may be timed on (the output is overwritten)
     const void* x;
-    float* y;
+    float* y;  // the product's own output, or scratch of its size where the product adds to it
     std::int64_t n;
   };
   struct Operands {  // both inputs' element type, the product's depth and the inputs' row stride
@@ -110,8 +115,9 @@ class MatmulPlans {
     bool fast_accum = false;  // FP8
   };
   std::int64_t fp8_depth(const CudaWeight& w);
+  // The product (launch false: only its plan), false where cuBLASLt has no algorithm for it.
   bool run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias, float* y,
-           std::int64_t ldy);
+           std::int64_t ldy, bool launch = true);
   struct Algo {  // (not std::optional: nvcc 13.0 fails on it here with an internal error)
     cublasLtMatmulAlgo_t value{};
     bool usable = false;  // false: cuBLASLt has none
@@ -144,6 +150,10 @@ struct CudaBackend::Impl {
   char* weight_arena = nullptr;
   std::size_t arena_bytes = 0, arena_used = 0;
   Scratch split_hi, split_lo, stacked_out, attention_partials, argmax_keys;
+  Scratch matmul_trial;  // the output candidates of a product that adds to its output are timed on
+  Scratch fp8_trial;     // the output fp8_product times its two ways on
+  // fp8_product's faster way (Library or Kernel) by weight rows, columns, row bucket, epilogue, bias.
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool>, CudaKernelChoices::Fp8Epilogue> fp8_ways;
   Scratch dequantized;  // a quantized matrix as F16, for the many-row products (the largest one's size)
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
   // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu), or the separate
@@ -244,6 +254,11 @@ void launch_combine_halves(cudaStream_t stream, const float* halves, std::int64_
 void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t rows, std::int64_t cols, float* act,
                          std::int64_t ld_act);
 
+// ---- timing (cuda_timing.cu): the milliseconds one call of `launch` (which queues launches on
+// `stream`) takes the GPU, the mean of `runs` calls queued while a kernel holds the stream, so
+// that the host's launch costs are not counted. Waits for the stream.
+float gpu_time_ms(cudaStream_t stream, int runs, const std::function<void()>& launch);
+
 // ---- launchers (cuda_ops.cu)
 void launch_rms_norm(cudaStream_t stream, const float* x, std::int64_t ldx, const RowNorms& norm, float* y,
                      std::int64_t ldy, std::int64_t rows, std::int64_t cols);
@@ -292,8 +307,17 @@ struct Fp8Activations {
   const RowNorms* norm = nullptr;  // RmsNorm
   std::int64_t rows = 0, cols = 0;
 };
+// A product's bias put into its output rows by the kernel that makes its activations, ahead of
+// the product (which then adds its sums to them): y[r, c] = bias[c], or y[r, c] += bias[c] where
+// `add` (a residual add), for the activations' rows r.
+struct BiasRows {
+  const float* bias = nullptr;  // null: none
+  float* y = nullptr;
+  std::int64_t ldy = 0, cols = 0;
+  bool add = false;
+};
 void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::int64_t padded_rows,
-                            std::int64_t row_bytes, unsigned char* codes, float* scales);
+                            std::int64_t row_bytes, unsigned char* codes, float* scales, const BiasRows& bias_rows = {});
 // y = (y if Add) + [gelu](sums[r, c] * (x_scales[r] * w_scales[c]) + bias[c]) for the
 // products of multiply_fp8.
 void launch_fp8_epilogue(cudaStream_t stream, const float* sums, std::int64_t ld_sums, const float* x_scales,

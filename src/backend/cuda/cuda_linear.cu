@@ -3,6 +3,8 @@
 // computed on the way; and the epilogues that the library's products leave to us.
 #include <cuda_fp8.h>
 
+#include <algorithm>
+
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_device.cuh"
 #include "backend/cuda/cuda_quant.cuh"
@@ -153,8 +155,40 @@ struct SiluRow {
   __device__ float operator()(long long j) const { return silu_gate(in[j], in[half + j]); }
 };
 
+// BiasRows' row r by the block. `vector`: 16-byte chunks (cols % 4 == 0, aligned rows), each
+// thread's loads in flight together before its stores.
+__device__ __forceinline__ void put_bias_row(const BiasRows& b, bool vector, long long r) {
+  float* y = b.y + r * b.ldy;
+  if (!vector) {
+    for (long long c = threadIdx.x; c < b.cols; c += blockDim.x) y[c] = (b.add ? y[c] : 0.0f) + b.bias[c];
+    return;
+  }
+  const int chunks = static_cast<int>(b.cols / 4), step = static_cast<int>(blockDim.x);
+  auto* y4 = reinterpret_cast<float4*>(y);
+  const auto* b4 = reinterpret_cast<const float4*>(b.bias);
+  constexpr int kBatch = 4;
+  for (int c0 = threadIdx.x; c0 < chunks; c0 += kBatch * step) {
+    float4 v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int c = c0 + u * step;
+      if (c >= chunks) break;
+      v[u] = b4[c];
+      if (b.add) {
+        const float4 old = y4[c];
+        v[u] = make_float4(old.x + v[u].x, old.y + v[u].y, old.z + v[u].z, old.w + v[u].w);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (c0 + u * step < chunks) y4[c0 + u * step] = v[u];
+    }
+  }
+}
+
 __global__ void fp8_activations_kernel(const Fp8Activations in, const RowNorms norm, long long row_bytes,
-                                       unsigned char* __restrict__ codes, float* __restrict__ scales) {
+                                       unsigned char* __restrict__ codes, float* __restrict__ scales,
+                                       const BiasRows bias_rows, bool vector_bias) {
   const long long r = blockIdx.x;
   unsigned char* out = codes + r * row_bytes;
   for (long long b = 16LL * threadIdx.x; b < row_bytes; b += 16LL * blockDim.x) *reinterpret_cast<uint4*>(out + b) = uint4{};
@@ -169,6 +203,7 @@ __global__ void fp8_activations_kernel(const Fp8Activations in, const RowNorms n
       break;
     case Fp8Source::Silu: quantize_row_fp8(SiluRow{in.x + r * in.ldx, in.cols}, in.cols, out, scales + r); break;
   }
+  if (bias_rows.bias != nullptr) put_bias_row(bias_rows, vector_bias, r);
 }
 
 // The same codes and scale in one pass over the row, kept in registers: thread t takes the row's
@@ -183,7 +218,8 @@ template <int kChunks>
 __global__ void __launch_bounds__(kFp8Threads) fp8_activations_registers_kernel(const Fp8Activations in, const RowNorms norm,
                                                                                long long row_bytes,
                                                                                unsigned char* __restrict__ codes,
-                                                                               float* __restrict__ scales) {
+                                                                               float* __restrict__ scales,
+                                                                               const BiasRows bias_rows, bool vector_bias) {
   const long long r = blockIdx.x;
   unsigned char* out = codes + r * row_bytes;
   const int t = threadIdx.x, cols = static_cast<int>(in.cols), chunks = cols / 4;
@@ -247,18 +283,47 @@ __global__ void __launch_bounds__(kFp8Threads) fp8_activations_registers_kernel(
     reinterpret_cast<unsigned*>(out)[c] = word;
   }
   if (t == 0) scales[r] = scale;
+  if (bias_rows.bias != nullptr) put_bias_row(bias_rows, vector_bias, r);  // after the codes: their stores go first
 }
 
+// Block (x, r) takes outputs 4 * (x * 256 + t).. of row r, four a thread: float4 loads and stores
+// where the rows allow them (kVector), else one element after another. (One output a thread with
+// a 64-bit division each took 8 us for the encoder's 256 x 6144 q|k|v: BENCHMARKS.md.)
+template <bool kVector>
 __global__ void fp8_epilogue_kernel(const float* __restrict__ sums, long long ld_sums, const float* __restrict__ x_scales,
-                                    const float* __restrict__ w_scales, long long rows, long long cols,
-                                    const float* __restrict__ bias, int epilogue, float* y, long long ldy) {
-  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
-  if (i >= rows * cols) return;
-  const long long r = i / cols, c = i % cols;
-  float v = sums[r * ld_sums + c] * (x_scales[r] * w_scales[c]) + (bias != nullptr ? bias[c] : 0.0f);
-  if (epilogue == static_cast<int>(Epilogue::Gelu)) v = gelu(v);
-  if (epilogue == static_cast<int>(Epilogue::Add)) v += y[r * ldy + c];
-  y[r * ldy + c] = v;
+                                    const float* __restrict__ w_scales, long long cols, const float* __restrict__ bias,
+                                    int epilogue, float* y, long long ldy) {
+  const long long r = blockIdx.y, c0 = 4 * (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x);
+  if (c0 >= cols) return;
+  const float xs = x_scales[r];
+  float v[4];
+  float* out = y + r * ldy + c0;
+  const float* in = sums + r * ld_sums + c0;
+  if constexpr (kVector) {
+    const float4 s = *reinterpret_cast<const float4*>(in), w = *reinterpret_cast<const float4*>(w_scales + c0);
+    v[0] = s.x * (xs * w.x), v[1] = s.y * (xs * w.y), v[2] = s.z * (xs * w.z), v[3] = s.w * (xs * w.w);
+    if (bias != nullptr) {
+      const float4 b = *reinterpret_cast<const float4*>(bias + c0);
+      v[0] += b.x, v[1] += b.y, v[2] += b.z, v[3] += b.w;
+    }
+  } else {
+    for (int j = 0; j < 4 && c0 + j < cols; ++j) {
+      v[j] = in[j] * (xs * w_scales[c0 + j]) + (bias != nullptr ? bias[c0 + j] : 0.0f);
+    }
+  }
+  const int n = static_cast<int>(cols - c0 < 4 ? cols - c0 : 4);
+  if (epilogue == static_cast<int>(Epilogue::Gelu)) {
+    for (int j = 0; j < 4; ++j) v[j] = gelu(v[j]);
+  }
+  if constexpr (kVector) {
+    if (epilogue == static_cast<int>(Epilogue::Add)) {
+      const float4 old = *reinterpret_cast<const float4*>(out);
+      v[0] += old.x, v[1] += old.y, v[2] += old.z, v[3] += old.w;
+    }
+    *reinterpret_cast<float4*>(out) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    for (int j = 0; j < n; ++j) out[j] = epilogue == static_cast<int>(Epilogue::Add) ? v[j] + out[j] : v[j];
+  }
 }
 
 }  // namespace
@@ -334,25 +399,31 @@ void launch_combine_silu(cudaStream_t stream, const float* halves, std::int64_t 
 }
 
 void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::int64_t padded_rows,
-                            std::int64_t row_bytes, unsigned char* codes, float* scales) {
+                            std::int64_t row_bytes, unsigned char* codes, float* scales, const BiasRows& bias_rows) {
   if (padded_rows == 0) return;
   if (row_bytes % 16 != 0 || reinterpret_cast<std::uintptr_t>(codes) % 16 != 0) fail("cuda", "fp8 activations: rows not on 16 bytes");
   const RowNorms norm = in.norm != nullptr ? *in.norm : RowNorms{};
   const unsigned blocks = static_cast<unsigned>(padded_rows);
   const std::int64_t per_thread = (in.cols / 4 + kFp8Threads - 1) / kFp8Threads;
   auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  const bool vector_bias =
+      bias_rows.cols % 4 == 0 && bias_rows.ldy % 4 == 0 && aligned(bias_rows.y) && aligned(bias_rows.bias);
   const bool registers = in.cols % 4 == 0 && in.ldx % 4 == 0 && aligned(in.x) && per_thread <= 12 &&
                          (in.source != Fp8Source::RmsNorm || (norm.stride % 4 == 0 && aligned(norm.table)));
   if (!registers) {
-    fp8_activations_kernel<<<blocks, 256, 0, stream>>>(in, norm, row_bytes, codes, scales);
+    fp8_activations_kernel<<<blocks, 256, 0, stream>>>(in, norm, row_bytes, codes, scales, bias_rows, vector_bias);
   } else if (per_thread <= 2) {
-    fp8_activations_registers_kernel<2><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+    fp8_activations_registers_kernel<2><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales, bias_rows,
+                                                                           vector_bias);
   } else if (per_thread <= 4) {
-    fp8_activations_registers_kernel<4><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+    fp8_activations_registers_kernel<4><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales, bias_rows,
+                                                                           vector_bias);
   } else if (per_thread <= 8) {
-    fp8_activations_registers_kernel<8><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+    fp8_activations_registers_kernel<8><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales, bias_rows,
+                                                                           vector_bias);
   } else {
-    fp8_activations_registers_kernel<12><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales);
+    fp8_activations_registers_kernel<12><<<blocks, kFp8Threads, 0, stream>>>(in, norm, row_bytes, codes, scales, bias_rows,
+                                                                            vector_bias);
   }
   VOXTRAL_CUDA_LAUNCHED("fp8_activations");
 }
@@ -360,11 +431,26 @@ void launch_fp8_activations(cudaStream_t stream, const Fp8Activations& in, std::
 void launch_fp8_epilogue(cudaStream_t stream, const float* sums, std::int64_t ld_sums, const float* x_scales,
                          const float* w_scales, std::int64_t rows, std::int64_t cols, const float* bias,
                          Epilogue epilogue, float* y, std::int64_t ldy) {
-  const long long n = rows * cols;
-  if (n == 0) return;
-  const int threads = 256;
-  fp8_epilogue_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(
-      sums, ld_sums, x_scales, w_scales, rows, cols, bias, static_cast<int>(epilogue), y, ldy);
+  if (rows == 0 || cols == 0) return;
+  constexpr int kThreads = 256;
+  constexpr std::int64_t kMaxGridY = 65535;
+  const dim3 grid(static_cast<unsigned>((cols + 4 * kThreads - 1) / (4 * kThreads)), 1);
+  auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  const bool vector = cols % 4 == 0 && ld_sums % 4 == 0 && ldy % 4 == 0 && aligned(sums) && aligned(w_scales) &&
+                      aligned(y) && (bias == nullptr || aligned(bias));
+  for (std::int64_t first = 0; first < rows; first += kMaxGridY) {  // a grid's y extent is at most 65535
+    const std::int64_t n = std::min<std::int64_t>(kMaxGridY, rows - first);
+    const dim3 part(grid.x, static_cast<unsigned>(n));
+    const float* s = sums + first * ld_sums;
+    float* out = y + first * ldy;
+    if (vector) {
+      fp8_epilogue_kernel<true><<<part, kThreads, 0, stream>>>(s, ld_sums, x_scales + first, w_scales, cols, bias,
+                                                               static_cast<int>(epilogue), out, ldy);
+    } else {
+      fp8_epilogue_kernel<false><<<part, kThreads, 0, stream>>>(s, ld_sums, x_scales + first, w_scales, cols, bias,
+                                                                static_cast<int>(epilogue), out, ldy);
+    }
+  }
   VOXTRAL_CUDA_LAUNCHED("fp8_epilogue");
 }
 

@@ -98,7 +98,9 @@ MatmulPlans::Algo MatmulPlans::choose(cublasLtMatmulDesc_t desc, cublasLtMatrixL
 
 // The heuristic's first choice for products of a few rows (the batched decode step) reads the
 // weights at well under the memory's bandwidth: its candidates are timed on the call's own
-// operands (the output is written again by the real product), three runs each.
+// operands (the output is written again by the real product), three runs each. (Timed by the
+// GPU's clock alone, gpu_time_ms, the choices made the BF16 encoder 1 ms slower on the H200, so
+// the host's launches stay in these times: BENCHMARKS.md, issue 17.)
 cublasLtMatmulAlgo_t MatmulPlans::fastest(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, const Operands& in,
                                           const CudaWeight& w, std::int64_t ldy, const Trial& trial,
                                           std::span<const cublasLtMatmulHeuristicResult_t> candidates) {
@@ -172,6 +174,12 @@ bool MatmulPlans::multiply_fp8_scaled(const CudaWeight& w, const void* codes, st
   return run(w, in, codes, n, beta, bias, y, ldy);
 }
 
+bool MatmulPlans::can_multiply_fp8_scaled(const CudaWeight& w, const void* codes, std::int64_t n, const float* x_scales,
+                                          float beta, const float* bias, float* y, std::int64_t ldy, bool fast_accum) {
+  Operands in{CUDA_R_8F_E4M3, fp8_depth(w), w.row_bytes, static_cast<const float*>(w.scales), x_scales, fast_accum};
+  return run(w, in, codes, n, beta, bias, y, ldy, false);
+}
+
 namespace {
 
 // The FP8 settings of a new plan's descriptor; false where this cuBLASLt refuses one.
@@ -198,7 +206,7 @@ bool set_fp8_modes(cublasLtMatmulDesc_t desc, bool scaled, bool fast_accum, bool
 // FP8 products report a shape cuBLASLt cannot run (false, y untouched) rather than failing:
 // the caller has another way.
 bool MatmulPlans::run(const CudaWeight& w, const Operands& in, const void* x, std::int64_t n, float beta, const float* bias,
-                      float* y, std::int64_t ldy) {
+                      float* y, std::int64_t ldy, bool launch) {
   const bool fp8 = in.type == CUDA_R_8F_E4M3, scaled = in.a_scales != nullptr;
   const int y_align = alignment_of(y);
   const int fp8_mode = (scaled ? 1 : 0) | (in.fast_accum ? 2 : 0);
@@ -234,9 +242,17 @@ bool MatmulPlans::run(const CudaWeight& w, const Operands& in, const void* x, st
     if (impl_->capturing) fail("cuda", "a matrix product of a new shape cannot be planned during graph capture");
     const std::int64_t bucket = std::max(kMinBucket, static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(n))));
     auto in_bucket = plan.by_bucket.find(bucket);
-    // Products of the decode step's sizes whose output is overwritten are timed (fastest).
-    const Trial trial{x, y, n};
-    const Trial* timed = beta == 0.0f && n <= kTimedMaxRows ? &trial : nullptr;
+    // Products of up to kTimedMaxRows rows are timed (fastest) on their own output where they
+    // overwrite it; FP8 products that add to it, or are only planned, on scratch of its size.
+    // (Timing the 16-bit products that add made the BF16 encoder slower: 44 against 42-43 ms,
+    // BENCHMARKS.md.)
+    float* trial_y = beta == 0.0f && launch ? y : nullptr;
+    if (trial_y == nullptr && fp8 && n <= kTimedMaxRows) {
+      const auto floats = static_cast<std::size_t>(ldy * (n - 1) + w.rows);
+      trial_y = static_cast<float*>(impl_->scratch(impl_->matmul_trial, floats * sizeof(float)));
+    }
+    const Trial trial{x, trial_y, n};
+    const Trial* timed = trial_y != nullptr && n <= kTimedMaxRows ? &trial : nullptr;
     if (in_bucket == plan.by_bucket.end()) {
       in_bucket = plan.by_bucket.emplace(bucket, choose(plan.desc, a.get(), in, w, bucket, ldy, y_align, timed)).first;
     }
@@ -250,6 +266,7 @@ bool MatmulPlans::run(const CudaWeight& w, const Operands& in, const void* x, st
     found = plan.by_rows.emplace(n, algo).first;
   }
   if (!found->second.usable) return false;
+  if (!launch) return true;
   const float one = 1.0f;
   const cublasStatus_t status = cublasLtMatmul(handle_, plan.desc, &one, w.data, a.get(), x, b.get(), &beta, y, d.get(), y,
                                                d.get(), &found->second.value, workspace_, kWorkspaceBytes, impl_->stream);

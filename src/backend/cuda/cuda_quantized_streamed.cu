@@ -170,20 +170,15 @@ __global__ void __launch_bounds__(kWarpsFor<N> * 32, N <= 2 ? 1 : 2) quantized_s
 #endif
 #pragma unroll 1
   for (int s = 0; s < kDepth - 1; ++s) issue();
+  // What the epilogues of RopePair units need, once per block (read by the other threads after
+  // the barrier that ends the activation rows).
+  __shared__ int positions_s[N];
+  __shared__ long long cache_rows_s[N];
+  if constexpr (MODE == kRopePair) fetch_rope_rows<N>(a, positions_s, cache_rows_s);
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 
-  // What the epilogues of RopePair units need, once per block.
-  __shared__ int positions_s[N];
-  __shared__ long long cache_rows_s[N];
-  if constexpr (MODE == kRopePair) {
-    if (threadIdx.x < a.n) {
-      const int i = threadIdx.x, pos = a.rope.positions[i];
-      positions_s[i] = pos;
-      cache_rows_s[i] = cache_row(a.rope.paged, a.rope.sequences[i], pos);
-    }
-  }
   // The activation rows, once per block, while the first stages arrive. A thread's loads of
   // x (and of the norm's weights) go out kBatch at a time: a chain of one L2 round trip per
   // 1024 inputs would cost more than the product's own loads.

@@ -49,6 +49,12 @@ template <int N, typename F, int MODE, bool kVector>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
+  __shared__ int positions_s[N];  // RopePair: what the epilogue needs, before the wait
+  __shared__ long long cache_rows_s[N];
+  if constexpr (MODE == kRopePair) {
+    fetch_rope_rows<N>(a, positions_s, cache_rows_s);
+    __syncthreads();
+  }
 #if __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent (where the backend does): the next kernel may be
   // scheduled now, and this one reads x, y and the caches only once the kernel before it is done.
@@ -181,7 +187,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(co
     }
   }
   if (lane != 0 || !active || part != 0) return;
-  write_unit<MODE, R, N>(a, unit, rows, row_ok, acc);
+  UnitPrefetch ready;
+  if constexpr (MODE == kRopePair) ready.positions = positions_s, ready.cache_rows = cache_rows_s;
+  write_unit<MODE, R, N>(a, unit, rows, row_ok, acc, ready);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }

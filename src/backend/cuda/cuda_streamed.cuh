@@ -77,6 +77,20 @@ struct UnitPrefetch {
   bool added = false;
 };
 
+// RopePair: each activation row's position and K/V cache row into shared memory, by threads
+// 0..n-1 of the block (visible to the others after a barrier). Positions, sequences and page
+// tables are the step's inputs, copied before its first kernel and never written by a kernel
+// of the step (as the decode attention's), so a kernel launched as a programmatic dependent
+// reads them before its griddepcontrol.wait: two dependent loads off the path to its outputs.
+template <int N>
+__device__ __forceinline__ void fetch_rope_rows(const StreamArgs& a, int (&positions)[N], long long (&cache_rows)[N]) {
+  if (threadIdx.x < a.n) {
+    const int i = threadIdx.x, pos = a.rope.positions[i];
+    positions[i] = pos;
+    cache_rows[i] = cache_row(a.rope.paged, a.rope.sequences[i], pos);
+  }
+}
+
 // Writes unit `unit` (weight rows `rows`, finished sums acc[r][i] for activation row i).
 template <int MODE, int R, int N>
 __device__ __forceinline__ void write_unit(const StreamArgs& a, int unit, const int (&rows)[R], const bool (&row_ok)[R],

@@ -26,6 +26,8 @@
 #include <gmock/gmock.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "gpu/gpu_test_util.h"
 
@@ -156,6 +158,13 @@ std::unique_ptr<Fp8Weight> fp8_weight(Backends& b, std::int64_t m, std::int64_t 
 // Products by the library variant, and shapes it had none for (it says so in its error).
 int library_products = 0, library_refusals = 0;
 
+// The GPU's compute capability as its backend's name gives it ("sm_90" -> 90; 0 if absent).
+int compute_capability(const Backend& gpu) {
+  const std::string name = gpu.name();
+  const auto at = name.find("sm_");
+  return at == std::string::npos ? 0 : std::atoi(name.c_str() + at + 3);
+}
+
 // One product on each backend, from the same y before it: op(backend index, y). The library
 // variant's result is empty where cuBLASLt has no such product.
 template <typename Op>
@@ -220,7 +229,12 @@ TEST(CudaFp8Products, LinearEqualsTheFp8FormulaWithEachEpilogue) {
                           " epilogue " + std::to_string(static_cast<int>(e)));
     }
   }
-  EXPECT_GT(library_products, products_before) << "cuBLASLt's FP8 product with per-row scales ran for none of the shapes";
+  // Hopper's cuBLASLt has these products (H200, cuBLAS 13.0); on sm_89 it may have none.
+  if (compute_capability(b.fast) >= 90) {
+    EXPECT_GT(library_products, products_before) << "cuBLASLt's FP8 product with per-row scales ran for none of the shapes";
+  } else if (library_products == products_before) {
+    std::printf("note: cuBLASLt had no FP8 product with per-row scales for any shape on %s\n", b.fast.name().c_str());
+  }
 }
 
 // The products that compute their activations on the way: RMSNorm + q|k|v with a bias (the

@@ -561,7 +561,15 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
   using E = CudaKernelChoices::Fp8Epilogue;
   const bool fast_accum = options.kernels.fp8_fast_accum;
   // Each way writes rows 0..in.rows-1 of `out` (stride ldo) as y; false, out untouched, where
-  // cuBLASLt has no product for it.
+  // cuBLASLt has no product for it. `own` takes its bias and epilogue: the library way's
+  // fallback passes none and Add where the bias is already in out.
+  auto own = [&](float* out, std::int64_t ldo, const float* own_bias, Epilogue own_epilogue) {
+    launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
+    if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
+    launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, own_bias,
+                        own_epilogue, out, ldo);
+    return true;
+  };
   auto library = [&](float* out, std::int64_t ldo) {
     const bool bias_first = bias != nullptr && epilogue != Epilogue::Gelu;
     const float beta = bias_first || epilogue == Epilogue::Add ? 1.0f : 0.0f;
@@ -569,33 +577,36 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
     launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales,
                            bias_first ? BiasRows{bias, out, ldo, w.rows, epilogue == Epilogue::Add} : BiasRows{});
     if (!matmul.multiply_fp8_scaled(w, codes, in.rows, x_scales, beta, nullptr, out, ldo, fast_accum)) {
-      fail("cuda", cat("cuBLASLt refused a planned FP8 product of a ", w.rows, "x", w.cols, " weight and ", in.rows, " rows"));
+      // Refused at its launch though planned: our own product finishes the job from what out holds.
+      if (own(out, ldo, bias_first ? nullptr : bias, bias_first ? Epilogue::Add : epilogue)) return true;
+      if (bias_first) {
+        fail("cuda", cat("cuBLASLt refused both FP8 products of a ", w.rows, "x", w.cols, " weight and ", in.rows,
+                         " rows after the bias was written"));
+      }
+      return false;
     }
     if (epilogue == Epilogue::Gelu) launch_bias_activation(stream, out, ldo, in.rows, w.rows, bias, true);
-    return true;
-  };
-  auto own = [&](float* out, std::int64_t ldo) {
-    launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
-    if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
-    launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, bias,
-                        epilogue, out, ldo);
     return true;
   };
   E mode = options.kernels.fp8_epilogue;
   if (mode == E::Auto) {
     const auto bucket = static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(in.rows)));
-    const auto key = std::make_tuple(w.rows, w.cols, bucket, static_cast<int>(epilogue), bias != nullptr);
+    const auto key = std::make_tuple(w.rows, w.cols, bucket, y.stride, static_cast<int>(in.source),
+                                     static_cast<int>(epilogue), bias != nullptr);
     auto chosen = fp8_ways.find(key);
     if (chosen == fp8_ways.end()) {
       if (capturing) fail("cuda", "an FP8 product of a new shape cannot be planned during graph capture");
-      const auto trial_floats = static_cast<std::size_t>((in.rows - 1) * y.stride + w.rows);
-      auto* trial = static_cast<float*>(scratch(fp8_trial, trial_floats * sizeof(float)));
+      // Scratch output placed as y is within 256 bytes, so that the plans timed are y's.
+      const auto trial_bytes = static_cast<std::size_t>((in.rows - 1) * y.stride + w.rows) * sizeof(float) + 256;
+      auto* trial = reinterpret_cast<float*>(static_cast<char*>(scratch(fp8_trial, trial_bytes)) +
+                                             reinterpret_cast<std::uintptr_t>(y.data) % 256);
       // ms of a run on scratch output (after one that plans it), -1 where it has no product
       auto time = [&](auto&& way) {
-        if (!way(trial, y.stride)) return -1.0f;
-        return gpu_time_ms(stream, 5, [&] { way(trial, y.stride); });
+        if (!way(trial)) return -1.0f;
+        return gpu_time_ms(stream, 5, [&] { way(trial); });
       };
-      const float by_library = time(library), by_kernel = time(own);
+      const float by_library = time([&](float* out) { return library(out, y.stride); });
+      const float by_kernel = time([&](float* out) { return own(out, y.stride, bias, epilogue); });
       const bool kernel = by_library < 0.0f || (by_kernel >= 0.0f && by_kernel < by_library);
       chosen = fp8_ways.emplace(key, kernel ? E::Kernel : E::Library).first;
     }
@@ -608,7 +619,7 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
                        in.rows, " rows (variant fp8_epilogue=library)"));
     }
   }
-  return own(y.ptr<float>(), y.stride);
+  return own(y.ptr<float>(), y.stride, bias, epilogue);
 }
 
 void CudaBackend::linear(const Tensor& x, const Weight& weight, const Weight& bias, const Tensor& y, Epilogue epilogue) {

@@ -152,8 +152,10 @@ struct CudaBackend::Impl {
   Scratch split_hi, split_lo, stacked_out, attention_partials, argmax_keys;
   Scratch matmul_trial;  // the output candidates of a product that adds to its output are timed on
   Scratch fp8_trial;     // the output fp8_product times its two ways on
-  // fp8_product's faster way (Library or Kernel) by weight rows, columns, row bucket, epilogue, bias.
-  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, bool>, CudaKernelChoices::Fp8Epilogue> fp8_ways;
+  // fp8_product's faster way (Library or Kernel) by weight rows, columns, row bucket, output
+  // stride, activations' source, epilogue, bias or not.
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, int, int, bool>, CudaKernelChoices::Fp8Epilogue>
+      fp8_ways;
   Scratch dequantized;  // a quantized matrix as F16, for the many-row products (the largest one's size)
   Scratch attention_counters;  // zeroed when allocated; the decode attention leaves them zeroed
   // The fused kernels of the decode step (cuda_streamed.cu, cuda_decode.cu), or the separate

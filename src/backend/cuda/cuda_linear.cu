@@ -296,7 +296,7 @@ __global__ void fp8_epilogue_kernel(const float* __restrict__ sums, long long ld
   const long long r = blockIdx.y, c0 = 4 * (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x);
   if (c0 >= cols) return;
   const float xs = x_scales[r];
-  float v[4];
+  float v[4] = {};
   float* out = y + r * ldy + c0;
   const float* in = sums + r * ld_sums + c0;
   if constexpr (kVector) {

@@ -49,16 +49,15 @@ template <int N, typename F, int MODE, bool kVector>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(const __grid_constant__ StreamArgs a) {
   __shared__ float partial[kWarps][R][N];
   __shared__ float inv_rms_s[N];
-  __shared__ int positions_s[N];  // RopePair: what the epilogue needs, before the wait
+  __shared__ int positions_s[N];  // RopePair: what the epilogue needs, fetched before the wait
   __shared__ long long cache_rows_s[N];
-  if constexpr (MODE == kRopePair) {
-    fetch_rope_rows<N>(a, positions_s, cache_rows_s);
-    __syncthreads();
-  }
 #if __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent (where the backend does): the next kernel may be
   // scheduled now, and this one reads x, y and the caches only once the kernel before it is done.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+  if constexpr (MODE == kRopePair) fetch_rope_rows<N>(a, positions_s, cache_rows_s);
+#if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -186,6 +185,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks<N>) streamed_kernel(co
       }
     }
   }
+  if constexpr (MODE == kRopePair) __syncthreads();  // positions_s and cache_rows_s, for every warp
   if (lane != 0 || !active || part != 0) return;
   UnitPrefetch ready;
   if constexpr (MODE == kRopePair) ready.positions = positions_s, ready.cache_rows = cache_rows_s;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on the GPU test machine with binaries built elsewhere and carried in
 # .device-carry/ (bin/, lib/ and audio/; CARRY= names another; see device_env.sh). Stages:
-# info unit parity capi sanitize model bench quantbench quantab fixedcost decodeab profile ncu
+# info unit parity capi sanitize model bench quantbench quantab encoderab fixedcost decodeab profile ncu
 # fullparity latency demo demoformats serverload longrun.
 #   tools/gpu/device_check.sh info unit parity
 set -uo pipefail
@@ -101,6 +101,33 @@ for line in open(sys.argv[1]):
     runs[(variant, weights, precision, "context " + context, rows)].append(float(ms))
 for key, values in sorted(runs.items()):
     print(" ".join(key), "median %.3f ms" % statistics.median(values), values)
+PY
+      ;;
+    encoderab)
+      # Issue 17: the encoder and adapter alone on the 60 s clip (requests of 64 positions, the
+      # streaming size), each of ENCODER_SETTINGS ("weights:precision ..."), for each build in
+      # QUANT_BINARIES (as quantab), in QUANT_ROUNDS interleaved rounds of 7 passes; then the
+      # medians of the rounds' medians, in ms to 0.1 (the bench's --json).
+      make_full_size_model || status=1
+      for round in $(seq "${QUANT_ROUNDS:-2}"); do
+        for build in ${QUANT_BINARIES:-this=$bin/voxtral-bench}; do
+          label="${build%%=*}" bench="${build#*=}"
+          for setting in ${ENCODER_SETTINGS:-bf16:fast fp8:fast}; do
+            "$bench" encoder -d "$model" -i "$carry/audio/speech60.wav" --backend cuda --repeats 7 \
+              --weights "${setting%%:*}" --precision "${setting##*:}" --json 2>/dev/null |
+              python3 -c 'import json, sys; print(sys.argv[1], json.load(sys.stdin)["encoder_ms_median"])' \
+                "$label $setting" >> "$out/encoderab.txt" || status=1
+          done
+        done
+      done
+      python3 - "$out/encoderab.txt" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    label, setting, ms = line.split()
+    runs[(label, setting)].append(float(ms))
+for key, values in sorted(runs.items()):
+    print(" ".join(key), "encoder median %.1f ms" % statistics.median(values), ["%.1f" % v for v in values])
 PY
       ;;
     fixedcost)

@@ -7,6 +7,21 @@
 set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
 
+# Prints, per key (every field of a line but the last), the median of the lines' last fields,
+# with the values: medians FILE UNIT DIGITS.
+medians() {
+  python3 - "$@" <<'PY'
+import collections, statistics, sys
+path, unit, digits = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = collections.defaultdict(list)
+for line in open(path):
+    *key, value = line.split()
+    runs[tuple(key)].append(float(value))
+for key, values in sorted(runs.items()):
+    print(" ".join(key), "median %.*f %s" % (digits, statistics.median(values), unit), ["%.*f" % (digits, v) for v in values])
+PY
+}
+
 for stage in "$@"; do
   case "$stage" in
     info)
@@ -87,21 +102,13 @@ for stage in "$@"; do
               contexts="${QUANT_CONTEXTS:-64}"
               "$bench" step -d "$model" --backend cuda --weights "$weights" --precision "$precision" \
                 --batch 1,2 --context "${contexts// /,}" --steps 60 --skip-bandwidth "${extra[@]}" 2>&1 |
-                awk -v v="$label:$variant" -v w="$weights $precision" '$1 ~ /^[0-9]+$/ && NF >= 4 {print v, w, $2, $1, $3}' \
+                awk -v v="$label:$variant" -v w="$weights $precision" '$1 ~ /^[0-9]+$/ && NF >= 4 {print v, w, "context", $2, $1, $3}' \
                   >> "$out/quantab.txt" || status=1
             done
           done
         done
       done
-      python3 - "$out/quantab.txt" <<'PY'
-import collections, statistics, sys
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    variant, weights, precision, context, rows, ms = line.split()
-    runs[(variant, weights, precision, "context " + context, rows)].append(float(ms))
-for key, values in sorted(runs.items()):
-    print(" ".join(key), "median %.3f ms" % statistics.median(values), values)
-PY
+      medians "$out/quantab.txt" ms 3
       ;;
     encoderab)
       # Issue 17: the encoder and adapter alone on the 60 s clip (requests of 64 positions, the
@@ -116,19 +123,11 @@ PY
             "$bench" encoder -d "$model" -i "$carry/audio/speech60.wav" --backend cuda --repeats 7 \
               --weights "${setting%%:*}" --precision "${setting##*:}" --json 2>/dev/null |
               python3 -c 'import json, sys; print(sys.argv[1], json.load(sys.stdin)["encoder_ms_median"])' \
-                "$label $setting" >> "$out/encoderab.txt" || status=1
+                "$label $setting encoder" >> "$out/encoderab.txt" || status=1
           done
         done
       done
-      python3 - "$out/encoderab.txt" <<'PY'
-import collections, statistics, sys
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    label, setting, ms = line.split()
-    runs[(label, setting)].append(float(ms))
-for key, values in sorted(runs.items()):
-    print(" ".join(key), "encoder median %.1f ms" % statistics.median(values), ["%.1f" % v for v in values])
-PY
+      medians "$out/encoderab.txt" ms 1
       ;;
     fixedcost)
       # Issue 17: the decode step's fixed cost, the part that reading the weights does not

@@ -557,13 +557,13 @@ bool CudaBackend::Impl::fp8_product(const CudaWeight& w, const Fp8Activations& i
   if (padded == 0) return true;
   auto* codes = static_cast<unsigned char*>(scratch(split_hi, static_cast<std::size_t>(padded * w.row_bytes)));
   auto* x_scales = static_cast<float*>(scratch(split_lo, static_cast<std::size_t>(padded) * sizeof(float)));
-  auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
   using E = CudaKernelChoices::Fp8Epilogue;
   const bool fast_accum = options.kernels.fp8_fast_accum;
   // Each way writes rows 0..in.rows-1 of `out` (stride ldo) as y; false, out untouched, where
   // cuBLASLt has no product for it. `own` takes its bias and epilogue: the library way's
   // fallback passes none and Add where the bias is already in out.
   auto own = [&](float* out, std::int64_t ldo, const float* own_bias, Epilogue own_epilogue) {
+    auto* sums = static_cast<float*>(scratch(stacked_out, static_cast<std::size_t>(padded * ld_sums) * sizeof(float)));
     launch_fp8_activations(stream, in, padded, w.row_bytes, codes, x_scales);
     if (!matmul.multiply_fp8(w, codes, padded, sums, ld_sums, fast_accum)) return false;
     launch_fp8_epilogue(stream, sums, ld_sums, x_scales, static_cast<const float*>(w.scales), in.rows, w.rows, own_bias,
